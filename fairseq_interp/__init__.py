@@ -1,0 +1,14 @@
+"""fairseq-interp: interpretability and sparsification of fairseq translation models.
+
+Use as ``--user-dir fairseq_interp`` (a path to this folder) with any fairseq command. Importing the package
+allow-lists the classes fairseq checkpoints pickle, so checkpoints load with torch's safe loader (torch >= 2.6),
+and registers the plugin's architectures, criterions and tasks (idempotently: importing twice is harmless).
+"""
+
+__version__ = "0.1.0"
+
+from . import safe_loading as _safe_loading  # noqa: E402
+
+_safe_loading.install()
+
+from . import models  # noqa: E402,F401  (registers architectures)

@@ -1,0 +1,1 @@
+"""Analyses that consume attribution results or models (word aggregation, ...)."""

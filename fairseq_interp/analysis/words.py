@@ -1,0 +1,83 @@
+"""From subword tokens to words: grouping, merging contribution matrices, word importance.
+
+Subword schemes (fairseq's ``--post-process`` names):
+
+* ``sentencepiece``: a piece starting with "▁" (U+2581) starts a word;
+* ``subword_nmt`` (BPE with "@@ " continuation markers): a token ending in "@@" continues into the next one;
+* ``none``: every token is a word.
+
+The end-of-sentence token ``</s>`` is always a word of its own, kept last.
+"""
+
+import math
+
+SPM_SPACE = "\u2581"
+EOS = "</s>"
+SCHEMES = ("sentencepiece", "subword_nmt", "none")
+
+
+def scheme_from_post_process(post_process):
+    """Map fairseq's ``--post-process``/``--remove-bpe`` value to a subword scheme."""
+    if post_process in (None, "", "none", False):
+        return "none"
+    if post_process in ("sentencepiece", "_EOW"):
+        return "sentencepiece"
+    if post_process in ("subword_nmt", "@@ ", "@@"):
+        return "subword_nmt"
+    raise ValueError(f"unknown subword post-processing {post_process!r}: use sentencepiece, subword_nmt or none")
+
+
+def group_subwords(tokens, scheme):
+    """Words of a token sequence and the word index of every token.
+
+    Returns ``(words, token_to_word)`` with ``len(token_to_word) == len(tokens)``.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown subword scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+    words, index = [], []
+    continues = False  # subword_nmt: previous token ended with "@@"
+    for tok in tokens:
+        if tok == EOS:
+            words.append(EOS)
+            continues = False
+        elif scheme == "sentencepiece":
+            if tok.startswith(SPM_SPACE) or not words or words[-1] == EOS:
+                words.append(tok.lstrip(SPM_SPACE))
+            else:
+                words[-1] += tok
+        elif scheme == "subword_nmt":
+            piece = tok[:-2] if tok.endswith("@@") else tok
+            if continues and words:
+                words[-1] += piece
+            else:
+                words.append(piece)
+            continues = tok.endswith("@@")
+        else:
+            words.append(tok)
+        index.append(len(words) - 1)
+    # a sentencepiece word made only of "▁" pieces would be empty: show the marker instead
+    words = [w if w else SPM_SPACE for w in words]
+    return words, index
+
+
+def merge_matrix(matrix, row_index, col_index, n_rows, n_cols):
+    """Sum a token-level matrix (nested lists or a 2-d tensor) into a word-level one (lists)."""
+    out = [[0.0] * n_cols for _ in range(n_rows)]
+    for i, row in enumerate(matrix):
+        r = out[row_index[i]]
+        for j, value in enumerate(row):
+            r[col_index[j]] += float(value)
+    return out
+
+
+def word_importance(word_contributions, src_words):
+    """He et al. 2019 word importance: per source word, the sum of its contributions over all target words,
+    normalized with a softmax over the source words (``</s>`` excluded; the list is aligned with
+    ``src_words`` minus a trailing ``</s>``)."""
+    totals = [sum(row) for row, word in zip(word_contributions, src_words) if word != EOS]
+    if not totals:
+        return []
+    top = max(totals)
+    exps = [math.exp(t - top) for t in totals]
+    z = sum(exps)
+    return [e / z for e in exps]

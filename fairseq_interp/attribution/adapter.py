@@ -1,0 +1,106 @@
+"""Teacher-forced scoring of a target sequence by a fairseq encoder-decoder model.
+
+F(x)_n = P(y_n | y_<n, x) (``score="prob"``, He et al. 2019, §3) or log P(y_n | y_<n, x) (``"logprob"``), for
+every target position n, optionally with the source token embeddings replaced by given vectors (the inputs that
+integrated gradients interpolates). The replacement swaps the *encoder's* ``embed_tokens`` module for the duration
+of the call, so a decoder that shares the embedding matrix (``--share-all-embeddings``) keeps its own lookups.
+"""
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..errors import InterpretError
+
+
+class _FixedEmbeddings(nn.Module):
+    """Stands in for an embedding table and returns precomputed vectors, whatever the token ids."""
+
+    def __init__(self, table, vectors):
+        super().__init__()
+        self.vectors = vectors
+        self.embedding_dim = table.embedding_dim
+        self.padding_idx = table.padding_idx
+        self.weight = table.weight  # some encoders read dtype/device from it
+
+    def forward(self, tokens):
+        if tuple(tokens.shape) != tuple(self.vectors.shape[:2]):
+            raise RuntimeError(f"embedding override expects tokens of shape {tuple(self.vectors.shape[:2])}")
+        return self.vectors
+
+
+class TeacherForcedAdapter:
+    """Adapter between a fairseq encoder-decoder model and attribution methods.
+
+    Args:
+        model: a ``FairseqEncoderDecoderModel`` whose encoder embeds tokens with ``encoder.embed_tokens``
+            (fairseq ``transformer`` and ``lstm`` families). Put it in eval mode yourself.
+        eos: the target dictionary's end-of-sentence index (first input of the decoder, as in fairseq).
+        score: ``"prob"`` or ``"logprob"``.
+    """
+
+    def __init__(self, model, eos, score="prob"):
+        from fairseq.models import FairseqEncoderDecoderModel
+
+        if not isinstance(model, FairseqEncoderDecoderModel):
+            raise InterpretError(
+                f"cannot attribute a {type(model).__name__}: word attribution needs an encoder-decoder translation "
+                "model (fairseq transformer or lstm families)")
+        table = getattr(model.encoder, "embed_tokens", None)
+        if not isinstance(table, nn.Embedding):
+            raise InterpretError(
+                f"cannot attribute a {type(model).__name__}: its encoder has no token embedding table "
+                "(encoder.embed_tokens); word attribution supports the transformer and lstm families")
+        if score not in ("prob", "logprob"):
+            raise InterpretError(f"unknown attribution score {score!r}: use prob or logprob")
+        self.model = model
+        self.eos = eos
+        self.score = score
+
+    @property
+    def device(self):
+        return self.model.encoder.embed_tokens.weight.device
+
+    def source_embeddings(self, src_tokens):
+        """The encoder's token embeddings of ``src_tokens`` (B, L) as a detached (B, L, D) tensor (before scaling)."""
+        with torch.no_grad():
+            return self.model.encoder.embed_tokens(src_tokens).detach()
+
+    @contextlib.contextmanager
+    def _source_embeddings_replaced(self, vectors):
+        encoder = self.model.encoder
+        original = encoder.embed_tokens
+        encoder.embed_tokens = _FixedEmbeddings(original, vectors)
+        try:
+            yield
+        finally:
+            encoder.embed_tokens = original
+
+    def prev_output_tokens(self, target):
+        """fairseq's decoder input for teacher forcing: EOS, then the target shifted right."""
+        eos = target.new_full(target.shape[:-1] + (1,), self.eos)
+        return torch.cat([eos, target[..., :-1]], dim=-1)
+
+    def scores(self, src_tokens, target, src_embeddings=None):
+        """F(x)_n for every n: a (B, T) tensor.
+
+        Args:
+            src_tokens: (L,) or (1, L) source token ids of one sentence (EOS included, no padding).
+            target: (T,) target token ids, EOS included (the hypothesis or the reference).
+            src_embeddings: optional (B, L, D) vectors replacing the source token embeddings; the sentence is then
+                scored B times, once per row.
+        """
+        src_tokens = src_tokens.view(1, -1)
+        batch = 1 if src_embeddings is None else src_embeddings.size(0)
+        src_tokens = src_tokens.expand(batch, -1)
+        target = target.view(1, -1).expand(batch, -1)
+        src_lengths = torch.full((batch,), src_tokens.size(1), dtype=torch.long, device=src_tokens.device)
+        override = (self._source_embeddings_replaced(src_embeddings) if src_embeddings is not None
+                    else contextlib.nullcontext())
+        with override:
+            encoder_out = self.model.encoder(src_tokens, src_lengths=src_lengths)
+        decoder_out = self.model.decoder(self.prev_output_tokens(target), encoder_out=encoder_out)
+        lprobs = self.model.get_normalized_probs(decoder_out, log_probs=True)
+        picked = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return picked.exp() if self.score == "prob" else picked

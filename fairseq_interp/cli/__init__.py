@@ -1,0 +1,1 @@
+"""Command-line entry points: ``fairseq-interpret`` and ``fairseq-interp``. Thin: parse, call, write."""

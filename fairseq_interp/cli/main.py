@@ -1,0 +1,87 @@
+"""``fairseq-interp``: the plugin's subcommand tool.
+
+    fairseq-interp interpret ...          same as fairseq-interpret
+    fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
+    fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
+
+Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
+"""
+
+import argparse
+import os
+import sys
+
+from ..errors import InterpretError
+from . import loading
+
+COMMAND = "fairseq-interp"
+
+
+def _records(path, ids):
+    from ..report.jsonl import read_records
+
+    if not os.path.isfile(path):
+        raise InterpretError(f"{path} not found: pass the attributions.jsonl written by fairseq-interpret")
+    records = read_records(path)
+    if ids:
+        wanted = set(ids)
+        records = [r for r in records if r["id"] in wanted]
+        missing = wanted - {r["id"] for r in records}
+        if missing:
+            raise InterpretError(f"no record with id {sorted(missing)[0]} in {path}")
+    return records
+
+
+def cmd_view(args):
+    from ..report.text_view import render
+
+    sys.stdout.write(render(_records(args.jsonl, args.ids)))
+
+
+def cmd_plot(args):
+    from ..report.heatmap import plot_record
+
+    os.makedirs(args.plot_dir, exist_ok=True)
+    records = _records(args.jsonl, args.ids)
+    for record in records:
+        plot_record(record, os.path.join(args.plot_dir, f"sentence-{record['id']}.png"))
+    print(f"| {len(records)} heatmaps in {args.plot_dir}")
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("interpret", help="word attribution of translations (same as fairseq-interpret)",
+                   add_help=False)
+    view = sub.add_parser("view", help="print attribution records as text")
+    view.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    view.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
+    view.set_defaults(func=cmd_view)
+    plot = sub.add_parser("plot", help="heatmap PNGs from attribution records")
+    plot.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    plot.add_argument("--plot-dir", required=True, help="output folder")
+    plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def cli_main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "interpret":
+        from . import interpret
+
+        interpret.COMMAND = f"{COMMAND} interpret"
+        return interpret.cli_main(argv[1:])
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        sys.exit(2)
+    try:
+        args.func(args)
+    except InterpretError as e:
+        loading.fail(COMMAND, str(e))
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,3 @@
+"""Architectures registered by the plugin; importing this package registers them with fairseq."""
+
+from . import transformer_sizes  # noqa: F401

@@ -1,0 +1,1 @@
+"""Outputs for people and programs: JSONL records, the plain-text view, heatmaps."""

@@ -1,0 +1,37 @@
+"""The per-sentence attribution record (one JSON object per line of ``attributions.jsonl``).
+
+Fields (see the README for the full schema): ``id``, ``src_tokens``, ``tgt_tokens``, ``src_words``,
+``tgt_words``, ``contributions`` (rows = source tokens, columns = target tokens), ``word_contributions``,
+``word_importance``, ``target_scores``, ``baseline_scores``, ``convergence_delta`` and provenance
+(``method``, ``score``, ``attribute_target``, ``source``, ``translation``, ``reference``, ``ig_steps``,
+``ig_method``).
+"""
+
+from ..analysis.words import group_subwords, merge_matrix, word_importance
+
+
+def _floats(tensor):
+    return [float(v) for v in tensor.tolist()]
+
+
+def build_record(sample_id, src_tokens, tgt_tokens, result, scheme, **provenance):
+    """Assemble the record of one sentence from token strings and an :class:`AttributionResult`."""
+    src_words, src_map = group_subwords(src_tokens, scheme)
+    tgt_words, tgt_map = group_subwords(tgt_tokens, scheme)
+    contributions = [_floats(row) for row in result.contributions]
+    word_contributions = merge_matrix(contributions, src_map, tgt_map, len(src_words), len(tgt_words))
+    record = {
+        "id": int(sample_id),
+        "src_tokens": list(src_tokens),
+        "tgt_tokens": list(tgt_tokens),
+        "src_words": src_words,
+        "tgt_words": tgt_words,
+        "contributions": contributions,
+        "word_contributions": word_contributions,
+        "word_importance": word_importance(word_contributions, src_words),
+        "target_scores": _floats(result.target_scores),
+        "baseline_scores": _floats(result.baseline_scores),
+        "convergence_delta": _floats(result.convergence_delta),
+    }
+    record.update(provenance)
+    return record

@@ -1,0 +1,62 @@
+"""Safe checkpoint loading for fairseq under torch >= 2.6.
+
+torch.load defaults to ``weights_only=True``, whose unpickler refuses every global that is not allow-listed;
+fairseq checkpoints pickle a few non-tensor objects, so stock fairseq cannot load them. This module
+allow-lists exactly those (and nothing that can run code), keeping safe loading on:
+
+* ``argparse.Namespace``: the legacy ``args`` of fairseq <= 0.10 checkpoints, and ``cfg.model`` of models
+  registered without a dataclass (e.g. ``lstm``);
+* omegaconf containers and their metadata (``DictConfig``, ``ListConfig``, nodes), pickled by checkpoints whose
+  ``cfg`` was saved as a config object, plus the plain type objects their metadata refers to;
+* numpy scalars and arrays (meters and ``best`` values saved as numpy numbers).
+"""
+
+import argparse
+import typing
+
+import torch
+
+_INSTALLED = False
+
+
+def _numpy_globals():
+    import numpy as np
+
+    found = [np.ndarray, np.dtype]
+    # numpy >= 2 pickles from numpy._core, numpy 1.x from numpy.core: register both names
+    core = getattr(np, "_core", None) or np.core
+    for func in ("scalar", "_reconstruct"):
+        obj = getattr(core.multiarray, func)
+        found.append(obj)
+        found.append((obj, f"numpy.core.multiarray.{func}"))
+        found.append((obj, f"numpy._core.multiarray.{func}"))
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool_"):
+        found.append(type(np.dtype(getattr(np, name))))
+    return found
+
+
+def _omegaconf_globals():
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    node_types = [getattr(nodes, n) for n in ("AnyNode", "StringNode", "IntegerNode", "FloatNode",
+                                                 "BooleanNode", "EnumNode", "BytesNode", "PathNode")
+                  if hasattr(nodes, n)]
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, typing.Any, *node_types]
+
+
+def safe_globals():
+    """The classes and functions fairseq checkpoints pickle (see module docstring)."""
+    import collections
+
+    plain_types = [dict, list, tuple, set, int, float, str, bool, collections.defaultdict, collections.OrderedDict]
+    return [argparse.Namespace, *plain_types, *_omegaconf_globals(), *_numpy_globals()]
+
+
+def install():
+    """Allow-list fairseq's checkpoint classes for ``torch.load(weights_only=True)``; idempotent."""
+    global _INSTALLED
+    if _INSTALLED or not hasattr(torch.serialization, "add_safe_globals"):
+        return
+    torch.serialization.add_safe_globals(safe_globals())
+    _INSTALLED = True

@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Prepare Multi30k for fairseq: Moses tokenization, a joint sentencepiece model, fairseq-preprocess.
+
+Reads the raw gzip files of ``../shared/data/multi30k`` (train / val / test_2016_flickr), writes
+
+    OUT/raw/{train,valid,test}.{lang}        raw text (the subset actually used; references for BLEU)
+    OUT/tok/{train,valid,test}.{lang}        Moses-tokenized text (the "words" of attribution)
+    OUT/spm/{train,valid,test}.{lang}        sentencepiece pieces
+    OUT/spm.model, OUT/spm.vocab             the joint sentencepiece model
+    OUT/bin/                                 fairseq-preprocess output (joined dictionary)
+    OUT/prepare.json                         the options used; a second run with the same options is a no-op
+
+Example::
+
+    python scripts/prepare_data.py --src en --tgt fr --out data/multi30k.en-fr
+    python scripts/prepare_data.py --src en --tgt de --train-size 10000 --out data/m30k-10k.en-de
+"""
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+LANGS = ("en", "de", "fr", "cs")
+SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "multi30k")
+
+
+class PrepareError(Exception):
+    pass
+
+
+def read_split(data_root, split, lang, limit):
+    path = os.path.join(data_root, f"{SPLITS[split]}.{lang}.gz")
+    if not os.path.exists(path):
+        raise PrepareError(f"missing corpus file {path}: pass --data-root pointing at the multi30k folder")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f]
+    return lines[:limit] if limit else lines
+
+
+def write_lines(path, lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def moses_tokenize(lines, lang):
+    from sacremoses import MosesPunctNormalizer, MosesTokenizer
+
+    norm = MosesPunctNormalizer(lang=lang)
+    tok = MosesTokenizer(lang=lang)
+    return [tok.tokenize(norm.normalize(line), escape=False, return_str=True) for line in lines]
+
+
+def train_sentencepiece(text_files, prefix, vocab_size, seed_sentences):
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        input=",".join(text_files),
+        model_prefix=prefix,
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        model_type="unigram",
+        input_sentence_size=seed_sentences,
+        shuffle_input_sentence=True,
+        # fairseq builds its own dictionary; keep sentencepiece's specials out of the pieces
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+
+
+def prepare(args):
+    if args.src == args.tgt or args.src not in LANGS or args.tgt not in LANGS:
+        raise PrepareError(f"--src/--tgt must be two different languages among {', '.join(LANGS)}")
+    out = os.path.abspath(args.out)
+    stamp_path = os.path.join(out, "prepare.json")
+    options = {
+        "src": args.src, "tgt": args.tgt, "train_size": args.train_size, "valid_size": args.valid_size,
+        "test_size": args.test_size, "vocab_size": args.vocab_size, "data_root": os.path.abspath(args.data_root),
+    }
+    if os.path.exists(stamp_path) and not args.force:
+        with open(stamp_path) as f:
+            if json.load(f) == options:
+                print(f"| {out} is already prepared with these options (use --force to redo)")
+                return out
+            raise PrepareError(f"{out} was prepared with other options: use another --out or --force")
+
+    langs = (args.src, args.tgt)
+    sizes = {"train": args.train_size, "valid": args.valid_size, "test": args.test_size}
+    for sub in ("raw", "tok", "spm"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+
+    tokenized = {}
+    for split, limit in sizes.items():
+        raw = {lang: read_split(args.data_root, split, lang, limit) for lang in langs}
+        keep = [i for i in range(len(raw[args.src])) if raw[args.src][i].strip() and raw[args.tgt][i].strip()]
+        for lang in langs:
+            lines = [raw[lang][i] for i in keep]
+            write_lines(os.path.join(out, "raw", f"{split}.{lang}"), lines)
+            tokenized[split, lang] = moses_tokenize(lines, lang)
+            write_lines(os.path.join(out, "tok", f"{split}.{lang}"), tokenized[split, lang])
+        print(f"| {split}: {len(keep)} sentence pairs")
+
+    train_sentencepiece(
+        [os.path.join(out, "tok", f"train.{lang}") for lang in langs],
+        os.path.join(out, "spm"), args.vocab_size, seed_sentences=2 * len(tokenized["train", args.src]),
+    )
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(out, "spm.model"))
+    for (split, lang), lines in tokenized.items():
+        pieces = [" ".join(p) for p in sp.encode(lines, out_type=str)]
+        write_lines(os.path.join(out, "spm", f"{split}.{lang}"), pieces)
+
+    bin_dir = os.path.join(out, "bin")
+    prefix = os.path.join(out, "spm")
+    cmd = [
+        sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", args.src, "--target-lang", args.tgt,
+        "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
+        "--destdir", bin_dir, "--joined-dictionary", "--workers", str(args.workers),
+    ]
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            log.seek(0)
+            sys.stderr.write(log.read()[-3000:])
+            raise PrepareError("fairseq-preprocess failed (its output is above)")
+    with open(stamp_path + ".tmp", "w") as f:
+        json.dump(options, f, indent=1)
+    os.replace(stamp_path + ".tmp", stamp_path)
+    print(f"| prepared {args.src}-{args.tgt} in {out} (binarized data: {bin_dir})")
+    return out
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", default="en", help="source language (en, de, fr, cs)")
+    p.add_argument("--tgt", default="fr", help="target language (en, de, fr, cs)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder with Multi30k's raw gzip files")
+    p.add_argument("--train-size", type=int, default=0, help="use only the first N training pairs (0 = all 29,000)")
+    p.add_argument("--valid-size", type=int, default=0, help="use only the first N validation pairs (0 = all)")
+    p.add_argument("--test-size", type=int, default=0, help="use only the first N test pairs (0 = all)")
+    p.add_argument("--vocab-size", type=int, default=8000, help="joint sentencepiece vocabulary size")
+    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
+    p.add_argument("--force", action="store_true", help="redo even if OUT is already prepared")
+    return p
+
+
+def main():
+    try:
+        prepare(get_parser().parse_args())
+    except PrepareError as e:
+        sys.exit(f"prepare_data: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

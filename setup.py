@@ -1,0 +1,36 @@
+"""fairseq-interp: see inside and sparsify fairseq translation models (a fairseq --user-dir plugin).
+
+Install torch first (``pip install torch==2.13.0`` takes the local CPU wheel); every range below admits it, so pip
+never fetches another torch. ``scripts/setup_env.sh`` does both steps.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-interp",
+    version="0.1.0",
+    description="Interpretability and sparsification of fairseq NMT models, as a --user-dir plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["fairseq_interp", "fairseq_interp.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        "torch>=2.0",
+        "ve-fairseq>=0.12.3; python_version >= '3.11'",
+        "fairseq==0.12.2; python_version < '3.11'",
+        "captum>=0.7",
+        "sacrebleu>=2.0",
+        "omegaconf>=2.0",
+        "matplotlib>=3.5",
+        "sacremoses>=0.0.53",
+        "sentencepiece>=0.1.99",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "fairseq-interpret = fairseq_interp.cli.interpret:cli_main",
+            "fairseq-interp = fairseq_interp.cli.main:cli_main",
+        ]
+    },
+)

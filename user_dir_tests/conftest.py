@@ -1,0 +1,65 @@
+"""Shared fixtures: a small real-data Multi30k En-Fr set and tiny models trained once per test session."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
+
+
+def run(cmd, cwd=REPO, check=True, timeout=600):
+    """Run a command of the venv (``fairseq-train``, ``fairseq-interpret``, ...); return the CompletedProcess."""
+    exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
+
+
+def error_lines(proc):
+    """The lines of stderr that are not fairseq/hydra logging or warnings."""
+    return [line for line in proc.stderr.splitlines()
+            if line.strip() and ("error" in line.lower()) and "Warning" not in line]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """Multi30k En-Fr, first 2,000 training pairs, 600-piece joint sentencepiece model, binarized."""
+    if not os.path.isdir(os.path.join(SHARED_DATA, "multi30k")):
+        pytest.fail(f"real data missing: {SHARED_DATA}/multi30k (the repository expects ../shared/data)")
+    out = tmp_path_factory.mktemp("m30k") / "en-fr"
+    run([sys.executable, "scripts/prepare_data.py", "--src", "en", "--tgt", "fr", "--out", str(out),
+         "--train-size", "2000", "--valid-size", "100", "--test-size", "40", "--vocab-size", "600"])
+    return out
+
+
+TRAIN_COMMON = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_cross_entropy",
+                "--max-tokens", "2000", "--cpu", "--no-epoch-checkpoints",
+                "--no-progress-bar", "--seed", "1", "--max-source-positions", "64", "--max-target-positions", "64",
+                "--disable-validation"]
+
+
+def train(data_dir, save_dir, arch, updates, extra=()):
+    run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--arch", arch,
+         "--max-update", str(updates), "--save-dir", str(save_dir), *TRAIN_COMMON, *extra])
+    return save_dir / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def transformer_ckpt(data_dir, tmp_path_factory):
+    """A plugin checkpoint: ``transformer_test_tiny`` (shared embeddings) trained by fairseq-train --user-dir."""
+    save = tmp_path_factory.mktemp("ckpt_transformer")
+    return train(data_dir, save, "transformer_test_tiny", 60, ["--share-all-embeddings"])
+
+
+@pytest.fixture(scope="session")
+def lstm_ckpt(data_dir, tmp_path_factory):
+    """A plugin checkpoint: ``lstm_test_tiny`` (separate embeddings)."""
+    save = tmp_path_factory.mktemp("ckpt_lstm")
+    return train(data_dir, save, "lstm_test_tiny", 20, [])
