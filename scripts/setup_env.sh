@@ -11,18 +11,20 @@ WANT="$(cat "$ROOT/setup.py" "$ROOT/scripts/setup_env.sh" | sha256sum | cut -c1-
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
   exit 0
 fi
-echo "| setting up $VENV (torch 2.13.0 CPU, fairseq 0.12 API, captum, ...)"
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
-"${PIP[@]}" install "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" \
-  || { echo "error: torch 2.13.0 did not install into $VENV"; exit 1; }
-"${PIP[@]}" install -e "$ROOT[test]" 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" - <<'PY'
-import sys, torch
-assert torch.__version__.startswith("2.13.0"), f"pip replaced torch: {torch.__version__}"
-import fairseq, captum, sacrebleu, fairseq_interp  # noqa: F401
-PY
+LOG="$(mktemp)"
+step() {  # run quietly; on failure show the log and stop
+  "$@" >> "$LOG" 2>&1 || { grep -v "^WARNING: Location" "$LOG" | tail -40; echo "error: setup failed: $*"; exit 1; }
+}
+echo "| setting up $VENV (torch 2.13.0 CPU first, then fairseq 0.12 API, captum, sacrebleu, ...)"
+[ -x "$VENV/bin/python" ] || step "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+step "${PIP[@]}" install --upgrade pip setuptools wheel
+step "${PIP[@]}" install "torch==2.13.0"
+step "${PIP[@]}" install -e "$ROOT[test]"
+step "$VENV/bin/python" -c "
+import torch
+assert torch.__version__.startswith('2.13.0'), 'pip replaced torch: ' + torch.__version__
+import fairseq, captum, sacrebleu, fairseq_interp"
+rm -f "$LOG"
 echo "$WANT" > "$STAMP"
 echo "| environment ready: $VENV"
