@@ -3,6 +3,7 @@
     fairseq-interp interpret ...          same as fairseq-interpret
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
+    fairseq-interp probes [DATA] --path   attention vs lexical probes, agreement table (Snell et al. 2021)
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
 """
@@ -62,6 +63,9 @@ def get_parser():
     plot.add_argument("--plot-dir", required=True, help="output folder")
     plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     plot.set_defaults(func=cmd_plot)
+    from . import probes as probes_cli
+
+    probes_cli.add_parser(sub)
     return parser
 
 

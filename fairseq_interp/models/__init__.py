@@ -1,3 +1,4 @@
 """Architectures registered by the plugin; importing this package registers them with fairseq."""
 
 from . import transformer_sizes  # noqa: F401
+from . import lstm_dot_attention  # noqa: F401
