@@ -1,0 +1,3 @@
+"""Tasks registered by the plugin; importing this package registers them with fairseq."""
+
+from . import translation_lca  # noqa: F401
