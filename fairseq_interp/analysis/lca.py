@@ -85,7 +85,12 @@ def _embedding_roles(model):
         uses.setdefault(id(enc.weight), []).append((ENCODER_EMBEDDING, "encoder"))
     if dec is not None:
         uses.setdefault(id(dec.weight), []).append((DECODER_EMBEDDING, "decoder"))
-        if getattr(decoder, "share_input_output_embed", False):
+        projection = getattr(decoder, "output_projection", None)
+        if projection is not None and hasattr(projection, "weight"):  # transformer: a Linear sharing the matrix
+            tied_output = projection.weight is dec.weight
+        else:  # lstm: F.linear with embed_tokens.weight
+            tied_output = bool(getattr(decoder, "share_input_output_embed", False))
+        if tied_output:
             uses[id(dec.weight)].append((OUTPUT_PROJECTION, None))
     return {k: v for k, v in uses.items() if len(v) > 1}
 
