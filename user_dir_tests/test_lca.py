@@ -244,3 +244,30 @@ def test_bad_options_and_reused_dir(data_dir, tmp_path):
         LcaRecordFile(str(tmp_path), header, 7)
     with pytest.raises(InterpretError, match="another model"):
         LcaRecordFile(str(tmp_path), dict(header, groups=[{"name": "b"}]), 2)
+
+
+# ---------------------------------------------------------------- exact mode and integration along the step
+
+def test_exact_mode_higher_order_integration_shrinks_residual(data_dir, tmp_path):
+    """g over the whole (valid) split; midpoint and Simpson (Lan et al.) leave a smaller |ΔL − Σ LCA| than the
+    first-order estimate on the same steps (training is identical in the three runs, so ΔL is too)."""
+    common = ["--optimizer", "sgd", "--lr", "0.5", "--criterion", "cross_entropy", "--max-tokens", "1500",
+              "--lca-exact", "--lca-split", "valid", "--lca-interval", "1", "--lca-residual", "--no-save"]
+    runs = {m: intervals(lca_train(data_dir, tmp_path / m, 2, common + ["--lca-integration", m]))
+            for m in ("first", "midpoint", "simpson")}
+    header = lines(tmp_path / "first" / "lca" / "lca.jsonl")[0]
+    from fairseq.data import data_utils
+
+    datasets = [data_utils.load_indexed_dataset(str(data_dir / "bin" / f"valid.en-fr.{lang}"), None)
+                for lang in ("en", "fr")]
+    sizes = [ds.sizes.copy() for ds in datasets]  # .sizes views the dataset's mmap: copy while it is open
+    fitting = int(((sizes[0] <= 64) & (sizes[1] <= 64)).sum())  # --max-*-positions 64
+    assert header["options"]["exact"] and header["options"]["sentences"] == fitting > 90
+    for t in range(2):
+        first, mid, simpson = (runs[m][t] for m in ("first", "midpoint", "simpson"))
+        assert "batch_ids" not in first
+        assert first["loss"] == mid["loss"] == simpson["loss"]
+        assert first["delta_loss"] == pytest.approx(simpson["delta_loss"], abs=1e-6)
+        assert first["delta_loss"] < 0
+        assert first["residual"] > 1e-4
+        assert mid["residual"] < first["residual"] / 3 and simpson["residual"] < first["residual"] / 3
