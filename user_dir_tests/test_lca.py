@@ -271,3 +271,24 @@ def test_exact_mode_higher_order_integration_shrinks_residual(data_dir, tmp_path
         assert first["delta_loss"] < 0
         assert first["residual"] > 1e-4
         assert mid["residual"] < first["residual"] / 3 and simpson["residual"] < first["residual"] / 3
+
+
+# ---------------------------------------------------------------- figures
+
+def test_lca_plot(sgd_run, tmp_path, capsys):
+    from fairseq_interp.cli.main import cli_main
+
+    path = str(sgd_run / "lca" / "lca.jsonl")
+    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--plot-dir", str(tmp_path / "figs")])
+    out = capsys.readouterr().out
+    for name in ("cumulative.png", "intervals.png", "buckets.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 10_000
+    recs = intervals(sgd_run)
+    row = next(line for line in out.splitlines() if line.startswith("output_projection"))
+    expected = sum(r["groups"]["output_projection"]["sum"] * r["n_updates"] for r in recs)
+    assert [float(x) for x in row.split()[1:]] == pytest.approx([expected] * 2, abs=1e-5)
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert float(total.split()[1]) == pytest.approx(sum(r["lca_total"] * r["n_updates"] for r in recs), abs=1e-5)
+    with pytest.raises(SystemExit) as e:
+        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--plot-dir", str(tmp_path)])
+    assert e.value.code == 2 and "not found" in capsys.readouterr().err
