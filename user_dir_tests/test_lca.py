@@ -226,11 +226,19 @@ def test_bad_options_and_reused_dir(data_dir, tmp_path):
     from fairseq_interp.tasks.lca_mixin import validate_lca_config
 
     class Cfg:
-        lca_dir, lca_interval, lca_max_tokens = None, 15, 100
+        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens = None, 15, 100, None
 
     with pytest.raises(InterpretError, match="--lca-dir is required"):
         validate_lca_config(Cfg)
-    Cfg.lca_dir, Cfg.lca_interval = "x", 0
+    Cfg.lca_dir, Cfg.lca_max_tokens = "x", None
+    with pytest.raises(InterpretError, match="--lca-max-tokens is required when training without --max-tokens"):
+        validate_lca_config(Cfg)
+    Cfg.lca_train_max_tokens = 2048
+    validate_lca_config(Cfg)
+    from fairseq_interp.tasks.lca_mixin import lca_max_tokens
+
+    assert lca_max_tokens(Cfg) == 512
+    Cfg.lca_interval = 0
     with pytest.raises(InterpretError, match="--lca-interval must be >= 1"):
         validate_lca_config(Cfg)
     header = {"type": "header", "format": "fairseq-interp-lca/1", "first_update": 1, "groups": [{"name": "a"}],

@@ -50,8 +50,9 @@ class LcaConfigMixin:
     lca_dir: Optional[str] = field(default=None, metadata={"help": "folder for lca.jsonl (required)"})
     lca_split: LCA_SPLIT_CHOICES = field(default="train", metadata={
         "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B'))"})
-    lca_max_tokens: int = field(default=1000, metadata={
-        "help": "tokens in the sampled batch B' (as --max-tokens), and per batch in --lca-exact"})
+    lca_max_tokens: Optional[int] = field(default=None, metadata={
+        "help": "tokens in the sampled batch B' (counted as --max-tokens counts them), and per batch in "
+                "--lca-exact; default: a quarter of --max-tokens"})
     lca_interval: int = field(default=15, metadata={
         "help": "updates averaged per record (Zhu et al. Eq. 3)"})
     lca_exact: bool = field(default=False, metadata={
@@ -61,6 +62,7 @@ class LcaConfigMixin:
     lca_residual: bool = field(default=False, metadata={
         "help": "also evaluate L(theta_t+1; B') and record Delta L and |Delta L - sum LCA| (implied by simpson)"})
     lca_seed: int = II("common.seed")
+    lca_train_max_tokens: Optional[int] = II("dataset.max_tokens")
     lca_max_update: int = II("optimization.max_update")
 
 
@@ -81,8 +83,16 @@ def validate_lca_config(cfg):
         raise InterpretError("--lca-dir is required with an LCA task: pass a folder for lca.jsonl")
     if cfg.lca_interval < 1:
         raise InterpretError(f"--lca-interval must be >= 1 (got {cfg.lca_interval})")
-    if cfg.lca_max_tokens is None or cfg.lca_max_tokens < 1:
+    if cfg.lca_max_tokens is None and not getattr(cfg, "lca_train_max_tokens", None):
+        raise InterpretError("--lca-max-tokens is required when training without --max-tokens: pass a token count")
+    if cfg.lca_max_tokens is not None and cfg.lca_max_tokens < 1:
         raise InterpretError(f"--lca-max-tokens must be >= 1 (got {cfg.lca_max_tokens})")
+
+
+def lca_max_tokens(cfg):
+    """--lca-max-tokens, or a quarter of --max-tokens (keeps the extra forward/backward at about a quarter of a
+    training step's; see docs/BENCHMARKS.md)."""
+    return cfg.lca_max_tokens if cfg.lca_max_tokens is not None else max(1, cfg.lca_train_max_tokens // 4)
 
 
 class LcaRecorder:
@@ -96,12 +106,13 @@ class LcaRecorder:
                                 getattr(task, "target_dictionary", None))
         self.capture = EmbeddingRoleCapture(self.model, self.groups)
         self.split = cfg.train_subset if str(cfg.lca_split) == "train" else "valid"
+        self.max_tokens = lca_max_tokens(cfg)
         self.batches, self.dataset = self._batches()
         self.acc = LcaAccumulator(self.groups)
         self.acc.reset(start=update_num + 1)
         self.last_update = update_num
         header = {"type": "header", "format": FORMAT, "first_update": update_num + 1,
-                  "options": {"split": self.split, "max_tokens": cfg.lca_max_tokens, "interval": cfg.lca_interval,
+                  "options": {"split": self.split, "max_tokens": self.max_tokens, "interval": cfg.lca_interval,
                               "exact": bool(cfg.lca_exact), "integration": str(cfg.lca_integration),
                               "residual": self.residual, "seed": cfg.lca_seed,
                               "batches": len(self.batches), "sentences": int(sum(len(b) for b in self.batches))},
@@ -129,14 +140,14 @@ class LcaRecorder:
         with data_utils.numpy_seed(cfg.lca_seed):
             order = dataset.ordered_indices()
         order, _ = dataset.filter_indices_by_size(order, task.max_positions())
-        fits = np.array([dataset.num_tokens(i) <= cfg.lca_max_tokens for i in order], dtype=bool)
+        fits = np.array([dataset.num_tokens(i) <= self.max_tokens for i in order], dtype=bool)
         order = np.asarray(order)[fits]
         if len(order) == 0:
-            raise InterpretError(f"no sentence of split {self.split} fits --lca-max-tokens {cfg.lca_max_tokens}: "
+            raise InterpretError(f"no sentence of split {self.split} fits --lca-max-tokens {self.max_tokens}: "
                                  f"raise --lca-max-tokens")
         if not fits.all():
             logger.warning(f"LCA: {int((~fits).sum())} sentences of {self.split} exceed --lca-max-tokens, skipped")
-        batches = dataset.batch_by_size(order, max_tokens=cfg.lca_max_tokens)
+        batches = dataset.batch_by_size(order, max_tokens=self.max_tokens)
         return [np.asarray(b) for b in batches], dataset
 
     def _samples(self, update):
