@@ -56,6 +56,10 @@ def _group_order(name):
     match = re.match(r"^(encoder|decoder)\.layer(\d+)$", name)
     if match:
         return (1 if match.group(1) == "encoder" else 3.5, int(match.group(2)))
+    if name == "encoder.other":
+        return (2, 0)
+    if name == "decoder.other":
+        return (4.5, 0)
     return (5, name)
 
 
