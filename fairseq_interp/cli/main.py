@@ -4,6 +4,7 @@
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
     fairseq-interp probes [DATA] --path   attention vs lexical probes, agreement table (Snell et al. 2021)
+    fairseq-interp lca-plot LCA.jsonl ... cumulative / interval / frequency-bucket LCA figures (Zhu et al.)
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
 """
@@ -49,6 +50,25 @@ def cmd_plot(args):
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
 
 
+def cmd_lca_plot(args):
+    from ..report.lca_figures import load_run, plot_runs, summary_table
+
+    labels = args.labels or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.lca_jsonl]
+    if len(labels) != len(args.lca_jsonl):
+        raise InterpretError(f"{len(labels)} --labels for {len(args.lca_jsonl)} record files: give one label per file")
+    runs = []
+    for label, path in zip(labels, args.lca_jsonl):
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass the lca.jsonl in the --lca-dir of fairseq-train")
+        header, intervals = load_run(path)
+        if not intervals:
+            raise InterpretError(f"{path} holds no interval records yet: train for at least --lca-interval updates")
+        runs.append((label, header, intervals))
+    paths = plot_runs(runs, args.plot_dir)
+    sys.stdout.write(summary_table(runs))
+    print(f"| {len(paths)} figures in {args.plot_dir}")
+
+
 def get_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,6 +86,11 @@ def get_parser():
     from . import probes as probes_cli
 
     probes_cli.add_parser(sub)
+    lca = sub.add_parser("lca-plot", help="loss change allocation figures from lca.jsonl record files")
+    lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca")
+    lca.add_argument("--plot-dir", required=True, help="output folder")
+    lca.add_argument("--labels", nargs="*", help="one label per file (default: the folder names)")
+    lca.set_defaults(func=cmd_lca_plot)
     return parser
 
 
