@@ -48,6 +48,14 @@ def cmd_plot(args):
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
 
 
+def cmd_prune_export(args):
+    from ..pruning.export import prune_export
+
+    summary = prune_export(args.path, args.out)
+    print(f"| heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
+          f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
+
+
 def get_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,6 +70,10 @@ def get_parser():
     plot.add_argument("--plot-dir", required=True, help="output folder")
     plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     plot.set_defaults(func=cmd_plot)
+    prune = sub.add_parser("prune-export", help="remove the closed heads of a gated-head checkpoint (Voita et al.)")
+    prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
+    prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
+    prune.set_defaults(func=cmd_prune_export)
     return parser
 
 
