@@ -61,6 +61,8 @@ def get_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("interpret", help="word attribution of translations (same as fairseq-interpret)",
                    add_help=False)
+    sub.add_parser("heads", help="relevance, confidence and roles of attention heads (Voita et al. 2019)",
+                   add_help=False)
     view = sub.add_parser("view", help="print attribution records as text")
     view.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     view.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
@@ -84,6 +86,10 @@ def cli_main(argv=None):
 
         interpret.COMMAND = f"{COMMAND} interpret"
         return interpret.cli_main(argv[1:])
+    if argv and argv[0] == "heads":
+        from . import heads
+
+        return heads.cli_main(argv[1:])
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
