@@ -95,15 +95,31 @@ def test_all_gates_open_equals_plain_model_exactly(transformer_ckpt):
     gated.eval()
     assert sum(s["hard_open"] for s in gated.gate_summary().values()) == 6
     net_input = _batch(task)
+    from fairseq_interp.attribution.conservative_lrp import attention_python_path
+
     with torch.no_grad():
-        fast = plain(**net_input)[0]
-        for m in plain.modules():  # fairseq's own Python attention path, the one the gated modules use
-            if hasattr(m, "_set_skip_embed_dim_check"):
-                m._set_skip_embed_dim_check()
-        reference = plain(**net_input)[0]
-        out = gated(**net_input)[0]
+        fast, fast_gated = plain(**net_input)[0], gated(**net_input)[0]  # fused attention (gates fold into W^O)
+        attention_python_path(plain)  # fairseq's Python attention path: gates act at out_proj's input
+        attention_python_path(gated)
+        reference, out = plain(**net_input)[0], gated(**net_input)[0]
+    assert torch.equal(fast_gated, fast)
     assert torch.equal(out, reference)
-    assert torch.allclose(out, fast, atol=1e-5)  # fast path: same function, other summation order
+    gated.train()  # fractional gates (as sampled in training): both paths agree on them
+    for m in gated.modules():
+        if getattr(m, "head_gate", None) is not None:
+            m.head_gate.override = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        sampled_python = gated(**{**net_input})[0]
+        for m in gated.modules():
+            if getattr(m, "head_gate", None) is not None:
+                m.skip_embed_dim_check = False
+        sampled_fused = gated(**net_input)[0]
+    for m in gated.modules():
+        if getattr(m, "head_gate", None) is not None:
+            m.head_gate.override = None
+    gated.eval()
+    assert torch.allclose(sampled_python, sampled_fused, atol=1e-5) and not torch.allclose(sampled_fused, fast)
+    attention_python_path(gated)
     # closing every gate of a layer removes the heads: the attention returns out_proj's bias only
     with torch.no_grad():
         gated.encoder.layers[0].self_attn.head_gate.log_alpha.fill_(-5.0)
