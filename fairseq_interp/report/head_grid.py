@@ -7,8 +7,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROLE_COLORS = {"positional": 1, "rare": 2, "positional+rare": 3}
-ROLE_NAMES = ["none", "positional", "rare", "positional+rare"]
+ROLE_NAMES = ["none", "rare", "positional", "syntactic"]  # colour = the last role of the head in this order
+
+
+def _role_value(roles):
+    value = 0
+    for role in roles:
+        value = max(value, ROLE_NAMES.index(role.split(":")[0]))
+    return value
 
 
 def _grid(layers, key):
@@ -19,7 +25,7 @@ def _grid(layers, key):
         for j, head in enumerate(order):
             value = head.get(key)
             if key == "roles":
-                value = ROLE_COLORS.get("+".join(head["roles"]), 0)
+                value = _role_value(head["roles"])
             grid[i, j] = np.nan if value is None else value
     return grid
 
