@@ -13,3 +13,4 @@ _safe_loading.install()
 
 from . import models  # noqa: E402,F401  (registers architectures)
 from . import tasks  # noqa: E402,F401  (registers tasks)
+from . import criterions  # noqa: E402,F401  (registers criterions)

@@ -69,10 +69,20 @@ def cmd_lca_plot(args):
     print(f"| {len(paths)} figures in {args.plot_dir}")
 
 
+def cmd_prune_export(args):
+    from ..pruning.export import prune_export
+
+    summary = prune_export(args.path, args.out)
+    print(f"| heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
+          f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
+
+
 def get_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("interpret", help="word attribution of translations (same as fairseq-interpret)",
+                   add_help=False)
+    sub.add_parser("heads", help="relevance, confidence and roles of attention heads (Voita et al. 2019)",
                    add_help=False)
     view = sub.add_parser("view", help="print attribution records as text")
     view.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
@@ -91,6 +101,10 @@ def get_parser():
     lca.add_argument("--plot-dir", required=True, help="output folder")
     lca.add_argument("--labels", nargs="*", help="one label per file (default: the folder names)")
     lca.set_defaults(func=cmd_lca_plot)
+    prune = sub.add_parser("prune-export", help="remove the closed heads of a gated-head checkpoint (Voita et al.)")
+    prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
+    prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
+    prune.set_defaults(func=cmd_prune_export)
     return parser
 
 
@@ -101,6 +115,10 @@ def cli_main(argv=None):
 
         interpret.COMMAND = f"{COMMAND} interpret"
         return interpret.cli_main(argv[1:])
+    if argv and argv[0] == "heads":
+        from . import heads
+
+        return heads.cli_main(argv[1:])
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
