@@ -1,5 +1,7 @@
 """He et al. 2019 study, model-free parts: baselines, perturbations, under-translation F1, AER (hand-made cases)."""
 
+import json
+
 import pytest
 import torch
 
@@ -213,3 +215,19 @@ def test_aer_known_answer():
     assert aer.aer([{(0, 0), (2, 1), (0, 2)}], [(sure, possible)]) == pytest.approx(0.4)
     with pytest.raises(InterpretError, match="no contribution matrix"):
         aer.record_links({"id": 1, "method": "random", "word_contributions": None})
+
+
+def test_undertranslation_subcommand(tmp_path, capsys):
+    from fairseq_interp.cli.main import cli_main
+
+    ann = tmp_path / "under.txt"
+    ann.write_text("0\t1\n", encoding="utf-8")
+    for name, imp in (("good", [0.6, 0.1, 0.3]), ("bad", [0.1, 0.6, 0.3])):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"id": 0, "word_importance": imp}) + "\n",
+                                                encoding="utf-8")
+    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.3", "0.6",
+              "--records", f"good={tmp_path / 'good.jsonl'}", f"bad={tmp_path / 'bad.jsonl'}"])
+    out = capsys.readouterr().out.splitlines()
+    # good: 30% → ceil(0.9)=1 word, the gold one: F1 1; 60% → 2 words: P 1/2, R 1 → 2/3.
+    # bad: the gold word is the most important one, never among the 1 or 2 least important → 0, 0
+    assert out[2] == "| good | 1.000 | 0.667 |" and out[3] == "| bad | 0.000 | 0.000 |"

@@ -3,6 +3,7 @@
     fairseq-interp interpret ...          same as fairseq-interpret
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
+    fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
 """
@@ -42,10 +43,26 @@ def cmd_plot(args):
     from ..report.heatmap import plot_record
 
     os.makedirs(args.plot_dir, exist_ok=True)
-    records = _records(args.jsonl, args.ids)
+    records = [r for r in _records(args.jsonl, args.ids) if r.get("word_contributions") is not None]
     for record in records:
         plot_record(record, os.path.join(args.plot_dir, f"sentence-{record['id']}.png"))
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
+
+
+def cmd_undertranslation(args):
+    """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
+    from ..analysis.undertranslation import f1_scores, read_annotations
+
+    annotations = read_annotations(args.annotations)
+    header = "| method | " + " | ".join(f"F1 @ {r:.0%}" for r in args.ratios) + " |"
+    lines = [header, "|---|" + "---|" * len(args.ratios)]
+    for spec in args.records:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = os.path.basename(os.path.dirname(os.path.abspath(spec))) or spec, spec
+        scores = f1_scores(_records(path, None), annotations, ratios=args.ratios)
+        lines.append(f"| {name} | " + " | ".join(f"{scores[r]['f1']:.3f}" for r in args.ratios) + " |")
+    print("\n".join(lines))
 
 
 def get_parser():
@@ -62,6 +79,12 @@ def get_parser():
     plot.add_argument("--plot-dir", required=True, help="output folder")
     plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     plot.set_defaults(func=cmd_plot)
+    under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
+    under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
+    under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
+    under.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.10, 0.15],
+                       help="fractions of least important words predicted (He et al.: 5, 10, 15%%)")
+    under.set_defaults(func=cmd_undertranslation)
     return parser
 
 
