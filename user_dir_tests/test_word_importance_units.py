@@ -231,3 +231,21 @@ def test_undertranslation_subcommand(tmp_path, capsys):
     # good: 30% → ceil(0.9)=1 word, the gold one: F1 1; 60% → 2 words: P 1/2, R 1 → 2/3.
     # bad: the gold word is the most important one, never among the 1 or 2 least important → 0, 0
     assert out[2] == "| good | 1.000 | 0.667 |" and out[3] == "| bad | 0.000 | 0.000 |"
+
+
+def test_html_page_shades_and_escapes(tmp_path):
+    from fairseq_interp.report.html import write_html
+
+    rec = {"id": 7, "src_words": ["<b>", "cat", "</s>"], "tgt_words": ["chat", "</s>"], "word_importance": [0.2, 0.8],
+           "word_contributions": [[-0.5, 0.1], [1.0, 0.0], [0.25, 0.0]], "reference": "le chat", "method": "ig"}
+    word_level = dict(rec, id=8, word_contributions=None, method="random")
+    path = tmp_path / "r.html"
+    write_html([word_level, rec], path)
+    page = path.read_text(encoding="utf-8")
+    assert "<b>" not in page.replace("<b>source</b>", "").replace("<b>reference</b>", "").replace(
+        "<b>target</b>", "")  # the word "<b>" is escaped
+    assert "&lt;b&gt;" in page and page.index('id="s7"') < page.index('id="s8"')
+    assert 'style="background:rgba(214,39,40,1.000)" title="0.8000">cat' in page  # most important: full shade
+    assert 'style="background:rgba(214,39,40,0.250)" title="0.2000">&lt;b&gt;' in page
+    assert 'style="background:rgba(31,119,180,0.500)" title="-0.5000">-0.50' in page  # negative: blue, |v|/max
+    assert page.count('<table class="m">') == 1  # no matrix for the word-level record

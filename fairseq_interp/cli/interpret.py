@@ -60,6 +60,8 @@ def _attribution_config_class():
                                               "guessed from the dictionary"})
         plot_dir: Optional[str] = field(
             default=None, metadata={"help": "write one heatmap PNG per sentence into this folder"})
+        html: Optional[str] = field(
+            default=None, metadata={"help": "also write one self-contained HTML page of all records here"})
         resume: bool = field(
             default=False, metadata={"help": "continue an interrupted run: keep the records in --results-path "
                                              "and skip their sentence ids"})
@@ -266,6 +268,11 @@ def main(argv=None):
     print(f"| text view: {text_path}")
     if args.plot_dir:
         print(f"| heatmaps: {args.plot_dir}/sentence-<id>.png")
+    if args.html:
+        from ..report.html import write_html
+
+        write_html(records, args.html)
+        print(f"| HTML: {args.html}")
     return records
 
 

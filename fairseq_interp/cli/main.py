@@ -3,6 +3,7 @@
     fairseq-interp interpret ...          same as fairseq-interpret
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
+    fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
@@ -49,6 +50,14 @@ def cmd_plot(args):
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
 
 
+def cmd_html(args):
+    from ..report.html import write_html
+
+    records = _records(args.jsonl, args.ids)
+    write_html(records, args.out)
+    print(f"| {len(records)} sentences in {args.out}")
+
+
 def cmd_undertranslation(args):
     """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
     from ..analysis.undertranslation import f1_scores, read_annotations
@@ -79,6 +88,11 @@ def get_parser():
     plot.add_argument("--plot-dir", required=True, help="output folder")
     plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     plot.set_defaults(func=cmd_plot)
+    page = sub.add_parser("html", help="one self-contained HTML page from attribution records")
+    page.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    page.add_argument("--out", required=True, help="the .html file to write")
+    page.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
+    page.set_defaults(func=cmd_html)
     under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
     under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
     under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
