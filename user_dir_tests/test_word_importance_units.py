@@ -249,3 +249,20 @@ def test_html_page_shades_and_escapes(tmp_path):
     assert 'style="background:rgba(214,39,40,0.250)" title="0.2000">&lt;b&gt;' in page
     assert 'style="background:rgba(31,119,180,0.500)" title="-0.5000">-0.50' in page  # negative: blue, |v|/max
     assert page.count('<table class="m">') == 1  # no matrix for the word-level record
+
+
+def test_pos_distribution_known_answer():
+    from fairseq_interp.analysis.pos import markdown, pos_distribution
+
+    tags = {"the": "DET", "dog": "NOUN", "cat": "NOUN", "runs": "VERB"}
+    records = [{"id": 0, "src_words": ["the", "dog", "runs", "</s>"], "word_importance": [0.1, 0.6, 0.3]},
+               {"id": 1, "src_words": ["cat", "</s>"], "word_importance": [1.0]}]
+    rows = {r["pos"]: r for r in pos_distribution(records, lambda ws: [tags[w] for w in ws])}
+    # a_i = importance * n: the .3 dog 1.8 runs .9 | cat 1.0 → total 4.0; counts NOUN 2/4, DET 1/4, VERB 1/4
+    assert rows["NOUN"]["count_share"] == pytest.approx(0.5)
+    assert rows["NOUN"]["importance_share"] == pytest.approx(2.8 / 4.0)
+    assert rows["NOUN"]["relative_change"] == pytest.approx((0.7 - 0.5) / 0.5)
+    assert rows["DET"]["importance_share"] == pytest.approx(0.3 / 4.0)
+    assert rows["DET"]["relative_change"] == pytest.approx((0.075 - 0.25) / 0.25)
+    assert sum(r["importance_share"] for r in rows.values()) == pytest.approx(1.0)
+    assert "| NOUN | 2 | 0.500 | 0.700 | +40.0% |" in markdown(list(rows.values()))

