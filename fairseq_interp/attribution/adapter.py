@@ -104,3 +104,29 @@ class TeacherForcedAdapter:
         lprobs = self.model.get_normalized_probs(decoder_out, log_probs=True)
         picked = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         return picked.exp() if self.score == "prob" else picked
+
+    def supports_row_projection(self):
+        """True when F(x)_n can be computed from decoder features one position at a time (no adaptive softmax)."""
+        decoder = self.model.decoder
+        return (getattr(decoder, "adaptive_softmax", None) is None and hasattr(decoder, "extract_features")
+                and hasattr(decoder, "output_layer"))
+
+    def decoder_features(self, src_tokens, target, src_embeddings):
+        """Decoder features (B, T, D) before the output projection, for ``B`` rows of replaced source embeddings."""
+        src_tokens = src_tokens.view(1, -1)
+        batch = src_embeddings.size(0)
+        src_tokens = src_tokens.expand(batch, -1)
+        target = target.view(1, -1).expand(batch, -1)
+        src_lengths = torch.full((batch,), src_tokens.size(1), dtype=torch.long, device=src_tokens.device)
+        with self._source_embeddings_replaced(src_embeddings):
+            encoder_out = self.model.encoder(src_tokens, src_lengths=src_lengths)
+        features, _ = self.model.decoder.extract_features(self.prev_output_tokens(target), encoder_out=encoder_out)
+        return features
+
+    def position_scores(self, features_n, token):
+        """F(x)_n from the decoder features of position n (B, D): only that position's output row is projected
+        (log-softmax over the vocabulary as in ``get_normalized_probs``)."""
+        logits = self.model.decoder.output_layer(features_n)
+        picked = torch.log_softmax(logits.float(), dim=-1)[:, token]
+        return picked.exp() if self.score == "prob" else picked
+

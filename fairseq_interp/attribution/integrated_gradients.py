@@ -9,7 +9,9 @@ to the quadrature error, reported per target token as the convergence delta.
 The quadrature (points α_k and weights w_k of ``riemann_*`` or ``gausslegendre``) is Captum's. Two ways to run it:
 
 * ``batched=True`` (default): one forward over all points α_k for all target positions at once, then one backward
-  per target position (``retain_graph``), chunked by ``internal_batch_size``;
+  per target position (``retain_graph``), chunked by ``internal_batch_size``; the vocabulary projection and
+  log-softmax are computed per position on that position's decoder features only (fairseq's
+  ``extract_features`` + ``output_layer``), which keeps each backward small on large vocabularies;
 * ``batched=False``: Captum's ``IntegratedGradients.attribute`` once per target position, the plain way
   (what inseq does); slower, kept as the reference.
 """
@@ -97,6 +99,15 @@ class IntegratedGradients:
             w = weights[start:start + chunk].view(-1, 1, 1)
             points = (baselines + a * diff).requires_grad_(True)
             with torch.enable_grad():
+                if self.adapter.supports_row_projection():
+                    # one decoder forward; per position only its output row is projected, so each backward
+                    # through the vocabulary projection is (S, V) instead of (S, T, V)
+                    features = self.adapter.decoder_features(src_tokens, target, points)  # (S, T, D)
+                    for n in range(n_target):
+                        score_n = self.adapter.position_scores(features[:, n], int(target[n]))
+                        (grad,) = torch.autograd.grad(score_n.sum(), points, retain_graph=n < n_target - 1)
+                        integrated[n] += (w * grad).sum(0)
+                    continue
                 scores = self.adapter.scores(src_tokens, target, points)  # (S, T)
                 for n in range(n_target):
                     (grad,) = torch.autograd.grad(scores[:, n].sum(), points, retain_graph=n < n_target - 1)

