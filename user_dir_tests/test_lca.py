@@ -2,13 +2,12 @@
 
 import copy
 import json
-import os
 import shutil
 
 import pytest
 import torch
 
-from conftest import TRAIN_COMMON, run
+from conftest import run
 from fairseq_interp.errors import InterpretError
 
 TINY = ["--arch", "transformer_test_tiny", "--max-source-positions", "64", "--max-target-positions", "64",
