@@ -71,6 +71,9 @@ def run(args):
     for name in ("uniform_path", "second_seed_path"):
         if getattr(args, name):
             others[name] = _load(getattr(args, name), args.data)[2]
+    if "uniform_path" in others and not hasattr(others["uniform_path"], "lexical_probe"):
+        raise InterpretError(f"--uniform-path {args.uniform_path} is a {type(others['uniform_path']).__name__}: "
+                             "β^uf needs an lstm_dot_attention model trained with --uniform-attention")
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     eos, pad = tgt_dict.eos(), tgt_dict.pad()
     ibm = proxy = None
