@@ -180,3 +180,17 @@ def test_transformer_head_probe_equals_masking_all_other_positions():
     assert np.allclose(beta1[0, :, 0], lp, atol=1e-5) and np.allclose(beta1[1, :, 0], lp, atol=1e-5)
     with pytest.raises(InterpretError, match="--head-layer"):
         transformer_head_probes(model, src, tgt, d.eos(), layer=3)
+
+
+def test_probes_command_on_a_transformer(transformer_ckpt, data_dir, tmp_path):
+    """Any fairseq Transformer: α, β^IBM, Δ and one row per encoder-decoder head of the last layer."""
+    out = tmp_path / "tf"
+    run(["fairseq-interp", "probes", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
+         str(transformer_ckpt), "--num-sentences", "8", "--ibm1-iterations", "2", "--ibm1-max-pairs", "300",
+         "--results-path", str(out)])
+    rows = {r["probe"]: r for r in json.loads((out / "probes.json").read_text())["rows"]}
+    assert set(rows) == {"beta_ibm", "delta", "head0", "head1"}  # transformer_test_tiny: 2 heads
+    assert all(0 <= r["agreement"] <= 1 and 0 < r["random_baseline"] < 1 for r in rows.values())
+    bad = run(["fairseq-interp", "probes", str(data_dir / "bin"), "--path", str(transformer_ckpt),
+               "--uniform-path", str(transformer_ckpt), "--results-path", str(tmp_path / "x")], check=False)
+    assert bad.returncode == 2 and "--uniform-attention" in bad.stderr
