@@ -205,7 +205,7 @@ def test_undertranslation_bad_input(tmp_path):
 # ---- alignment error rate ---------------------------------------------------------------------------------------
 
 def test_aer_known_answer():
-    sure, possible = aer.parse_talp_line("1-1 2-3 3p2")
+    sure, possible = aer.parse_links("1-1 2-3 3p2", zero_based=True)
     assert sure == {(0, 0), (1, 2)} and possible == {(0, 0), (1, 2), (2, 1)}
     # matrix: rows = source words (+ </s>), columns = target words (+ </s>)
     record = {"id": 0, "src_words": ["a", "b", "c", "</s>"], "tgt_words": ["x", "y", "z", "</s>"],
