@@ -42,3 +42,9 @@ def register_task(name, dataclass=None):
     from fairseq.tasks import TASK_REGISTRY, register_task as _register
 
     return _once(TASK_REGISTRY, name, _register, dataclass=dataclass)
+
+
+def set_defaults(args, **values):
+    """Architecture defaults: set each option unless given (fairseq's ``getattr(args, name, default)`` pattern)."""
+    for key, value in values.items():
+        setattr(args, key, getattr(args, key, value))

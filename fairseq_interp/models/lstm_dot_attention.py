@@ -22,7 +22,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
 
 from ..errors import InterpretError
-from ..registry import register_model, register_model_architecture
+from ..registry import register_model, register_model_architecture, set_defaults
 
 
 @dataclass
@@ -194,19 +194,14 @@ class LSTMDotAttentionModel(FairseqEncoderDecoderModel):
         return torch.log_softmax(logits.float(), dim=-1)
 
 
-def _defaults(args, **values):
-    for key, value in values.items():
-        setattr(args, key, getattr(args, key, value))
-
-
 @register_model_architecture("lstm_dot_attention", "lstm_dot_attention")
 def lstm_dot_attention(args):
-    _defaults(args, embed_dim=64, hidden_size=64, output_hidden_dim=64, attention_heads=1,
+    set_defaults(args, embed_dim=64, hidden_size=64, output_hidden_dim=64, attention_heads=1,
               uniform_attention=False, head_init_seeds="", dropout=0.0)
 
 
 @register_model_architecture("lstm_dot_attention", "lstm_dot_attention_multi30k")
 def lstm_dot_attention_multi30k(args):
     """For Multi30k: 256-dim embeddings and states, N with 256 hidden units, dropout 0.2."""
-    _defaults(args, embed_dim=256, hidden_size=256, output_hidden_dim=256, dropout=0.2)
+    set_defaults(args, embed_dim=256, hidden_size=256, output_hidden_dim=256, dropout=0.2)
     lstm_dot_attention(args)

@@ -18,26 +18,16 @@ import json
 import os
 
 from ..errors import InterpretError
-from .jsonl import write_atomic
+from .jsonl import read_records, write_atomic
 
 FORMAT = "fairseq-interp-lca/1"
 FILENAME = "lca.jsonl"
 
 
-def _read_lines(path):
-    objs = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            objs.append(json.loads(line))
-    return objs
-
-
 def read_lca(path, _objs=None):
     """(header, interval records, state lines) of a record file; a cut last line is ignored."""
     header, intervals, states = None, [], []
-    for obj in (_objs if _objs is not None else _read_lines(path)):
+    for obj in (_objs if _objs is not None else read_records(path)):
         kind = obj.get("type")
         if kind == "header":
             header = obj
@@ -71,7 +61,7 @@ class LcaRecordFile:
         self._file = open(self.path, "a", encoding="utf-8")
 
     def _resume(self, header, n):
-        objs = _read_lines(self.path)
+        objs = read_records(self.path)
         old_header, intervals, states = read_lca(self.path, objs)
         if old_header["groups"] != header["groups"] or old_header.get("buckets") != header.get("buckets"):
             raise InterpretError(f"{self.path} was written for another model (different parameter groups): "
