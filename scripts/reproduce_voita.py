@@ -23,6 +23,8 @@ import sys
 
 import torch
 
+import fairseq_interp  # noqa: F401  (torch.load of fairseq checkpoints under the safe loader)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
