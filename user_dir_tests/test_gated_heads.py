@@ -238,6 +238,13 @@ def test_finetune_logs_head_statistics(data_dir, transformer_ckpt, tmp_path):
                "--lr", "1e-3", "--max-tokens", "1000", "--max-update", "1", "--cpu", "--no-save",
                "--disable-validation"], check=False)
     assert bad.returncode != 0 and "--l0-lambda must be >= 0" in bad.stderr
+    wider = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--arch", GATED_ARCH,
+                 "--share-all-embeddings", "--encoder-ffn-embed-dim", "128",
+                 "--finetune-from-model", str(transformer_ckpt), "--criterion", "label_smoothed_cross_entropy_l0",
+                 "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000", "--max-update", "1", "--cpu",
+                 "--no-save", "--disable-validation"], check=False)
+    assert wider.returncode != 0
+    assert "encoder.layers.0.fc1.weight has shape (64, 32) but the model expects (128, 32)" in wider.stderr
 
 
 def _close_some_heads(ckpt, out):
