@@ -23,6 +23,8 @@ import sys
 
 import torch
 
+import fairseq_interp  # noqa: F401  (torch.load of fairseq checkpoints under the safe loader)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
@@ -74,6 +76,9 @@ def main():
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--finetune-lr", type=float, default=5e-4)
+    ap.add_argument("--init-log-alpha", type=float, default=1.0,
+                    help="initial log α of the gates (> 0: open in evaluation). Adam moves log α by about --lr per "
+                         "update, so from the model default 3.0 a gate needs ~3/lr updates to close")
     ap.add_argument("--from-scratch", action="store_true")
     ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
     args = ap.parse_args()
@@ -92,7 +97,8 @@ def main():
         save = os.path.join(args.work, f"l0-{lam}")
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
                       ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
-                       "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0"])
+                       "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0",
+                       "--gate-init-log-alpha", str(args.init_log_alpha)])
         pruned = os.path.join(save, "pruned.pt")
         sh([os.path.join(BIN, "fairseq-interp"), "prune-export", "--path", gated, "--out", pruned])
         opts = torch.load(pruned)["cfg"]["model"]

@@ -26,7 +26,8 @@ def test_closed_form_probabilities_and_l0_match_monte_carlo():
     assert gate.prob_closed()[1].item() == pytest.approx(1 / (1 + math.exp(0.33 * math.log(11))), abs=1e-6)
     assert gate.prob_closed()[1].item() == pytest.approx(0.31190, abs=1e-4)
     gate.train()
-    samples = torch.stack([gate.sample() for _ in range(40000)]).detach()
+    samples = gate.sample(100000).detach()
+    assert samples.shape == (100000, 4)
     assert samples.min() >= 0 and samples.max() <= 1
     mc_closed = (samples == 0).float().mean(0)
     mc_open = (samples == 1).float().mean(0)
@@ -237,6 +238,13 @@ def test_finetune_logs_head_statistics(data_dir, transformer_ckpt, tmp_path):
                "--lr", "1e-3", "--max-tokens", "1000", "--max-update", "1", "--cpu", "--no-save",
                "--disable-validation"], check=False)
     assert bad.returncode != 0 and "--l0-lambda must be >= 0" in bad.stderr
+    wider = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--arch", GATED_ARCH,
+                 "--share-all-embeddings", "--encoder-ffn-embed-dim", "128",
+                 "--finetune-from-model", str(transformer_ckpt), "--criterion", "label_smoothed_cross_entropy_l0",
+                 "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000", "--max-update", "1", "--cpu",
+                 "--no-save", "--disable-validation"], check=False)
+    assert wider.returncode != 0
+    assert "encoder.layers.0.fc1.weight has shape (64, 32) but the model expects (128, 32)" in wider.stderr
 
 
 def _close_some_heads(ckpt, out):
@@ -281,6 +289,17 @@ def test_prune_export_same_translations(data_dir, gated_ckpt, tmp_path):
                    "--gen-subset", "test", "--beam", "3", "--batch-size", "16", "--cpu", "--max-len-b", "20"])
         outputs.append(_hypotheses(gen.stdout))
     assert len(outputs[0]) == 40 and outputs[0] == outputs[1]
+    # the head analysis runs on the pruned model; the decoder self-attention has no head left
+    import json
+
+    run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(pruned),
+         "--gen-subset", "valid", "--num-sentences", "3", "--cpu", "--results-path", str(tmp_path / "heads")])
+    result = json.loads((tmp_path / "heads" / "heads.json").read_text())
+    assert [len(layer) for layer in result["kinds"]["decoder_self"]["layers"]] == [0]
+    assert [len(layer) for layer in result["kinds"]["encoder_self"]["layers"]] == [1]
+    # one head per layer: each step's normalized relevance is exactly +1 or -1
+    rel = result["kinds"]["encoder_self"]["layers"][0][0]["relevance"]
+    assert -1 <= rel <= 1 and rel * result["steps"] == pytest.approx(round(rel * result["steps"]), abs=1e-4)
 
 
 def test_prune_export_refuses_plain_checkpoint(transformer_ckpt, tmp_path):

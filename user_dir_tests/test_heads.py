@@ -90,6 +90,9 @@ def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt):
         for (kind, i), g in gates.items():
             expected = (g * g.grad).detach()
             assert torch.allclose(result.relevance[kind][i][step], expected, rtol=1e-4, atol=1e-6), (kind, step)
+    chunked = HeadRelevance(gated, attention, max_batch=3).attribute(src, tgt, eos=2)  # chunks of 3 and 1 steps
+    for kind in attention:
+        assert torch.allclose(chunked.relevance[kind][0], result.relevance[kind][0], atol=1e-6)
     # the same numbers for the plain checkpoint (gates open ⇒ same model)
     plain_result = HeadRelevance(plain, attention_modules(plain)).attribute(src, tgt, eos=2)
     for kind in attention:

@@ -4,7 +4,8 @@ For a source x and a target prefix y_<t (teacher-forced), the explained output i
 Its relevance is propagated conservatively (:mod:`.conservative_lrp`) down to the input of every attention's
 ``out_proj``; Captum's ``LayerGradientXActivation`` (attribute_to_layer_input) gives the relevance of each neuron
 there, and a head's relevance is the sum over its Dh neurons and all query positions. All steps of a sentence are
-explained in one forward/backward: the sentence is repeated once per step in the batch, example t explaining step t.
+explained together: the sentence is repeated once per step in the batch, example t explaining step t, in chunks of
+at most ``max_batch`` steps per forward/backward (memory grows with steps × length).
 """
 
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ class HeadRelevance:
     """Args: model (fairseq encoder-decoder Transformer, eval mode), ``attention`` = ``{kind: [MHA per layer]}``,
     ``epsilon`` (0 = LRP-0)."""
 
-    def __init__(self, model, attention, epsilon: float = 0.0):
+    def __init__(self, model, attention, epsilon: float = 0.0, max_batch: int = 32):
         self.model = attention_python_path(model)
         self.attention = attention
         self.epsilon = float(epsilon)
+        self.max_batch = max(1, int(max_batch))
 
     def _forward(self, src_tokens, prev_output_tokens):
         lengths = torch.full((src_tokens.size(0),), src_tokens.size(1), dtype=torch.long)
@@ -52,14 +54,17 @@ class HeadRelevance:
         result = {kind: [logits.new_zeros(steps, m.num_heads) for m in mods] for kind, mods in self.attention.items()}
         if slots:
             method = LayerGradientXActivation(self._forward, [m.out_proj for _, _, m in slots])
-            with ConservativePropagation(self.model, self.epsilon):
-                attrs = method.attribute((src, prev), target=targets, attribute_to_layer_input=True)
-            if torch.is_tensor(attrs):
-                attrs = [attrs]
-            for (kind, i, m), a in zip(slots, attrs):
-                # a: (T_q, steps, H·Dh), time-first as fairseq's attention works
-                per_head = a.detach().reshape(a.size(0), steps, m.num_heads, m.head_dim).sum(dim=(0, 3))
-                result[kind][i] = per_head
+            for start in range(0, steps, self.max_batch):
+                end = min(steps, start + self.max_batch)
+                with ConservativePropagation(self.model, self.epsilon):
+                    attrs = method.attribute((src[start:end], prev[start:end]), target=targets[start:end],
+                                             attribute_to_layer_input=True)
+                if torch.is_tensor(attrs):
+                    attrs = [attrs]
+                for (kind, i, m), a in zip(slots, attrs):
+                    # a: (T_q, chunk, H·Dh), time-first as fairseq's attention works
+                    per_head = a.detach().reshape(a.size(0), end - start, m.num_heads, m.head_dim).sum(dim=(0, 3))
+                    result[kind][i][start:end] = per_head
         return HeadRelevanceResult(result, top, logits[torch.arange(steps), top])
 
 

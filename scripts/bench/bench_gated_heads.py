@@ -98,7 +98,7 @@ def main():
         results["train_seconds"] = times
         results["train_overhead"] = min(times["gated"]) / min(times["plain"])
         print(f"| training {args.updates} updates: plain {min(times['plain']):.1f}s, gated {min(times['gated']):.1f}s "
-          f"-> overhead x{results['train_overhead']:.3f}")
+              f"-> overhead x{results['train_overhead']:.3f}")
 
     ckpts = os.path.join(args.work, "ckpts")
     train(data, "transformer_multi30k", 1, os.path.join(ckpts, "plain"),
