@@ -1,0 +1,223 @@
+"""Neuron importance and allocation (Xie et al. 2021): known answers on a tiny model and a hand-made table."""
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import fairseq_interp  # noqa: F401  (registers architectures, safe loading)
+from fairseq_interp.analysis.neuron_allocation import (allocate, allocate_module, load_masks, pair_masks,
+                                                       save_masks, scores)
+from fairseq_interp.analysis.neurons import (load_importance, model_fingerprint, neuron_modules, pair_importance,
+                                             save_importance)
+from fairseq_interp.errors import InterpretError
+
+from conftest import run
+
+
+def _tiny_model(ffn=64, seed=0):
+    from fairseq.data import Dictionary
+    from fairseq.models.transformer import TransformerModel
+
+    from fairseq_interp.models.transformer_sizes import transformer_test_tiny
+
+    d = Dictionary()
+    for i in range(20):
+        d.add_symbol(f"w{i}")
+    args = argparse.Namespace(encoder_ffn_embed_dim=ffn, decoder_ffn_embed_dim=ffn, arch="transformer_test_tiny")
+    transformer_test_tiny(args)
+    torch.manual_seed(seed)
+    model = TransformerModel.build_model(args, SimpleNamespace(source_dictionary=d, target_dictionary=d))
+    return model.eval(), d
+
+
+def _batch(d, src_lengths=(5, 3), tgt_lengths=(4, 6), seed=1):
+    """Source left-padded, target right-padded, as fairseq's collater does; returns sample and true lengths."""
+    g = torch.Generator().manual_seed(seed)
+    b, ts, tt = len(src_lengths), max(src_lengths), max(tgt_lengths)
+    src = torch.full((b, ts), d.pad())
+    tgt = torch.full((b, tt), d.pad())
+    prev = torch.full((b, tt), d.pad())
+    for i, (ls, lt) in enumerate(zip(src_lengths, tgt_lengths)):
+        src[i, ts - ls:-1] = torch.randint(d.nspecial, len(d), (ls - 1,), generator=g)
+        src[i, -1] = d.eos()
+        words = torch.randint(d.nspecial, len(d), (lt - 1,), generator=g)
+        tgt[i, :lt] = torch.cat([words, torch.tensor([d.eos()])])
+        prev[i, :lt] = torch.cat([torch.tensor([d.eos()]), words])
+    sample = {"net_input": {"src_tokens": src, "src_lengths": torch.tensor(src_lengths),
+                            "prev_output_tokens": prev}, "target": tgt}
+    return sample
+
+
+def _manual_importance(model, sample, src_lengths, tgt_lengths):
+    """Independent computation: multiply every module's output by a ones gate g; ∂L/∂g = ∂L/∂h · h exactly."""
+    from fairseq.modules import MultiheadAttention
+
+    for m in model.modules():
+        if isinstance(m, MultiheadAttention):
+            m._set_skip_embed_dim_check()
+    modules = neuron_modules(model)
+    captured = {}
+    for name, (module, _) in modules.items():
+        def gated(x, _orig=module.forward, _name=name):
+            h = _orig(x)
+            g = torch.ones_like(h, requires_grad=True)
+            captured[_name] = (g, h.detach())
+            return h * g
+        module.forward = gated
+    logits = model(**sample["net_input"])[0]
+    lprobs = torch.log_softmax(logits, -1)
+    target = sample["target"]
+    loss = 0.0
+    for b, lt in enumerate(tgt_lengths):  # true lengths, not the pad token
+        loss = loss - lprobs[b, torch.arange(lt), target[b, :lt]].sum()
+    names = list(captured)
+    grads = torch.autograd.grad(loss, [captured[n][0] for n in names])
+    ts, tt = max(src_lengths), max(tgt_lengths)
+    keep_src = torch.stack([torch.arange(ts) >= ts - ls for ls in src_lengths], 1)  # (T, B), left padding
+    keep_tgt = torch.stack([torch.arange(tt) < lt for lt in tgt_lengths], 1)  # right padding
+    out = {"taylor": {}, "absolute": {}}
+    for name, grad in zip(names, grads):
+        keep = keep_src if modules[name][1] == "src" else keep_tgt
+        h = captured[name][1]
+        out["taylor"][name] = grad[keep].abs().mean(0)
+        out["absolute"][name] = h[keep].abs().mean(0)
+    for name, (module, _) in modules.items():
+        del module.forward
+    return out
+
+
+def test_modules_cover_attention_and_ffn_of_both_sides():
+    model, _ = _tiny_model()
+    names = list(neuron_modules(model))
+    assert len(names) == 4 + 2 + 8 + 2  # encoder self_attn q/k/v/out + fc1/fc2; decoder self+cross attn + ffn
+    assert "decoder.layers.0.encoder_attn.k_proj" in names and "encoder.layers.0.fc1" in names
+    fp = model_fingerprint(model)
+    assert fp["modules"]["encoder.layers.0.fc1"] == 64 and fp["modules"]["decoder.layers.0.fc2"] == 32
+
+
+def test_importance_equals_manual_taylor_and_absolute_value():
+    model, d = _tiny_model()
+    src_lengths, tgt_lengths = (5, 3), (4, 6)
+    sample = _batch(d, src_lengths, tgt_lengths)
+    result, tokens = pair_importance(model, [sample], d.pad())
+    assert tokens == {"src": 8, "tgt": 10}
+    manual = _manual_importance(model, sample, src_lengths, tgt_lengths)
+    assert set(result["taylor"]) == set(manual["taylor"])
+    for criterion in ("taylor", "absolute"):
+        for name, expected in manual[criterion].items():
+            assert expected.abs().sum() > 0, name  # the module was really exercised
+            torch.testing.assert_close(result[criterion][name], expected.float(), rtol=1e-4, atol=1e-7,
+                                       msg=f"{criterion} {name}")
+    # parameters carry no leftover gradient and the fused attention flag is restored
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_importance_averages_over_batches_by_tokens():
+    model, d = _tiny_model()
+    a, b = _batch(d, (5, 3), (4, 6), seed=1), _batch(d, (4,), (3,), seed=2)
+    both, tokens = pair_importance(model, [a, b], d.pad())
+    ra, ta = pair_importance(model, [a], d.pad())
+    rb, tb = pair_importance(model, [b], d.pad())
+    name = "decoder.layers.0.fc1"
+    expected = (ra["taylor"][name] * ta["tgt"] + rb["taylor"][name] * tb["tgt"]) / (ta["tgt"] + tb["tgt"])
+    torch.testing.assert_close(both["taylor"][name], expected, rtol=1e-5, atol=1e-8)
+
+
+def _table(values):
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def test_allocation_hand_made_table():
+    theta = _table([[10, 1, 4, 0, 3.0],
+                    [8, 5, 1, 2, 2.9]])  # means 9, 3, 2.5, 1, 2.95
+    general, specific = allocate_module(theta, rho=0.4, k=0.7)
+    assert general.tolist() == [True, True, False, False, False]
+    # neuron 2: 4 >= 0.7*4 (pair 0), 1 < 2.8; neuron 3: only pair 1; neuron 4: 3 and 2.9 >= 2.1 -> both
+    assert specific.tolist() == [[False, False, True, False, True],
+                                 [False, False, False, True, True]]
+    general, specific = allocate_module(theta, rho=0.0, k=1.0)  # each neuron to its best pair only
+    assert not general.any()
+    assert specific.tolist() == [[True, False, True, False, True], [False, True, False, True, False]]
+
+
+def _state(**modules):
+    pairs = ["en-fr", "fr-en"]
+    fp = {"family": "transformer", "arch": "x", "modules": {m: t.shape[1] for m, t in modules.items()}}
+    return {"format": "fairseq-interp/neuron-importance/1", "fingerprint": fp, "pairs": pairs,
+            "modules": list(modules), "taylor": modules, "absolute": {m: t.flip(0) for m, t in modules.items()}}
+
+
+def test_allocation_masks_and_scores():
+    state = _state(**{"encoder.layers.0.fc1": _table([[10, 1, 4, 0, 3.0], [8, 5, 1, 2, 2.9]]),
+                      "encoder.layers.0.fc2": _table([[1, 2, 3, 4, 5.0], [1, 2, 3, 4, 5.0]]),
+                      "decoder.layers.0.fc1": _table([[1, 0, 0, 0, 0.0], [0, 0, 0, 0, 1.0]])})
+    masks = allocate(state, rho=0.4, k=0.7)
+    assert pair_masks(masks, "en-fr")["encoder.layers.0.fc1"].tolist() == [True, True, True, False, True]
+    assert pair_masks(masks, "fr-en")["encoder.layers.0.fc1"].tolist() == [True, True, False, True, True]
+    # fc2: equal importance for both pairs -> the non-general neurons 0-2 go to both
+    assert masks["specific"]["encoder.layers.0.fc2"].tolist() == [[True, True, True, False, False]] * 2
+    table = scores(masks)
+    # encoder layer 0: (2 + 3) specific of 10 neurons for each pair
+    assert table["lscore"]["encoder.0"] == pytest.approx(0.5)
+    assert table["mscore"]["encoder.fc1"] == pytest.approx(0.4)
+    assert table["mscore"]["encoder.fc2"] == pytest.approx(0.6)
+    # decoder fc1: neurons 0 and 4 general (means 0.5); the three zero neurons tie -> specific to both
+    assert table["lscore"]["decoder.0"] == pytest.approx(0.6)
+    everything = allocate(state, rho=1.0, k=0.7)
+    assert all(g.all() for g in everything["general"].values())
+    assert not any(s.any() for s in everything["specific"].values())
+    assert all(v == 0 for v in scores(everything)["lscore"].values())
+    assert allocate(state, 0.4, 0.7, "absolute")["criterion"] == "absolute"
+
+
+@pytest.mark.parametrize("rho,k", [(1.5, 0.7), (-0.1, 0.7), (0.9, 1.2), (0.9, -1)])
+def test_rho_and_k_outside_unit_interval_raise(rho, k):
+    state = _state(**{"encoder.layers.0.fc1": _table([[1, 2], [2, 1]])})
+    with pytest.raises(InterpretError, match="must be in \\[0, 1\\]"):
+        allocate(state, rho, k)
+
+
+def test_files_round_trip_and_refuse_other_models_and_pairs(tmp_path):
+    model, d = _tiny_model()
+    result, tokens = pair_importance(model, [_batch(d)], d.pad())
+    fp = model_fingerprint(model)
+    path = tmp_path / "imp.pt"
+    save_importance(path, fp, {"en-fr": result, "fr-en": result}, {"en-fr": tokens, "fr-en": tokens})
+    state = load_importance(path, fp)  # torch's safe loader (weights_only=True) reads it
+    assert state["pairs"] == ["en-fr", "fr-en"]
+    assert state["taylor"]["encoder.layers.0.fc1"].shape == (2, 64)
+    masks = allocate(state, 0.5, 0.7)
+    mpath = tmp_path / "masks.pt"
+    save_masks(mpath, masks)
+    assert load_masks(mpath, fp, "fr-en")["rho"] == 0.5
+    other, _ = _tiny_model(ffn=48)
+    with pytest.raises(InterpretError, match="another model"):
+        load_importance(path, model_fingerprint(other))
+    with pytest.raises(InterpretError, match="another model"):
+        load_masks(mpath, model_fingerprint(other))
+    with pytest.raises(InterpretError, match="'de-en' is not in the mask file"):
+        load_masks(mpath, fp, "de-en")
+
+
+def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
+    imp, masks, plot = tmp_path / "imp.pt", tmp_path / "masks.pt", tmp_path / "scores.png"
+    run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
+         "--pairs", "en-fr", "fr-en", "--subset", "valid", "--num-sentences", "20", "--out", str(imp),
+         "--user-dir", "fairseq_interp"])
+    state = load_importance(imp)
+    assert state["pairs"] == ["en-fr", "fr-en"]
+    # different directions read different streams, so their importance differs
+    assert not torch.equal(state["taylor"]["encoder.layers.0.fc1"][0], state["taylor"]["encoder.layers.0.fc1"][1])
+    proc = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.9", "--k", "0.7", "--out", str(masks),
+                "--plot", str(plot)])
+    lscore = json.loads([line for line in proc.stdout.splitlines() if line.startswith('{"lscore"')][0])["lscore"]
+    assert set(lscore) == {"encoder.0", "decoder.0"} and all(0 < v <= 0.1 + 1e-6 for v in lscore.values())
+    assert plot.stat().st_size > 0
+    bad = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "2", "--out", str(masks)], check=False)
+    assert bad.returncode == 2 and "rho must be in [0, 1]" in bad.stderr
+    missing = run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path",
+                   str(transformer_ckpt), "--pairs", "en-de", "--out", str(imp)], check=False)
+    assert missing.returncode == 2 and "en-de" in missing.stderr
