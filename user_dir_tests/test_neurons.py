@@ -221,3 +221,73 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     missing = run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path",
                    str(transformer_ckpt), "--pairs", "en-de", "--out", str(imp)], check=False)
     assert missing.returncode == 2 and "en-de" in missing.stderr
+
+
+def _masked_model(masks_path, seed=0):
+    from fairseq_interp.models.transformer_neuron_masked import NeuronMaskedTransformerModel, neuron_masked_test_tiny
+
+    base, d = _tiny_model(seed=seed)
+    args = argparse.Namespace(encoder_ffn_embed_dim=64, decoder_ffn_embed_dim=64, neuron_masks=str(masks_path),
+                              arch="transformer_neuron_masked_test_tiny")
+    neuron_masked_test_tiny(args)
+    masked = NeuronMaskedTransformerModel.build_model(args, SimpleNamespace(source_dictionary=d,
+                                                                           target_dictionary=d))
+    state = base.state_dict()
+    masked.upgrade_state_dict_named(state, "")  # fills the masks, as --finetune-from-model does
+    masked.load_state_dict(state, strict=True)
+    return base, masked.eval(), d
+
+
+def _mask_file(tmp_path, model, d, rho, k=0.7):
+    fp = model_fingerprint(model)
+    a, _ = pair_importance(model, [_batch(d, seed=1)], d.pad())
+    b, _ = pair_importance(model, [_batch(d, seed=5)], d.pad())
+    path = tmp_path / f"masks-{rho}.pt"
+    save_masks(path, allocate({"format": "fairseq-interp/neuron-importance/1", "fingerprint": fp,
+                               "pairs": ["en-fr", "fr-en"], "modules": list(fp["modules"]),
+                               "taylor": {m: torch.stack([a["taylor"][m], b["taylor"][m]]) for m in fp["modules"]},
+                               "absolute": {}}, rho, k))
+    return path
+
+
+def test_masked_model_rho_one_equals_baseline_and_masks_zero_gradients(tmp_path):
+    model, d = _tiny_model()
+    sample = _batch(d, (5, 3), (4, 6))
+    base, masked, _ = _masked_model(_mask_file(tmp_path, model, d, rho=1.0))
+    assert masked.pairs == ["en-fr", "fr-en"]
+    with torch.no_grad():
+        expected = base(**sample["net_input"])[0]
+        got = masked(**sample["net_input"], pair_ids=torch.tensor([0, 1]))[0]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+    base, masked, _ = _masked_model(_mask_file(tmp_path, model, d, rho=0.5, k=1.0))
+    # fc2 feeds the residual stream directly (no ReLU), so every neuron in use has a nonzero gradient
+    mask = getattr(masked, "neuron_mask__encoder__layers__0__fc2")  # (pairs, 32)
+    assert "neuron_mask__encoder__layers__0__fc2" in masked.state_dict()  # stored in checkpoints
+    only_fr_en = ((mask[1] > 0) & (mask[0] == 0)).nonzero().flatten()
+    assert len(only_fr_en) > 0  # with k <= 1 every neuron has a pair: the batch decides which are unused
+    # a batch of en-fr samples only: neurons not assigned to en-fr get exactly zero gradient
+    out = masked(**sample["net_input"], pair_ids=torch.tensor([0, 0]))[0]
+    out.float().log_softmax(-1).sum().backward()
+    grad = masked.encoder.layers[0].fc2.weight.grad
+    assert torch.all(grad[mask[0] == 0] == 0)
+    assert grad[mask[0] > 0].abs().sum(1).gt(0).all()
+    # mixed batch: a neuron specific to fr-en is trained by the fr-en sample only
+    masked.zero_grad()
+    out = masked(**sample["net_input"], pair_ids=torch.tensor([0, 1]))[0]
+    out.float().log_softmax(-1).sum().backward()
+    grad = masked.encoder.layers[0].fc2.weight.grad
+    assert grad[only_fr_en].abs().sum(1).gt(0).all()
+    assert grad.abs().sum(1).gt(0).all()  # every neuron is used by one of the two samples
+    # the masks actually change the output
+    with torch.no_grad():
+        assert not torch.allclose(masked(**sample["net_input"], pair_ids=torch.tensor([0, 0]))[0],
+                                  base(**sample["net_input"])[0])
+    with pytest.raises(InterpretError, match="'de-en' has no neuron mask"):
+        masked.pair_index("de-en")
+
+
+def test_masked_model_refuses_mask_file_of_another_model(tmp_path):
+    other, d = _tiny_model(ffn=48)
+    with pytest.raises(InterpretError, match="another model"):
+        _masked_model(_mask_file(tmp_path, other, d, rho=0.9))
