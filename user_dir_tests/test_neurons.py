@@ -221,6 +221,20 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     missing = run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path",
                    str(transformer_ckpt), "--pairs", "en-de", "--out", str(imp)], check=False)
     assert missing.returncode == 2 and "en-de" in missing.stderr
+    # fine-tune the baseline into the masked model: masks come from the file, then live in the checkpoint
+    from conftest import train
+    from fairseq import checkpoint_utils
+
+    ckpt = train(data_dir, tmp_path / "masked", "transformer_neuron_masked_test_tiny", 2,
+                 ["--share-all-embeddings", "--neuron-masks", str(masks), "--finetune-from-model",
+                  str(transformer_ckpt)])
+    expected = pair_masks(load_masks(masks), "fr-en")["decoder.layers.0.encoder_attn.k_proj"].float()
+    masks.unlink()  # the checkpoint alone must restore them
+    models, _ = checkpoint_utils.load_model_ensemble([str(ckpt)], arg_overrides={"data": str(data_dir / "bin")})
+    model = models[0]
+    assert model.pairs == ["en-fr", "fr-en"]
+    got = getattr(model, "neuron_mask__decoder__layers__0__encoder_attn__k_proj")[model.pair_index("fr-en")]
+    assert torch.equal(got, expected) and not got.all()
 
 
 def _masked_model(masks_path, seed=0):
@@ -291,17 +305,3 @@ def test_masked_model_refuses_mask_file_of_another_model(tmp_path):
     other, d = _tiny_model(ffn=48)
     with pytest.raises(InterpretError, match="another model"):
         _masked_model(_mask_file(tmp_path, other, d, rho=0.9))
-    # fine-tune the baseline into the masked model: masks come from the file, then live in the checkpoint
-    from conftest import train
-    from fairseq import checkpoint_utils
-
-    ckpt = train(data_dir, tmp_path / "masked", "transformer_neuron_masked_test_tiny", 62,
-                 ["--share-all-embeddings", "--neuron-masks", str(masks), "--finetune-from-model",
-                  str(transformer_ckpt)])
-    expected = pair_masks(load_masks(masks), "fr-en")["decoder.layers.0.encoder_attn.k_proj"].float()
-    masks.unlink()  # the checkpoint alone must restore them
-    models, _ = checkpoint_utils.load_model_ensemble([str(ckpt)], arg_overrides={"data": str(data_dir / "bin")})
-    model = models[0]
-    assert model.pairs == ["en-fr", "fr-en"]
-    got = getattr(model, "neuron_mask__decoder__layers__0__encoder_attn__k_proj")[model.pair_index("fr-en")]
-    assert torch.equal(got, expected) and not got.all()

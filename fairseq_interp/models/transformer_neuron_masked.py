@@ -16,6 +16,9 @@ Not yet built: the multilingual task that adds ``pair_ids`` to each batch and to
 ``fairseq-generate`` (beam search reorders it with the encoder output).
 """
 
+import contextlib
+import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +32,7 @@ from ..errors import InterpretError
 from ..registry import register_model, register_model_architecture
 
 _PAIRS = "neuron_mask_pairs"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,6 +67,10 @@ class NeuronMaskedTransformerModel(TransformerModel):
 
         self._pair_ids = None
         modules = neuron_modules(self)
+        if path and not os.path.isfile(path):
+            # loading a masked checkpoint whose mask file is gone: the checkpoint's buffers replace the placeholder
+            logger.warning(f"neuron mask file {path} not found: the masks must come from the checkpoint")
+            path = ""
         masks = load_masks(path, model_fingerprint(self)) if path else None
         pairs = masks["pairs"] if masks else ["*"]  # placeholder until a checkpoint's buffers arrive
         per_pair = [pair_masks(masks, p) for p in pairs] if masks else None
@@ -80,8 +88,13 @@ class NeuronMaskedTransformerModel(TransformerModel):
         def hook(module, inputs, output):
             if self._pair_ids is None:
                 return None
-            mask = getattr(self, _buffer(name))[self._pair_ids]  # (B, n)
-            return output * mask.to(output.dtype).unsqueeze(0)  # output is (T, B, n)
+            mask = getattr(self, _buffer(name))[self._pair_ids]  # (n,) for one pair, else (B, n)
+            if mask.dim() == 2 and mask.size(0) != output.size(1):
+                if output.size(1) % mask.size(0):
+                    raise InterpretError(f"{name}: {mask.size(0)} pair ids for a batch of {output.size(1)}")
+                # beam search: fairseq expands sample b to rows b*beam .. b*beam+beam-1
+                mask = mask.repeat_interleave(output.size(1) // mask.size(0), dim=0)
+            return output * mask.to(output.dtype).unsqueeze(0) if mask.dim() == 2 else output * mask.to(output.dtype)
         return hook
 
     @property
@@ -94,15 +107,28 @@ class NeuronMaskedTransformerModel(TransformerModel):
                                  f"{', '.join(self.pairs)})")
         return self.pairs.index(pair)
 
+    @contextlib.contextmanager
+    def using_pairs(self, pair_ids):
+        """Mask every forward inside the block: ``pair_ids`` is one index (0-dim) or one per sample (B,)."""
+        pair_ids = torch.as_tensor(pair_ids, dtype=torch.long)
+        if pair_ids.dim() > 1 or (pair_ids.numel() and int(pair_ids.max()) >= len(self.pairs)) or \
+                (pair_ids.numel() and int(pair_ids.min()) < 0):
+            raise InterpretError(f"pair ids must index the model's {len(self.pairs)} pairs, one per sample or one "
+                                 f"for the batch, got {pair_ids.tolist()}")
+        previous, self._pair_ids = self._pair_ids, pair_ids
+        try:
+            yield
+        finally:
+            self._pair_ids = previous
+
     def forward(self, src_tokens, src_lengths, prev_output_tokens, pair_ids=None, **kwargs):
-        if pair_ids is not None and (pair_ids.dim() != 1 or pair_ids.numel() != src_tokens.size(0)):
+        if pair_ids is None:
+            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
+        if pair_ids.dim() == 1 and pair_ids.numel() != src_tokens.size(0):
             raise InterpretError(f"pair_ids must give one pair per sample ({src_tokens.size(0)}), got shape "
                                  f"{tuple(pair_ids.shape)}")
-        self._pair_ids = pair_ids
-        try:
+        with self.using_pairs(pair_ids):
             return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
-        finally:
-            self._pair_ids = None
 
     def upgrade_state_dict_named(self, state_dict, name):
         """Keep this model's masks for a baseline checkpoint; take a masked checkpoint's (re-sizing buffers)."""
@@ -112,6 +138,9 @@ class NeuronMaskedTransformerModel(TransformerModel):
             if not (key == _PAIRS or key.startswith("neuron_mask__")):
                 continue
             if prefix + key not in state_dict:
+                if self.pairs == ["*"]:
+                    raise InterpretError("the checkpoint has no neuron masks and none were read: pass --neuron-masks "
+                                         "with the file of fairseq-interp neurons allocate")
                 state_dict[prefix + key] = value.clone()
             elif state_dict[prefix + key].shape != value.shape:
                 self.register_buffer(key, torch.empty_like(state_dict[prefix + key]))
