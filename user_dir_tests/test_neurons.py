@@ -227,7 +227,7 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
 
     ckpt = train(data_dir, tmp_path / "masked", "transformer_neuron_masked_test_tiny", 2,
                  ["--share-all-embeddings", "--neuron-masks", str(masks), "--finetune-from-model",
-                  str(transformer_ckpt)])
+                  str(transformer_ckpt), "--task", "translation_neuron_masked"])  # pair en-fr from the data
     expected = pair_masks(load_masks(masks), "fr-en")["decoder.layers.0.encoder_attn.k_proj"].float()
     masks.unlink()  # the checkpoint alone must restore them
     models, _ = checkpoint_utils.load_model_ensemble([str(ckpt)], arg_overrides={"data": str(data_dir / "bin")})
@@ -235,6 +235,25 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     assert model.pairs == ["en-fr", "fr-en"]
     got = getattr(model, "neuron_mask__decoder__layers__0__encoder_attn__k_proj")[model.pair_index("fr-en")]
     assert torch.equal(got, expected) and not got.all()
+    # neurons outside en-fr's mask got zero gradient, so Adam left their weight rows exactly as in the baseline
+    before = checkpoint_utils.load_checkpoint_to_cpu(str(transformer_ckpt))["model"]
+    checked = 0
+    for name in neuron_modules(model):
+        used = getattr(model, "neuron_mask__" + name.replace(".", "__"))[model.pair_index("en-fr")].bool()
+        after = model.get_submodule(name).weight.detach()
+        assert not torch.equal(after[used], before[name + ".weight"][used]), name
+        if (~used).any():
+            assert torch.equal(after[~used], before[name + ".weight"][~used]), name
+            checked += 1
+    assert checked > 0
+    gen = run(["fairseq-generate", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(ckpt),
+               "--task", "translation_neuron_masked", "-s", "fr", "-t", "en", "--gen-subset", "test", "--beam", "2",
+               "--max-len-b", "8", "--batch-size", "8", "--cpu", "--max-sentences", "8"])
+    assert gen.stdout.count("\nH-") == 40
+    bad_pair = run(["fairseq-generate", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(ckpt),
+                    "--task", "translation_neuron_masked", "--neuron-pair", "de-en", "--gen-subset", "test",
+                    "--cpu"], check=False)
+    assert bad_pair.returncode != 0 and "'de-en' has no neuron mask" in bad_pair.stderr
 
 
 def _masked_model(masks_path, seed=0):
@@ -305,3 +324,27 @@ def test_masked_model_refuses_mask_file_of_another_model(tmp_path):
     other, d = _tiny_model(ffn=48)
     with pytest.raises(InterpretError, match="another model"):
         _masked_model(_mask_file(tmp_path, other, d, rho=0.9))
+
+
+def test_masked_model_generation_selects_each_samples_mask_through_the_beam(tmp_path):
+    from fairseq.sequence_generator import SequenceGenerator
+
+    model, d = _tiny_model()
+    _, masked, _ = _masked_model(_mask_file(tmp_path, model, d, rho=0.3, k=1.0))
+    sample = _batch(d, (5, 4), (4, 6))
+    gen = SequenceGenerator([masked], d, beam_size=2, max_len_b=6)
+
+    def hypos(pair_ids):
+        with torch.no_grad(), masked.using_pairs(pair_ids):
+            return [h[0]["tokens"].tolist() for h in gen.generate([masked], sample)]
+
+    all0, all1, mixed = hypos(torch.tensor(0)), hypos(torch.tensor(1)), hypos(torch.tensor([0, 1]))
+    assert hypos(torch.tensor([1, 1])) == all1
+    assert mixed == [all0[0], all1[1]]
+    with torch.no_grad():
+        scores0 = masked(**sample["net_input"], pair_ids=torch.tensor([0, 0]))[0]
+        scores1 = masked(**sample["net_input"], pair_ids=torch.tensor([1, 1]))[0]
+    assert not torch.allclose(scores0, scores1)  # the two pairs' masks really differ
+    with pytest.raises(InterpretError, match="pair ids must index"):
+        with masked.using_pairs(torch.tensor([0, 2])):
+            pass
