@@ -111,8 +111,13 @@ def test_importance_equals_manual_taylor_and_absolute_value():
             assert expected.abs().sum() > 0, name  # the module was really exercised
             torch.testing.assert_close(result[criterion][name], expected.float(), rtol=1e-4, atol=1e-7,
                                        msg=f"{criterion} {name}")
-    # parameters carry no leftover gradient and the fused attention flag is restored
+    # parameters carry no leftover gradient and fairseq's fused attention is switched back on
     assert all(p.grad is None for p in model.parameters())
+    fresh, _ = _tiny_model()
+    fresh_flags = [m.skip_embed_dim_check for m in fresh.modules() if hasattr(m, "skip_embed_dim_check")]
+    pair_importance(fresh, [sample], d.pad())
+    assert [m.skip_embed_dim_check for m in fresh.modules() if hasattr(m, "skip_embed_dim_check")] == fresh_flags
+    assert not any(fresh_flags)
 
 
 def test_importance_averages_over_batches_by_tokens():
