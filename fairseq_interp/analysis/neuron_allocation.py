@@ -1,10 +1,10 @@
-"""General vs language-specific neurons from per-pair importance (Xie et al. 2021, §3.2, Eqs. 7-9) and the
+"""General vs language-specific neurons from per-pair importance (Xie et al. 2021, Eq. 9) and the
 layer/module scores of §5.2.
 
 Per module (one linear map of one layer, see :mod:`.neurons`), with ``Θ_m(i)`` the importance of neuron ``i``
 for language pair ``m``:
 
-* general (Eqs. 7-8): rank the neurons by ``mean_m Θ_m(i)``; the top ``round(ρ · n)`` are general;
+* general: rank the neurons by ``mean_m Θ_m(i)``; the top ``round(ρ · n)`` are general;
 * language-specific (Eq. 9): every other neuron ``i`` goes to each pair ``m`` with
   ``Θ_m(i) >= k · max_m' Θ_m'(i)`` (so with ``k <= 1`` at least to its most important pair).
 

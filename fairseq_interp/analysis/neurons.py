@@ -1,4 +1,4 @@
-"""Per-language-pair neuron importance of a fairseq Transformer (Xie et al. 2021, §3.1, Eqs. 4-6).
+"""Per-language-pair neuron importance of a fairseq Transformer (Xie et al. 2021, importance evaluation).
 
 A *neuron* is one output feature of a linear map the paper allocates, in every layer of encoder and decoder:
 
@@ -9,9 +9,9 @@ A *neuron* is one output feature of a linear map the paper allocates, in every l
 For a neuron ``i`` with activation ``h_i`` (the module's output at one token), over the tokens of one language
 pair's data:
 
-* Taylor expansion (Eq. 5): ``Θ_TE(i) = mean_tokens |∂L/∂h_i · h_i|``, with ``L`` the summed token-level
+* Taylor expansion: ``Θ_TE(i) = mean_tokens |∂L/∂h_i · h_i|``, with ``L`` the summed token-level
   negative log-likelihood of the batch (teacher forcing, dropout off, no label smoothing);
-* absolute value (Eq. 6): ``Θ_AV(i) = mean_tokens |h_i|``.
+* absolute value: ``Θ_AV(i) = mean_tokens |h_i|``.
 
 Tokens are the non-padding positions of the stream the module reads: source tokens for the encoder and for the
 decoder's ``encoder_attn.k_proj``/``v_proj``; target positions for every other decoder module. Activations and

@@ -1,5 +1,5 @@
 """``transformer_neuron_masked``: fairseq's Transformer whose neurons are masked per sample by its language pair
-(Xie et al. 2021, §3.3): a sample of pair ``m`` uses only the general neurons and those specific to ``m``;
+(Xie et al. 2021, masked fine-tuning): a sample of pair ``m`` uses only the general neurons and those specific to ``m``;
 every other neuron's output is zeroed in forward, so it gets no gradient from that sample.
 
 * ``--neuron-masks masks.pt`` (``fairseq-interp neurons allocate``) is read when the model is built and checked

@@ -1,5 +1,5 @@
 """``--task translation_neuron_masked``: fairseq's translation task for one direction of a
-``transformer_neuron_masked`` model (Xie et al. 2021, §3.3): every training, validation and generation step runs
+``transformer_neuron_masked`` model (Xie et al. 2021): every training, validation and generation step runs
 with the neuron mask of the task's language pair (``--neuron-pair``, default ``SOURCE_LANG-TARGET_LANG``).
 
 Mixed-language batches are supported by the model (``forward(..., pair_ids=(B,))``); a multilingual task that
