@@ -9,6 +9,7 @@
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
+    fairseq-interp neurons importance|allocate ...   multilingual neuron allocation (Xie et al. 2021)
 
 Later analyses (heads, neurons, lca, probes, merge) register here as further subcommands.
 """
@@ -140,6 +141,9 @@ def get_parser():
     from . import probes as probes_cli
 
     probes_cli.add_parser(sub)
+    from . import neurons as neurons_cli
+
+    neurons_cli.add_parser(sub)
     lca = sub.add_parser("lca-plot", help="loss change allocation figures from lca.jsonl record files")
     lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca")
     lca.add_argument("--plot-dir", required=True, help="output folder")

@@ -2,3 +2,4 @@
 
 from . import permutation_copy  # noqa: F401
 from . import translation_lca  # noqa: F401
+from . import translation_neuron_masked  # noqa: F401  (issue 5: neuron allocation, Xie et al. 2021)
