@@ -198,6 +198,8 @@ def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
     assert {(r["method"], r["repeats"]) for r in rows} == {("none", "1"), ("attention", "1"), ("random", "2")}
     assert all(0 <= float(r["bleu"]) <= 100 for r in rows)
     assert (out / "perturbation.png").stat().st_size > 1000
+    table = (out / "perturbation.md").read_text(encoding="utf-8")
+    assert table.count("| attention | ") == n_perts and "**mask**" in table
     # resume: nothing recomputed, same table
     again = run(cmd + ["--resume"])
     assert "BLEU" in again.stdout and " k=1 " not in again.stdout
