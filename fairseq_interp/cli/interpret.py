@@ -8,6 +8,7 @@ is done; ``--resume`` continues an interrupted run), ``attributions.txt`` (a vie
 ``--plot-dir``, one heatmap PNG per sentence.
 """
 
+import ast
 import logging
 import os
 import sys
@@ -190,8 +191,6 @@ def main(argv=None):
     utils.set_torch_seed(cfg.common.seed)
 
     task = loading.setup_task(cfg.task)
-    import ast
-
     model, saved_cfg = loading.load_model(checkpoints[0], task, ast.literal_eval(cfg.common_eval.model_overrides))
     models = [model]
     adapter = TeacherForcedAdapter(model, eos=task.target_dictionary.eos(), score=args.attribution_score)

@@ -3,6 +3,8 @@
     fairseq-interp interpret ...          same as fairseq-interpret
     fairseq-interp view RESULTS.jsonl     print the text view of attribution records (optionally some ids)
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
+    fairseq-interp probes [DATA] --path   attention vs lexical probes, agreement table (Snell et al. 2021)
+    fairseq-interp lca-plot LCA.jsonl ... cumulative / interval / frequency-bucket LCA figures (Zhu et al.)
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
@@ -51,6 +53,33 @@ def cmd_plot(args):
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
 
 
+def cmd_lca_plot(args):
+    from ..report.lca_figures import load_run, plot_runs, summary_table
+
+    labels = args.labels or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.lca_jsonl]
+    if len(labels) != len(args.lca_jsonl):
+        raise InterpretError(f"{len(labels)} --labels for {len(args.lca_jsonl)} record files: give one label per file")
+    runs = []
+    for label, path in zip(labels, args.lca_jsonl):
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass the lca.jsonl in the --lca-dir of fairseq-train")
+        header, intervals = load_run(path)
+        if not intervals:
+            raise InterpretError(f"{path} holds no interval records yet: train for at least --lca-interval updates")
+        runs.append((label, header, intervals))
+    paths = plot_runs(runs, args.plot_dir)
+    sys.stdout.write(summary_table(runs))
+    print(f"| {len(paths)} figures in {args.plot_dir}")
+
+
+def cmd_prune_export(args):
+    from ..pruning.export import prune_export
+
+    summary = prune_export(args.path, args.out)
+    print(f"| heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
+          f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
+
+
 def cmd_html(args):
     from ..report.html import write_html
 
@@ -89,6 +118,8 @@ def get_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("interpret", help="word attribution of translations (same as fairseq-interpret)",
                    add_help=False)
+    sub.add_parser("heads", help="relevance, confidence and roles of attention heads (Voita et al. 2019)",
+                   add_help=False)
     view = sub.add_parser("view", help="print attribution records as text")
     view.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     view.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
@@ -98,6 +129,18 @@ def get_parser():
     plot.add_argument("--plot-dir", required=True, help="output folder")
     plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     plot.set_defaults(func=cmd_plot)
+    from . import probes as probes_cli
+
+    probes_cli.add_parser(sub)
+    lca = sub.add_parser("lca-plot", help="loss change allocation figures from lca.jsonl record files")
+    lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca")
+    lca.add_argument("--plot-dir", required=True, help="output folder")
+    lca.add_argument("--labels", nargs="*", help="one label per file (default: the folder names)")
+    lca.set_defaults(func=cmd_lca_plot)
+    prune = sub.add_parser("prune-export", help="remove the closed heads of a gated-head checkpoint (Voita et al.)")
+    prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
+    prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
+    prune.set_defaults(func=cmd_prune_export)
     page = sub.add_parser("html", help="one self-contained HTML page from attribution records")
     page.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     page.add_argument("--out", required=True, help="the .html file to write")
@@ -124,6 +167,10 @@ def cli_main(argv=None):
 
         interpret.COMMAND = f"{COMMAND} interpret"
         return interpret.cli_main(argv[1:])
+    if argv and argv[0] == "heads":
+        from . import heads
+
+        return heads.cli_main(argv[1:])
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

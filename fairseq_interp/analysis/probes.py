@@ -1,0 +1,188 @@
+"""Interpretations of one teacher-forced sentence pair as (target, source) matrices, and their agreement table
+(Snell et al. 2021, §3; Table 2).
+
+* α: the model's attention (head average for K heads), fairseq's ``attn``.
+* β: the lexical probe β_{t,l} = log N([h_l, s_t])_{y_t} (§3.1): what the output would be if attention put all its
+  weight on l. Needs a model with ``lexical_probe`` (``lstm_dot_attention``).
+* β^uf: the same probe from a model trained with ``--uniform-attention`` (§3.2).
+* β^IBM: IBM Model 1's t(y_t | x_l) (Eq. 16–19), trained on the training split's token sequences.
+* β^px: the bag-of-words proxy (Eq. 5–6): p(y | x) = softmax_y((1/L) Σ_l B[x_l, y]), trained on the training
+  split; β^px_{t,l} = B[x_l, y_t].
+* Δ: gradient saliency Δ_{t,l} = ‖∂ log p(y_t | y_<t, x) / ∂ e(x_l)‖₂ over the source token embedding e(x_l).
+
+Rows are target positions without the final EOS, columns source positions without the final EOS.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InterpretError
+from .agreement import agreement_with_baseline, contextualized_agreement, mean_kendall_tau
+from .ibm1 import IBM1
+
+PROBES = ("beta", "beta_uf", "beta_ibm", "beta_px", "delta")
+
+
+def _strip(tokens, eos, pad):
+    return [int(t) for t in tokens if int(t) not in (eos, pad)]
+
+
+def training_pairs(dataset, eos, pad, max_pairs=0):
+    """(source ids, target ids) of a fairseq language-pair dataset, EOS and padding removed."""
+    n = len(dataset) if not max_pairs else min(max_pairs, len(dataset))
+    pairs = []
+    for i in range(n):
+        item = dataset[i]
+        if item.get("target") is None:
+            raise InterpretError("the training split has no targets: probes need a parallel training set")
+        pairs.append((_strip(item["source"], eos, pad), _strip(item["target"], eos, pad)))
+    return pairs
+
+
+class BagOfWordsProxy(nn.Module):
+    """p(y | x) = softmax_y((1/L) Σ_l B[x_l, y]) (Snell et al. Eq. 5–6); the same prediction at every t."""
+
+    def __init__(self, src_vocab, tgt_vocab):
+        super().__init__()
+        self.table = nn.Embedding(src_vocab, tgt_vocab)
+        nn.init.zeros_(self.table.weight)
+
+    def log_probs(self, src, src_mask):
+        scores = (self.table(src) * src_mask.unsqueeze(-1)).sum(1) / src_mask.sum(1, keepdim=True).clamp(min=1)
+        return torch.log_softmax(scores, dim=-1)
+
+    def fit(self, pairs, epochs=3, lr=0.05, batch_size=64, seed=0):
+        """Minimize −Σ_t log p(y_t | x) over ``pairs`` (lists of ids) with Adam; returns the mean loss per epoch."""
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        rng = np.random.default_rng(seed)
+        losses = []
+        pairs = [(s, t) for s, t in pairs if s and t]
+        if not pairs:
+            raise InterpretError("the proxy model needs non-empty training pairs")
+        for _ in range(epochs):
+            total = count = 0.0
+            for start in range(0, len(pairs), batch_size):
+                chunk = [pairs[i] for i in rng.permutation(len(pairs))[start:start + batch_size]]
+                src, src_mask = _pad([s for s, _ in chunk])
+                tgt, tgt_mask = _pad([t for _, t in chunk])
+                lp = self.log_probs(src, src_mask)
+                loss = -(lp.gather(1, tgt) * tgt_mask).sum()
+                opt.zero_grad()
+                (loss / tgt_mask.sum()).backward()
+                opt.step()
+                total, count = total + loss.item(), count + tgt_mask.sum().item()
+            losses.append(total / count)
+        return losses
+
+    def probe(self, src, tgt):
+        """β^px_{t,l} = B[x_l, y_t]: (T, L)."""
+        with torch.no_grad():
+            return self.table.weight[torch.as_tensor(src)][:, torch.as_tensor(tgt)].T.numpy()
+
+
+def _pad(seqs):
+    length = max(len(s) for s in seqs)
+    out = torch.zeros(len(seqs), length, dtype=torch.long)
+    mask = torch.zeros(len(seqs), length)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    return out, mask
+
+
+def _attention(extra):
+    attn = extra.get("attn") if isinstance(extra, dict) else None
+    if isinstance(attn, (list, tuple)):
+        attn = attn[0] if attn else None
+    if attn is None:
+        raise InterpretError("the model returns no attention (extra['attn']): probes compare against attention, "
+                             "use an encoder-decoder model with attention")
+    return attn
+
+
+def lexical_probe(model, src, tgt, eos):
+    """β_{t,l} = log N([h_l, s_t])_{y_t}: (T, L) over the full sequences (EOS included)."""
+    if not hasattr(model, "lexical_probe"):
+        raise InterpretError(f"{type(model).__name__} has no lexical probe: β needs an lstm_dot_attention model")
+    prev = torch.cat([tgt.new_tensor([eos]), tgt[:-1]])
+    with torch.no_grad():
+        lp = model.lexical_probe(src[None], torch.tensor([len(src)]), prev[None])[0]  # (T, L, V)
+    return lp.gather(-1, tgt.view(-1, 1, 1).expand(-1, lp.size(1), 1)).squeeze(-1).numpy()
+
+
+def attention(model, src, tgt, eos):
+    prev = torch.cat([tgt.new_tensor([eos]), tgt[:-1]])
+    with torch.no_grad():
+        _, extra = model(src[None], torch.tensor([len(src)]), prev[None])
+    return _attention(extra)[0].float().numpy()
+
+
+def gradient_saliency(model, src, tgt, eos):
+    """Δ_{t,l} = ‖∂ log p(y_t) / ∂ e(x_l)‖₂, through the attribution adapter's embedding replacement."""
+    from ..attribution.adapter import TeacherForcedAdapter
+
+    adapter = TeacherForcedAdapter(model, eos=eos, score="logprob")
+    emb = adapter.source_embeddings(src[None]).clone().requires_grad_(True)
+    scores = adapter.scores(src, tgt, emb)[0]
+    rows = []
+    for t in range(len(tgt)):
+        (grad,) = torch.autograd.grad(scores[t], emb, retain_graph=t + 1 < len(tgt))
+        rows.append(grad[0].norm(dim=-1))
+    return torch.stack(rows).detach().numpy()
+
+
+def sentence_probes(model, src, tgt, eos, uniform_model=None, ibm=None, proxy=None, gradients=True,
+                    second_model=None):
+    """All available matrices of one pair, trimmed to rows = target words, columns = source words (no EOS)."""
+    src, tgt = torch.as_tensor(src), torch.as_tensor(tgt)
+    if len(src) < 2 or len(tgt) < 2 or int(src[-1]) != eos or int(tgt[-1]) != eos:
+        raise InterpretError("probes need source and target token sequences ending in EOS with at least one word")
+    trim = (slice(0, len(tgt) - 1), slice(0, len(src) - 1))
+    out = {"alpha": attention(model, src, tgt, eos)[trim]}
+    if hasattr(model, "lexical_probe"):
+        out["beta"] = lexical_probe(model, src, tgt, eos)[trim]
+    if uniform_model is not None:
+        out["beta_uf"] = lexical_probe(uniform_model, src, tgt, eos)[trim]
+    if ibm is not None:
+        out["beta_ibm"] = ibm.table([int(x) for x in src[:-1]], [int(y) for y in tgt[:-1]])[1 if ibm.null else 0:].T
+    if proxy is not None:
+        out["beta_px"] = proxy.probe(src[:-1], tgt[:-1])
+    if gradients:
+        out["delta"] = gradient_saliency(model, src, tgt, eos)[trim]
+    if second_model is not None:
+        out["alpha_seed2"] = attention(second_model, src, tgt, eos)[trim]
+    return out
+
+
+def agreement_table(records, top=0.05):
+    """One row per probe u: A(u, α), Â, Kendall τ(u, α) and, with a second seed's attention, ξ(u) (Eq. 10–11)."""
+    if not records:
+        raise InterpretError("no sentences to compare: pass a split with sentences (--subset)")
+    alpha = [r["alpha"] for r in records]
+    rows = []
+    names = [n for n in PROBES if n in records[0]] + (["alpha_seed2"] if "alpha_seed2" in records[0] else [])
+    for name in names:
+        u = [r[name] for r in records]
+        a, baseline = agreement_with_baseline(u, alpha, top)
+        row = {"probe": name, "agreement": a, "random_baseline": baseline, "kendall_tau": mean_kendall_tau(u, alpha)}
+        if "alpha_seed2" in records[0] and name != "alpha_seed2":
+            row["xi"] = contextualized_agreement(u, alpha, [r["alpha_seed2"] for r in records], top)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    has_xi = any("xi" in r for r in rows)
+    head = "| probe u | A(u, α) | Â | Kendall τ |" + (" ξ |" if has_xi else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        line = f"| {r['probe']} | {r['agreement']:.3f} | {r['random_baseline']:.3f} | {r['kendall_tau']:.3f} |"
+        if has_xi:
+            line += f" {r['xi']:.3f} |" if "xi" in r else " |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def train_ibm1(pairs, iterations=5):
+    return IBM1(null=True).fit(pairs, iterations=iterations)

@@ -1,0 +1,141 @@
+"""Voita et al. 2019, Figure 7 / Table 2 on Multi30k: BLEU versus retained heads under the L0 penalty.
+
+1. train a plain baseline (``transformer_<size>``), or reuse ``--baseline``;
+2. for every λ in ``--lambdas``: fine-tune ``transformer_gated_heads_<size>`` from it with
+   ``label_smoothed_cross_entropy_l0``, export the pruned model (``fairseq-interp prune-export``), translate the test
+   split (beam 5) and score it with sacrebleu; record the heads kept per attention type;
+3. with ``--from-scratch``: train the pruned head configuration from scratch for the baseline's number of updates
+   (Table 2's "from scratch" column);
+4. with ``--heads``: run ``fairseq-interp heads`` on the baseline to see which roles the surviving heads have.
+
+Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table) into ``--work``, and ``sweep.png`` (BLEU vs heads).
+
+    python scripts/reproduce_voita.py --data data/multi30k.en-fr --tgt fr --work results/voita \
+        --baseline-updates 4000 --finetune-updates 1500 --lambdas 0.01 0.05 0.1 0.2 --from-scratch
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
+TRAIN = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt",
+         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048", "--cpu", "--seed", "1",
+         "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple", "--log-interval", "50"]
+
+
+def sh(cmd, log=None):
+    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True)
+    if log:
+        with open(log, "w") as f:
+            f.write(proc.stdout + proc.stderr)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def train(data, arch, updates, save, lr, extra=()):
+    os.makedirs(save, exist_ok=True)
+    ckpt = os.path.join(save, "checkpoint_last.pt")
+    if not os.path.exists(ckpt):
+        sh([os.path.join(BIN, "fairseq-train"), data, "--user-dir", "fairseq_interp", "--arch", arch,
+            "--max-update", str(updates), "--save-dir", save, "--lr", str(lr), *TRAIN, *extra],
+           log=os.path.join(save, "train.log"))
+    return ckpt
+
+
+def bleu(data_root, ckpt, tgt, out):
+    gen = sh([os.path.join(BIN, "fairseq-generate"), os.path.join(data_root, "bin"), "--user-dir", "fairseq_interp",
+              "--path", ckpt, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
+              "--post-process", "sentencepiece", "--cpu"])
+    with open(out, "w") as f:
+        f.write(gen)
+    score = sh([sys.executable, "scripts/evaluate_bleu.py", "--generate-output", out, "--reference",
+                os.path.join(data_root, "raw", f"test.{tgt}"), "--lang", tgt])
+    return float(re.search(r"BLEU = ([0-9.]+)", score).group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="prepare_data.py output folder (with bin/ and raw/)")
+    ap.add_argument("--tgt", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--size", default="multi30k", help="architecture size suffix (transformer_<size>)")
+    ap.add_argument("--baseline", help="an existing plain checkpoint of that size (else one is trained)")
+    ap.add_argument("--baseline-updates", type=int, default=4000)
+    ap.add_argument("--finetune-updates", type=int, default=1500)
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--finetune-lr", type=float, default=5e-4)
+    ap.add_argument("--from-scratch", action="store_true")
+    ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    data = os.path.join(args.data, "bin")
+    baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
+                                      os.path.join(args.work, "baseline"), args.lr,
+                                      ["--criterion", "label_smoothed_cross_entropy"])
+    rows = [{"lambda": None, "heads": None, "bleu": bleu(args.data, baseline, args.tgt,
+                                                        os.path.join(args.work, "baseline.gen"))}]
+    if args.heads:
+        sh([os.path.join(BIN, "fairseq-interp"), "heads", data, "--user-dir", "fairseq_interp", "--path", baseline,
+            "--gen-subset", "valid", "--beam", "1", "--num-sentences", "200", "--cpu",
+            "--results-path", os.path.join(args.work, "heads-baseline")])
+    for lam in args.lambdas:
+        save = os.path.join(args.work, f"l0-{lam}")
+        gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
+                      ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
+                       "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0"])
+        pruned = os.path.join(save, "pruned.pt")
+        sh([os.path.join(BIN, "fairseq-interp"), "prune-export", "--path", gated, "--out", pruned])
+        opts = torch.load(pruned)["cfg"]["model"]
+        counts = {k: [int(c) for c in str(getattr(opts, k)).split(",")]
+                  for k in ("encoder_self_heads", "decoder_self_heads", "cross_heads")}
+        row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
+               "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
+        if args.from_scratch:
+            scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
+                            os.path.join(args.work, f"scratch-{lam}"), args.lr,
+                            ["--criterion", "label_smoothed_cross_entropy", "--gate-heads", "none",
+                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]])
+            row["bleu_from_scratch"] = bleu(args.data, scratch, args.tgt,
+                                            os.path.join(args.work, f"scratch-{lam}.gen"))
+        rows.append(row)
+        print(f"| λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
+              + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
+    with open(os.path.join(args.work, "sweep.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
+             "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]
+    for r in rows[1:]:
+        h = r["heads"]
+        lines.append(f"| {r['lambda']} | {sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
+                     f"{sum(h['cross_heads'])} | {r['total_heads']} | {r['bleu']:.2f} | "
+                     f"{r.get('bleu_from_scratch', float('nan')):.2f} |")
+    with open(os.path.join(args.work, "sweep.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([r["total_heads"] for r in rows[1:]], [r["bleu"] for r in rows[1:]], "o-", label="pruned (L0)")
+    ax.axhline(rows[0]["bleu"], ls="--", color="gray", label="baseline")
+    ax.set_xlabel("heads retained")
+    ax.set_ylabel("BLEU")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.work, "sweep.png"), dpi=100)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
