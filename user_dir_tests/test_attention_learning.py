@@ -2,8 +2,6 @@
 fairseq-train / fairseq-generate."""
 
 import json
-import sys
-from argparse import Namespace
 
 import numpy as np
 import pytest

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from fairseq_interp.analysis.ibm1 import IBM1, aer, parse_links, read_gold
+from fairseq_interp.analysis.aer import aer, parse_links, read_gold
+from fairseq_interp.analysis.ibm1 import IBM1
 from fairseq_interp.errors import InterpretError
 
 # Koehn, Statistical Machine Translation, §4.2.3: the EM example without NULL.
@@ -69,11 +70,12 @@ def test_aer_of_hand_alignments():
     sure, possible = parse_links("1-1 2-2 2p3")
     assert sure == {(1, 1), (2, 2)} and possible == {(1, 1), (2, 2), (2, 3)}
     # |A∩S| = 1, |A∩P| = 2, |A| = 3, |S| = 2  ->  1 - 3/5
-    assert aer({(1, 1), (2, 3), (3, 3)}, sure, possible) == pytest.approx(0.4)
-    assert aer(sure, sure, possible) == 0.0
-    assert aer({(1, 2)}, sure, possible) == 1.0
+    gold = [(sure, possible)]
+    assert aer([{(1, 1), (2, 3), (3, 3)}], gold) == pytest.approx(0.4)
+    assert aer([sure], gold) == 0.0
+    assert aer([{(1, 2)}], gold) == 1.0
     # corpus level: counts are summed over sentences, not AERs averaged
-    assert aer([{(1, 1)}, {(1, 2)}], [{(1, 1)}, {(1, 1), (2, 2)}], [set(), set()]) == pytest.approx(1 - 2 / 5)
+    assert aer([{(1, 1)}, {(1, 2)}], [({(1, 1)}, set()), ({(1, 1), (2, 2)}, set())]) == pytest.approx(1 - 2 / 5)
 
 
 def test_bad_input_names_the_fix():
@@ -83,21 +85,21 @@ def test_bad_input_names_the_fix():
         IBM1().fit([("a b", "c d")])
     with pytest.raises(InterpretError, match="non-empty"):
         IBM1().fit([])
-    with pytest.raises(InterpretError, match="as many"):
-        aer([{(1, 1)}], [], [])
+    with pytest.raises(InterpretError, match="sentence counts"):
+        aer([{(1, 1)}], [])
 
 
 def test_real_gold_alignments_beat_diagonal():
     """IBM-1 trained on the 447 Hansards pairs alone aligns better than chance; the gold file parses."""
     text = os.path.join(SHARED_DATA, "alignments", "test.en-fr")
-    pairs, sure, possible = read_gold(text, os.path.join(SHARED_DATA, "alignments", "enfr.talp"))
-    assert len(pairs) == 447 and all(s <= p for s, p in zip(sure, possible))
-    for (src, tgt), p in zip(pairs, possible):
+    pairs, golds = read_gold(text, os.path.join(SHARED_DATA, "alignments", "enfr.talp"))
+    assert len(pairs) == 447 and all(s <= p for s, p in golds)
+    for (src, tgt), (_, p) in zip(pairs, golds):
         assert all(1 <= i <= len(src) and 1 <= j <= len(tgt) for i, j in p)
     model = IBM1().fit(pairs, iterations=10)
     hyp = [model.align(src, tgt) for src, tgt in pairs]
-    score = aer(hyp, sure, possible)
+    score = aer(hyp, golds)
     rng = np.random.default_rng(0)
     random = [{(int(rng.integers(len(src))) + 1, j + 1) for j in range(len(tgt))} for src, tgt in pairs]
-    assert score < aer(random, sure, possible) - 0.2
+    assert score < aer(random, golds) - 0.2
     assert score < 0.6

@@ -2,13 +2,12 @@
 
 import copy
 import json
-import os
 import shutil
 
 import pytest
 import torch
 
-from conftest import TRAIN_COMMON, run
+from conftest import run
 from fairseq_interp.errors import InterpretError
 
 TINY = ["--arch", "transformer_test_tiny", "--max-source-positions", "64", "--max-target-positions", "64",
@@ -221,7 +220,7 @@ def test_lca_does_not_change_training(data_dir, tmp_path):
 
 # ---------------------------------------------------------------- bad input
 
-def test_bad_options_and_reused_dir(data_dir, tmp_path):
+def test_bad_options_and_reused_dir(tmp_path):
     from fairseq_interp.report.lca_records import LcaRecordFile
     from fairseq_interp.tasks.lca_mixin import validate_lca_config
 
@@ -242,7 +241,7 @@ def test_bad_options_and_reused_dir(data_dir, tmp_path):
     with pytest.raises(InterpretError, match="--lca-interval must be >= 1"):
         validate_lca_config(Cfg)
     header = {"type": "header", "format": "fairseq-interp-lca/1", "first_update": 1, "groups": [{"name": "a"}],
-              "buckets": {}}
+              "buckets": {}, "options": {"interval": 2}}
     f = LcaRecordFile(str(tmp_path), header, 0)
     f.append({"type": "interval", "start": 1, "end": 2, "partial": False})
     f.close()
@@ -250,6 +249,8 @@ def test_bad_options_and_reused_dir(data_dir, tmp_path):
         LcaRecordFile(str(tmp_path), header, 0)
     with pytest.raises(InterpretError, match="no LCA state for update 7"):
         LcaRecordFile(str(tmp_path), header, 7)
+    with pytest.raises(InterpretError, match=r"other LCA options \(interval\)"):
+        LcaRecordFile(str(tmp_path), dict(header, options={"interval": 3}), 2)
     with pytest.raises(InterpretError, match="another model"):
         LcaRecordFile(str(tmp_path), dict(header, groups=[{"name": "b"}]), 2)
 

@@ -137,3 +137,60 @@ def test_probes_command_on_a_trained_copy_model(tmp_path):
     bad = run(["fairseq-interp", "probes", "--path", str(tmp_path / "none.pt"), "--results-path",
                str(tmp_path / "x")], check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def tiny_transformer(task, decoder_heads):
+    from argparse import Namespace
+
+    from fairseq.models.transformer import TransformerModel
+    from fairseq_interp.models.transformer_sizes import transformer_test_tiny
+
+    args = Namespace(decoder_attention_heads=decoder_heads, max_source_positions=64, max_target_positions=64)
+    transformer_test_tiny(args)
+    torch.manual_seed(0)
+    return TransformerModel.build_model(args, task).eval()
+
+
+def test_transformer_head_probe_equals_masking_all_other_positions():
+    """With one decoder head, moving its attention onto l equals masking every other source position."""
+    from fairseq_interp.analysis.head_probes import transformer_head_probes
+    from test_attention_learning import make_task
+
+    task = make_task()
+    d = task.dictionary
+    src, tgt = torch.tensor([7, 5, 9, 6, d.eos()]), torch.tensor([9, 7, 8, d.eos()])
+    prev = torch.cat([torch.tensor([d.eos()]), tgt[:-1]])[None]
+    model = tiny_transformer(task, 1)
+    alpha, beta = transformer_head_probes(model, src, tgt, d.eos())
+    assert alpha.shape == beta.shape == (1, 4, 5) and np.allclose(alpha.sum(-1), 1, atol=1e-5)
+    with torch.no_grad():
+        enc = model.encoder(src[None], src_lengths=torch.tensor([5]))
+        for l in range(5):
+            masked = dict(enc, encoder_padding_mask=[torch.arange(5)[None] != l])
+            lp = model.get_normalized_probs(model.decoder(prev, encoder_out=masked), log_probs=True)[0]
+            assert np.allclose(beta[0, :, l], lp.gather(-1, tgt[:, None])[:, 0].numpy(), atol=1e-5)
+    # several heads: each head's probe differs, and on a one-position source all equal the model's output
+    model = tiny_transformer(task, 2)
+    alpha, beta = transformer_head_probes(model, src, tgt, d.eos())
+    assert beta.shape == (2, 4, 5) and not np.allclose(beta[0], beta[1])
+    _, beta1 = transformer_head_probes(model, torch.tensor([d.eos()]), tgt, d.eos())
+    with torch.no_grad():
+        out = model(torch.tensor([[d.eos()]]), torch.tensor([1]), prev)
+    lp = model.get_normalized_probs(out, log_probs=True)[0].gather(-1, tgt[:, None])[:, 0].numpy()
+    assert np.allclose(beta1[0, :, 0], lp, atol=1e-5) and np.allclose(beta1[1, :, 0], lp, atol=1e-5)
+    with pytest.raises(InterpretError, match="--head-layer"):
+        transformer_head_probes(model, src, tgt, d.eos(), layer=3)
+
+
+def test_probes_command_on_a_transformer(transformer_ckpt, data_dir, tmp_path):
+    """Any fairseq Transformer: α, β^IBM, Δ and one row per encoder-decoder head of the last layer."""
+    out = tmp_path / "tf"
+    run(["fairseq-interp", "probes", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
+         str(transformer_ckpt), "--num-sentences", "8", "--ibm1-iterations", "2", "--ibm1-max-pairs", "300",
+         "--results-path", str(out)])
+    rows = {r["probe"]: r for r in json.loads((out / "probes.json").read_text())["rows"]}
+    assert set(rows) == {"beta_ibm", "delta", "head0", "head1"}  # transformer_test_tiny: 2 heads
+    assert all(0 <= r["agreement"] <= 1 and 0 < r["random_baseline"] < 1 for r in rows.values())
+    bad = run(["fairseq-interp", "probes", str(data_dir / "bin"), "--path", str(transformer_ckpt),
+               "--uniform-path", str(transformer_ckpt), "--results-path", str(tmp_path / "x")], check=False)
+    assert bad.returncode == 2 and "--uniform-attention" in bad.stderr

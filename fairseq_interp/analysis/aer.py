@@ -12,15 +12,20 @@ summed over the corpus before dividing.
 from ..errors import InterpretError
 
 
-def parse_talp_line(line):
-    """``(sure, possible)`` sets of 0-based (source, target) links of one gold line; ``possible`` includes ``sure``."""
+def parse_links(line, zero_based=False):
+    """``(sure, possible)`` link sets of one gold line (``i-j`` sure, ``ipj`` possible; ``possible`` includes
+    ``sure``), 1-based as written, or 0-based with ``zero_based=True``."""
+    shift = 1 if zero_based else 0
     sure, possible = set(), set()
     for item in line.split():
         sep = "-" if "-" in item else "p" if "p" in item else None
-        if sep is None:
-            raise InterpretError(f"bad alignment link {item!r}: expected i-j (sure) or ipj (possible)")
-        i, j = item.split(sep)
-        link = (int(i) - 1, int(j) - 1)
+        try:
+            if sep is None:
+                raise ValueError
+            i, j = (int(x) for x in item.split(sep))
+        except ValueError:
+            raise InterpretError(f"bad alignment link {item!r}: write links as i-j (sure) or ipj (possible)") from None
+        link = (i - shift, j - shift)
         possible.add(link)
         if sep == "-":
             sure.add(link)
@@ -28,8 +33,25 @@ def parse_talp_line(line):
 
 
 def read_talp(path):
+    """0-based ``(sure, possible)`` pairs of every line of a gold file."""
     with open(path, encoding="utf-8") as f:
-        return [parse_talp_line(line) for line in f]
+        return [parse_links(line, zero_based=True) for line in f]
+
+
+def read_gold(text_path, gold_path):
+    """A ``source ||| target`` text file and its gold links: ``(pairs, golds)``, links 1-based as written."""
+    with open(text_path, encoding="utf-8") as text, open(gold_path, encoding="utf-8") as gold:
+        text_lines, gold_lines = text.read().splitlines(), gold.read().splitlines()
+    if len(text_lines) != len(gold_lines):
+        raise InterpretError(f"{text_path} has {len(text_lines)} lines but {gold_path} has {len(gold_lines)}: "
+                             "pass the gold file of that text")
+    pairs = []
+    for line in text_lines:
+        if "|||" not in line:
+            raise InterpretError(f"line {line!r} of {text_path} has no '|||': write 'source ||| target'")
+        src, tgt = line.split("|||", 1)
+        pairs.append((src.split(), tgt.split()))
+    return pairs, [parse_links(links) for links in gold_lines]
 
 
 def argmax_links(matrix):
@@ -61,7 +83,8 @@ def record_links(record, use_abs=False):
 def aer(hypotheses, golds):
     """Corpus AER of hypothesis link sets against ``(sure, possible)`` gold pairs (same order, same length)."""
     if len(hypotheses) != len(golds):
-        raise InterpretError(f"{len(hypotheses)} hypothesis alignments for {len(golds)} gold ones")
+        raise InterpretError(f"{len(hypotheses)} hypothesis alignments for {len(golds)} gold lines: check the "
+                             "sentence counts")
     a_s = a_p = n_a = n_s = 0
     for links, (sure, possible) in zip(hypotheses, golds):
         possible = possible | sure
@@ -70,5 +93,5 @@ def aer(hypotheses, golds):
         n_a += len(links)
         n_s += len(sure)
     if n_a + n_s == 0:
-        raise InterpretError("no links at all: nothing to score")
+        raise InterpretError("AER is undefined without links: give non-empty alignments or gold sure links")
     return 1.0 - (a_s + a_p) / (n_a + n_s)

@@ -8,6 +8,7 @@
 * β^IBM: IBM Model 1's t(y_t | x_l) (Eq. 16–19), trained on the training split's token sequences.
 * β^px: the bag-of-words proxy (Eq. 5–6): p(y | x) = softmax_y((1/L) Σ_l B[x_l, y]), trained on the training
   split; β^px_{t,l} = B[x_l, y_t].
+* head<h> (Transformers, beyond the paper): β^(h) of ``head_probes`` against the head's own attention α^(h).
 * Δ: gradient saliency Δ_{t,l} = ‖∂ log p(y_t | y_<t, x) / ∂ e(x_l)‖₂ over the source token embedding e(x_l).
 
 Rows are target positions without the final EOS, columns source positions without the final EOS.
@@ -133,7 +134,7 @@ def gradient_saliency(model, src, tgt, eos):
 
 
 def sentence_probes(model, src, tgt, eos, uniform_model=None, ibm=None, proxy=None, gradients=True,
-                    second_model=None):
+                    second_model=None, head_layer=None):
     """All available matrices of one pair, trimmed to rows = target words, columns = source words (no EOS)."""
     src, tgt = torch.as_tensor(src), torch.as_tensor(tgt)
     if len(src) < 2 or len(tgt) < 2 or int(src[-1]) != eos or int(tgt[-1]) != eos:
@@ -152,6 +153,11 @@ def sentence_probes(model, src, tgt, eos, uniform_model=None, ibm=None, proxy=No
         out["delta"] = gradient_saliency(model, src, tgt, eos)[trim]
     if second_model is not None:
         out["alpha_seed2"] = attention(second_model, src, tgt, eos)[trim]
+    if head_layer is not None:
+        from .head_probes import transformer_head_probes
+
+        alpha_h, beta_h = transformer_head_probes(model, src, tgt, eos, head_layer)
+        out["heads"] = [(a[trim], b[trim]) for a, b in zip(alpha_h, beta_h)]
     return out
 
 
@@ -169,6 +175,11 @@ def agreement_table(records, top=0.05):
         if "alpha_seed2" in records[0] and name != "alpha_seed2":
             row["xi"] = contextualized_agreement(u, alpha, [r["alpha_seed2"] for r in records], top)
         rows.append(row)
+    for h in range(len(records[0].get("heads", []))):  # per-head β^(h) against the head's own attention α^(h)
+        alpha_h, beta_h = [r["heads"][h][0] for r in records], [r["heads"][h][1] for r in records]
+        a, baseline = agreement_with_baseline(beta_h, alpha_h, top)
+        rows.append({"probe": f"head{h}", "agreement": a, "random_baseline": baseline,
+                     "kendall_tau": mean_kendall_tau(beta_h, alpha_h)})
     return rows
 
 

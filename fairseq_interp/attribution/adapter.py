@@ -82,6 +82,18 @@ class TeacherForcedAdapter:
         eos = target.new_full(target.shape[:-1] + (1,), self.eos)
         return torch.cat([eos, target[..., :-1]], dim=-1)
 
+    def encode(self, src_tokens, src_embeddings=None):
+        """Encoder output for one sentence, batched ``B`` times when ``src_embeddings`` (B, L, D) replaces its
+        token embeddings. Returns ``(encoder_out, B)``."""
+        src_tokens = src_tokens.view(1, -1)
+        batch = 1 if src_embeddings is None else src_embeddings.size(0)
+        src_tokens = src_tokens.expand(batch, -1)
+        src_lengths = torch.full((batch,), src_tokens.size(1), dtype=torch.long, device=src_tokens.device)
+        override = (self._source_embeddings_replaced(src_embeddings) if src_embeddings is not None
+                    else contextlib.nullcontext())
+        with override:
+            return self.model.encoder(src_tokens, src_lengths=src_lengths), batch
+
     def scores(self, src_tokens, target, src_embeddings=None):
         """F(x)_n for every n: a (B, T) tensor.
 
@@ -91,15 +103,8 @@ class TeacherForcedAdapter:
             src_embeddings: optional (B, L, D) vectors replacing the source token embeddings; the sentence is then
                 scored B times, once per row.
         """
-        src_tokens = src_tokens.view(1, -1)
-        batch = 1 if src_embeddings is None else src_embeddings.size(0)
-        src_tokens = src_tokens.expand(batch, -1)
+        encoder_out, batch = self.encode(src_tokens, src_embeddings)
         target = target.view(1, -1).expand(batch, -1)
-        src_lengths = torch.full((batch,), src_tokens.size(1), dtype=torch.long, device=src_tokens.device)
-        override = (self._source_embeddings_replaced(src_embeddings) if src_embeddings is not None
-                    else contextlib.nullcontext())
-        with override:
-            encoder_out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         decoder_out = self.model.decoder(self.prev_output_tokens(target), encoder_out=encoder_out)
         lprobs = self.model.get_normalized_probs(decoder_out, log_probs=True)
         picked = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -113,13 +118,8 @@ class TeacherForcedAdapter:
 
     def decoder_features(self, src_tokens, target, src_embeddings):
         """Decoder features (B, T, D) before the output projection, for ``B`` rows of replaced source embeddings."""
-        src_tokens = src_tokens.view(1, -1)
-        batch = src_embeddings.size(0)
-        src_tokens = src_tokens.expand(batch, -1)
+        encoder_out, batch = self.encode(src_tokens, src_embeddings)
         target = target.view(1, -1).expand(batch, -1)
-        src_lengths = torch.full((batch,), src_tokens.size(1), dtype=torch.long, device=src_tokens.device)
-        with self._source_embeddings_replaced(src_embeddings):
-            encoder_out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         features, _ = self.model.decoder.extract_features(self.prev_output_tokens(target), encoder_out=encoder_out)
         return features
 

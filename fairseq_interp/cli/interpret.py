@@ -168,8 +168,9 @@ def main(argv=None):
     from ..attribution import TeacherForcedAdapter
     from ..attribution.runner import WordImportanceRunner
     from ..report.heatmap import plot_record
-    from ..report.jsonl import JsonlWriter, read_records, write_atomic
-    from ..report.text_view import render
+    from ..report.jsonl import JsonlWriter, index_records, iter_records_by_id, read_records
+    from ..report.shards import results_name, write_plan
+    from ..report.text_view import write_text_view
 
     argv = loading.normalize_user_dir(sys.argv[1:] if argv is None else argv)
     parser = get_parser()
@@ -213,17 +214,22 @@ def main(argv=None):
     os.makedirs(args.results_path, exist_ok=True)
     if args.plot_dir:
         os.makedirs(args.plot_dir, exist_ok=True)
-    jsonl_path = os.path.join(args.results_path, "attributions.jsonl")
+    num_shards, shard_id = cfg.dataset.num_shards, cfg.dataset.shard_id
+    jsonl_path = os.path.join(args.results_path, results_name(num_shards, shard_id))
     writer = JsonlWriter(jsonl_path, resume=args.resume)
     if writer.done_ids:
         logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
 
-    itr = task.get_batch_iterator(
+    epoch_itr = task.get_batch_iterator(
         dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
         max_positions=max_positions, ignore_invalid_inputs=cfg.dataset.skip_invalid_size_inputs_valid_test,
         required_batch_size_multiple=1, seed=cfg.common.seed,
-        num_shards=cfg.dataset.num_shards, shard_id=cfg.dataset.shard_id, num_workers=cfg.dataset.num_workers,
-    ).next_epoch_itr(shuffle=False)
+        num_shards=num_shards, shard_id=shard_id, num_workers=cfg.dataset.num_workers,
+    )
+    if num_shards > 1:  # the ids this shard must produce, for fairseq-interp merge to check
+        shard_ids = [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
+        write_plan(args.results_path, num_shards, shard_id, shard_ids, skipped_empty & set(shard_ids))
+    itr = epoch_itr.next_epoch_itr(shuffle=False)
     progress = progress_bar.progress_bar(
         itr, log_format=cfg.common.log_format, log_interval=cfg.common.log_interval,
         default_log_format=("tqdm" if not cfg.common.no_progress_bar else "simple"))
@@ -257,11 +263,11 @@ def main(argv=None):
                     max_delta = max(max_delta, max(abs(d) for d in record["convergence_delta"]))
             progress.log({"attributed": attributed, "max_abs_delta": round(max_delta, 6)})
 
-    records = read_records(jsonl_path)
-    text_path = os.path.join(args.results_path, "attributions.txt")
-    write_atomic(text_path, render(records))
+    text_path = os.path.join(args.results_path, results_name(num_shards, shard_id, "txt"))
+    write_text_view(iter_records_by_id([jsonl_path]), text_path)  # streamed: memory does not grow with sentences
+    total = len(index_records(jsonl_path))
     elapsed = time.time() - started
-    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({len(records)} in total)"
+    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({total} in total)"
           + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
     print(f"| JSONL: {jsonl_path}")
     print(f"| text view: {text_path}")
@@ -270,9 +276,11 @@ def main(argv=None):
     if args.html:
         from ..report.html import write_html
 
-        write_html(records, args.html)
+        write_html(read_records(jsonl_path), args.html)
         print(f"| HTML: {args.html}")
-    return records
+    if num_shards > 1:
+        print(f"| shard {shard_id} of {num_shards}: join the shards with fairseq-interp merge {args.results_path}")
+    return jsonl_path
 
 
 def cli_main(argv=None):

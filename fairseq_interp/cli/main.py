@@ -5,6 +5,7 @@
     fairseq-interp plot RESULTS.jsonl     heatmap PNGs from attribution records
     fairseq-interp probes [DATA] --path   attention vs lexical probes, agreement table (Snell et al. 2021)
     fairseq-interp lca-plot LCA.jsonl ... cumulative / interval / frequency-bucket LCA figures (Zhu et al.)
+    fairseq-interp merge RESULTS_DIR      join the shards of fairseq-interpret --num-shards N in sentence order
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
@@ -80,6 +81,13 @@ def cmd_prune_export(args):
           f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
 
 
+def cmd_merge(args):
+    from ..report.shards import merge
+
+    out, count = merge(args.results_path, args.out)
+    print(f"| merged {count} sentences into {out} (text view: {os.path.splitext(out)[0]}.txt)")
+
+
 def cmd_html(args):
     from ..report.html import write_html
 
@@ -141,6 +149,10 @@ def get_parser():
     prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
     prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
     prune.set_defaults(func=cmd_prune_export)
+    merge = sub.add_parser("merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
+    merge.add_argument("results_path", help="the --results-path the shards wrote to")
+    merge.add_argument("--out", help="merged JSONL (default: RESULTS_PATH/attributions.jsonl)")
+    merge.set_defaults(func=cmd_merge)
     page = sub.add_parser("html", help="one self-contained HTML page from attribution records")
     page.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     page.add_argument("--out", required=True, help="the .html file to write")

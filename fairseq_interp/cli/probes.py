@@ -23,6 +23,9 @@ def add_parser(sub):
     p.add_argument("--ibm1-max-pairs", type=int, default=0, help="train IBM-1/proxy on the first N pairs (0 = all)")
     p.add_argument("--proxy-epochs", type=int, default=0, help="epochs of the bag-of-words proxy (0 = no β^px)")
     p.add_argument("--no-gradients", action="store_true", help="skip the gradient saliency Δ")
+    p.add_argument("--head-layer", type=int, default=-1,
+                   help="Transformers: decoder layer whose encoder-attention heads get per-head probes (default: last)")
+    p.add_argument("--no-head-probes", action="store_true", help="skip the per-head probes of Transformers")
     p.add_argument("--top", type=float, default=0.05, help="top fraction of Eq. 10 (default 0.05)")
     p.add_argument("--results-path", required=True, help="folder for probes.json and probes.md")
     p.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
@@ -71,6 +74,9 @@ def run(args):
     for name in ("uniform_path", "second_seed_path"):
         if getattr(args, name):
             others[name] = _load(getattr(args, name), args.data)[2]
+    if "uniform_path" in others and not hasattr(others["uniform_path"], "lexical_probe"):
+        raise InterpretError(f"--uniform-path {args.uniform_path} is a {type(others['uniform_path']).__name__}: "
+                             "β^uf needs an lstm_dot_attention model trained with --uniform-attention")
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     eos, pad = tgt_dict.eos(), tgt_dict.pad()
     ibm = proxy = None
@@ -85,6 +91,13 @@ def run(args):
             torch.manual_seed(args.seed)
             proxy = probes.BagOfWordsProxy(len(src_dict), len(tgt_dict))
             proxy.fit(pairs, epochs=args.proxy_epochs, seed=args.seed)
+    layers = getattr(model.decoder, "layers", None)
+    head_layer = None
+    if not args.no_head_probes and layers is not None and len(layers) and hasattr(layers[0], "encoder_attn"):
+        head_layer = args.head_layer
+        if not -len(layers) <= head_layer < len(layers):
+            raise InterpretError(f"--head-layer {head_layer} does not exist: pass a value between {-len(layers)} "
+                                 f"and {len(layers) - 1}")
     dataset = loading.load_dataset(task, args.subset, task_cfg)
     n = len(dataset) if not args.num_sentences else min(args.num_sentences, len(dataset))
     records = []
@@ -94,7 +107,8 @@ def run(args):
             continue
         records.append(probes.sentence_probes(
             model, item["source"], item["target"], eos, uniform_model=others.get("uniform_path"), ibm=ibm,
-            proxy=proxy, gradients=not args.no_gradients, second_model=others.get("second_seed_path")))
+            proxy=proxy, gradients=not args.no_gradients, second_model=others.get("second_seed_path"),
+            head_layer=head_layer))
     rows = probes.agreement_table(records, args.top)
     table = probes.format_table(rows)
     os.makedirs(args.results_path, exist_ok=True)

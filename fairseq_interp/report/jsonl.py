@@ -65,3 +65,37 @@ class JsonlWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def index_records(path):
+    """``(id, byte offset)`` of every complete record, reading one line at a time (constant memory per record)."""
+    index, offset = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            index.append((json.loads(line)["id"], offset))
+            offset += len(line)
+    return index
+
+
+def iter_records_by_id(paths):
+    """Records of one or more JSONL files in sentence-id order, one at a time (only ids and offsets are held)."""
+    entries = sorted((rid, k, offset) for k, path in enumerate(paths) for rid, offset in index_records(path))
+    handles = [open(path, "rb") for path in paths]
+    try:
+        for _rid, k, offset in entries:
+            handles[k].seek(offset)
+            yield json.loads(handles[k].readline())
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def write_lines_atomic(path, lines):
+    """Write an iterable of text chunks to ``path`` through a temporary file and a rename (streaming)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+    os.replace(tmp, path)

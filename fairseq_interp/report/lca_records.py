@@ -76,6 +76,11 @@ class LcaRecordFile:
         if old_header["groups"] != header["groups"] or old_header.get("buckets") != header.get("buckets"):
             raise InterpretError(f"{self.path} was written for another model (different parameter groups): "
                                  f"pass a new --lca-dir")
+        if old_header.get("options") != header.get("options"):
+            changed = sorted(k for k in set(old_header.get("options", {})) | set(header.get("options", {}))
+                             if old_header.get("options", {}).get(k) != header.get("options", {}).get(k))
+            raise InterpretError(f"{self.path} was recorded with other LCA options ({', '.join(changed)}): resume "
+                                 f"with the same --lca-* options, or pass a new --lca-dir")
         if n == 0:
             if intervals or states:
                 raise InterpretError(f"{self.path} already holds LCA records and training starts at update 0: "

@@ -37,3 +37,11 @@ def render_record(record):
 
 def render(records):
     return "\n".join(render_record(r) for r in sorted(records, key=lambda r: r["id"]))
+
+
+def write_text_view(records, path):
+    """Write the view of ``records`` (an iterable, e.g. :func:`~.jsonl.iter_records_by_id`) to ``path``,
+    streaming, through a temporary file and a rename."""
+    from .jsonl import write_lines_atomic
+
+    write_lines_atomic(path, (("\n" if k else "") + render_record(r) for k, r in enumerate(records)))

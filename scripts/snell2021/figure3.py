@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.dirname(sys.executable)
 
 
-def train_command(mode, seed, args):
+def train_command(mode, seed, args, extra=()):
     vocab = args.vocab_size if mode != "mixture" else max(args.vocab_size, 2 * args.seq_len)
     return [os.path.join(BIN, "fairseq-train"), "--user-dir", os.path.join(REPO, "fairseq_interp"),
             "--task", "permutation_copy", "--perm-mode", mode, "--seq-len", str(args.seq_len),
@@ -31,13 +31,14 @@ def train_command(mode, seed, args):
             "--attention-heads", str(args.heads), "--optimizer", "adam", "--lr", str(args.lr),
             "--criterion", "cross_entropy", "--batch-size", str(args.batch_size), "--max-update", str(args.max_update),
             "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
-            "--required-batch-size-multiple", "1", "--cpu", "--no-save", "--no-progress-bar", "--log-format", "json"]
+            "--required-batch-size-multiple", "1", "--cpu", "--no-save", "--no-progress-bar", "--log-format", "json",
+            *extra]
 
 
-def one_run(mode, seed, args):
+def one_run(mode, seed, args, extra=()):
     start = time.time()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run(train_command(mode, seed, args), capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(train_command(mode, seed, args, extra), capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} seed {seed} failed:\n{proc.stderr[-2000:]}")
     curve = {}
