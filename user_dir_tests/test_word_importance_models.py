@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import error_lines, run
+from conftest import SHARED_DATA, error_lines, run
 from test_integrated_gradients import MODELS, build, sentence
 
 from fairseq_interp.attribution import TeacherForcedAdapter
@@ -202,3 +202,20 @@ def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
         assert list(csv.DictReader(f)) == rows
     bad = run(cmd[:-2] + ["--min-words", "1", "--max-k", "3"], check=False)
     assert bad.returncode == 2 and "--min-words" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_alignment_aer_script(data_dir, transformer_ckpt, tmp_path):
+    from fairseq_interp.analysis.aer import aer, read_talp, record_links
+    from fairseq_interp.report.jsonl import read_records
+
+    out = tmp_path / "aer"
+    proc = run([sys.executable, "scripts/alignment_aer.py", "--data", str(data_dir / "bin"), "--path",
+                str(transformer_ckpt), "--out", str(out), "--num-sentences", "4", "--ig-steps", "8"])
+    golds = read_talp(os.path.join(SHARED_DATA, "alignments", "enfr.talp"))
+    table = (out / "aer.md").read_text(encoding="utf-8")
+    for method in ("ig", "attention"):
+        recs = sorted(read_records(out / method / "attributions.jsonl"), key=lambda r: r["id"])
+        assert [r["id"] for r in recs] == [0, 1, 2, 3] and all(r["attribute_target"] == "reference" for r in recs)
+        expected = aer([record_links(r) for r in recs], [golds[r["id"]] for r in recs])
+        assert f"| {method} | {expected:.3f} | 4 | 0 |" in table  # the script's number, recomputed
+    assert "| attention |" in proc.stdout
