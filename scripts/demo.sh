@@ -43,6 +43,6 @@ fairseq-interpret "$DATA/bin" --user-dir fairseq_interp --path "$CKPT/checkpoint
   --results-path "$OUT" --plot-dir "$OUT/plots" --ig-steps 50 --no-progress-bar $RESUME 2> "$OUT/interpret.log" \
   || { tail -5 "$OUT/interpret.log"; exit 1; }
 echo "| first sentence:"
-fairseq-interp view "$OUT/attributions.jsonl" --ids 0 | head -4 | sed 's/^/|   /'
+fairseq-interp view "$OUT/attributions.jsonl" --ids 0 2>/dev/null | head -4 | sed 's/^/|   /'
 echo "| done in $(( $(date +%s) - START ))s. BLEU: $OUT/bleu.txt; JSONL: $OUT/attributions.jsonl;"
 echo "|   text view: $OUT/attributions.txt; heatmaps: $OUT/plots/sentence-<id>.png"
