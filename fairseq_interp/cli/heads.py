@@ -133,7 +133,4 @@ def main(argv=None):
 
 
 def cli_main(argv=None):
-    try:
-        main(argv)
-    except InterpretError as e:
-        loading.fail(COMMAND, str(e))
+    loading.run_command(COMMAND, main, argv)

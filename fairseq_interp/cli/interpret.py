@@ -284,10 +284,7 @@ def main(argv=None):
 
 
 def cli_main(argv=None):
-    try:
-        main(argv)
-    except InterpretError as e:
-        loading.fail(COMMAND, str(e))
+    loading.run_command(COMMAND, main, argv)
 
 
 if __name__ == "__main__":

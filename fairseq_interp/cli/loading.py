@@ -128,3 +128,11 @@ def load_dataset(task, split, task_cfg):
 def fail(command, message):
     print(f"{command}: error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def run_command(command, func, *args):
+    """Call ``func(*args)``; an :class:`InterpretError` becomes ``command: error: ...`` on stderr and exit code 2."""
+    try:
+        return func(*args)
+    except InterpretError as e:
+        fail(command, str(e))

@@ -192,10 +192,7 @@ def cli_main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         sys.exit(2)
-    try:
-        args.func(args)
-    except InterpretError as e:
-        loading.fail(COMMAND, str(e))
+    loading.run_command(COMMAND, args.func, args)
 
 
 if __name__ == "__main__":
