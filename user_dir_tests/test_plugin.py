@@ -70,3 +70,50 @@ def test_user_dir_relative_and_installed_path(data_dir, tmp_path):
                     "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "500", "--max-update", "1", "--cpu",
                     "--no-save", "--disable-validation", "--no-progress-bar"], cwd=cwd)
         assert "done training" in proc.stdout + proc.stderr
+
+
+class _Tensors(torch.utils.data.Dataset):
+    """Stand-in for a fairseq dataset: item i is a tensor, so batches cross the worker pipe as torch storage."""
+
+    supports_prefetch = False
+
+    def __len__(self):
+        return 200
+
+    def __getitem__(self, i):
+        return torch.full((64,), float(i))
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def test_exit_hook_stops_prefetch_thread_mid_epoch():
+    """fairseq's prefetch thread, still producing batches when training stops, is stopped by the exit hook."""
+    import threading
+
+    from fairseq.data.iterators import BackgroundConsumer, EpochBatchIterator
+
+    from fairseq_interp.clean_exit import stop_background_consumers
+
+    epoch = EpochBatchIterator(_Tensors(), torch.stack, [[i] for i in range(200)], num_workers=1, buffer_size=4)
+    itr = epoch.next_epoch_itr(shuffle=False)
+    assert next(itr).tolist() == [[0.0] * 64]
+    alive = [t for t in threading.enumerate() if isinstance(t, BackgroundConsumer) and t.is_alive()]
+    assert len(alive) == 1  # mid-epoch: the thread is blocked on a full queue or producing the next batch
+    assert stop_background_consumers(timeout=30) == 1
+    assert not alive[0].is_alive()
+    assert alive[0].count <= 1 + 4 + 2  # stopped after the batch in hand, not after reading the other ~190
+
+
+def test_exit_hook_registered_once_per_process():
+    """Importing the plugin under a second name does not register the exit hook twice."""
+    code = ("import atexit, importlib.util, sys, fairseq_interp\n"
+            "calls = []\n"
+            "import fairseq_interp.clean_exit as ce\n"
+            "orig = atexit.register\n"
+            "atexit.register = lambda f, *a, **k: calls.append(f) or orig(f, *a, **k)\n"
+            f"spec = importlib.util.spec_from_file_location('fi2', {os.path.join(REPO, 'fairseq_interp', '__init__.py')!r},"
+            f" submodule_search_locations=[{os.path.join(REPO, 'fairseq_interp')!r}])\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['fi2'] = m; spec.loader.exec_module(m)\n"
+            "print(len([f for f in calls if f.__name__ == 'stop_background_consumers']))\n")
+    assert run([sys.executable, "-c", code]).stdout.strip().splitlines()[-1] == "0"
