@@ -8,7 +8,10 @@ allow-lists exactly those (and nothing that can run code), keeping safe loading 
   registered without a dataclass (e.g. ``lstm``);
 * omegaconf containers and their metadata (``DictConfig``, ``ListConfig``, nodes), pickled by checkpoints whose
   ``cfg`` was saved as a config object, plus the plain type objects their metadata refers to;
-* numpy scalars and arrays (meters and ``best`` values saved as numpy numbers).
+* numpy scalars and arrays (meters and ``best`` values saved as numpy numbers);
+* ``fairseq.distributed.utils._TensorPlaceholder`` (a dataclass holding one int): in distributed training rank 0
+  loads ``--restore-file``/``--finetune-from-model`` and broadcasts the state to the other ranks with tensors
+  replaced by these placeholders, and the receiving ranks unpickle it with ``torch.load``.
 """
 
 import argparse
@@ -45,12 +48,18 @@ def _omegaconf_globals():
     return [DictConfig, ListConfig, ContainerMetadata, Metadata, typing.Any, *node_types]
 
 
+def _fairseq_globals():
+    from fairseq.distributed.utils import _TensorPlaceholder
+
+    return [_TensorPlaceholder]
+
+
 def safe_globals():
     """The classes and functions fairseq checkpoints pickle (see module docstring)."""
     import collections
 
     plain_types = [dict, list, tuple, set, int, float, str, bool, collections.defaultdict, collections.OrderedDict]
-    return [argparse.Namespace, *plain_types, *_omegaconf_globals(), *_numpy_globals()]
+    return [argparse.Namespace, *plain_types, *_omegaconf_globals(), *_numpy_globals(), *_fairseq_globals()]
 
 
 def install():

@@ -46,6 +46,22 @@ def test_omegaconf_and_numpy_checkpoint(tmp_path):
     assert state["cfg"].model.layers == [1, 2] and state["best"] == 1.25 and list(state["arr"]) == [0, 1, 2]
 
 
+def test_distributed_checkpoint_broadcast_unpickles(tmp_path):
+    """Under DDP rank 0 broadcasts the restored checkpoint state with tensors split out as placeholders; the other
+    ranks ``torch.load`` it, so the placeholder class must be allow-listed (the rest stays refused)."""
+    import io
+
+    from fairseq.distributed.utils import _split_tensors_from_obj
+
+    tensors = []
+    state = _split_tensors_from_obj({"args": argparse.Namespace(lr=[0.1]), "model": {"w": torch.ones(2)}}, tensors)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    assert loaded["model"]["w"].index == 0 and torch.equal(tensors[0], torch.ones(2))
+
+
 def test_second_import_under_other_name_registers_nothing_twice():
     from fairseq.models import ARCH_MODEL_REGISTRY
 

@@ -15,6 +15,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (LabelSmoothedCrossE
 from fairseq.logging import metrics
 
 from ..errors import InterpretError
+from ..models.wrappers import unwrap
 from ..registry import register_criterion
 
 SHORT = {"encoder_self": "enc", "decoder_self": "dec", "cross": "cross"}
@@ -28,9 +29,7 @@ class LabelSmoothedCrossEntropyL0Config(LabelSmoothedCrossEntropyCriterionConfig
 
 
 def _gated_model(model):
-    inner = model
-    while not hasattr(inner, "l0_penalty") and hasattr(inner, "module"):
-        inner = inner.module
+    inner = unwrap(model)
     if not hasattr(inner, "l0_penalty"):
         raise InterpretError(
             f"criterion label_smoothed_cross_entropy_l0 needs a model with head gates, got {type(inner).__name__}: "

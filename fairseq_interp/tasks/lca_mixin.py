@@ -35,6 +35,7 @@ from omegaconf import II
 
 from ..analysis.lca import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads
 from ..errors import InterpretError
+from ..models.wrappers import unwrap
 from ..report.lca_records import FORMAT, LcaRecordFile
 
 logger = logging.getLogger(__name__)
@@ -66,12 +67,6 @@ class LcaConfigMixin:
     lca_max_update: int = II("optimization.max_update")
 
 
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
-
-
 def _is_rank0():
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()
                 and torch.distributed.get_rank() != 0)
@@ -101,7 +96,7 @@ class LcaRecorder:
     def __init__(self, task, model, criterion, update_num):
         cfg = task.cfg
         self.cfg, self.task, self.criterion = cfg, task, criterion
-        self.model = _unwrap(model)
+        self.model = unwrap(model)
         self.groups = LcaGroups(self.model, getattr(task, "source_dictionary", None),
                                 getattr(task, "target_dictionary", None))
         self.capture = EmbeddingRoleCapture(self.model, self.groups)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fairseq import utils
 from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
@@ -135,7 +136,8 @@ class PermutationCopyTask(FairseqTask):
 
 def _ratio(name):
     def derive(meters):
-        return round(100.0 * meters[f"_{name}_correct"].sum / meters[f"_{name}_total"].sum, 2)
+        # under DDP the reduced sums are tensors
+        return round(100.0 * utils.item(meters[f"_{name}_correct"].sum) / utils.item(meters[f"_{name}_total"].sum), 2)
 
     return derive
 

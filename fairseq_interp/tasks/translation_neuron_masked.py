@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from ..errors import InterpretError
+from ..models.wrappers import unwrap
 from ..registry import register_task
 
 
@@ -32,7 +33,7 @@ class TranslationNeuronMaskedTask(TranslationTask):
     def _masked(self, models):
         stack = contextlib.ExitStack()
         for model in models:
-            model = getattr(model, "module", model)  # distributed wrappers
+            model = unwrap(model)
             if not hasattr(model, "using_pairs"):
                 raise InterpretError(f"--task translation_neuron_masked needs --arch transformer_neuron_masked, got "
                                      f"{type(model).__name__}")
