@@ -196,7 +196,7 @@ def get_parser():
     fert.add_argument("--subword-scheme", choices=SCHEMES, default="none",
                       help="merge these subwords of the training text into words first (sentencepiece for "
                            "DATA/spm/train.*)")
-    fert.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations")
+    fert.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations (default 5)")
     fert.add_argument("--null", action=argparse.BooleanOptionalAction, default=True,
                       help="IBM-1 NULL source word (target words may align to nothing)")
     fert.add_argument("--out", help="also write the table here (.csv: CSV, otherwise markdown)")
