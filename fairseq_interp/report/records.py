@@ -14,27 +14,25 @@ def _floats(tensor):
     return None if tensor is None else [float(v) for v in tensor.tolist()]
 
 
+def _record(sample_id, src_tokens, tgt_tokens, src_words, tgt_words, provenance, **fields):
+    """The fields every record has, in schema order, then the method's fields and its provenance."""
+    record = {"id": int(sample_id), "src_tokens": list(src_tokens), "tgt_tokens": list(tgt_tokens),
+              "src_words": src_words, "tgt_words": tgt_words, **fields}
+    record.update(provenance)
+    return record
+
+
 def build_record(sample_id, src_tokens, tgt_tokens, result, scheme, **provenance):
     """Assemble the record of one sentence from token strings and an :class:`AttributionResult`."""
     src_words, src_map = group_subwords(src_tokens, scheme)
     tgt_words, tgt_map = group_subwords(tgt_tokens, scheme)
     contributions = [_floats(row) for row in result.contributions]
     word_contributions = merge_matrix(contributions, src_map, tgt_map, len(src_words), len(tgt_words))
-    record = {
-        "id": int(sample_id),
-        "src_tokens": list(src_tokens),
-        "tgt_tokens": list(tgt_tokens),
-        "src_words": src_words,
-        "tgt_words": tgt_words,
-        "contributions": contributions,
-        "word_contributions": word_contributions,
-        "word_importance": word_importance(word_contributions, src_words),
-        "target_scores": _floats(result.target_scores),
-        "baseline_scores": _floats(result.baseline_scores),
-        "convergence_delta": _floats(result.convergence_delta),
-    }
-    record.update(provenance)
-    return record
+    return _record(sample_id, src_tokens, tgt_tokens, src_words, tgt_words, provenance,
+                   contributions=contributions, word_contributions=word_contributions,
+                   word_importance=word_importance(word_contributions, src_words),
+                   target_scores=_floats(result.target_scores), baseline_scores=_floats(result.baseline_scores),
+                   convergence_delta=_floats(result.convergence_delta))
 
 
 def build_word_record(sample_id, src_tokens, tgt_tokens, importance, scheme, target_scores=None, **provenance):
@@ -46,18 +44,6 @@ def build_word_record(sample_id, src_tokens, tgt_tokens, importance, scheme, tar
     n_words = len(src_words) - (1 if src_words and src_words[-1] == "</s>" else 0)
     if len(importance) != n_words:
         raise ValueError(f"{len(importance)} importance values for {n_words} source words")
-    record = {
-        "id": int(sample_id),
-        "src_tokens": list(src_tokens),
-        "tgt_tokens": list(tgt_tokens),
-        "src_words": src_words,
-        "tgt_words": tgt_words,
-        "contributions": None,
-        "word_contributions": None,
-        "word_importance": [float(v) for v in importance],
-        "target_scores": _floats(target_scores),
-        "baseline_scores": None,
-        "convergence_delta": None,
-    }
-    record.update(provenance)
-    return record
+    return _record(sample_id, src_tokens, tgt_tokens, src_words, tgt_words, provenance,
+                   contributions=None, word_contributions=None, word_importance=[float(v) for v in importance],
+                   target_scores=_floats(target_scores), baseline_scores=None, convergence_delta=None)
