@@ -6,7 +6,8 @@ the ``permutation_copy`` task; runs go in parallel (``--jobs``, one thread each)
     python scripts/snell2021/figure3.py --modes fixed_set sampled_set --seeds 5 --max-update 300 --jobs 2 \
         --out results/snell2021-figure3
 
-Writes OUT/runs.jsonl (one validation curve per run), OUT/summary.md and OUT/figure3.png.
+Writes OUT/runs.jsonl (one validation curve per run, appended as each run ends), OUT/summary.md and
+OUT/figure3.png. ``--resume`` keeps the finished runs of an interrupted sweep and runs the others.
 """
 
 import argparse
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,7 +50,7 @@ def one_run(mode, seed, args, extra=()):
             curve[int(log["valid_num_updates"])] = (float(log["valid_token_accuracy"]),
                                                     float(log["valid_attention_accuracy"]))
     steps = sorted(curve)
-    return {"mode": mode, "seed": seed, "steps": steps, "token_accuracy": [curve[s][0] for s in steps],
+    return {"id": f"{mode}/seed{seed}", "mode": mode, "seed": seed, "steps": steps, "token_accuracy": [curve[s][0] for s in steps],
             "attention_accuracy": [curve[s][1] for s in steps], "seconds": round(time.time() - start, 1)}
 
 
@@ -102,21 +104,44 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
     p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="keep the finished runs in OUT/runs.jsonl")
     args = p.parse_args()
+    sys.path.insert(0, REPO)
+    from fairseq_interp.errors import InterpretError
+    from fairseq_interp.report.jsonl import JsonlWriter, read_records, write_atomic
+
     os.makedirs(args.out, exist_ok=True)
-    start = time.time()
-    jobs = [(m, s) for m in args.modes for s in range(1, args.seeds + 1)]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda job: one_run(*job, args), jobs))
+    config = {k: v for k, v in vars(args).items() if k not in ("modes", "seeds", "jobs", "out", "resume")}
+    path = os.path.join(args.out, "runs.jsonl")
+    try:
+        writer = JsonlWriter(path, resume=args.resume)
+    except InterpretError as e:
+        sys.exit(f"figure3: error: {e}".replace("--results-path", "--out"))
+    old = [r for r in read_records(path) if r["id"] in writer.done_ids] if writer.done_ids else []
+    if any(r.get("config") != config for r in old):
+        sys.exit(f"figure3: error: {path} holds runs with other settings; choose another --out")
+    start, lock = time.time(), threading.Lock()
+    jobs = [(m, s) for m in args.modes for s in range(1, args.seeds + 1) if f"{m}/seed{s}" not in writer.done_ids]
+    print(f"{len(jobs)} runs to do, {len(writer.done_ids)} kept", flush=True)
+
+    def do(job):
+        run = dict(one_run(*job, args), config=config)
+        with lock:
+            writer.write(run)
+            print(f"{run['id']}: tokens {run['token_accuracy'][-1]:.1f}% in {run['seconds']} s", flush=True)
+        return run
+
+    with writer, ThreadPoolExecutor(args.jobs) as pool:
+        new = list(pool.map(do, jobs))
     wall = time.time() - start
-    with open(os.path.join(args.out, "runs.jsonl"), "w") as f:
-        for r in runs:
-            f.write(json.dumps(r) + "\n")
+    wanted = {f"{m}/seed{s}" for m in args.modes for s in range(1, args.seeds + 1)}
+    runs = [r for r in old + new if r["id"] in wanted]
     table = summarize(runs, args)
-    with open(os.path.join(args.out, "summary.md"), "w") as f:
-        f.write(f"{' '.join(sys.argv)}\n\n{table}\nwall time {wall:.0f} s with {args.jobs} parallel runs\n")
+    write_atomic(os.path.join(args.out, "summary.md"),
+                 f"{' '.join(sys.argv)}\n\n{table}\nwall time {wall:.0f} s for {len(new)} runs with {args.jobs} "
+                 f"parallel runs\n")
     plot(runs, args.modes, os.path.join(args.out, "figure3.png"))
-    print(table + f"wall time {wall:.0f} s with {args.jobs} parallel runs; results in {args.out}")
+    print(table + f"wall time {wall:.0f} s for {len(new)} runs with {args.jobs} parallel runs; results in {args.out}")
 
 
 if __name__ == "__main__":
