@@ -61,10 +61,7 @@ def _mask_file(path, task, args, pairs, rho, k=1.0, seed=0):
     g = torch.Generator().manual_seed(seed)
     values = {p: {c: {m: torch.rand(n, generator=g) for m, n in fingerprint["modules"].items()}
                   for c in ("taylor", "absolute")} for p in pairs}
-    save_importance(str(path) + ".imp", fingerprint, values)
-    from fairseq_interp.analysis.neurons import load_importance
-
-    save_masks(path, allocate(load_importance(str(path) + ".imp"), rho, k))
+    save_masks(path, allocate(save_importance(str(path) + ".imp", fingerprint, values), rho, k))
     return plain
 
 
