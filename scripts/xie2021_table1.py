@@ -21,7 +21,6 @@ Writes ``table1.json`` / ``table1.md`` into ``--work`` and, with ``--report``, r
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -29,23 +28,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from evaluate_bleu import read_hypotheses  # noqa: E402
 from prepare_data import XIE2021_PAIRS  # noqa: E402
+from reproduce_voita import sh  # noqa: E402  (run a command in the repository, log it, stop on failure)
 
 BIN = os.path.dirname(sys.executable)
-ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
 PAIRS = list(XIE2021_PAIRS)
 MULTI = ["--lang-pairs", ",".join(PAIRS), "--encoder-langtok", "tgt"]
 MARK = ("<!-- xie2021-table1 -->", "<!-- /xie2021-table1 -->")
 SYSTEMS = ("baseline", "baseline+ft", "masked-taylor", "masked-absolute")
-
-
-def sh(cmd, log=None):
-    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True)
-    if log:
-        with open(log, "w") as f:
-            f.write(proc.stdout + proc.stderr)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def size_args(args):
