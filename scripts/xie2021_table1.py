@@ -68,7 +68,8 @@ def bleu(args, data, ckpt, task, pair, out):
     if not os.path.exists(out):
         text = sh([os.path.join(BIN, "fairseq-generate"), os.path.join(data, "bin"), "--user-dir", "fairseq_interp",
                    "--task", task, *MULTI, "--source-lang", src, "--target-lang", tgt, "--path", ckpt,
-                   "--gen-subset", "test", "--beam", str(args.beam), "--max-tokens", "4000", "--max-len-a", "1.5", "--max-len-b", "10",
+                   "--gen-subset", "test", "--beam", str(args.beam), "--max-tokens", "4000", "--max-len-a", "1.5",
+                   "--max-len-b", "10",
                    # fairseq's batch_by_size drops the last len % 8 sentences with the default multiple of 8
                    "--required-batch-size-multiple", "1", "--post-process", "sentencepiece", "--cpu"])
         with open(out + ".tmp", "w", encoding="utf-8") as f:

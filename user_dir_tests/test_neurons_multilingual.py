@@ -42,6 +42,17 @@ def m2m_baseline(m2m_data, tmp_path_factory):
     return save / "checkpoint_last.pt"
 
 
+def test_prepared_layout_is_translation_multi_simple_epochs(m2m_data):
+    dicts = {lang: (m2m_data / f"dict.{lang}.txt").read_text() for lang in ("en", "de", "fr")}
+    assert dicts["en"] == dicts["de"] == dicts["fr"] and len(dicts["en"].splitlines()) > 300  # one shared dictionary
+    for split in ("train", "valid", "test"):  # once per unordered pair; reversed directions read the same files
+        for a, b in (("de", "en"), ("en", "fr"), ("de", "fr")):
+            assert all((m2m_data / f"{split}.{a}-{b}.{lang}.{ext}").is_file()
+                       for lang in (a, b) for ext in ("bin", "idx"))
+    assert not list(m2m_data.glob("*.en-de.*")) and not list(m2m_data.glob("*cs*"))
+    assert (m2m_data / "lang_pairs.txt").read_text().strip() == ",".join(PAIRS)
+
+
 def _setup(data, extra=(), arch="transformer_neuron_masked_test_tiny"):
     from fairseq import options, tasks
 

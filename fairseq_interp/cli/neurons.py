@@ -18,8 +18,8 @@ def add_parser(sub):
     imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's SUBSET (one direction, "
                                   "or a translation_multi_simple_epoch data-bin)")
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
-    imp.add_argument("--pairs", nargs="+", required=True, help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: "
-                                                                  "among its --lang-pairs)")
+    imp.add_argument("--pairs", nargs="+", required=True,
+                     help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
     imp.add_argument("--subset", default="valid", help="split importance is measured on (default: valid)")
     imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
