@@ -138,7 +138,7 @@ def main():
         out = sh([os.path.join(BIN, "fairseq-interp"), "neurons", "allocate", importance, "--rho", str(args.rho),
                   "--k", str(args.k), "--criterion", criterion, "--out", masks,
                   "--plot", os.path.join(work, f"scores-{criterion}.png")])
-        allocation[criterion] = out.splitlines()[0].lstrip("| ")
+        allocation[criterion] = out.splitlines()[0].lstrip("| ").split(" -> ")[0]
         ckpt, timings[f"masked-{criterion}"] = train(
             args, bin_dir, os.path.join(work, f"masked-{criterion}"), args.finetune_updates,
             ["--task", "translation_multi_neuron_masked", "--arch", "transformer_neuron_masked",
@@ -178,11 +178,12 @@ directions → {8 * s['train_size']:,} pairs), a {s['layers']}-layer {s['dim']}-
 per system; importance on the first {s['valid_size']} valid sentences of each direction; ρ = {s['rho']}, k = {s['k']};
 BLEU (sacrebleu, detokenized, beam {s['beam']}) on the first {s['test_size']} test_2016_flickr sentences of each
 direction. `baseline+ft` continues the baseline without masks for the same fine-tuning updates (control for the
-extra training). One seed; 1 CPU core; {record['total_seconds'] // 60} min in total.
+extra training). One seed; 1 CPU core (a shared machine); {record['total_seconds'] // 60} min in total
+(training: {', '.join(f'{k} {v} s' for k, v in record['train_seconds'].items())}).
 
 {md}
 
-Allocation: {'; '.join(f'{k}: {v}' for k, v in record['allocation'].items())}.
+Allocation: {'; '.join(record['allocation'].values())}.
 Command: `python scripts/xie2021_table1.py --work results/xie2021 --report docs/REPRODUCTION.md` (options as above).
 {MARK[1]}"""
     with open(path, encoding="utf-8") as f:
