@@ -138,6 +138,12 @@ def test_mixed_batch_equals_each_sample_alone_with_its_pairs_mask(mixed):
     assert differs == len(items)  # the masks matter: a wrong pair would have failed the comparison
 
 
+def test_generation_of_a_mixed_batch_is_refused(mixed):
+    task, model, dataset, items = mixed
+    with pytest.raises(InterpretError, match="one direction at a time.*--source-lang and --target-lang"):
+        task.inference_step(None, [model], dataset.collater(items))
+
+
 def test_neuron_of_no_pair_in_the_batch_gets_zero_gradient(mixed, tmp_path):
     from fairseq_interp.analysis.neurons import neuron_modules
 
