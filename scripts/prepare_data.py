@@ -10,10 +10,17 @@ Reads the raw gzip files of ``../shared/data/multi30k`` (train / val / test_2016
     OUT/bin/                                 fairseq-preprocess output (joined dictionary)
     OUT/prepare.json                         the options used; a second run with the same options is a no-op
 
+Many-to-many mode (``--lang-pairs``, Xie et al. 2021 / Johnson et al. 2017): one joint sentencepiece model over
+all languages of the directions and one shared dictionary; ``OUT/bin`` is laid out as fairseq's
+``translation_multi_simple_epoch`` reads it: ``{split}.{a}-{b}.{a|b}.{bin,idx}`` once per unordered language
+pair (a reversed direction reads the same files) and ``dict.{lang}.txt`` for every language, all identical.
+Multi30k is aligned across languages, so every language keeps the same sentences.
+
 Example::
 
     python scripts/prepare_data.py --src en --tgt fr --out data/multi30k.en-fr
     python scripts/prepare_data.py --src en --tgt de --train-size 10000 --out data/m30k-10k.en-de
+    python scripts/prepare_data.py --lang-pairs xie2021 --out data/multi30k.m2m   # the 8 directions below
 """
 
 import argparse
@@ -26,6 +33,8 @@ import tempfile
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+# the 8 many-to-many directions of our Table-1 reproduction (Xie et al. 2021 on Multi30k)
+XIE2021_PAIRS = ("en-de", "de-en", "en-fr", "fr-en", "en-cs", "cs-en", "de-fr", "fr-de")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "multi30k")
 
@@ -79,15 +88,76 @@ def train_sentencepiece(text_files, prefix, vocab_size, seed_sentences):
     )
 
 
+def parse_lang_pairs(value):
+    """``en-de,de-en`` (or ``xie2021``) -> directions and their languages; checks every language is in Multi30k."""
+    pairs = list(XIE2021_PAIRS) if value == "xie2021" else [p.strip() for p in value.split(",") if p.strip()]
+    for pair in pairs:
+        src, sep, tgt = pair.partition("-")
+        if not sep or src == tgt or src not in LANGS or tgt not in LANGS:
+            raise PrepareError(f"--lang-pairs: {pair!r} is not SRC-TGT with two different languages among "
+                               f"{', '.join(LANGS)}")
+    if len(set(pairs)) != len(pairs) or not pairs:
+        raise PrepareError("--lang-pairs must list each direction once, e.g. en-de,de-en")
+    langs = sorted({lang for pair in pairs for lang in pair.split("-")})
+    return pairs, langs
+
+
+def run_preprocess(cmd_args):
+    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args]
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            log.seek(0)
+            sys.stderr.write(log.read()[-3000:])
+            raise PrepareError("fairseq-preprocess failed (its output is above)")
+
+
+def binarize_bilingual(out, src, tgt, workers):
+    prefix = os.path.join(out, "spm")
+    run_preprocess([
+        "--source-lang", src, "--target-lang", tgt,
+        "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
+        "--destdir", os.path.join(out, "bin"), "--joined-dictionary", "--workers", str(workers)])
+
+
+def binarize_multilingual(out, pairs, langs, workers):
+    """One dictionary over every language's training pieces, then each unordered pair binarized with it."""
+    prefix, bin_dir = os.path.join(out, "spm"), os.path.join(out, "bin")
+    joint = os.path.join(out, "spm", "train.all")
+    with open(joint, "w", encoding="utf-8") as f:
+        for lang in langs:
+            with open(f"{prefix}/train.{lang}", encoding="utf-8") as part:
+                f.write(part.read())
+    dict_dir = os.path.join(out, "dict")
+    run_preprocess(["--only-source", "--trainpref", joint, "--destdir", dict_dir, "--dict-only",
+                    "--workers", str(workers)])
+    shared = os.path.join(dict_dir, "dict.txt")
+    for src, tgt in sorted({tuple(sorted(p.split("-"))) for p in pairs}):
+        run_preprocess([
+            "--source-lang", src, "--target-lang", tgt, "--srcdict", shared, "--tgtdict", shared,
+            "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
+            "--destdir", bin_dir, "--workers", str(workers)])
+    os.remove(joint)
+    write_lines(os.path.join(bin_dir, "lang_pairs.txt"), [",".join(pairs)])
+    write_lines(os.path.join(bin_dir, "langs.txt"), [",".join(langs)])
+
+
 def prepare(args):
-    if args.src == args.tgt or args.src not in LANGS or args.tgt not in LANGS:
+    if args.lang_pairs:
+        pairs, langs = parse_lang_pairs(args.lang_pairs)
+    elif args.src == args.tgt or args.src not in LANGS or args.tgt not in LANGS:
         raise PrepareError(f"--src/--tgt must be two different languages among {', '.join(LANGS)}")
+    else:
+        pairs, langs = None, [args.src, args.tgt]
     out = os.path.abspath(args.out)
     stamp_path = os.path.join(out, "prepare.json")
     options = {
         "src": args.src, "tgt": args.tgt, "train_size": args.train_size, "valid_size": args.valid_size,
         "test_size": args.test_size, "vocab_size": args.vocab_size, "data_root": os.path.abspath(args.data_root),
     }
+    if pairs:
+        options = {k: v for k, v in options.items() if k not in ("src", "tgt")}
+        options["lang_pairs"] = pairs
     if os.path.exists(stamp_path) and not args.force:
         with open(stamp_path) as f:
             if json.load(f) == options:
@@ -95,7 +165,6 @@ def prepare(args):
                 return out
             raise PrepareError(f"{out} was prepared with other options: use another --out or --force")
 
-    langs = (args.src, args.tgt)
     sizes = {"train": args.train_size, "valid": args.valid_size, "test": args.test_size}
     for sub in ("raw", "tok", "spm"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
@@ -103,17 +172,18 @@ def prepare(args):
     tokenized = {}
     for split, limit in sizes.items():
         raw = {lang: read_split(args.data_root, split, lang, limit) for lang in langs}
-        keep = [i for i in range(len(raw[args.src])) if raw[args.src][i].strip() and raw[args.tgt][i].strip()]
+        # aligned corpus: keep a sentence only where every language has text
+        keep = [i for i in range(len(raw[langs[0]])) if all(raw[lang][i].strip() for lang in langs)]
         for lang in langs:
             lines = [raw[lang][i] for i in keep]
             write_lines(os.path.join(out, "raw", f"{split}.{lang}"), lines)
             tokenized[split, lang] = moses_tokenize(lines, lang)
             write_lines(os.path.join(out, "tok", f"{split}.{lang}"), tokenized[split, lang])
-        print(f"| {split}: {len(keep)} sentence pairs")
+        print(f"| {split}: {len(keep)} aligned sentences ({', '.join(langs)})")
 
     train_sentencepiece(
         [os.path.join(out, "tok", f"train.{lang}") for lang in langs],
-        os.path.join(out, "spm"), args.vocab_size, seed_sentences=2 * len(tokenized["train", args.src]),
+        os.path.join(out, "spm"), args.vocab_size, seed_sentences=len(langs) * len(tokenized["train", langs[0]]),
     )
     import sentencepiece as spm
 
@@ -123,22 +193,15 @@ def prepare(args):
         write_lines(os.path.join(out, "spm", f"{split}.{lang}"), pieces)
 
     bin_dir = os.path.join(out, "bin")
-    prefix = os.path.join(out, "spm")
-    cmd = [
-        sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", args.src, "--target-lang", args.tgt,
-        "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
-        "--destdir", bin_dir, "--joined-dictionary", "--workers", str(args.workers),
-    ]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            log.seek(0)
-            sys.stderr.write(log.read()[-3000:])
-            raise PrepareError("fairseq-preprocess failed (its output is above)")
+    if pairs:
+        binarize_multilingual(out, pairs, langs, args.workers)
+    else:
+        binarize_bilingual(out, args.src, args.tgt, args.workers)
     with open(stamp_path + ".tmp", "w") as f:
         json.dump(options, f, indent=1)
     os.replace(stamp_path + ".tmp", stamp_path)
-    print(f"| prepared {args.src}-{args.tgt} in {out} (binarized data: {bin_dir})")
+    what = f"{len(pairs)} directions ({','.join(pairs)})" if pairs else f"{args.src}-{args.tgt}"
+    print(f"| prepared {what} in {out} (binarized data: {bin_dir})")
     return out
 
 
@@ -146,9 +209,12 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", default="en", help="source language (en, de, fr, cs)")
     p.add_argument("--tgt", default="fr", help="target language (en, de, fr, cs)")
+    p.add_argument("--lang-pairs", help="many-to-many mode: comma-separated directions (en-de,de-en,...) or "
+                                        "'xie2021' for the 8 directions En<->De, En<->Fr, En<->Cs, De<->Fr; "
+                                        "replaces --src/--tgt")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder with Multi30k's raw gzip files")
-    p.add_argument("--train-size", type=int, default=0, help="use only the first N training pairs (0 = all 29,000)")
+    p.add_argument("--train-size", type=int, default=0, help="use only the first N training sentences (0 = all 29,000)")
     p.add_argument("--valid-size", type=int, default=0, help="use only the first N validation pairs (0 = all)")
     p.add_argument("--test-size", type=int, default=0, help="use only the first N test pairs (0 = all)")
     p.add_argument("--vocab-size", type=int, default=8000, help="joint sentencepiece vocabulary size")

@@ -1,8 +1,11 @@
 """``fairseq-interp neurons importance|allocate``: per-pair neuron importance and general/specific masks
 (Xie et al. 2021). Thin: parse → load → ``analysis.neurons`` / ``analysis.neuron_allocation`` → write."""
 
+import contextlib
+import copy
 import json
 import os
+from argparse import Namespace
 
 from ..errors import InterpretError
 from . import loading
@@ -12,9 +15,11 @@ def add_parser(sub):
     p = sub.add_parser("neurons", help="multilingual neuron importance and allocation (Xie et al. 2021)")
     nsub = p.add_subparsers(dest="neurons_command", metavar="STEP")
     imp = nsub.add_parser("importance", help="Θ_TE and Θ_AV of every neuron for each language pair")
-    imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's SUBSET")
+    imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's SUBSET (one direction, "
+                                  "or a translation_multi_simple_epoch data-bin)")
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
-    imp.add_argument("--pairs", nargs="+", required=True, help="language pairs SRC-TGT, e.g. en-fr de-en")
+    imp.add_argument("--pairs", nargs="+", required=True,
+                     help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
     imp.add_argument("--subset", default="valid", help="split importance is measured on (default: valid)")
     imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
@@ -42,15 +47,28 @@ def _pair(name):
     return src, tgt
 
 
+def _trained_pairs(task_cfg):
+    """The directions of a multilingual task config (``--lang-pairs``), or None for a one-direction task."""
+    pairs = getattr(task_cfg, "lang_pairs", None) if isinstance(task_cfg, Namespace) else task_cfg.get("lang_pairs")
+    if isinstance(pairs, str):
+        pairs = pairs.split(",")
+    return [p.strip() for p in pairs] if pairs else None
+
+
 def _load_for_pair(path, data, src, tgt):
+    """Model and task of ``path`` reading direction ``src-tgt`` of ``data`` (one-direction or multilingual task)."""
     from omegaconf import open_dict
 
     state = loading.read_checkpoint(path)
     cfg = state.get("cfg")
     if cfg is None or cfg.get("task") is None:
         raise InterpretError(f"checkpoint {path} has no task config: use a checkpoint written by fairseq-train")
-    task_cfg = cfg.task
-    with open_dict(task_cfg):
+    task_cfg = copy.deepcopy(cfg.task)  # a Namespace for legacy tasks such as translation_multi_simple_epoch
+    trained = _trained_pairs(task_cfg)
+    if trained is not None and f"{src}-{tgt}" not in trained:
+        raise InterpretError(f"language pair {src}-{tgt} is not one the model was trained on (available: "
+                             f"{', '.join(trained)})")
+    with open_dict(task_cfg) if not isinstance(task_cfg, Namespace) else contextlib.nullcontext():
         task_cfg.data = data
         task_cfg.source_lang, task_cfg.target_lang = src, tgt
     try:
@@ -83,7 +101,10 @@ def run_importance(args):
         n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
         pad = task.target_dictionary.pad()
         for start in range(0, n, args.batch_size):
-            acc.add_batch(dataset.collater([dataset[i] for i in range(start, min(n, start + args.batch_size))]), pad)
+            batch = dataset.collater([dataset[i] for i in range(start, min(n, start + args.batch_size))])
+            if hasattr(task, "with_model_pair_ids"):  # a masked many-to-many checkpoint: the pair's own mask
+                batch = task.with_model_pair_ids(batch, model)
+            acc.add_batch(batch, pad)
         per_pair[name], tokens[name] = acc.result(), dict(acc.tokens)
         print(f"| {name}: {n} sentences, {acc.tokens['src']} source and {acc.tokens['tgt']} target tokens")
     save_importance(args.out, fingerprint, per_pair, tokens)

@@ -12,8 +12,8 @@ every other neuron's output is zeroed in forward, so it gets no gradient from th
 * Neurons are those of :mod:`fairseq_interp.analysis.neurons`; masks act through forward hooks, with fairseq's
   fused attention switched off so the projection hooks fire.
 
-Not yet built: the multilingual task that adds ``pair_ids`` to each batch and to ``encoder_out`` for
-``fairseq-generate`` (beam search reorders it with the encoder output).
+Tasks: ``translation_neuron_masked`` (one direction) and ``translation_multi_neuron_masked`` (many-to-many, the
+collater adds each sample's ``pair_ids``). Generation uses one pair per batch (:func:`using_pair`).
 """
 
 import contextlib
@@ -30,6 +30,7 @@ from fairseq.modules import MultiheadAttention
 
 from ..errors import InterpretError
 from ..registry import register_model, register_model_architecture
+from .wrappers import unwrap
 
 _PAIRS = "neuron_mask_pairs"
 logger = logging.getLogger(__name__)
@@ -144,6 +145,17 @@ class NeuronMaskedTransformerModel(TransformerModel):
                 state_dict[prefix + key] = value.clone()
             elif state_dict[prefix + key].shape != value.shape:
                 self.register_buffer(key, torch.empty_like(state_dict[prefix + key]))
+
+
+def using_pair(models, pair, task):
+    """Context: every model of ``models`` (fairseq-generate's ensemble) runs with the mask of ``pair``."""
+    stack = contextlib.ExitStack()
+    for model in models:
+        model = unwrap(model)
+        if not hasattr(model, "using_pairs"):
+            raise InterpretError(f"--task {task} needs --arch transformer_neuron_masked, got {type(model).__name__}")
+        stack.enter_context(model.using_pairs(model.pair_index(pair)))
+    return stack
 
 
 @register_model_architecture("transformer_neuron_masked", "transformer_neuron_masked")

@@ -2,17 +2,14 @@
 ``transformer_neuron_masked`` model (Xie et al. 2021): every training, validation and generation step runs
 with the neuron mask of the task's language pair (``--neuron-pair``, default ``SOURCE_LANG-TARGET_LANG``).
 
-Mixed-language batches are supported by the model (``forward(..., pair_ids=(B,))``); a multilingual task that
-fills ``pair_ids`` per sample is not built yet.
+For many-to-many data with mixed-language batches use ``translation_multi_neuron_masked``.
 """
 
-import contextlib
 from dataclasses import dataclass, field
 
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from ..errors import InterpretError
-from ..models.wrappers import unwrap
+from ..models.transformer_neuron_masked import using_pair
 from ..registry import register_task
 
 
@@ -31,14 +28,7 @@ class TranslationNeuronMaskedTask(TranslationTask):
         return self.cfg.neuron_pair or f"{self.cfg.source_lang}-{self.cfg.target_lang}"
 
     def _masked(self, models):
-        stack = contextlib.ExitStack()
-        for model in models:
-            model = unwrap(model)
-            if not hasattr(model, "using_pairs"):
-                raise InterpretError(f"--task translation_neuron_masked needs --arch transformer_neuron_masked, got "
-                                     f"{type(model).__name__}")
-            stack.enter_context(model.using_pairs(model.pair_index(self.pair)))
-        return stack
+        return using_pair(models, self.pair, "translation_neuron_masked")
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         with self._masked([model]):
