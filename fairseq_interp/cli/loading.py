@@ -1,6 +1,7 @@
 """Loading checkpoints, tasks and datasets for the plugin's commands, with one-line errors instead of tracebacks
 from deep inside fairseq."""
 
+import logging
 import os
 import pickle
 import sys
@@ -130,8 +131,18 @@ def fail(command, message):
     sys.exit(2)
 
 
+def configure_logging():
+    """fairseq's log format at INFO (``LOGLEVEL`` overrides). Importing fairseq runs
+    ``logging.basicConfig(level=DEBUG)`` in ``fairseq.models.wav2vec.wav2vec2_classification``, which would print
+    every library's debug messages (matplotlib's font search, ...) in fairseq's place."""
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr, force=True)
+
+
 def run_command(command, func, *args):
-    """Call ``func(*args)``; an :class:`InterpretError` becomes ``command: error: ...`` on stderr and exit code 2."""
+    """Call ``func(*args)`` with fairseq's logging; an :class:`InterpretError` becomes ``command: error: ...`` on
+    stderr and exit code 2."""
+    configure_logging()
     try:
         return func(*args)
     except InterpretError as e:
