@@ -259,6 +259,35 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
                     "--task", "translation_neuron_masked", "--neuron-pair", "de-en", "--gen-subset", "test",
                     "--cpu"], check=False)
     assert bad_pair.returncode != 0 and "'de-en' has no neuron mask" in bad_pair.stderr
+    # fairseq-interpret attributes with the pair's mask: F(x) of the records = the masked model's scores
+    out = tmp_path / "interp"
+    interpret = ["fairseq-interpret", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(ckpt),
+                 "--gen-subset", "test", "--cpu", "--num-sentences", "3", "--ig-steps", "4", "--beam", "2",
+                 "--max-len-b", "8", "--results-path", str(out)]
+    run(interpret + ["--task", "translation_neuron_masked", "--neuron-pair", "fr-en"])
+    refused = run(interpret[:-1] + [str(tmp_path / "interp2")], check=False)  # plain translation task
+    assert refused.returncode == 2 and "--task translation_neuron_masked" in refused.stderr
+    from fairseq_interp.attribution.adapter import TeacherForcedAdapter
+
+    model.eval()
+    adapter = TeacherForcedAdapter(model, eos=2)
+    from fairseq.data import Dictionary
+
+    src_dict = Dictionary.load(str(data_dir / "bin" / "dict.en.txt"))
+    tgt_dict = Dictionary.load(str(data_dir / "bin" / "dict.fr.txt"))
+    records = [json.loads(line) for line in (out / "attributions.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    differs = False
+    for r in records:
+        src = torch.tensor([src_dict.index(t) for t in r["src_tokens"]])
+        tgt = torch.tensor([tgt_dict.index(t) for t in r["tgt_tokens"]])
+        with torch.no_grad():
+            plain = adapter.scores(src, tgt)[0]
+            with model.using_pairs(model.pair_index("fr-en")):
+                masked_scores = adapter.scores(src, tgt)[0]
+        torch.testing.assert_close(torch.tensor(r["target_scores"]), masked_scores, atol=1e-5, rtol=1e-4)
+        differs |= not torch.allclose(plain, masked_scores, atol=1e-4)
+    assert differs  # the mask matters: unmasked scores would not have passed
 
 
 def _masked_model(masks_path, seed=0):

@@ -9,6 +9,7 @@ is done; ``--resume`` continues an interrupted run), ``attributions.txt`` (a vie
 """
 
 import ast
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Optional
 import torch
 
 from ..errors import InterpretError
+from ..models.wrappers import unwrap
 from . import loading
 
 logger = logging.getLogger("fairseq_interp.interpret")
@@ -160,6 +162,18 @@ def check_dataset(dataset, args, max_source_positions):
     return set(int(i) for i in empty)
 
 
+def attribution_context(task, model):
+    """The context every forward of the run happens in: a task may mask the model (``attribution_context(models)``,
+    e.g. the neuron mask of ``translation_neuron_masked``); a masked model needs such a task."""
+    if hasattr(task, "attribution_context"):
+        return task.attribution_context([model])
+    if hasattr(unwrap(model), "using_pairs"):
+        raise InterpretError("this checkpoint is a transformer_neuron_masked model: pass --task "
+                             "translation_neuron_masked (and --neuron-pair if the pair is not SRC-TGT) so attribution "
+                             "uses that pair's neuron mask")
+    return contextlib.nullcontext()
+
+
 def main(argv=None):
     from fairseq import options, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -202,6 +216,7 @@ def main(argv=None):
     if args.num_sentences > 0:
         dataset = _FirstSentences(dataset, args.num_sentences)
 
+    masks = attribution_context(task, model)
     model.eval()
     if use_cuda:
         model.cuda()
@@ -238,7 +253,7 @@ def main(argv=None):
     provenance = {"method": args.attribution, "score": args.attribution_score,
                   "attribute_target": args.attribute_target, "ig_steps": args.ig_steps,
                   "ig_method": args.ig_method, "subword_scheme": scheme}
-    with writer:
+    with writer, masks:
         for sample in progress:
             ids = sample["id"].tolist() if "id" in sample else []
             todo = [k for k, sid in enumerate(ids) if sid not in writer.done_ids and sid not in skipped_empty]

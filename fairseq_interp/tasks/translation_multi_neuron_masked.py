@@ -100,6 +100,11 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
     def valid_step(self, sample, model, criterion):
         return super().valid_step(self.with_model_pair_ids(sample, model), model, criterion)
 
+    def attribution_context(self, models):
+        raise InterpretError(f"fairseq-interpret does not support --task {TASK} yet (its language tokens are not in "
+                             "the attribution adapter): generate with fairseq-generate, or attribute a "
+                             "single-direction model with --task translation_neuron_masked")
+
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         net_input = dict(sample["net_input"])
         ids = net_input.pop("pair_ids", None)  # the encoder's forward takes no pair ids

@@ -30,6 +30,11 @@ class TranslationNeuronMaskedTask(TranslationTask):
     def _masked(self, models):
         return using_pair(models, self.pair, "translation_neuron_masked")
 
+    def attribution_context(self, models):
+        """``fairseq-interpret``: attribution runs the model directly, so every forward of the run must be inside
+        the pair's mask."""
+        return self._masked(models)
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         with self._masked([model]):
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
