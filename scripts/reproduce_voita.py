@@ -9,6 +9,8 @@
 4. with ``--heads``: run ``fairseq-interp heads`` on the baseline to see which roles the surviving heads have.
 
 Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table) into ``--work``, and ``sweep.png`` (BLEU vs heads).
+Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at ``--max-update``) and scored
+translations (``*.gen.bleu``) are kept, an interrupted training continues from its last checkpoint.
 
     python scripts/reproduce_voita.py --data data/multi30k.en-fr --tgt fr --work results/voita \
         --baseline-updates 4000 --finetune-updates 1500 --lambdas 0.01 0.05 0.1 0.2 --from-scratch
@@ -46,7 +48,7 @@ def sh(cmd, log=None):
 def train(data, arch, updates, save, lr, extra=()):
     os.makedirs(save, exist_ok=True)
     ckpt = os.path.join(save, "checkpoint_last.pt")
-    if not os.path.exists(ckpt):
+    if not os.path.exists(ckpt) or torch.load(ckpt)["optimizer_history"][-1]["num_updates"] < updates:
         sh([os.path.join(BIN, "fairseq-train"), data, "--user-dir", "fairseq_interp", "--arch", arch,
             "--max-update", str(updates), "--save-dir", save, "--lr", str(lr), *TRAIN, *extra],
            log=os.path.join(save, "train.log"))
@@ -54,14 +56,21 @@ def train(data, arch, updates, save, lr, extra=()):
 
 
 def bleu(data_root, ckpt, tgt, out):
+    if os.path.exists(out + ".bleu"):  # scored by an earlier run
+        with open(out + ".bleu") as f:
+            return float(f.read())
     gen = sh([os.path.join(BIN, "fairseq-generate"), os.path.join(data_root, "bin"), "--user-dir", "fairseq_interp",
               "--path", ckpt, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
-              "--post-process", "sentencepiece", "--cpu"])
+              "--post-process", "sentencepiece", "--cpu", "--required-batch-size-multiple", "1"])
     with open(out, "w") as f:
         f.write(gen)
     score = sh([sys.executable, "scripts/evaluate_bleu.py", "--generate-output", out, "--reference",
                 os.path.join(data_root, "raw", f"test.{tgt}"), "--lang", tgt])
-    return float(re.search(r"BLEU = ([0-9.]+)", score).group(1))
+    value = float(re.search(r"BLEU = ([0-9.]+)", score).group(1))
+    with open(out + ".bleu.tmp", "w") as f:
+        f.write(str(value))
+    os.replace(out + ".bleu.tmp", out + ".bleu")
+    return value
 
 
 def main():
