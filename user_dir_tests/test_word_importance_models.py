@@ -66,16 +66,17 @@ def test_attention_is_max_over_heads(data_dir):
     assert (got >= mean - 1e-6).all() and (got > mean + 1e-4).any()
 
 
-def test_attention_lstm_after_generation_prep(data_dir):
+@pytest.mark.parametrize("need_attn", [False, None])  # None: prepare_for_inference_ without --print-alignment
+def test_attention_lstm_after_generation_prep(data_dir, need_attn):
     model, task = build(data_dir, MODELS["lstm"])
     src, tgt = sentence(task, seed=2)
     eos = task.target_dictionary.eos()
     expected = fairseq_attention(model, src, tgt, eos).t()
-    model.make_generation_fast_(need_attn=False)  # what prepare_for_inference_ does
+    model.make_generation_fast_(need_attn=need_attn)  # what prepare_for_inference_ does
     got = AttentionAttribution(TeacherForcedAdapter(model, eos)).attribute(src, tgt).contributions
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got.sum(0), torch.ones(tgt.numel()))
-    assert model.decoder.need_attn is False  # restored
+    assert model.decoder.need_attn is need_attn  # restored
 
 
 def generator_for(task, model, beam=2):

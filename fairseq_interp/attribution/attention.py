@@ -37,8 +37,9 @@ class AttentionAttribution:
             handle = layers[-1].encoder_attn.register_forward_hook(hook)
         src = src_tokens.view(1, -1)
         tgt = target.view(1, -1)
+        has_need_attn = hasattr(model.decoder, "need_attn")
         need_attn = getattr(model.decoder, "need_attn", None)
-        if need_attn is not None:  # fairseq's make_generation_fast_ turns it off for the lstm
+        if has_need_attn:  # fairseq's make_generation_fast_ sets it to False or None for the lstm
             model.decoder.need_attn = True
         try:
             with torch.no_grad():
@@ -47,7 +48,7 @@ class AttentionAttribution:
         finally:
             if handle is not None:
                 handle.remove()
-            if need_attn is not None:
+            if has_need_attn:
                 model.decoder.need_attn = need_attn
         if handle is not None:
             if not captured or captured[-1] is None:
