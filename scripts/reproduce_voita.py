@@ -29,6 +29,8 @@ import torch
 import fairseq_interp  # noqa: F401  (torch.load of fairseq checkpoints under the safe loader)
 from fairseq_interp.pruning.survival import kept_vs_pruned, open_head_masks, role_survival
 
+STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONWARNINGS="ignore")
@@ -124,7 +126,7 @@ def main():
                 report = json.load(f)
             masks = open_head_masks(torch.load(gated, map_location="cpu"), gated)
             row["survival"] = role_survival(report, masks)
-            row["kept_vs_pruned"] = {stat: kept_vs_pruned(report, masks, stat) for stat in ("relevance", "confidence")}
+            row["kept_vs_pruned"] = {stat: kept_vs_pruned(report, masks, stat) for stat in STATISTICS}
         if args.from_scratch or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu")):
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
@@ -155,16 +157,18 @@ def main():
             lines.append(f"| {r['lambda']} | " + " | ".join(cells) + " |")
     compared = [r for r in rows[1:] if "kept_vs_pruned" in r]
     if compared:
-        lines += ["", "Mean relevance (LRP) and confidence of the baseline's heads, kept vs pruned, per λ:", "",
-                  "| λ | attention | heads kept / pruned | relevance kept | relevance pruned | confidence kept | "
-                  "confidence pruned |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "Mean statistics of the baseline's heads (`fairseq-interp heads`), kept / pruned, per λ "
+                  "(positional = max(prev, next), the role needs ≥ 0.9; rare: encoder heads only):", "",
+                  "| λ | attention | heads kept / pruned | " + " | ".join(STATISTICS) + " |",
+                  "|---|---|---|" + "---|" * len(STATISTICS)]
         fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
         for r in compared:
-            rel, conf = r["kept_vs_pruned"]["relevance"], r["kept_vs_pruned"]["confidence"]
-            for kind in rel:
-                lines.append(f"| {r['lambda']} | {kind} | {rel[kind]['n_kept']} / {rel[kind]['n_pruned']} | "
-                             f"{fmt(rel[kind]['kept'])} | {fmt(rel[kind]['pruned'])} | {fmt(conf[kind]['kept'])} | "
-                             f"{fmt(conf[kind]['pruned'])} |")
+            stats = r["kept_vs_pruned"]
+            for kind, rel in stats["relevance"].items():
+                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}" if kind in stats[s]
+                         else "–" for s in STATISTICS]
+                lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
+                             + " | ".join(cells) + " |")
     with open(os.path.join(args.work, "sweep.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     import matplotlib

@@ -69,3 +69,23 @@ def test_kept_vs_pruned_means_per_kind_and_overall():
     assert rows["all"]["pruned"] == pytest.approx((0.1 + 0.2 + 0.0) / 3)
     with pytest.raises(InterpretError, match="no 'confidence'"):
         kept_vs_pruned(report, masks, "confidence")
+
+
+def test_kept_vs_pruned_graded_roles_skip_undefined_kinds():
+    """positional = max(prev, next); rare is defined for encoder heads only, so other kinds are left out."""
+    from fairseq_interp.pruning.survival import kept_vs_pruned
+
+    masks = {"encoder_self": [[True, False]], "cross": [[True, False]]}
+    report = {"kinds": {
+        "encoder_self": {"layers": [[{"prev": 0.95, "next": 0.01, "rare": 0.3},
+                                     {"prev": 0.10, "next": 0.40, "rare": 0.1}]]},
+        "cross": {"layers": [[{"prev": 0.0, "next": 0.0, "rare": None}, {"prev": 0.0, "next": 0.0, "rare": None}]]}}}
+    positional = kept_vs_pruned(report, masks, "positional")
+    assert positional["encoder_self"]["kept"] == pytest.approx(0.95)
+    assert positional["encoder_self"]["pruned"] == pytest.approx(0.40)
+    assert positional["all"]["kept"] == pytest.approx(0.95 / 2)
+    rare = kept_vs_pruned(report, masks, "rare")
+    assert list(rare) == ["encoder_self", "all"]
+    assert (rare["all"]["kept"], rare["all"]["pruned"]) == (pytest.approx(0.3), pytest.approx(0.1))
+    with pytest.raises(InterpretError, match="no 'rare' for the cross heads"):
+        kept_vs_pruned({"kinds": {"cross": report["kinds"]["cross"]}}, {"cross": masks["cross"]}, "rare")

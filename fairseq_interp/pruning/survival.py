@@ -67,17 +67,31 @@ def role_survival(heads_report, masks):
                        for role, (n, k) in counts.items() if n)
 
 
+#: graded versions of the binary roles, computed from a head's entry of ``heads.json``: ``positional`` = the larger
+#: of its shares of tokens attending most to the previous / next position (the role needs ≥ 0.9).
+DERIVED_STATISTICS = {
+    "positional": lambda head: None if head.get("prev") is None else max(head["prev"], head.get("next") or 0.0),
+}
+
+
 def kept_vs_pruned(heads_report, masks, statistic="relevance"):
     """``{kind or "all": {"kept": mean, "pruned": mean, "n_kept": k, "n_pruned": m}}`` of a per-head statistic of
-    ``heads.json`` (``relevance``, ``confidence``, ``rare``, ...): do the heads the penalty keeps score higher?
-    A mean over no heads is None."""
+    ``heads.json`` (``relevance``, ``confidence``, ``rare``, ...) or of :data:`DERIVED_STATISTICS`: do the heads the
+    penalty keeps score higher? Attention types where the statistic is undefined (``rare`` outside the encoder) are
+    left out; a mean over no heads is None."""
     groups = OrderedDict()
+    read = DERIVED_STATISTICS.get(statistic, lambda head: head.get(statistic))
+    undefined = set()
     for kind, head, is_kept in _paired_heads(heads_report, masks):
-        value = head.get(statistic)
+        value = read(head)
         if value is None:
-            raise InterpretError(f"heads report has no {statistic!r} for {kind} heads: rerun fairseq-interp heads "
-                                 "without --no-relevance, or pick another statistic")
+            undefined.add(kind)
+            continue
         for name in (kind, "all"):
             groups.setdefault(name, ([], []))[0 if is_kept else 1].append(float(value))
+    if not groups:
+        raise InterpretError(f"heads report has no {statistic!r} for the {', '.join(sorted(undefined))} heads: rerun "
+                             "fairseq-interp heads without --no-relevance, or pick another statistic")
+    groups.move_to_end("all")
     return OrderedDict((name, {"kept": sum(k) / len(k) if k else None, "pruned": sum(p) / len(p) if p else None,
                                "n_kept": len(k), "n_pruned": len(p)}) for name, (k, p) in groups.items())
