@@ -119,6 +119,38 @@ def test_translator_batches_unsorted_lengths_for_fairseq_lstm(data_dir):
         assert translator.translate([s])[0].tolist() == h.tolist()
 
 
+def test_translator_zero_masks_follow_the_lstm_padding_move(data_dir):
+    """fairseq's LSTM encoder turns left padding into right padding before embedding: the zero masks must move
+    with it. Batched masked translations equal one-by-one ones (no padding), and the masks do change something."""
+    model, task = build(data_dir, MODELS["lstm"], seed=3)
+    model.eval()
+    sources = [sentence(task, n_src=n, seed=10 + n)[0] for n in (3, 9, 5, 7)]
+    masks = []
+    for s in sources:
+        m = torch.zeros(s.numel(), dtype=torch.bool)
+        m[[0, s.numel() // 2]] = True
+        masks.append(m)
+    translator = Translator(task, model, generator_for(task, model), batch_size=4)
+    got = translator.translate(sources, masks)
+    for s, m, h in zip(sources, masks, got):
+        assert translator.translate([s], [m])[0].tolist() == h.tolist()
+    assert [h.tolist() for h in got] != [h.tolist() for h in translator.translate(sources)]
+
+
+def test_embedding_override_refuses_other_tokens():
+    from fairseq_interp.attribution.adapter import _FixedEmbeddings
+
+    table = torch.nn.Embedding(10, 2, padding_idx=1)
+    tokens = torch.tensor([[1, 4, 5], [6, 7, 8]])  # left padded
+    vectors = torch.arange(12.).view(2, 3, 2)
+    fixed = _FixedEmbeddings(table, vectors, tokens)
+    assert torch.equal(fixed(tokens), vectors)
+    right = fixed(torch.tensor([[4, 5, 1], [6, 7, 8]]))  # the same sentences, right padded
+    assert right[0].tolist() == [[2., 3.], [4., 5.], [0., 1.]] and torch.equal(right[1], vectors[1])
+    with pytest.raises(RuntimeError, match="other tokens"):
+        fixed(torch.tensor([[4, 6, 1], [6, 7, 8]]))
+
+
 # ---- fairseq-interpret with the baselines ----------------------------------------------------------------------
 
 def _spacy_en():

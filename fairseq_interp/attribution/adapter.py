@@ -19,11 +19,17 @@ from ..errors import InterpretError
 
 
 class _FixedEmbeddings(nn.Module):
-    """Stands in for an embedding table and returns precomputed vectors, whatever the token ids."""
+    """Stands in for an embedding table and returns precomputed vectors.
 
-    def __init__(self, table, vectors):
+    With ``tokens`` (the padded batch the vectors were built for) it checks what the encoder embeds: the same
+    tokens get the vectors as they are; the same sentences with the padding moved (fairseq's ``lstm`` encoder turns
+    left padding into right padding before embedding) get the vectors moved the same way; anything else is an error.
+    """
+
+    def __init__(self, table, vectors, tokens=None):
         super().__init__()
         self.vectors = vectors
+        self.tokens = tokens
         self.embedding_dim = table.embedding_dim
         self.padding_idx = table.padding_idx
         self.weight = table.weight  # some encoders read dtype/device from it
@@ -31,7 +37,16 @@ class _FixedEmbeddings(nn.Module):
     def forward(self, tokens):
         if tuple(tokens.shape) != tuple(self.vectors.shape[:2]):
             raise RuntimeError(f"embedding override expects tokens of shape {tuple(self.vectors.shape[:2])}")
-        return self.vectors
+        if self.tokens is None or torch.equal(tokens, self.tokens):
+            return self.vectors
+        moved = self.vectors.clone()
+        for row, (built, seen) in enumerate(zip(self.tokens, tokens)):
+            src, dst = built.ne(self.padding_idx), seen.ne(self.padding_idx)
+            if not torch.equal(built[src], seen[dst]):
+                raise RuntimeError("embedding override got other tokens than it was built for")
+            moved[row, dst] = self.vectors[row, src]
+            moved[row, ~dst] = self.vectors[row, ~src]
+        return moved
 
 
 class TeacherForcedAdapter:
@@ -74,10 +89,10 @@ class TeacherForcedAdapter:
             return self.model.encoder.embed_tokens(src_tokens).detach()
 
     @contextlib.contextmanager
-    def _source_embeddings_replaced(self, vectors):
+    def _source_embeddings_replaced(self, vectors, tokens=None):
         encoder = self.model.encoder
         original = encoder.embed_tokens
-        encoder.embed_tokens = _FixedEmbeddings(original, vectors)
+        encoder.embed_tokens = _FixedEmbeddings(original, vectors, tokens)
         try:
             yield
         finally:

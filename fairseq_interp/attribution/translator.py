@@ -70,7 +70,7 @@ class Translator:
                 masks = data_utils.collate_tokens([m.long() for m in zero_masks[start:start + self.batch_size]],
                                                   0, left_pad=True).bool().to(device)
                 vectors = self.adapter.source_embeddings(tokens).masked_fill(masks.unsqueeze(-1), 0.0)
-                with torch.no_grad(), self.adapter._source_embeddings_replaced(vectors):
+                with torch.no_grad(), self.adapter._source_embeddings_replaced(vectors, tokens):
                     hypos = self.task.inference_step(self.generator, [self.model], sample)
             else:
                 with torch.no_grad():
