@@ -150,7 +150,33 @@ def markdown(rows):
                                                                           if r["repeats"] > 1 else ""))
             out.append(f"| {method} | " + " | ".join(vals) + " |")
         out.append("")
+    counts, cells = ordering(rows)
+    if cells:
+        out += [f"**ordering** over the {cells} (perturbation, k) cells: how often each method has the lowest BLEU "
+                "(ties count for every tied method) and how often it is below the random baseline's mean", "",
+                "| method | lowest BLEU | below random |", "|---|---|---|"]
+        for method, (lowest, below) in sorted(counts.items()):
+            out.append(f"| {method} | {lowest}/{cells} | " + ("–" if below is None else f"{below}/{cells}") + " |")
+        out.append("")
     return "\n".join(out)
+
+
+def ordering(rows):
+    """({method: (cells where it has the lowest BLEU, cells where it is below ``random`` or None)}, number of
+    (perturbation, k) cells): the paper's claim is ig lowest and attention < random."""
+    table = {}
+    for r in rows:
+        if r["perturbation"] != "none":
+            table.setdefault((r["perturbation"], r["k"]), {})[r["method"]] = r["bleu"]
+    counts = {}
+    for scores in table.values():
+        best = min(scores.values())
+        for method, bleu in scores.items():
+            lowest, below = counts.get(method, (0, 0))
+            counts[method] = (lowest + (bleu == best), below + ("random" in scores and bleu < scores["random"]))
+    has_random = any("random" in scores for scores in table.values())
+    counts = {m: (lowest, below if has_random and m != "random" else None) for m, (lowest, below) in counts.items()}
+    return counts, len(table)
 
 
 def plot(rows, path):

@@ -238,7 +238,14 @@ def test_perturbation_script(data_dir, transformer_ckpt, tmp_path):
     assert all(0 <= float(r["bleu"]) <= 100 for r in rows)
     assert (out / "perturbation.png").stat().st_size > 1000
     table = (out / "perturbation.md").read_text(encoding="utf-8")
-    assert table.count("| attention | ") == n_perts and "**mask**" in table
+    assert table.count("| attention | ") == n_perts + 1 and "**mask**" in table  # + the ordering row
+    # the ordering summary, recomputed from the CSV
+    bleu = {(r["method"], r["perturbation"], r["k"]): float(r["bleu"]) for r in rows}
+    cells = [(p, k) for p in perts.split(",") for k in ("1", "2")]
+    below = sum(bleu["attention", p, k] < bleu["random", p, k] for p, k in cells)
+    lowest = sum(bleu["attention", p, k] <= bleu["random", p, k] for p, k in cells)
+    assert f"| attention | {lowest}/{len(cells)} | {below}/{len(cells)} |" in table
+    assert f"| random | {len(cells) - below}/{len(cells)} | – |" in table
     # resume: nothing recomputed, same table
     again = run(cmd + ["--resume"])
     assert "BLEU" in again.stdout and " k=1 " not in again.stdout
