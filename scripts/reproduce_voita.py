@@ -94,6 +94,11 @@ def main():
                          "update, so from the model default 3.0 a gate needs ~3/lr updates to close")
     ap.add_argument("--gate-lr-scale", type=float, default=1.0,
                     help="log α = c·φ: the gates move c times faster than the other parameters under Adam")
+    ap.add_argument("--gate-heads", default="encoder_self,decoder_self,cross",
+                    help="attention types that get gates (Figure 7 of the paper: encoder_self only); use a separate "
+                         "--work per choice")
+    ap.add_argument("--freeze-decoder", action="store_true",
+                    help="fine-tune the encoder and the gates only (paper §6.2, with --gate-heads encoder_self)")
     ap.add_argument("--from-scratch", action="store_true")
     ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
     args = ap.parse_args()
@@ -113,7 +118,8 @@ def main():
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
                       ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
                        "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0",
-                       "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale)])
+                       "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale),
+                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])])
         pruned = os.path.join(save, "pruned.pt")
         sh([os.path.join(BIN, "fairseq-interp"), "prune-export", "--path", gated, "--out", pruned])
         opts = torch.load(pruned)["cfg"]["model"]

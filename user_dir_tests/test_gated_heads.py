@@ -328,3 +328,23 @@ def test_prune_export_refuses_plain_checkpoint(transformer_ckpt, tmp_path):
     proc = run(["fairseq-interp", "prune-export", "--path", str(transformer_ckpt), "--out", str(out)], check=False)
     assert proc.returncode == 2 and not out.exists()
     assert "is not a gated-head model" in proc.stderr and len(error_lines(proc)) == 1
+
+
+def test_encoder_only_gates_export_and_masks(gated_ckpt):
+    """Gates on encoder self-attention only (the paper's Figure 7): the other attention types keep all their heads
+    in the export, and the survival masks cover the encoder only."""
+    from fairseq_interp.pruning.export import prune_state
+    from fairseq_interp.pruning.survival import open_head_masks
+
+    state = torch.load(gated_ckpt[0])
+    sd = state["model"]
+    for key in [k for k in sd if k.startswith("decoder.") and k.endswith("head_gate.log_alpha")]:
+        del sd[key]
+    sd["encoder.layers.0.self_attn.head_gate.log_alpha"] = torch.tensor([-2.0, 2.0])
+    assert open_head_masks(state) == {"encoder_self": [[False, True]]}
+    before = {k: v.shape for k, v in sd.items()}
+    kept = prune_state(state)
+    assert kept == {"encoder_self": [1], "decoder_self": [2], "cross": [2]}
+    assert sd["encoder.layers.0.self_attn.q_proj.weight"].shape[0] == before["encoder.layers.0.self_attn.q_proj.weight"][0] // 2
+    for key in ("decoder.layers.0.self_attn.q_proj.weight", "decoder.layers.0.encoder_attn.out_proj.weight"):
+        assert sd[key].shape == before[key]
