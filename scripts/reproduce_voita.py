@@ -28,6 +28,7 @@ import torch
 
 import fairseq_interp  # noqa: F401  (torch.load of fairseq checkpoints under the safe loader)
 from fairseq_interp.pruning.survival import kept_vs_pruned, open_head_masks, role_survival
+from fairseq_interp.report.figure_file import save_figure
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
 
@@ -151,7 +152,7 @@ def main():
         h = r["heads"]
         lines.append(f"| {r['lambda']} | {sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
                      f"{sum(h['cross_heads'])} | {r['total_heads']} | {r['bleu']:.2f} | "
-                     f"{r.get('bleu_from_scratch', float('nan')):.2f} |")
+                     + (f"{r['bleu_from_scratch']:.2f} |" if "bleu_from_scratch" in r else "– |"))
     surviving = [r for r in rows[1:] if "survival" in r]
     if surviving:
         roles = list(dict.fromkeys(role for r in surviving for role in r["survival"]))
@@ -183,13 +184,20 @@ def main():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([r["total_heads"] for r in rows[1:]], [r["bleu"] for r in rows[1:]], "o-", label="pruned (L0)")
+    pruned = sorted((r["total_heads"], r["bleu"], r["lambda"]) for r in rows[1:])
+    ax.plot([h for h, _, _ in pruned], [b for _, b, _ in pruned], "o-", label="pruned (L0), fine-tuned")
+    for i, (heads, bleu_value, lam) in enumerate(pruned):
+        ax.annotate(f"λ={lam:g}", (heads, bleu_value), textcoords="offset points", fontsize=7,
+                    xytext=(4, -10) if i % 2 == 0 else (-8, 6))
+    scratch = sorted((r["total_heads"], r["bleu_from_scratch"]) for r in rows[1:] if "bleu_from_scratch" in r)
+    if scratch:
+        ax.plot([h for h, _ in scratch], [b for _, b in scratch], "s", color="C1", label="same heads, from scratch")
     ax.axhline(rows[0]["bleu"], ls="--", color="gray", label="baseline")
     ax.set_xlabel("heads retained")
     ax.set_ylabel("BLEU")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(args.work, "sweep.png"), dpi=100)
+    save_figure(fig, os.path.join(args.work, "sweep.png"))
     print("\n".join(lines))
 
 
