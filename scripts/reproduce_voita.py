@@ -184,16 +184,18 @@ def main():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    pruned = sorted((r["total_heads"], r["bleu"], r["lambda"]) for r in rows[1:])
+    gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]  # the plot counts the gated types' heads
+    pruned = sorted((sum(sum(r["heads"][f"{k}_heads"]) for k in gated), r["bleu"], r["lambda"]) for r in rows[1:])
     ax.plot([h for h, _, _ in pruned], [b for _, b, _ in pruned], "o-", label="pruned (L0), fine-tuned")
     for i, (heads, bleu_value, lam) in enumerate(pruned):
         ax.annotate(f"λ={lam:g}", (heads, bleu_value), textcoords="offset points", fontsize=7,
                     xytext=(4, -10) if i % 2 == 0 else (-8, 6))
-    scratch = sorted((r["total_heads"], r["bleu_from_scratch"]) for r in rows[1:] if "bleu_from_scratch" in r)
+    scratch = sorted((sum(sum(r["heads"][f"{k}_heads"]) for k in gated), r["bleu_from_scratch"])
+                     for r in rows[1:] if "bleu_from_scratch" in r)
     if scratch:
         ax.plot([h for h, _ in scratch], [b for _, b in scratch], "s", color="C1", label="same heads, from scratch")
     ax.axhline(rows[0]["bleu"], ls="--", color="gray", label="baseline")
-    ax.set_xlabel("heads retained")
+    ax.set_xlabel("heads retained (" + (" + ".join(gated) if len(gated) < 3 else "all attention types") + ")")
     ax.set_ylabel("BLEU")
     ax.legend(fontsize=8)
     fig.tight_layout()
