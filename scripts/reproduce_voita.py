@@ -185,13 +185,13 @@ def main():
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]  # the plot counts the gated types' heads
-    pruned = sorted((sum(sum(r["heads"][f"{k}_heads"]) for k in gated), r["bleu"], r["lambda"]) for r in rows[1:])
-    ax.plot([h for h, _, _ in pruned], [b for _, b, _ in pruned], "o-", label="pruned (L0), fine-tuned")
-    for i, (heads, bleu_value, lam) in enumerate(pruned):
+    gated_heads = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    points = sorted((gated_heads(r), r["bleu"], r["lambda"]) for r in rows[1:])
+    ax.plot([h for h, _, _ in points], [b for _, b, _ in points], "o-", label="pruned (L0), fine-tuned")
+    for i, (heads, bleu_value, lam) in enumerate(points):
         ax.annotate(f"λ={lam:g}", (heads, bleu_value), textcoords="offset points", fontsize=7,
                     xytext=(4, -10) if i % 2 == 0 else (-8, 6))
-    scratch = sorted((sum(sum(r["heads"][f"{k}_heads"]) for k in gated), r["bleu_from_scratch"])
-                     for r in rows[1:] if "bleu_from_scratch" in r)
+    scratch = sorted((gated_heads(r), r["bleu_from_scratch"]) for r in rows[1:] if "bleu_from_scratch" in r)
     if scratch:
         ax.plot([h for h, _ in scratch], [b for _, b in scratch], "s", color="C1", label="same heads, from scratch")
     ax.axhline(rows[0]["bleu"], ls="--", color="gray", label="baseline")
