@@ -185,6 +185,8 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from fairseq_interp.report.figure_file import save_figure
+
     perturbations = sorted({r["perturbation"] for r in rows if r["perturbation"] != "none"})
     base = [r for r in rows if r["perturbation"] == "none"]
     fig, axes = plt.subplots(1, len(perturbations), figsize=(4.2 * len(perturbations), 3.6), squeeze=False)
@@ -200,10 +202,7 @@ def plot(rows, path):
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@ def save_figure(fig, path, dpi=100):
     """Save ``fig`` to ``path`` without leaving a half-written PNG behind; returns ``path``."""
     import matplotlib.pyplot as plt
 
-    tmp = f"{path}.tmp.png"
+    tmp = f"{path}.tmp{os.getpid()}.png"  # per process: concurrent writers never share it
     fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     os.replace(tmp, path)

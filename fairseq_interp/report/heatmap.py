@@ -1,6 +1,6 @@
 """Heatmap of a word contribution matrix: source words on the y axis, target words on the x axis."""
 
-import os
+from .figure_file import save_figure
 
 
 def plot_record(record, path, title=None):
@@ -25,7 +25,4 @@ def plot_record(record, path, title=None):
                  fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
