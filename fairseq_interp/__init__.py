@@ -2,20 +2,34 @@
 
 Use as ``--user-dir fairseq_interp`` (a path to this folder) with any fairseq command. Importing the package
 allow-lists the classes fairseq checkpoints pickle, so checkpoints load with torch's safe loader (torch >= 2.6),
-stops fairseq's prefetch threads at exit (see ``clean_exit``: no abort after training stops mid-epoch),
+stops fairseq's prefetch threads at exit (see :mod:`.common.clean_exit`: no abort after training stops mid-epoch),
 and registers the plugin's architectures, criterions and tasks (idempotently: importing twice is harmless).
+
+One package per paper, on shared plumbing (:mod:`.common`, which imports no paper package):
+
+* :mod:`.word_importance`: He et al. 2019, word importance by integrated gradients and its evaluations;
+* :mod:`.heads`: Voita et al. 2019, head relevance and roles, Hard Concrete head gates, pruning;
+* :mod:`.neurons`: Xie et al. 2021, language-pair neuron importance, allocation and masking;
+* :mod:`.lca`: Zhu et al., loss change allocation during training;
+* :mod:`.attention_learning`: Snell et al. 2021, how single-head attention learns.
 """
 
 __version__ = "0.1.0"
 
-from . import safe_loading as _safe_loading  # noqa: E402
+from .common.quiet_import import root_logger_kept as _root_logger_kept  # noqa: E402
 
-_safe_loading.install()
+with _root_logger_kept():
+    from .common import safe_loading as _safe_loading
 
-from . import clean_exit as _clean_exit  # noqa: E402
+    _safe_loading.install()
 
-_clean_exit.install()
+    from .common import clean_exit as _clean_exit
 
-from . import models  # noqa: E402,F401  (registers architectures)
-from . import tasks  # noqa: E402,F401  (registers tasks)
-from . import criterions  # noqa: E402,F401  (registers criterions)
+    _clean_exit.install()
+
+    from .common import architectures  # noqa: F401  (registers the shared sizes)
+    from . import word_importance  # noqa: F401
+    from . import heads  # noqa: F401  (registers transformer_gated_heads, label_smoothed_cross_entropy_l0)
+    from . import neurons  # noqa: F401  (registers transformer_neuron_masked and its tasks)
+    from . import lca  # noqa: F401  (registers translation_lca)
+    from . import attention_learning  # noqa: F401  (registers permutation_copy, lstm_dot_attention)

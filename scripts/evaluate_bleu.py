@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Corpus BLEU of a fairseq-generate run against raw references, with sacrebleu.
+"""Corpus BLEU of a fairseq-generate run against raw references, with sacrebleu (:mod:`fairseq_interp.common.bleu`).
 
 Reads fairseq-generate's output (``H-<id>`` lines, produced with ``--post-process sentencepiece`` on Moses-tokenized
 data), puts hypotheses back in id order, Moses-detokenizes them and scores them against the raw reference file.
@@ -13,16 +13,6 @@ import argparse
 import sys
 
 
-def read_hypotheses(path):
-    hyps = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("H-"):
-                head, _score, text = (line.rstrip("\n").split("\t") + ["", ""])[:3]
-                hyps[int(head[2:])] = text
-    return [hyps[i] for i in sorted(hyps)], sorted(hyps)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--generate-output", required=True, help="fairseq-generate's stdout")
@@ -31,26 +21,22 @@ def main():
     p.add_argument("--hypotheses-out", help="also write the detokenized hypotheses here")
     args = p.parse_args()
 
-    import sacrebleu
-    from sacremoses import MosesDetokenizer
+    from fairseq_interp.common.bleu import corpus_bleu, moses_detokenize, read_hypotheses, read_references
 
     hyps, ids = read_hypotheses(args.generate_output)
-    with open(args.reference, encoding="utf-8") as f:
-        refs = [line.rstrip("\n") for line in f]
+    refs = read_references(args.reference)
     if not hyps or ids[-1] >= len(refs):
         sys.exit(f"evaluate_bleu: error: {args.generate_output} has no hypotheses or ids beyond {args.reference}")
     if len(ids) != len(refs):
         print(f"| warning: {len(ids)} hypotheses for {len(refs)} references: scoring those ids only")
-    detok = MosesDetokenizer(lang=args.lang)
-    hyps = [detok.detokenize(h.split()) for h in hyps]
+    hyps = moses_detokenize(hyps, args.lang)
     refs = [refs[i] for i in ids]
     if args.hypotheses_out:
         with open(args.hypotheses_out, "w", encoding="utf-8") as f:
             f.write("\n".join(hyps) + "\n")
-    bleu = sacrebleu.metrics.BLEU()
-    score = bleu.corpus_score(hyps, [refs])
-    print(f"BLEU = {score.score:.2f} ({score})")
-    print(f"signature: {bleu.get_signature()}")
+    score = corpus_bleu(hyps, refs, detokenize="none")
+    print(f"BLEU = {score.score:.2f} ({score.text})")
+    print(f"signature: {score.signature}")
 
 
 if __name__ == "__main__":

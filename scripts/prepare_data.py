@@ -27,9 +27,7 @@ import argparse
 import gzip
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -103,13 +101,13 @@ def parse_lang_pairs(value):
 
 
 def run_preprocess(cmd_args):
-    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            log.seek(0)
-            sys.stderr.write(log.read()[-3000:])
-            raise PrepareError("fairseq-preprocess failed (its output is above)")
+    from fairseq_interp.common.errors import InterpretError
+    from fairseq_interp.common.fairseq_runs import run
+
+    try:
+        run([sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args])
+    except InterpretError as e:
+        raise PrepareError(str(e)) from None
 
 
 def binarize_bilingual(out, src, tgt, workers):

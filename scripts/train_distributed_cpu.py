@@ -10,7 +10,7 @@ machine, writes each rank's log to ``LOG_DIR/rank<R>.log``, and fails (stopping 
 
 Everything after ``--`` goes to every rank's ``fairseq-train``; the launcher adds ``--cpu --distributed-backend gloo
 --ddp-backend legacy_ddp --distributed-world-size N --distributed-rank R --distributed-init-method
-tcp://127.0.0.1:PORT --distributed-no-spawn``. On GPUs use fairseq's usual launch instead (see the README).
+tcp://127.0.0.1:PORT --distributed-no-spawn``. On GPUs use fairseq's usual launch instead (see docs/usage.md).
 """
 
 import argparse

@@ -1,4 +1,8 @@
-"""Shared fixtures: a small real-data Multi30k En-Fr set and tiny models trained once per test session."""
+"""Shared fixtures: a small real-data Multi30k En-Fr set and tiny models trained once per test session.
+
+Tests are in one folder per package. End-to-end tests (those that prepare real data, train a model or run a
+command) are marked ``slow``: ``-m "not slow"`` runs the unit tests alone in a few minutes.
+"""
 
 import os
 import subprocess
@@ -9,6 +13,22 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
+
+
+#: fixtures that prepare real data or train models: a test using any of them is an end-to-end test (others that
+#: train or run a command say so with ``@pytest.mark.slow``)
+END_TO_END_FIXTURES = {"data_dir", "m2m_data", "copy_ckpt"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end test (real data, training or a command run); "
+                                       "deselect with -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
 
 
 def run(cmd, cwd=REPO, check=True, timeout=600):

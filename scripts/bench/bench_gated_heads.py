@@ -1,4 +1,4 @@
-"""Benchmarks of issue 4 (Voita et al. 2019): gate overhead in training, speed and size of pruned exports.
+"""Benchmarks of the gated-head Transformer (Voita et al. 2019): gate overhead in training, speed and size of pruned exports.
 
 1. Training: ``fairseq-train`` of ``transformer_multi30k`` (label-smoothed CE) vs ``transformer_gated_heads_multi30k``
    (+ L0 criterion) for ``--updates`` updates, alternating, ``--repeats`` times; fairseq's "done training in" time
@@ -16,27 +16,20 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 
 import torch
 
-import fairseq_interp  # noqa: F401  (torch.load of fairseq checkpoints under the safe loader)
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.dirname(sys.executable)
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+from fairseq_interp.common.checkpoints import PLUGIN_DIR
+from fairseq_interp.common.fairseq_runs import REPO, run
 
 
 def sh(cmd):
-    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
+    return run(cmd, threads=1)
 
 
 def train(data, arch, updates, save_dir=None, extra=()):
-    cmd = [os.path.join(BIN, "fairseq-train"), data, "--user-dir", "fairseq_interp", "--arch", arch,
+    cmd = ["fairseq-train", data, "--user-dir", PLUGIN_DIR, "--arch", arch,
            "--optimizer", "adam", "--lr", "5e-4", "--label-smoothing", "0.1", "--max-tokens", "4000",
            "--max-update", str(updates), "--cpu", "--disable-validation", "--seed", "1", "--log-format", "simple",
            "--no-epoch-checkpoints", *extra]
@@ -65,7 +58,7 @@ def strip_optimizer(ckpt, out):
 
 
 def generate(data, ckpt, length, sentences):
-    out = sh([os.path.join(BIN, "fairseq-generate"), data, "--user-dir", "fairseq_interp", "--path", ckpt,
+    out = sh(["fairseq-generate", data, "--user-dir", PLUGIN_DIR, "--path", ckpt,
               "--gen-subset", "test", "--beam", "5", "--batch-size", "32", "--cpu", "--min-len", str(length),
               "--max-len-a", "0", "--max-len-b", str(length)])
     m = re.search(r"Translated ([0-9,]+) sentences \(([0-9,]+) tokens\) in ([0-9.]+)s", out)
@@ -83,7 +76,8 @@ def main():
     args = ap.parse_args()
     data_root = os.path.join(args.work, "m30k-10k.en-fr")
     if not os.path.isdir(os.path.join(data_root, "bin")):
-        sh([sys.executable, "scripts/prepare_data.py", "--src", "en", "--tgt", "fr", "--out", data_root,
+        sh([sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"), "--src", "en", "--tgt", "fr",
+            "--out", data_root,
             "--train-size", "10000", "--valid-size", "500", "--test-size", "200", "--vocab-size", "4000"])
     data = os.path.join(data_root, "bin")
     results = {"threads": 1, "updates": args.updates, "repeats": args.repeats}
@@ -114,7 +108,7 @@ def main():
         pruned = os.path.join(ckpts, f"pruned-{name[:-1]}.pt")
         close_heads(os.path.join(ckpts, "gated", "checkpoint_last.pt"), gated, keep)
         strip_optimizer(gated, gated)
-        sh([os.path.join(BIN, "fairseq-interp"), "prune-export", "--path", gated, "--out", pruned])
+        sh(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned])
         t = {"plain": [], "gated": [], "pruned": []}
         for _ in range(args.repeats):
             for label, path in (("plain", plain), ("gated", gated), ("pruned", pruned)):

@@ -84,7 +84,7 @@ def trained(checkpoint, data, n, max_len):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     import fairseq_interp  # noqa: F401
-    from fairseq_interp.cli import loading
+    from fairseq_interp.common import checkpoints as loading
 
     parser = options.get_generation_parser()
     args = options.parse_args_and_arch(parser, [data, "--path", checkpoint, "--cpu", "--gen-subset", "test",
@@ -101,7 +101,8 @@ def trained(checkpoint, data, n, max_len):
 def compare(name, n, src_len, tgt_len, checkpoint=None, data=None):
     import torch
 
-    from fairseq_interp.attribution import IntegratedGradients, TeacherForcedAdapter
+    from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
+    from fairseq_interp.word_importance.methods.integrated_gradients import IntegratedGradients
 
     if checkpoint:
         model, task, sents = trained(checkpoint, data, n, max(src_len, tgt_len) + 1)
@@ -145,7 +146,7 @@ def memory_child(name, length, chunk, batched):
     import torch
     from captum.attr._utils.approximation_methods import approximation_parameters
 
-    from fairseq_interp.attribution import TeacherForcedAdapter
+    from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
 
     model, task = build(name)
     src, tgt = sentences(task, 1, length - 1, length - 1)[0]

@@ -1,4 +1,4 @@
-"""Benchmark of issue 5 (Xie et al. 2021): forward+backward time of ``transformer_neuron_masked`` vs the plain
+"""Benchmark of the neuron-masked Transformer (Xie et al. 2021): forward+backward time of ``transformer_neuron_masked`` vs the plain
 ``transformer`` with the same weights (target ≤ 1.05×).
 
 Three models share one set of weights: ``plain`` (fairseq's Transformer as trained, fused attention where fairseq
@@ -27,12 +27,12 @@ sys.path.insert(0, REPO)
 from fairseq.data import Dictionary  # noqa: E402
 from fairseq.models import ARCH_CONFIG_REGISTRY  # noqa: E402
 from fairseq.models.transformer import TransformerModel  # noqa: E402
-from fairseq.modules import MultiheadAttention  # noqa: E402
 
 import fairseq_interp  # noqa: E402,F401  (registers the architectures)
-from fairseq_interp.analysis.neuron_allocation import allocate, save_masks  # noqa: E402
-from fairseq_interp.analysis.neurons import model_fingerprint, save_importance  # noqa: E402
-from fairseq_interp.models.transformer_neuron_masked import NeuronMaskedTransformerModel  # noqa: E402
+from fairseq_interp.common.attention import disable_fused_attention  # noqa: E402
+from fairseq_interp.neurons.allocation import allocate, save_masks  # noqa: E402
+from fairseq_interp.neurons.importance import model_fingerprint, save_importance  # noqa: E402
+from fairseq_interp.neurons.model import NeuronMaskedTransformerModel  # noqa: E402
 
 PAIRS = ["en-de", "de-en", "en-fr", "fr-en"]
 
@@ -95,9 +95,7 @@ def main():
     masked.load_state_dict(state)
     python_attn, _ = build(args.arch, args.vocab)
     python_attn.load_state_dict(plain.state_dict())
-    for m in python_attn.modules():
-        if isinstance(m, MultiheadAttention):
-            m._set_skip_embed_dim_check()
+    disable_fused_attention(python_attn)
     for model in (plain, masked, python_attn):
         model.train()
 

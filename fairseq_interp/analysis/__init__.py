@@ -1,1 +1,0 @@
-"""Analyses that consume attribution results or models (word aggregation, ...)."""

@@ -1,1 +1,0 @@
-"""Command-line entry points: ``fairseq-interpret`` and ``fairseq-interp``. Thin: parse, call, write."""

@@ -1,0 +1,49 @@
+"""``fairseq-interp``: the plugin's subcommand tool. Each paper package contributes its subcommands from its own
+``commands.py`` (``add_subcommands(subparsers)``, and ``FAIRSEQ_COMMANDS`` for those that parse their arguments
+with fairseq's own parser); ``fairseq-interp --help`` lists them all.
+"""
+
+import argparse
+import sys
+
+from .attention_learning import commands as attention_learning_commands
+from .common.cli import run_command
+from .heads import commands as heads_commands
+from .lca import commands as lca_commands
+from .neurons import commands as neurons_commands
+from .word_importance import commands as word_importance_commands
+
+COMMAND = "fairseq-interp"
+PACKAGES = (word_importance_commands, heads_commands, neurons_commands, lca_commands, attention_learning_commands)
+
+
+def fairseq_commands():
+    """``{name: (help, entry point taking argv)}`` of the subcommands that parse with fairseq's parser."""
+    return {name: entry for package in PACKAGES for name, entry in getattr(package, "FAIRSEQ_COMMANDS", {}).items()}
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(prog=COMMAND, description="fairseq-interp analyses")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, _) in fairseq_commands().items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    for package in PACKAGES:
+        package.add_subcommands(sub)
+    return parser
+
+
+def cli_main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    raw = fairseq_commands()
+    if argv and argv[0] in raw:
+        return raw[argv[0]][1](argv[1:])
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        sys.exit(2)
+    run_command(COMMAND, args.func, args)
+
+
+if __name__ == "__main__":
+    cli_main()

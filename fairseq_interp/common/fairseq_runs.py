@@ -1,0 +1,70 @@
+"""Running fairseq's commands (and this plugin's) as subprocesses, for drivers that chain them: reproduction
+scripts, data preparation, benchmarks. One place for the environment they run in, their logs, the error a failure
+gives, and resumable training.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from .checkpoints import checkpoint_updates
+from .errors import InterpretError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def console_script(name):
+    """The path of a console script (``fairseq-train``, ``fairseq-interp``, ...) of this Python environment."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _executable(cmd):
+    first = cmd[0]
+    if os.path.isabs(first) or os.sep in first or first == sys.executable:
+        return list(cmd)
+    return [console_script(first), *cmd[1:]]
+
+
+def run(cmd, log=None, cwd=None, threads=None, tail=3000):
+    """Run ``cmd`` (a console script name of this environment, or a path) and return its stdout + stderr.
+
+    ``threads``: OMP_NUM_THREADS for the command (None: as in this process's environment). ``log``: also write
+    the output there. A failure raises :class:`InterpretError` with the end of stderr.
+    """
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    full = _executable(cmd)
+    proc = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if log:
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        with open(log, "w", encoding="utf-8") as f:
+            f.write(output)
+    if proc.returncode:
+        raise InterpretError(f"{' '.join(full)} failed (exit {proc.returncode}):\n{proc.stderr[-tail:]}")
+    return output
+
+
+def train(save_dir, updates, train_args, threads=None):
+    """``fairseq-train TRAIN_ARGS --save-dir SAVE_DIR --max-update UPDATES`` unless ``SAVE_DIR/checkpoint_last.pt``
+    already holds ``updates`` updates; an interrupted run continues from its last checkpoint (fairseq's own
+    resume). The log goes to ``SAVE_DIR/train.log``. Returns ``(checkpoint, seconds or None when nothing ran)``."""
+    ckpt = os.path.join(save_dir, "checkpoint_last.pt")
+    if checkpoint_updates(ckpt) >= updates:
+        return ckpt, None
+    os.makedirs(save_dir, exist_ok=True)
+    start = time.time()
+    run(["fairseq-train", *train_args, "--max-update", str(updates), "--save-dir", save_dir],
+        log=os.path.join(save_dir, "train.log"), threads=threads)
+    return ckpt, time.time() - start
+
+
+def script_main(name, main):
+    """Run a driver's ``main()``; an :class:`InterpretError` becomes ``NAME: error: ...`` and exit code 2."""
+    try:
+        return main()
+    except InterpretError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,282 @@
+"""Recording loss change allocation during ``fairseq-train`` (Zhu et al. 2020, Lan et al. 2019).
+
+:class:`LcaTaskMixin` goes before a fairseq task class in the bases (``class T(LcaTaskMixin, TranslationTask)``)
+and needs the ``lca_*`` fields of :class:`LcaConfigMixin` in the task's config. It hooks
+``FairseqTask.optimizer_step``, which fairseq's trainer calls once per update, after gradient accumulation
+(``--update-freq``), all-reduce, normalization and clipping, with θ_t still in the model:
+
+1. sample B' from ``--lca-split`` (a seeded function of the update number, so resumed runs sample the same
+   batches) and compute L(θ_t; B'), g_t = ∇L(θ_t; B') in eval mode (no dropout; RNG and the training gradients
+   in ``.grad`` are untouched, so training follows the same trajectory as without LCA);
+2. copy θ_t, let the optimizer step, and add LCA_t = g_t · (θ_{t+1} − θ_t) per group to the interval sums;
+3. every ``--lca-interval`` updates append the interval means (Eq. 3) to ``<lca-dir>/lca.jsonl``.
+
+Extra memory: the copy of θ_t and g_t (2× the parameters). Each checkpoint save (``task.state_dict()``) appends
+the unfinished interval to the record file and stores it under ``task_state["lca"]`` (plain lists: loads with
+torch's safe loader); a run resumed from update N continues from the state saved at N (see
+:mod:`fairseq_interp.lca.records`). In distributed training only rank 0 samples B', computes g_t on its own
+copy of the model (the parameters are identical on all ranks) and writes; other ranks just step.
+
+``--lca-exact`` uses the whole split instead of B'. ``--lca-integration midpoint|simpson`` replaces g_t by the
+gradient at the middle of the step or by Simpson's weights (g_t + 4 g_mid + g_{t+1}) / 6 (Lan et al.), and
+``--lca-residual`` (implied by simpson) also evaluates L(θ_{t+1}; B') and records ΔL and |ΔL − Σ LCA|.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from fairseq import utils
+from fairseq.data import data_utils
+from fairseq.dataclass import ChoiceEnum
+from omegaconf import II
+
+from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads
+from ..common.errors import InterpretError
+from ..common.wrappers import unwrap
+from .records import FORMAT, LcaRecordFile
+
+logger = logging.getLogger(__name__)
+
+LCA_SPLIT_CHOICES = ChoiceEnum(["train", "valid"])
+LCA_INTEGRATION_CHOICES = ChoiceEnum(["first", "midpoint", "simpson"])
+
+
+@dataclass
+class LcaConfigMixin:
+    """The ``--lca-*`` options; mix into a task's dataclass config."""
+
+    lca_dir: Optional[str] = field(default=None, metadata={"help": "folder for lca.jsonl (required)"})
+    lca_split: LCA_SPLIT_CHOICES = field(default="train", metadata={
+        "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B'))"})
+    lca_max_tokens: Optional[int] = field(default=None, metadata={
+        "help": "tokens in the sampled batch B' (counted as --max-tokens counts them), and per batch in "
+                "--lca-exact; default: a quarter of --max-tokens"})
+    lca_interval: int = field(default=15, metadata={
+        "help": "updates averaged per record (Zhu et al. Eq. 3)"})
+    lca_exact: bool = field(default=False, metadata={
+        "help": "g_t over the whole --lca-split instead of a sampled batch (small data only)"})
+    lca_integration: LCA_INTEGRATION_CHOICES = field(default="first", metadata={
+        "help": "gradient along the step: first (g at theta_t), midpoint, simpson (Lan et al.)"})
+    lca_residual: bool = field(default=False, metadata={
+        "help": "also evaluate L(theta_t+1; B') and record Delta L and |Delta L - sum LCA| (implied by simpson)"})
+    lca_seed: int = II("common.seed")
+    lca_train_max_tokens: Optional[int] = II("dataset.max_tokens")
+    lca_max_update: int = II("optimization.max_update")
+
+
+def _is_rank0():
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()
+                and torch.distributed.get_rank() != 0)
+
+
+def validate_lca_config(cfg):
+    """Option checks with one-line messages naming the fix."""
+    if not cfg.lca_dir:
+        raise InterpretError("--lca-dir is required with an LCA task: pass a folder for lca.jsonl")
+    if cfg.lca_interval < 1:
+        raise InterpretError(f"--lca-interval must be >= 1 (got {cfg.lca_interval})")
+    if cfg.lca_max_tokens is None and not getattr(cfg, "lca_train_max_tokens", None):
+        raise InterpretError("--lca-max-tokens is required when training without --max-tokens: pass a token count")
+    if cfg.lca_max_tokens is not None and cfg.lca_max_tokens < 1:
+        raise InterpretError(f"--lca-max-tokens must be >= 1 (got {cfg.lca_max_tokens})")
+
+
+def lca_max_tokens(cfg):
+    """--lca-max-tokens, or a quarter of --max-tokens (keeps the extra forward/backward at about a quarter of a
+    training step's; see docs/BENCHMARKS.md)."""
+    return cfg.lca_max_tokens if cfg.lca_max_tokens is not None else max(1, cfg.lca_train_max_tokens // 4)
+
+
+class LcaRecorder:
+    """The per-run state: groups, batches of the split, interval sums and the record file (module docstring)."""
+
+    def __init__(self, task, model, criterion, update_num):
+        cfg = task.cfg
+        self.cfg, self.task, self.criterion = cfg, task, criterion
+        self.model = unwrap(model)
+        self.groups = LcaGroups(self.model, getattr(task, "source_dictionary", None),
+                                getattr(task, "target_dictionary", None))
+        self.capture = EmbeddingRoleCapture(self.model, self.groups)
+        self.split = cfg.train_subset if str(cfg.lca_split) == "train" else "valid"
+        self.max_tokens = lca_max_tokens(cfg)
+        self.batches, self.dataset = self._batches()
+        self.acc = LcaAccumulator(self.groups)
+        self.acc.reset(start=update_num + 1)
+        self.last_update = update_num
+        header = {"type": "header", "format": FORMAT, "first_update": update_num + 1,
+                  "options": {"split": self.split, "max_tokens": self.max_tokens, "interval": cfg.lca_interval,
+                              "exact": bool(cfg.lca_exact), "integration": str(cfg.lca_integration),
+                              "residual": self.residual, "seed": cfg.lca_seed,
+                              "batches": len(self.batches), "sentences": int(sum(len(b) for b in self.batches))},
+                  **self.groups.header({"src": getattr(task, "source_dictionary", None),
+                                        "tgt": getattr(task, "target_dictionary", None)})}
+        self.file = LcaRecordFile(cfg.lca_dir, header, update_num)
+        if self.file.restored_state is not None:
+            self.acc.load_state(self.file.restored_state)
+            logger.info(f"LCA: resumed {self.file.path} at update {update_num}")
+        else:
+            logger.info(f"LCA: recording to {self.file.path} from update {update_num + 1} "
+                        f"({len(self.groups.group_names)} groups)")
+
+    @property
+    def residual(self):
+        return bool(self.cfg.lca_residual) or str(self.cfg.lca_integration) == "simpson"
+
+    def _batches(self):
+        task, cfg = self.task, self.cfg
+        try:
+            dataset = task.dataset(self.split)
+        except KeyError:
+            task.load_dataset(self.split, combine=False, epoch=1)
+            dataset = task.dataset(self.split)
+        with data_utils.numpy_seed(cfg.lca_seed):
+            order = dataset.ordered_indices()
+        order, _ = dataset.filter_indices_by_size(order, task.max_positions())
+        fits = np.array([dataset.num_tokens(i) <= self.max_tokens for i in order], dtype=bool)
+        order = np.asarray(order)[fits]
+        if len(order) == 0:
+            raise InterpretError(f"no sentence of split {self.split} fits --lca-max-tokens {self.max_tokens}: "
+                                 f"raise --lca-max-tokens")
+        if not fits.all():
+            logger.warning(f"LCA: {int((~fits).sum())} sentences of {self.split} exceed --lca-max-tokens, skipped")
+        batches = dataset.batch_by_size(order, max_tokens=self.max_tokens)
+        return [np.asarray(b) for b in batches], dataset
+
+    def _samples(self, update):
+        """B' for update ``update`` (seeded by --seed and the update number), or all batches in exact mode."""
+        if self.cfg.lca_exact:
+            chosen = self.batches
+        else:
+            rng = np.random.default_rng([int(self.cfg.lca_seed), int(update)])
+            chosen = [self.batches[int(rng.integers(len(self.batches)))]]
+        device = self.groups.params[0].device
+        samples = []
+        for batch in chosen:
+            sample = self.dataset.collater([self.dataset[int(i)] for i in batch])
+            samples.append(utils.apply_to_sample(lambda t: t.to(device), sample))
+        return samples, (chosen[0].tolist() if len(chosen) == 1 and self.cfg.lca_interval == 1 else None)
+
+    def _grads(self, samples):
+        """L and ∇L over ``samples`` (token-weighted over batches in exact mode)."""
+        if len(samples) == 1:
+            loss, grads, roles, _ = loss_and_grads(self.model, self.criterion, samples[0], self.groups,
+                                                   self.capture)
+            return loss, grads, roles
+        total_loss, total_size, grads, roles = 0.0, 0.0, None, None
+        for sample in samples:
+            loss, g, r, size = loss_and_grads(self.model, self.criterion, sample, self.groups, self.capture)
+            total_loss += loss * size
+            total_size += size
+            if grads is None:
+                grads = [x * size for x in g]
+                roles = {k: {role: x * size for role, x in v.items()} for k, v in r.items()}
+            else:
+                for a, b in zip(grads, g):
+                    a.add_(b, alpha=size)
+                for k, v in r.items():
+                    for role, x in v.items():
+                        roles[k][role].add_(x, alpha=size)
+        grads = [x / total_size for x in grads]
+        roles = {k: {role: x / total_size for role, x in v.items()} for k, v in roles.items()}
+        return total_loss / total_size, grads, roles
+
+    def _loss(self, samples):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                total, size = 0.0, 0.0
+                for sample in samples:
+                    loss, sample_size, _ = self.criterion(self.model, sample)
+                    total += float(loss)
+                    size += float(sample_size) or 1.0
+        finally:
+            self.model.train(was_training)
+        return total / size
+
+    def _set_params(self, values):
+        with torch.no_grad():
+            for p, v in zip(self.groups.params, values):
+                p.copy_(v)
+
+    def step(self, do_step, update_num):
+        """Run the optimizer step ``do_step()`` for update ``update_num + 1`` with LCA around it."""
+        update = update_num + 1
+        samples, batch_ids = self._samples(update)
+        loss, grads, roles = self._grads(samples)
+        old = [p.detach().clone() for p in self.groups.params]
+        do_step()
+        integration = str(self.cfg.lca_integration)
+        loss_after = None
+        if integration != "first":
+            new = [p.detach().clone() for p in self.groups.params]
+            self._set_params([(a + b) / 2 for a, b in zip(old, new)])
+            try:
+                _, g_mid, r_mid = self._grads(samples)
+            finally:
+                self._set_params(new)
+            if integration == "midpoint":
+                grads, roles = g_mid, r_mid
+            else:
+                loss_after, g_end, r_end = self._grads(samples)
+                grads = [(a + 4 * b + c) / 6 for a, b, c in zip(grads, g_mid, g_end)]
+                roles = {k: {role: (v[role] + 4 * r_mid[k][role] + r_end[k][role]) / 6 for role in v}
+                         for k, v in roles.items()}
+        if self.residual and loss_after is None:
+            loss_after = self._loss(samples)
+        self.acc.add(grads, roles, old, loss, loss_after)
+        self.last_update = update
+        if batch_ids is not None:
+            self._batch_ids = batch_ids
+        if update % self.cfg.lca_interval == 0:
+            self._write(update, partial=False)
+            self.acc.reset(start=update + 1)
+        elif self.cfg.lca_max_update and update == self.cfg.lca_max_update and self.acc.n:
+            self._write(update, partial=True)  # the interval stays open: a resumed run completes it
+
+    def _write(self, update, partial):
+        record = self.acc.record(update, partial=partial)
+        if self.cfg.lca_interval == 1 and getattr(self, "_batch_ids", None) is not None:
+            record["batch_ids"] = self._batch_ids
+        self.file.append(record)
+
+    def snapshot(self):
+        """The unfinished interval at a checkpoint save: appended to the record file and returned for the
+        checkpoint's task state."""
+        state = {"type": "state", "update": self.last_update, "accumulator": self.acc.state()}
+        self.file.append(state)
+        return state
+
+
+class LcaTaskMixin:
+    """Adds LCA recording to a fairseq task (module docstring). Put it first in the bases."""
+
+    def __init__(self, cfg, *args, **kwargs):
+        super().__init__(cfg, *args, **kwargs)
+        validate_lca_config(cfg)
+        self._lca_criterion = None
+        self._lca_recorder = None
+
+    def build_criterion(self, cfg, *args, **kwargs):
+        criterion = super().build_criterion(cfg, *args, **kwargs)
+        self._lca_criterion = criterion
+        return criterion
+
+    def optimizer_step(self, optimizer, model, update_num):
+        parent = super()
+        if not _is_rank0():
+            return parent.optimizer_step(optimizer, model, update_num)
+        if self._lca_recorder is None:
+            if self._lca_criterion is None:
+                raise InterpretError("LCA needs the training criterion: build it with task.build_criterion")
+            self._lca_recorder = LcaRecorder(self, model, self._lca_criterion, update_num)
+        self._lca_recorder.step(lambda: parent.optimizer_step(optimizer, model, update_num), update_num)
+
+    def state_dict(self):
+        state = dict(super().state_dict())
+        if self._lca_recorder is not None and _is_rank0():
+            state["lca"] = self._lca_recorder.snapshot()
+        return state

@@ -1,0 +1,283 @@
+"""``fairseq-interp neurons importance|allocate|erase``: per-pair neuron importance, general/specific masks and
+erasure at inference (Xie et al. 2021). Thin: parse → load → :mod:`.importance` / :mod:`.allocation` /
+:mod:`.curves` / :mod:`.erasure` → write."""
+
+import contextlib
+import json
+import os
+from argparse import Namespace
+
+from ..common.checkpoints import check_paths, load_checkpoint, load_dataset, read_checkpoint, saved_task_config
+from ..common.cli import import_user_dir
+from ..common.errors import InterpretError
+
+
+def add_subcommands(sub):
+    p = sub.add_parser("neurons", help="multilingual neuron importance and allocation (Xie et al. 2021)")
+    nsub = p.add_subparsers(dest="neurons_command", metavar="STEP")
+    imp = nsub.add_parser("importance", help="Θ_TE and Θ_AV of every neuron for each language pair")
+    imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's SUBSET (one direction, "
+                                  "or a translation_multi_simple_epoch data-bin)")
+    imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
+    imp.add_argument("--pairs", nargs="+", required=True,
+                     help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
+    imp.add_argument("--subset", default="valid", help="split importance is measured on (default: valid)")
+    imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
+    imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
+    imp.add_argument("--out", required=True, help="importance file to write (.pt)")
+    imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
+    imp.set_defaults(func=run_importance)
+    alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore")
+    alloc.add_argument("importance", help="file written by fairseq-interp neurons importance")
+    alloc.add_argument("--rho", type=float, default=0.9, help="share of general neurons per module (default 0.9)")
+    alloc.add_argument("--k", type=float, default=0.7, help="a pair gets a neuron if its importance >= k x the max "
+                                                            "over pairs (default 0.7)")
+    alloc.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor",
+                       help="Taylor expansion (Θ_TE) or absolute value (Θ_AV) importance")
+    alloc.add_argument("--out", required=True, help="mask file to write (.pt)")
+    alloc.add_argument("--plot", help="PNG of LScore per layer and MScore per module")
+    alloc.add_argument("--plot-importance", metavar="PNG",
+                       help="PNG of the importance curves (Figure 2): per pair, --criterion importance sorted "
+                            "in decreasing order, one panel per --curve-group")
+    alloc.add_argument("--curve-group", choices=["layer", "module"], default="layer",
+                       help="panels of --plot-importance: one per layer, or one per module type over all layers")
+    alloc.set_defaults(func=run_allocate)
+    erase = nsub.add_parser("erase", help="BLEU change per direction after erasing general or one pair's "
+                                          "language-specific neurons at inference (Figure 5)")
+    erase.add_argument("data", help="fairseq-preprocess output folder the masked model was trained on")
+    erase.add_argument("--path", required=True, help="transformer_neuron_masked checkpoint (masks stored in it)")
+    erase.add_argument("--references", required=True,
+                       help="raw reference text of each direction, with {src}/{tgt} placeholders, e.g. "
+                            "DATA/raw/test.{tgt}")
+    erase.add_argument("--pairs", nargs="+", help="directions to translate and score (default: every pair of the "
+                                                  "checkpoint)")
+    erase.add_argument("--general-fraction", type=float, default=0.2,
+                       help="share of the general neurons erased in condition 'general' (default 0.2)")
+    erase.add_argument("--specific-fraction", type=float, default=0.5,
+                       help="share of one pair's specific neurons erased in condition 'specific:PAIR' (default 0.5)")
+    erase.add_argument("--specific-pairs", nargs="*",
+                       help="pairs whose specific neurons are erased, one condition each (default: every pair of "
+                            "the checkpoint; none: only the general condition)")
+    erase.add_argument("--specific-set", choices=["specific", "exclusive"], default="specific",
+                       help="a pair's neurons erased per condition: every neuron specific to it (shared with "
+                            "other pairs or not; default), or only those no other pair uses (exclusive:PAIR)")
+    erase.add_argument("--seed", type=int, default=1, help="seed of the random choice of erased neurons")
+    erase.add_argument("--subset", default="test", help="split to translate (default: test)")
+    erase.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each direction (0 = all)")
+    erase.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
+    erase.add_argument("--max-len-a", type=float, default=1.5, help="max length = a x source length + b")
+    erase.add_argument("--max-len-b", type=int, default=10, help="max length = a x source length + b")
+    erase.add_argument("--batch-size", type=int, default=64, help="sentences per generator call")
+    erase.add_argument("--detokenize", choices=["moses", "none"], default="moses",
+                       help="undo Moses tokenization of the hypotheses before sacrebleu (default: moses)")
+    erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
+    erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
+    erase.set_defaults(func=run_erase)
+    p.set_defaults(func=lambda args: p.print_help())
+    return p
+
+
+def _pair(name):
+    src, sep, tgt = name.partition("-")
+    if not sep or not src or not tgt:
+        raise InterpretError(f"language pair {name!r} is not SRC-TGT (e.g. en-fr)")
+    return src, tgt
+
+
+def _trained_pairs(task_cfg):
+    """The directions of a multilingual task config (``--lang-pairs``), or None for a one-direction task."""
+    pairs = getattr(task_cfg, "lang_pairs", None) if isinstance(task_cfg, Namespace) else task_cfg.get("lang_pairs")
+    if isinstance(pairs, str):
+        pairs = pairs.split(",")
+    return [p.strip() for p in pairs] if pairs else None
+
+
+def _load_for_pair(path, data, src, tgt, overrides=None):
+    """Model and task of ``path`` reading direction ``src-tgt`` of ``data`` (one-direction or multilingual task)."""
+    state = read_checkpoint(path)
+    trained = _trained_pairs(saved_task_config(state, path))
+    if trained is not None and f"{src}-{tgt}" not in trained:
+        raise InterpretError(f"language pair {src}-{tgt} is not one the model was trained on (available: "
+                             f"{', '.join(trained)})")
+    try:
+        return load_checkpoint(path, data, {"source_lang": src, "target_lang": tgt, **(overrides or {})}, state=state)
+    except InterpretError as e:
+        if str(e).startswith("cannot set up the task"):
+            raise InterpretError(f"language pair {src}-{tgt}: {e}") from None
+        raise
+
+
+def run_importance(args):
+    from .importance import ImportanceAccumulator, model_fingerprint, save_importance
+
+    import_user_dir(args.user_dir)
+    check_paths([args.path], args.data)
+    if args.batch_size < 1:
+        raise InterpretError(f"--batch-size must be >= 1, got {args.batch_size}")
+    fingerprint, per_pair, tokens = None, {}, {}
+    for name in args.pairs:
+        src, tgt = _pair(name)
+        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt)
+        try:
+            dataset = load_dataset(task, args.subset, task_cfg)
+        except (InterpretError, FileNotFoundError):
+            raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
+        fingerprint = fingerprint or model_fingerprint(model)
+        acc = ImportanceAccumulator(model)
+        n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+        pad = task.target_dictionary.pad()
+        for start in range(0, n, args.batch_size):
+            batch = dataset.collater([dataset[i] for i in range(start, min(n, start + args.batch_size))])
+            if hasattr(task, "with_model_pair_ids"):  # a masked many-to-many checkpoint: the pair's own mask
+                batch = task.with_model_pair_ids(batch, model)
+            acc.add_batch(batch, pad)
+        per_pair[name], tokens[name] = acc.result(), dict(acc.tokens)
+        print(f"| {name}: {n} sentences, {acc.tokens['src']} source and {acc.tokens['tgt']} target tokens")
+    save_importance(args.out, fingerprint, per_pair, tokens)
+    print(f"| importance of {sum(fingerprint['modules'].values())} neurons in {len(fingerprint['modules'])} modules "
+          f"for {len(per_pair)} pairs -> {args.out}")
+
+
+def run_allocate(args):
+    from .allocation import allocate, plot_scores, save_masks, scores
+    from .importance import load_importance
+
+    masks = allocate(load_importance(args.importance), args.rho, args.k, args.criterion)
+    save_masks(args.out, masks)
+    table = scores(masks)
+    general = sum(int(g.sum()) for g in masks["general"].values())
+    total = sum(g.numel() for g in masks["general"].values())
+    print(f"| {general}/{total} general neurons (rho {args.rho}, k {args.k}, {args.criterion}) -> {args.out}")
+    for key in ("lscore", "mscore"):
+        print(json.dumps({key: {n: round(v, 4) for n, v in table[key].items()}}))
+    if args.plot:
+        plot_scores(table, args.plot)
+        print(f"| plot: {args.plot}")
+    if args.plot_importance:
+        from .curves import importance_curves, plot_importance_curves
+
+        curves = importance_curves(load_importance(args.importance), args.criterion, args.curve_group)
+        plot_importance_curves(curves, args.plot_importance, args.criterion)
+        print(f"| importance curves ({len(curves)} {args.curve_group} panels): {args.plot_importance}")
+
+
+def _erase_pairs(args, state):
+    """The checkpoint's mask pairs; refuses bad fractions and pairs before anything is loaded."""
+    from .erasure import check_fraction
+
+    check_fraction("--general-fraction", args.general_fraction, allow_zero=False)
+    check_fraction("--specific-fraction", args.specific_fraction, allow_zero=False)
+    stored = state["model"].get("neuron_mask_pairs")
+    pairs = bytes(stored.tolist()).decode().split(",") if stored is not None else ["*"]
+    if pairs == ["*"]:
+        raise InterpretError(f"{args.path} holds no neuron masks: pass a transformer_neuron_masked checkpoint "
+                             "fine-tuned with --neuron-masks")
+    for option, chosen in (("--pairs", args.pairs), ("--specific-pairs", args.specific_pairs)):
+        missing = [p for p in chosen or [] if p not in pairs]
+        if missing:
+            raise InterpretError(f"language pair {missing[0]} has no neuron mask in {args.path} (pairs: "
+                                 f"{', '.join(pairs)}): pass {option} among them")
+    return pairs
+
+
+def _erase_plan(args, model):
+    """The erased neurons of each condition (general, then specific:PAIR or exclusive:PAIR) and the size of each
+    erased set."""
+    from .erasure import condition_neurons, model_masks, neuron_sets
+
+    masks = model_masks(model)
+    sets = neuron_sets(masks, model.pairs)
+    specific = model.pairs if args.specific_pairs is None else args.specific_pairs
+    conditions = {"general": condition_neurons(sets, "general", args.general_fraction, args.seed)}
+    kind = args.specific_set
+    for pair in specific:
+        conditions[f"{kind}:{pair}"] = condition_neurons(sets, f"{kind}:{pair}", args.specific_fraction, args.seed)
+    sizes = {"general": sum(int(v.sum()) for v in sets["general"].values()),
+             **{f"{kind}:{p}": sum(int(v.sum()) for v in sets[kind][p].values()) for p in specific}}
+    return masks, conditions, sizes
+
+
+def erasure_markdown(record):
+    """Markdown table: unerased BLEU, then one row of BLEU change per condition."""
+    pairs = record["pairs"]
+    lines = ["| condition | erased | " + " | ".join(pairs) + " | avg |", "|" + "---|" * (len(pairs) + 3)]
+    base = record["bleu"]["none"]
+    lines.append("| none (BLEU) | 0 | " + " | ".join(f"{base[p]:.2f}" for p in pairs)
+                 + f" | {sum(base.values()) / len(pairs):.2f} |")
+    for condition, info in record["conditions"].items():
+        delta = record["delta"][condition]
+        lines.append(f"| {condition} | {info['erased']}/{info['of']} | "
+                     + " | ".join(f"{delta[p]:+.2f}" for p in pairs) + f" | {sum(delta.values()) / len(pairs):+.2f} |")
+    return "\n".join(lines)
+
+
+def run_erase(args):
+    """Figure 5: translate every direction with the stored masks, then with each erasure condition on top."""
+    import time
+
+    from fairseq.dataclass.configs import GenerationConfig
+
+    from ..common.bleu import corpus_bleu, read_references
+    from ..common.jsonl import write_atomic
+    from ..common.translation import translate_split
+    from .erasure import affected_pairs, erasing, plot_changes
+
+    import_user_dir(args.user_dir)
+    check_paths([args.path], args.data)
+    if "{tgt}" not in args.references:
+        raise InterpretError(f"--references {args.references!r} has no {{tgt}} placeholder: name each direction's "
+                             "reference file, e.g. DATA/raw/test.{tgt}")
+    t0 = time.time()
+    state = read_checkpoint(args.path)
+    pairs = args.pairs or _erase_pairs(args, state)  # checks --pairs, --specific-pairs and the fractions
+    if args.pairs:
+        _erase_pairs(args, state)
+    task_cfg = state["cfg"]["task"] if state.get("cfg") is not None else None
+    # a one-direction task trained with --neuron-pair: every direction here uses its own pair's mask
+    overrides = {"neuron_pair": ""} if task_cfg is not None and "neuron_pair" in task_cfg else None
+    gen_cfg = GenerationConfig(beam=args.beam, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    record, conditions = None, None
+    for name in pairs:
+        src, tgt = _pair(name)
+        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt, overrides)
+        model.eval()
+        if conditions is None:  # the same erased neurons for every direction
+            masks, conditions, sizes = _erase_plan(args, model)
+            record = {"checkpoint": os.path.abspath(args.path), "seed": args.seed, "pairs": list(pairs),
+                      "settings": {k: v for k, v in vars(args).items() if k not in ("func", "command",
+                                                                                  "neurons_command")},
+                      "conditions": {c: {"erased": sum(int(v.sum()) for v in erased.values()), "of": sizes[c],
+                                         "affected_pairs": affected_pairs(masks, model.pairs, erased)}
+                                     for c, erased in conditions.items()},
+                      "bleu": {"none": {}, **{c: {} for c in conditions}}}
+        try:
+            dataset = load_dataset(task, args.subset, task_cfg)
+        except (InterpretError, FileNotFoundError):
+            raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
+        count = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+        refs = read_references(args.references.format(src=src, tgt=tgt), count)
+        generator = task.build_generator([model], gen_cfg)
+        started = time.time()
+        for condition in ["none", *conditions]:
+            with erasing(model, conditions[condition]) if condition != "none" else contextlib.nullcontext():
+                hyps, scores = translate_split(task, model, dataset, generator, count, args.batch_size)
+            folder = os.path.join(args.out_dir, "translations", condition)
+            os.makedirs(folder, exist_ok=True)
+            write_atomic(os.path.join(folder, f"{name}.txt"), "".join(h + "\n" for h in hyps))
+            write_atomic(os.path.join(folder, f"{name}.scores"), "".join(f"{v!r}\n" for v in scores))
+            record["bleu"][condition][name] = round(corpus_bleu(hyps, refs, tgt, args.detokenize).score, 4)
+        print(f"| {name}: {count} sentences, BLEU {record['bleu']['none'][name]:.2f} unerased, "
+              f"{len(conditions)} conditions in {time.time() - started:.0f} s", flush=True)
+    record["delta"] = {c: {p: round(record["bleu"][c][p] - record["bleu"]["none"][p], 4) for p in pairs}
+                       for c in record["conditions"]}
+    record["seconds"] = round(time.time() - t0, 1)
+    os.makedirs(args.out_dir, exist_ok=True)
+    md = erasure_markdown(record)
+    write_atomic(os.path.join(args.out_dir, "erasure.json"), json.dumps(record, indent=1) + "\n")
+    write_atomic(os.path.join(args.out_dir, "erasure.md"), md + "\n")
+    plot_changes(record["delta"], list(pairs), os.path.join(args.out_dir, "erasure.png"),
+                 title=f"BLEU change: {args.general_fraction:g} of general / {args.specific_fraction:g} of a pair's "
+                       f"{args.specific_set} neurons erased")
+    print(md)
+    print(f"| {len(pairs)} directions x {len(conditions) + 1} conditions in {record['seconds']:.0f} s -> "
+          f"{os.path.join(args.out_dir, 'erasure')}.{{json,md,png}}")

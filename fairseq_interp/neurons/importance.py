@@ -1,0 +1,180 @@
+"""Per-language-pair neuron importance of a fairseq Transformer (Xie et al. 2021, importance evaluation).
+
+A *neuron* is one output feature of a linear map the paper allocates, in every layer of encoder and decoder:
+
+* attention: the rows of ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` of every ``self_attn`` (encoder
+  and decoder) and ``encoder_attn`` (decoder), i.e. one neuron per output feature of each projection;
+* feed-forward: the outputs of ``fc1`` (the FFN hidden units, before the activation) and of ``fc2``.
+
+For a neuron ``i`` with activation ``h_i`` (the module's output at one token), over the tokens of one language
+pair's data:
+
+* Taylor expansion: ``Θ_TE(i) = mean_tokens |∂L/∂h_i · h_i|``, with ``L`` the summed token-level
+  negative log-likelihood of the batch (teacher forcing, dropout off, no label smoothing);
+* absolute value: ``Θ_AV(i) = mean_tokens |h_i|``.
+
+Tokens are the non-padding positions of the stream the module reads: source tokens for the encoder and for the
+decoder's ``encoder_attn.k_proj``/``v_proj``; target positions for every other decoder module. Activations and
+gradients come from forward hooks and tensor hooks on the unmodified fairseq modules (fairseq's fused attention
+is switched off while collecting, so the projection hooks fire).
+"""
+
+import torch
+
+from ..common.attention import fused_attention_disabled
+from ..common.errors import InterpretError
+
+FORMAT = "fairseq-interp/neuron-importance/1"
+CRITERIA = ("taylor", "absolute")
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def neuron_modules(model):
+    """``{name: (linear module, stream)}`` for every allocated module, in layer order; stream is "src"/"tgt"."""
+    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
+    if not hasattr(encoder, "layers") or not hasattr(decoder, "layers"):
+        raise InterpretError(f"neuron importance needs a fairseq Transformer (encoder and decoder layers), got "
+                             f"{type(model).__name__}")
+    modules = {}
+    for side, stack in (("encoder", encoder), ("decoder", decoder)):
+        for index, layer in enumerate(stack.layers):
+            stream = "src" if side == "encoder" else "tgt"
+            attentions = ["self_attn"] + (["encoder_attn"] if getattr(layer, "encoder_attn", None) is not None
+                                          else [])
+            for attention in attentions:
+                for proj in ATTENTION_PROJECTIONS:
+                    s = "src" if attention == "encoder_attn" and proj in ("k_proj", "v_proj") else stream
+                    modules[f"{side}.layers.{index}.{attention}.{proj}"] = (
+                        getattr(getattr(layer, attention), proj), s)
+            for fc in ("fc1", "fc2"):
+                modules[f"{side}.layers.{index}.{fc}"] = (getattr(layer, fc), stream)
+    return modules
+
+
+def model_fingerprint(model):
+    """Structure of the model that importance and masks depend on: family, layer counts and every module's width.
+
+    ``arch`` is informational only (a neuron-masked model fine-tuned from a baseline shares its fingerprint).
+    """
+    modules = neuron_modules(model)
+    args = getattr(model, "args", None)
+    return {
+        "family": "transformer",
+        "arch": str(getattr(args, "arch", type(model).__name__)),
+        "encoder_layers": len(model.encoder.layers),
+        "decoder_layers": len(model.decoder.layers),
+        "encoder_attention_heads": int(model.encoder.layers[0].self_attn.num_heads),
+        "decoder_attention_heads": int(model.decoder.layers[0].self_attn.num_heads),
+        "modules": {name: int(module.out_features) for name, (module, _) in modules.items()},
+    }
+
+
+def check_fingerprint(expected, found, what):
+    """Raise when ``found`` (from a file) describes another model than ``expected`` (``arch`` is not compared)."""
+    keys = [k for k in expected if k != "arch"]
+    diffs = [k for k in keys if expected.get(k) != found.get(k)]
+    if diffs:
+        key = diffs[0]
+        detail = (f"{key}: model {expected.get(key)!r}, file {found.get(key)!r}" if key != "modules"
+                  else "module widths differ")
+        raise InterpretError(f"{what} was computed for another model ({detail}); recompute it for this checkpoint")
+
+
+class ImportanceAccumulator:
+    """Sums ``|∂L/∂h·h|`` and ``|h|`` per neuron over non-padding tokens of the batches of one language pair."""
+
+    def __init__(self, model):
+        self.model = model
+        self.modules = neuron_modules(model)
+        self.sums = {c: {name: torch.zeros(m.out_features, dtype=torch.float64)
+                         for name, (m, _) in self.modules.items()} for c in CRITERIA}
+        self.tokens = {"src": 0, "tgt": 0}
+        self._keep = None
+
+    def _hook(self, name, stream):
+        def forward_hook(module, inputs, output):
+            keep = self._keep[stream]  # (T, B) bool: non-padding positions
+            if output.dim() != 3 or output.shape[:2] != keep.shape:
+                raise InterpretError(f"{name}: unexpected activation shape {tuple(output.shape)} "
+                                     f"(time-major (T, B, C) expected)")
+            self.sums["absolute"][name] += output.detach()[keep].abs().sum(0).double()
+            if output.requires_grad:
+                def grad_hook(grad, h=output.detach()):
+                    self.sums["taylor"][name] += (grad * h)[keep].abs().sum(0).double()
+                output.register_hook(grad_hook)
+                # hand fairseq a copy: it scales q in place after q_proj, which would otherwise stop the hook
+                # on ``output`` from firing; the copy is numerically identical
+                return output.clone()
+            return None
+        return forward_hook
+
+    def add_batch(self, sample, pad):
+        """Forward and backward one fairseq sample (``net_input`` + ``target``); gradients are left cleared."""
+        model = self.model
+        net_input, target = sample["net_input"], sample["target"]
+        self._keep = {"src": net_input["src_tokens"].ne(pad).t(), "tgt": target.ne(pad).t()}
+        handles = [m.register_forward_hook(self._hook(name, stream)) for name, (m, stream) in self.modules.items()]
+        was_training = model.training
+        model.eval()
+        try:
+            with fused_attention_disabled(model), torch.enable_grad():
+                logits = model(**net_input)[0]
+                lprobs = torch.log_softmax(logits.float(), dim=-1)
+                nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                loss = nll.masked_fill(target.eq(pad), 0.0).sum()
+                loss.backward()
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+        self.tokens["src"] += int(self._keep["src"].sum())
+        self.tokens["tgt"] += int(self._keep["tgt"].sum())
+        return float(loss.detach())
+
+    def result(self):
+        """``{criterion: {module: mean importance (float32 vector)}}`` over all tokens seen."""
+        if not self.tokens["src"] or not self.tokens["tgt"]:
+            raise InterpretError("no tokens seen: the language pair's data is empty")
+        return {c: {name: (s / self.tokens[self.modules[name][1]]).float() for name, s in sums.items()}
+                for c, sums in self.sums.items()}
+
+
+def pair_importance(model, batches, pad):
+    """Θ_TE and Θ_AV of every neuron over ``batches`` (one language pair); returns ``(result, tokens)``."""
+    acc = ImportanceAccumulator(model)
+    for sample in batches:
+        acc.add_batch(sample, pad)
+    return acc.result(), dict(acc.tokens)
+
+
+def save_importance(path, fingerprint, per_pair, tokens=None):
+    """Write ``{criterion: {module: (pairs, neurons) tensor}}`` with the fingerprint and pair names."""
+    pairs = list(per_pair)
+    if not pairs:
+        raise InterpretError("no language pair to save")
+    modules = list(fingerprint["modules"])
+    state = {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "pairs": pairs,
+        "modules": modules,
+        "tokens": {p: dict((tokens or {}).get(p, {})) for p in pairs},
+        **{c: {m: torch.stack([per_pair[p][c][m] for p in pairs]) for m in modules} for c in CRITERIA},
+    }
+    torch.save(state, path)
+    return state
+
+
+def load_importance(path, fingerprint=None):
+    """Read an importance file with torch's safe loader; check it against ``fingerprint`` when given."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InterpretError(f"importance file {path} not found: write it with fairseq-interp neurons "
+                             "importance") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InterpretError(f"{path} is not a neuron importance file (format {FORMAT})")
+    if fingerprint is not None:
+        check_fingerprint(fingerprint, state["fingerprint"], f"importance file {path}")
+    return state

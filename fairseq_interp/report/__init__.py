@@ -1,1 +1,0 @@
-"""Outputs for people and programs: JSONL records, the plain-text view, heatmaps."""

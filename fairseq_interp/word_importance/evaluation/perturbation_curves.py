@@ -1,0 +1,318 @@
+"""Perturbation curves of word importance (He et al. 2019, §4.2, Figures 2–3).
+
+For every method × perturbation × k (k = 1..--max-k): perturb the k most important source words of every test
+sentence (``deletion``, ``mask`` = zero embedding, ``replacement`` = another training-vocabulary word with the same
+spaCy POS), re-translate with the model's generator, and score corpus BLEU with sacrebleu against the raw
+references (Moses-detokenized hypotheses, :mod:`fairseq_interp.common.bleu`; the signature is printed). Word
+importance is computed on the model's own translation (``--attribute-target hypothesis``) with the same code as
+``fairseq-interpret --attribution METHOD``; ``random`` and ``content`` are repeated ``--repeats`` times with
+different seeds and averaged. A lower BLEU after perturbation = the method found more important words.
+
+Outputs in ``--out``: ``results.jsonl`` (one line per method/perturbation/k, appended as each is done; ``--resume``
+continues), ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/word_importance.md``) and
+``perturbation.png`` (BLEU vs k, one line per method, one panel per perturbation), rewritten atomically at the end.
+
+    fairseq-interp perturbation data/multi30k.en-fr/bin --path checkpoints/demo.en-fr/checkpoint_last.pt \\
+        --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
+"""
+
+import os
+import time
+
+from ...common.checkpoints import PLUGIN_DIR
+from ...common.errors import InterpretError
+
+
+def add_arguments(p):
+    """The options of ``fairseq-interp perturbation``."""
+    p.add_argument("data", help="fairseq-preprocess folder (prepare_data.py's OUT/bin)")
+    p.add_argument("--path", required=True, help="checkpoint")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--gen-subset", default="test")
+    p.add_argument("--methods", default="ig,attention,frequency,content,random",
+                   help="comma-separated --attribution methods (erasure works too, slowly)")
+    p.add_argument("--perturbations", default="deletion,mask,replacement")
+    p.add_argument("--max-k", type=int, default=5)
+    p.add_argument("--min-words", type=int, default=None,
+                   help="skip sentences with fewer source words (default: --max-k; must be >= --max-k)")
+    p.add_argument("--num-sentences", type=int, default=0, help="first N sentences of the split (0 = all)")
+    p.add_argument("--repeats", type=int, default=10, help="seeds averaged for random and content (paper: 10)")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--max-len-b", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ig-steps", type=int, default=50)
+    p.add_argument("--ig-method", default="gausslegendre")
+    p.add_argument("--reference", help="raw reference file (default: DATA/../raw/SPLIT.TGT)")
+    p.add_argument("--frequency-text", help="training text for the frequency baseline (default DATA/../tok/train.SRC)")
+    p.add_argument("--spacy-model", help="spaCy model for source POS (content, replacement)")
+    p.add_argument("--replacement-lines", type=int, default=3000,
+                   help="training sentences tagged to build the replacement vocabulary")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
+    return p
+
+
+def check_options(args):
+    from ..methods import METHOD_NAMES
+    from .perturbation import PERTURBATIONS
+
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.perturbations = [p for p in args.perturbations.split(",") if p]
+    for m in args.methods:
+        if m not in METHOD_NAMES:
+            raise InterpretError(f"unknown method {m!r}: choose from {', '.join(METHOD_NAMES)}")
+    for p in args.perturbations:
+        if p not in PERTURBATIONS:
+            raise InterpretError(f"unknown perturbation {p!r}: choose from {', '.join(PERTURBATIONS)}")
+    if args.max_k < 1:
+        raise InterpretError("--max-k must be at least 1")
+    if args.min_words is None:
+        args.min_words = args.max_k
+    if args.min_words < args.max_k:
+        raise InterpretError(f"--min-words {args.min_words} < --max-k {args.max_k}: k would be larger than some "
+                             "sentences; raise --min-words or lower --max-k")
+    if not os.path.isfile(args.path):
+        raise InterpretError(f"checkpoint {args.path} not found: pass an existing file with --path")
+    if not os.path.isdir(args.data):
+        raise InterpretError(f"data directory {args.data} not found: pass the fairseq-preprocess output folder")
+
+
+def load(args):
+    """fairseq task, model, generator and dataset, through fairseq's own parser (as fairseq-interpret does)."""
+    import ast
+
+    from fairseq import options, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from ...common.checkpoints import load_dataset, load_model, setup_task
+    from ...common.cli import normalize_user_dir
+
+    parser = options.get_generation_parser()
+    fargs = options.parse_args_and_arch(parser, [
+        args.data, "--path", args.path, *normalize_user_dir(["--user-dir", args.user_dir]), "--gen-subset", args.gen_subset, "--cpu",
+        "--beam", str(args.beam), "--max-len-b", str(args.max_len_b), "--batch-size", str(args.batch_size),
+        "--post-process", "sentencepiece", "--seed", str(args.seed)])
+    cfg = convert_namespace_to_omegaconf(fargs)
+    task = setup_task(cfg.task)
+    model, saved_cfg = load_model(args.path, task, ast.literal_eval(cfg.common_eval.model_overrides))
+    dataset = load_dataset(task, args.gen_subset, saved_cfg.task)
+    model.eval()
+    model.prepare_for_inference_(cfg)
+    generator = task.build_generator([model], cfg.generation)
+    utils.set_torch_seed(args.seed)
+    return fargs, task, model, generator, dataset
+
+
+def write_outputs(args, rows):
+    import csv
+    import io
+
+    from ...common.jsonl import write_atomic
+
+    fields = ["method", "perturbation", "k", "bleu", "bleu_std", "repeats", "sentences"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (r["perturbation"], r["method"], r["k"])):
+        w.writerow(r)
+    csv_path = os.path.join(args.out, "perturbation.csv")
+    write_atomic(csv_path, buf.getvalue())
+    plot_path = os.path.join(args.out, "perturbation.png")
+    plot(rows, plot_path)
+    write_atomic(os.path.join(args.out, "perturbation.md"), markdown(rows))
+    return csv_path, plot_path
+
+
+def markdown(rows):
+    """One table per perturbation: BLEU by method (rows) and k (columns); k = 0 is the unperturbed test set."""
+    base = [r for r in rows if r["perturbation"] == "none"]
+    out = []
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
+        out += [f"**{pert}** (BLEU after perturbing the top-k words; k = 0: unperturbed)", "",
+                "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |", "|---|" + "---|" * (len(ks) + 1)]
+        for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
+            cells = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
+            vals = [f"{base[0]['bleu']:.2f}" if base else "–"]
+            for k in ks:
+                r = cells.get(k)
+                vals.append("–" if r is None else f"{r['bleu']:.2f}" + (f" ± {r['bleu_std']:.2f}"
+                                                                          if r["repeats"] > 1 else ""))
+            out.append(f"| {method} | " + " | ".join(vals) + " |")
+        out.append("")
+    counts, cells = ordering(rows)
+    if cells:
+        out += [f"**ordering** over the {cells} (perturbation, k) cells: how often each method has the lowest BLEU "
+                "(ties count for every tied method) and how often it is below the random baseline's mean", "",
+                "| method | lowest BLEU | below random |", "|---|---|---|"]
+        for method, (lowest, below) in sorted(counts.items()):
+            out.append(f"| {method} | {lowest}/{cells} | " + ("–" if below is None else f"{below}/{cells}") + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def ordering(rows):
+    """({method: (cells where it has the lowest BLEU, cells where it is below ``random`` or None)}, number of
+    (perturbation, k) cells): the paper's claim is ig lowest and attention < random."""
+    table = {}
+    for r in rows:
+        if r["perturbation"] != "none":
+            table.setdefault((r["perturbation"], r["k"]), {})[r["method"]] = r["bleu"]
+    counts = {}
+    for scores in table.values():
+        best = min(scores.values())
+        for method, bleu in scores.items():
+            lowest, below = counts.get(method, (0, 0))
+            counts[method] = (lowest + (bleu == best), below + ("random" in scores and bleu < scores["random"]))
+    has_random = any("random" in scores for scores in table.values())
+    counts = {m: (lowest, below if has_random and m != "random" else None) for m, (lowest, below) in counts.items()}
+    return counts, len(table)
+
+
+def plot(rows, path):
+    from ...common.figures import pyplot, save_figure
+
+    plt = pyplot()
+    perturbations = sorted({r["perturbation"] for r in rows if r["perturbation"] != "none"})
+    base = [r for r in rows if r["perturbation"] == "none"]
+    fig, axes = plt.subplots(1, len(perturbations), figsize=(4.2 * len(perturbations), 3.6), squeeze=False)
+    for ax, pert in zip(axes[0], perturbations):
+        for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
+            pts = sorted((r["k"], r["bleu"]) for r in rows if r["perturbation"] == pert and r["method"] == method)
+            if base:
+                pts = [(0, base[0]["bleu"])] + pts
+            ax.plot([k for k, _ in pts], [b for _, b in pts], marker="o", label=method)
+        ax.set_title(pert)
+        ax.set_xlabel("perturbed words k")
+        ax.set_ylabel("BLEU")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def run(args):
+    """The whole evaluation (module docstring) for parsed :func:`add_arguments` options."""
+    import torch
+
+    from ...common.bleu import corpus_bleu
+    from ...common.jsonl import JsonlWriter, read_records
+    from ...common.spacy_models import PosTagger, load_spacy, spacy_model_for
+    from ...common.subwords import group_subwords
+    from ...common.teacher_forcing import TeacherForcedAdapter
+    from ...common.translation import Translator
+    from ..context import MethodContext, default_frequency_text
+    from ..methods.frequency import count_words
+    from ..runner import WordImportanceRunner
+    from .perturbation import ReplacementVocabulary, perturb, top_k_words
+
+    check_options(args)
+    fargs, task, model, generator, dataset = load(args)
+    src_lang, tgt_lang = task.cfg.source_lang, task.cfg.target_lang
+    data_root = os.path.dirname(os.path.abspath(args.data.rstrip(os.sep)))
+    ref_path = args.reference or os.path.join(data_root, "raw", f"{args.gen_subset}.{tgt_lang}")
+    if not os.path.isfile(ref_path):
+        raise InterpretError(f"reference file {ref_path} not found: pass --reference (raw target text)")
+    with open(ref_path, encoding="utf-8") as f:
+        raw_refs = [line.rstrip("\n") for line in f]
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    needs_pos = "content" in args.methods or "replacement" in args.perturbations
+    tagger = PosTagger(load_spacy(spacy_model_for(src_lang, args.spacy_model))) if needs_pos else None
+    counts = None
+    if "frequency" in args.methods:
+        counts = count_words(args.frequency_text or default_frequency_text(args.data, src_lang))
+    if "erasure" in args.methods and getattr(dataset, "tgt", None) is None:
+        raise InterpretError(f"erasure needs references and {args.gen_subset} has none: drop it from --methods")
+
+    os.makedirs(args.out, exist_ok=True)
+    writer = JsonlWriter(os.path.join(args.out, "results.jsonl"), resume=args.resume)
+    translator = Translator(task, model, generator, batch_size=args.batch_size)
+    adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
+
+    # the sentences: first N of the split with at least --min-words source words
+    n_total = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+    sents = []
+    for i in range(n_total):
+        item = dataset[i]
+        src = item["source"]
+        words, t2w = group_subwords([src_dict[t] for t in src.tolist()], "sentencepiece")
+        if len(words) - 1 >= args.min_words:
+            sents.append({"id": i, "src": src, "ref": item["target"], "words": words[:-1], "t2w": t2w})
+    skipped = n_total - len(sents)
+    print(f"| {len(sents)} sentences of {args.gen_subset} (first {n_total}; {skipped} with fewer than "
+          f"{args.min_words} words skipped)", flush=True)
+    if not sents:
+        raise InterpretError("no sentence left: lower --min-words/--max-k or raise --num-sentences")
+    refs = [raw_refs[s["id"]] for s in sents]
+
+    def score(hyp_ids):
+        result = corpus_bleu([tgt_dict.string(h, "sentencepiece") for h in hyp_ids], refs, tgt_lang)
+        return result.score, result.signature
+
+    started = time.time()
+    hyps = translator.translate([s["src"] for s in sents])
+    base_bleu, signature = score(hyps)
+    print(f"| unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})", flush=True)
+    if "none/0" not in writer.done_ids:
+        writer.write({"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base_bleu,
+                      "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature})
+
+    replacement_vocab = None
+    if "replacement" in args.perturbations:
+        train_text = default_frequency_text(args.data, src_lang)
+        if not os.path.isfile(train_text):
+            raise InterpretError(f"{train_text} not found: replacement draws words from the tokenized training "
+                                 "text of prepare_data.py")
+        with open(train_text, encoding="utf-8") as f:
+            lines = [next(f, "").split() for _ in range(args.replacement_lines)]
+        tagged = [(ws, tagger(ws)) for ws in lines if ws]
+        replacement_vocab = ReplacementVocabulary(
+            tagged, lambda w: (lambda i: None if i == src_dict.unk() else i)(src_dict.index("\u2581" + w)),
+            seed=args.seed)
+        for s in sents:
+            s["tags"] = tagger(s["words"])
+
+    for method in args.methods:
+        repeats = args.repeats if method in ("random", "content") else 1
+        todo = [(p, k) for p in args.perturbations for k in range(1, args.max_k + 1)
+                if f"{method}/{p}/{k}" not in writer.done_ids]
+        if not todo:
+            continue
+        importances = []  # per repeat, per sentence
+        t0 = time.time()
+        for r in range(repeats):
+            options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed + r,
+                       "gen_subset": args.gen_subset}
+            context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
+                                    post_process="sentencepiece", translator=translator, word_counts=counts,
+                                    tagger=tagger)
+            runner = WordImportanceRunner(method, context)
+            with torch.no_grad() if method != "ig" else torch.enable_grad():
+                importances.append([runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
+                                    for s, h in zip(sents, hyps)])
+        print(f"| {method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s", flush=True)
+        for pert, k in todo:
+            bleus = []
+            for r in range(repeats):
+                sources, masks = [], []
+                for s, imp in zip(sents, importances[r]):
+                    chosen = top_k_words(imp, k)
+                    repl = None
+                    if pert == "replacement":
+                        repl = {w: replacement_vocab.draw(s["words"][w], s["tags"][w], s["id"], w) for w in chosen}
+                    tokens, mask = perturb(s["src"], s["t2w"], chosen, pert, repl)
+                    sources.append(tokens)
+                    masks.append(mask)
+                bleus.append(score(translator.translate(sources, masks))[0])
+            mean = sum(bleus) / len(bleus)
+            std = (sum((b - mean) ** 2 for b in bleus) / len(bleus)) ** 0.5
+            writer.write({"id": f"{method}/{pert}/{k}", "method": method, "perturbation": pert, "k": k,
+                          "bleu": mean, "bleu_std": std, "repeats": repeats, "sentences": len(sents)})
+            print(f"| {method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}" + (f" ± {std:.2f}" if repeats > 1 else ""),
+                  flush=True)
+    writer.close()
+    rows = [r for r in read_records(os.path.join(args.out, "results.jsonl"))]
+    csv_path, plot_path = write_outputs(args, rows)
+    print(f"| sacrebleu signature: {signature}")
+    print(f"| done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")

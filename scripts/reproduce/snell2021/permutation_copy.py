@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Snell et al. (2021) on the permutation-copy task at small scale, each run a ``fairseq-train`` of
+``lstm_dot_attention`` on the ``permutation_copy`` task; runs go in parallel (``--jobs``, one thread each).
+
+``figure3`` (Figure 3): token and attention accuracy vs updates over seeds, per input distribution (fixed_set,
+sampled_set, mixture, permute). Writes OUT/runs.jsonl (one validation curve per run, appended as each run ends),
+OUT/summary.md and OUT/figure3.png; ``--resume`` keeps the finished runs of an interrupted sweep.
+
+``multihead-init`` (Figure 6): multi-head attention escapes a hard distribution through learning dynamics. On
+``fixed_set`` copying, single-head initializations of the attention matrix W are rejection-sampled as *good* (the
+single-head model learns to attend) or *bad* (it does not); then K-head models are built from K bad heads
+(``all_bad``), one good and K−1 bad heads (``one_good``) and unseeded heads (``random``) with
+``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``. Writes
+OUT/candidates.jsonl, OUT/runs.jsonl and OUT/summary.md.
+
+    python scripts/reproduce/snell2021/permutation_copy.py figure3 --modes fixed_set sampled_set --seeds 5 \\
+        --max-update 300 --jobs 2 --out results/snell2021-figure3
+    python scripts/reproduce/snell2021/permutation_copy.py multihead-init --candidates 10 --heads 8 --repeats 2 \\
+        --jobs 2 --out results/fig6
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fairseq_interp.common.checkpoints import PLUGIN_DIR
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import run, script_main
+from fairseq_interp.common.figures import pyplot, save_figure
+from fairseq_interp.common.jsonl import JsonlWriter, read_records, write_atomic
+
+
+def train_command(mode, seed, args, extra=()):
+    vocab = args.vocab_size if mode != "mixture" else max(args.vocab_size, 2 * args.seq_len)
+    return ["fairseq-train", "--user-dir", PLUGIN_DIR,
+            "--task", "permutation_copy", "--perm-mode", mode, "--seq-len", str(args.seq_len),
+            "--vocab-size", str(vocab), "--train-size", str(args.train_size), "--valid-size", str(args.valid_size),
+            "--data-seed", str(seed), "--seed", str(seed), "--arch", "lstm_dot_attention",
+            "--embed-dim", str(args.dim), "--hidden-size", str(args.dim), "--output-hidden-dim", str(args.dim),
+            "--attention-heads", str(args.heads), "--optimizer", "adam", "--lr", str(args.lr),
+            "--criterion", "cross_entropy", "--batch-size", str(args.batch_size), "--max-update", str(args.max_update),
+            "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
+            "--required-batch-size-multiple", "1", "--cpu", "--no-save", "--no-progress-bar", "--log-format", "json",
+            *extra]
+
+
+def one_run(mode, seed, args, extra=()):
+    """One training run: its validation curve (token and attention accuracy per validated update)."""
+    start = time.time()
+    output = run(train_command(mode, seed, args, extra), threads=1, tail=2000)
+    curve = {}
+    for line in output.splitlines():
+        if "| valid |" in line:
+            log = json.loads(line.split("| valid |", 1)[1])
+            curve[int(log["valid_num_updates"])] = (float(log["valid_token_accuracy"]),
+                                                    float(log["valid_attention_accuracy"]))
+    steps = sorted(curve)
+    return {"id": f"{mode}/seed{seed}", "mode": mode, "seed": seed, "steps": steps,
+            "token_accuracy": [curve[s][0] for s in steps], "attention_accuracy": [curve[s][1] for s in steps],
+            "seconds": round(time.time() - start, 1)}
+
+
+# --------------------------------------------------------------------------------------------------------- figure3
+
+def summarize(runs, args):
+    import numpy as np
+
+    lines = [f"| mode | seeds | token accuracy at {args.max_update} (mean ± sd) | attention accuracy | "
+             f"seeds ≥ 90% tokens | seconds per run |", "|---|---|---|---|---|---|"]
+    for mode in args.modes:
+        rs = [r for r in runs if r["mode"] == mode]
+        tok = np.array([r["token_accuracy"][-1] for r in rs])
+        att = np.array([r["attention_accuracy"][-1] for r in rs])
+        lines.append(f"| {mode} | {len(rs)} | {tok.mean():.1f} ± {tok.std():.1f} | {att.mean():.1f} ± {att.std():.1f} "
+                     f"| {(tok >= 90).sum()}/{len(rs)} | {np.mean([r['seconds'] for r in rs]):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs, modes, path):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(modes), figsize=(4 * len(modes), 3.2), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for r in runs:
+            if r["mode"] == mode:
+                ax.plot(r["steps"], r["token_accuracy"], color="tab:blue", alpha=0.5)
+                ax.plot(r["steps"], r["attention_accuracy"], color="tab:orange", alpha=0.5, linestyle="--")
+        ax.set_title(mode)
+        ax.set_xlabel("updates")
+    axes[0][0].set_ylabel("accuracy (%): tokens —, attention --")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def figure3(args):
+    os.makedirs(args.out, exist_ok=True)
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("modes", "seeds", "jobs", "out", "resume", "func", "command")}
+    path = os.path.join(args.out, "runs.jsonl")
+    try:
+        writer = JsonlWriter(path, resume=args.resume)
+    except InterpretError as e:
+        raise InterpretError(str(e).replace("--results-path", "--out")) from None
+    old = [r for r in read_records(path) if r["id"] in writer.done_ids] if writer.done_ids else []
+    if any(r.get("config") != config for r in old):
+        raise InterpretError(f"{path} holds runs with other settings; choose another --out")
+    start, lock = time.time(), threading.Lock()
+    jobs = [(m, s) for m in args.modes for s in range(1, args.seeds + 1) if f"{m}/seed{s}" not in writer.done_ids]
+    print(f"{len(jobs)} runs to do, {len(writer.done_ids)} kept", flush=True)
+
+    def do(job):
+        result = dict(one_run(*job, args), config=config)
+        with lock:
+            writer.write(result)
+            print(f"{result['id']}: tokens {result['token_accuracy'][-1]:.1f}% in {result['seconds']} s", flush=True)
+        return result
+
+    with writer, ThreadPoolExecutor(args.jobs) as pool:
+        new = list(pool.map(do, jobs))
+    wall = time.time() - start
+    wanted = {f"{m}/seed{s}" for m in args.modes for s in range(1, args.seeds + 1)}
+    runs = [r for r in old + new if r["id"] in wanted]
+    table = summarize(runs, args)
+    write_atomic(os.path.join(args.out, "summary.md"),
+                 f"{' '.join(sys.argv)}\n\n{table}\nwall time {wall:.0f} s for {len(new)} runs with {args.jobs} "
+                 f"parallel runs\n")
+    plot(runs, args.modes, os.path.join(args.out, "figure3.png"))
+    print(table + f"wall time {wall:.0f} s for {len(new)} runs with {args.jobs} parallel runs; results in {args.out}")
+
+
+# -------------------------------------------------------------------------------------------------- multihead-init
+
+def multihead_init(args):
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+    single = argparse.Namespace(**{**vars(args), "heads": 1})
+    with ThreadPoolExecutor(args.jobs) as pool:
+        candidates = list(pool.map(lambda s: one_run(args.mode, 1, single, ["--head-init-seeds", str(s)]),
+                                   range(1, args.candidates + 1)))
+    for seed, result in zip(range(1, args.candidates + 1), candidates):
+        result["head_seed"] = seed
+    write_atomic(os.path.join(args.out, "candidates.jsonl"), "".join(json.dumps(r) + "\n" for r in candidates))
+    key = f"{args.criterion}_accuracy"
+    good = [r["head_seed"] for r in candidates if r[key][-1] >= args.good]
+    bad = [r["head_seed"] for r in candidates if r[key][-1] <= args.bad]
+    print(f"| good head seeds {good}, bad head seeds {bad}")
+    configs = {"random": None}
+    if len(bad) >= args.heads:
+        configs["all_bad"] = bad[:args.heads]
+    if good and len(bad) >= args.heads - 1:
+        configs["one_good"] = [good[0]] + bad[:args.heads - 1]
+    jobs = [(name, rep) for name in configs for rep in range(1, args.repeats + 1)]
+
+    def multi(job):
+        name, rep = job
+        extra = [] if configs[name] is None else ["--head-init-seeds", ",".join(map(str, configs[name]))]
+        result = one_run(args.mode, rep, args, extra)
+        result.update(config=name, head_seeds=configs[name])
+        return result
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(multi, jobs))
+    write_atomic(os.path.join(args.out, "runs.jsonl"), "".join(json.dumps(r) + "\n" for r in runs))
+    lines = [f"single-head {args.criterion} accuracy at {args.max_update}: "
+             + ", ".join(f"seed {r['head_seed']}: {r[key][-1]:.1f}" for r in candidates), "",
+             f"good seeds (≥ {args.good}%): {good}; bad (≤ {args.bad}%): {bad}", "",
+             f"| {args.heads}-head configuration | runs | token accuracy at {args.max_update} | attention accuracy |",
+             "|---|---|---|---|"]
+    for name in configs:
+        rs = [r for r in runs if r["config"] == name]
+        tok = ", ".join(f"{r['token_accuracy'][-1]:.1f}" for r in rs)
+        att = ", ".join(f"{r['attention_accuracy'][-1]:.1f}" for r in rs)
+        lines.append(f"| {name} | {len(rs)} | {tok} | {att} |")
+    missing = [c for c in ("all_bad", "one_good") if c not in configs]
+    if missing:
+        lines.append(f"\nnot run (not enough good/bad seeds among {args.candidates}): {', '.join(missing)}")
+    table = "\n".join(lines) + f"\n\nwall time {time.time() - start:.0f} s with {args.jobs} parallel runs\n"
+    write_atomic(os.path.join(args.out, "summary.md"), " ".join(sys.argv) + "\n\n" + table)
+    print(table)
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f3 = sub.add_parser("figure3", help="accuracy vs updates over seeds, per input distribution (Figure 3)")
+    f3.add_argument("--modes", nargs="+", default=["fixed_set", "sampled_set"],
+                    choices=["fixed_set", "sampled_set", "mixture", "permute"])
+    f3.add_argument("--seeds", type=int, default=5, help="seeds 1..N per mode")
+    f3.add_argument("--max-update", type=int, default=300)
+    f3.add_argument("--validate-every", type=int, default=50)
+    f3.add_argument("--seq-len", type=int, default=40)
+    f3.add_argument("--vocab-size", type=int, default=60, help="(mixture uses at least 2 x seq-len)")
+    f3.add_argument("--train-size", type=int, default=10000)
+    f3.add_argument("--valid-size", type=int, default=200)
+    f3.add_argument("--dim", type=int, default=64, help="embedding, LSTM and output hidden size")
+    f3.add_argument("--heads", type=int, default=1)
+    f3.add_argument("--lr", type=float, default=5e-3)
+    f3.add_argument("--batch-size", type=int, default=32)
+    f3.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    f3.add_argument("--out", required=True)
+    f3.add_argument("--resume", action="store_true", help="keep the finished runs in OUT/runs.jsonl")
+    f3.set_defaults(func=figure3)
+    mh = sub.add_parser("multihead-init", help="K-head models from good and bad single-head initializations "
+                                               "(Figure 6)")
+    mh.add_argument("--candidates", type=int, default=10, help="single-head initialization seeds 1..N to classify")
+    mh.add_argument("--criterion", choices=["token", "attention"], default="token",
+                    help="classify single-head runs by final token or attention accuracy")
+    mh.add_argument("--good", type=float, default=75.0, help="final accuracy (%%) of a good head, at least")
+    mh.add_argument("--bad", type=float, default=65.0, help="final accuracy (%%) of a bad head, at most")
+    mh.add_argument("--heads", type=int, default=8)
+    mh.add_argument("--repeats", type=int, default=2, help="K-head runs per configuration (--seed 1..N)")
+    mh.add_argument("--mode", default="fixed_set")
+    mh.add_argument("--max-update", type=int, default=200)
+    mh.add_argument("--validate-every", type=int, default=50)
+    mh.add_argument("--seq-len", type=int, default=10)
+    mh.add_argument("--vocab-size", type=int, default=20)
+    mh.add_argument("--train-size", type=int, default=2000)
+    mh.add_argument("--valid-size", type=int, default=200)
+    mh.add_argument("--dim", type=int, default=32)
+    mh.add_argument("--lr", type=float, default=1e-2)
+    mh.add_argument("--batch-size", type=int, default=50)
+    mh.add_argument("--jobs", type=int, default=2)
+    mh.add_argument("--out", required=True)
+    mh.set_defaults(func=multihead_init)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    script_main("permutation_copy", main)

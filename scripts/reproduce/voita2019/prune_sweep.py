@@ -1,0 +1,180 @@
+"""Voita et al. 2019, Figure 7 / Table 2 on Multi30k: BLEU versus retained heads under the L0 penalty.
+
+1. train a plain baseline (``transformer_<size>``), or reuse ``--baseline``;
+2. for every λ in ``--lambdas``: fine-tune ``transformer_gated_heads_<size>`` from it with
+   ``label_smoothed_cross_entropy_l0``, export the pruned model (``fairseq-interp prune-export``), translate the test
+   split (beam 5) and score it with sacrebleu; record the heads kept per attention type;
+3. with ``--from-scratch``: train the pruned head configuration from scratch for the baseline's number of updates
+   (Table 2's "from scratch" column);
+4. with ``--heads``: run ``fairseq-interp heads`` on the baseline and report, per λ, the share of heads of each role
+   (positional, syntactic, rare-word) that survive pruning next to the share of all heads (``heads.survival``).
+
+Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table) into ``--work``, and ``sweep.png`` (BLEU vs heads).
+Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at ``--max-update``) and scored
+translations (``*.gen.bleu``) are kept, an interrupted training continues from its last checkpoint.
+
+    python scripts/reproduce/voita2019/prune_sweep.py --data data/multi30k.en-fr --tgt fr --work results/voita \
+        --baseline-updates 4000 --finetune-updates 1500 --lambdas 0.01 0.05 0.1 0.2 --from-scratch
+"""
+
+import argparse
+import json
+import os
+
+from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
+from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
+from fairseq_interp.common.figures import pyplot, save_figure
+from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
+
+STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
+THREADS = os.environ.get("OMP_NUM_THREADS", "1")
+TRAIN = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt",
+         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048", "--cpu", "--seed", "1",
+         "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple", "--log-interval", "50"]
+
+
+def train(data, arch, updates, save, lr, extra=()):
+    return train_until(save, updates, [data, "--user-dir", PLUGIN_DIR, "--arch", arch, "--lr", str(lr), *TRAIN,
+                                       *extra], threads=THREADS)[0]
+
+
+def bleu(data_root, ckpt, tgt, out):
+    """Test BLEU of a checkpoint (beam 5), cached in ``OUT.bleu``; the generate output is kept in ``OUT``."""
+    if os.path.exists(out + ".bleu"):  # scored by an earlier run
+        with open(out + ".bleu") as f:
+            return float(f.read())
+    gen = run(["fairseq-generate", os.path.join(data_root, "bin"), "--user-dir", PLUGIN_DIR,
+               "--path", ckpt, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
+               "--post-process", "sentencepiece", "--cpu", "--required-batch-size-multiple", "1"], threads=THREADS)
+    with open(out, "w") as f:
+        f.write(gen)
+    hyps, ids = read_hypotheses(out)
+    refs = read_references(os.path.join(data_root, "raw", f"test.{tgt}"))
+    value = round(corpus_bleu(hyps, [refs[i] for i in ids], tgt).score, 2)
+    write_atomic(out + ".bleu", str(value))
+    return value
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="prepare_data.py output folder (with bin/ and raw/)")
+    ap.add_argument("--tgt", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--size", default="multi30k", help="architecture size suffix (transformer_<size>)")
+    ap.add_argument("--baseline", help="an existing plain checkpoint of that size (else one is trained)")
+    ap.add_argument("--baseline-updates", type=int, default=4000)
+    ap.add_argument("--finetune-updates", type=int, default=1500)
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--finetune-lr", type=float, default=5e-4)
+    ap.add_argument("--init-log-alpha", type=float, default=1.0,
+                    help="initial log α of the gates (> 0: open in evaluation). Adam moves log α by about --lr per "
+                         "update, so from the model default 3.0 a gate needs ~3/lr updates to close")
+    ap.add_argument("--gate-lr-scale", type=float, default=1.0,
+                    help="log α = c·φ: the gates move c times faster than the other parameters under Adam")
+    ap.add_argument("--gate-heads", default="encoder_self,decoder_self,cross",
+                    help="attention types that get gates (Figure 7 of the paper: encoder_self only); use a separate "
+                         "--work per choice")
+    ap.add_argument("--freeze-decoder", action="store_true",
+                    help="fine-tune the encoder and the gates only (paper §6.2, with --gate-heads encoder_self)")
+    ap.add_argument("--from-scratch", action="store_true")
+    ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    data = os.path.join(args.data, "bin")
+    baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
+                                      os.path.join(args.work, "baseline"), args.lr,
+                                      ["--criterion", "label_smoothed_cross_entropy"])
+    rows = [{"lambda": None, "heads": None, "bleu": bleu(args.data, baseline, args.tgt,
+                                                        os.path.join(args.work, "baseline.gen"))}]
+    if args.heads and not os.path.exists(os.path.join(args.work, "heads-baseline", "heads.json")):
+        run(["fairseq-interp", "heads", data, "--user-dir", PLUGIN_DIR, "--path", baseline,
+            "--gen-subset", "valid", "--beam", "1", "--num-sentences", "200", "--cpu",
+            "--results-path", os.path.join(args.work, "heads-baseline")], threads=THREADS)
+    for lam in args.lambdas:
+        save = os.path.join(args.work, f"l0-{lam}")
+        gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
+                      ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
+                       "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0",
+                       "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale),
+                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])])
+        pruned = os.path.join(save, "pruned.pt")
+        run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned], threads=THREADS)
+        opts = read_raw_checkpoint(pruned)["cfg"]["model"]
+        counts = {k: [int(c) for c in str(getattr(opts, k)).split(",")]
+                  for k in ("encoder_self_heads", "decoder_self_heads", "cross_heads")}
+        row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
+               "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
+        if args.heads:
+            with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
+                report = json.load(f)
+            masks = open_head_masks(read_raw_checkpoint(gated), gated)
+            row["survival"] = role_survival(report, masks)
+            row["kept_vs_pruned"] = {stat: kept_vs_pruned(report, masks, stat) for stat in STATISTICS}
+        if args.from_scratch or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu")):
+            scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
+                            os.path.join(args.work, f"scratch-{lam}"), args.lr,
+                            ["--criterion", "label_smoothed_cross_entropy", "--gate-heads", "none",
+                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]])
+            row["bleu_from_scratch"] = bleu(args.data, scratch, args.tgt,
+                                            os.path.join(args.work, f"scratch-{lam}.gen"))
+        rows.append(row)
+        print(f"| λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
+              + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
+    write_atomic(os.path.join(args.work, "sweep.json"), json.dumps(rows, indent=1))
+    lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
+             "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]
+    for r in rows[1:]:
+        h = r["heads"]
+        lines.append(f"| {r['lambda']} | {sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
+                     f"{sum(h['cross_heads'])} | {r['total_heads']} | {r['bleu']:.2f} | "
+                     + (f"{r['bleu_from_scratch']:.2f} |" if "bleu_from_scratch" in r else "– |"))
+    surviving = [r for r in rows[1:] if "survival" in r]
+    if surviving:
+        roles = list(dict.fromkeys(role for r in surviving for role in r["survival"]))
+        lines += ["", "Heads kept / heads of each role of the baseline (`fairseq-interp heads`), per λ:", "",
+                  "| λ | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
+        for r in surviving:
+            cells = [f"{r['survival'][x]['kept']}/{r['survival'][x]['heads']}" if x in r["survival"] else "–"
+                     for x in roles]
+            lines.append(f"| {r['lambda']} | " + " | ".join(cells) + " |")
+    compared = [r for r in rows[1:] if "kept_vs_pruned" in r]
+    if compared:
+        lines += ["", "Mean statistics of the baseline's heads (`fairseq-interp heads`), kept / pruned, per λ "
+                  "(positional = max(prev, next), the role needs ≥ 0.9; rare: encoder heads only):", "",
+                  "| λ | attention | heads kept / pruned | " + " | ".join(STATISTICS) + " |",
+                  "|---|---|---|" + "---|" * len(STATISTICS)]
+        fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        for r in compared:
+            stats = r["kept_vs_pruned"]
+            for kind, rel in stats["relevance"].items():
+                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}" if kind in stats[s]
+                         else "–" for s in STATISTICS]
+                lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
+                             + " | ".join(cells) + " |")
+    write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]  # the plot counts the gated types' heads
+    gated_heads = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    points = sorted((gated_heads(r), r["bleu"], r["lambda"]) for r in rows[1:])
+    ax.plot([h for h, _, _ in points], [b for _, b, _ in points], "o-", label="pruned (L0), fine-tuned")
+    for i, (heads, bleu_value, lam) in enumerate(points):
+        ax.annotate(f"λ={lam:g}", (heads, bleu_value), textcoords="offset points", fontsize=7,
+                    xytext=(4, -10) if i % 2 == 0 else (-8, 6))
+    scratch = sorted((gated_heads(r), r["bleu_from_scratch"]) for r in rows[1:] if "bleu_from_scratch" in r)
+    if scratch:
+        ax.plot([h for h, _ in scratch], [b for _, b in scratch], "s", color="C1", label="same heads, from scratch")
+    ax.axhline(rows[0]["bleu"], ls="--", color="gray", label="baseline")
+    ax.set_xlabel("heads retained (" + (" + ".join(gated) if len(gated) < 3 else "all attention types") + ")")
+    ax.set_ylabel("BLEU")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, os.path.join(args.work, "sweep.png"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    script_main("prune_sweep", main)

@@ -1,0 +1,91 @@
+"""Role survival of pruned heads: hand-made gates and roles with known counts."""
+
+import pytest
+import torch
+
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.heads.survival import open_head_masks, role_survival
+
+
+def _state(enc, cross):
+    sd = {}
+    for i, values in enumerate(enc):
+        sd[f"encoder.layers.{i}.self_attn.out_proj.weight"] = torch.zeros(4, 4)
+        sd[f"encoder.layers.{i}.self_attn.head_gate.log_alpha"] = torch.tensor(values)
+    for i, values in enumerate(cross):
+        sd[f"decoder.layers.{i}.encoder_attn.out_proj.weight"] = torch.zeros(4, 4)
+        sd[f"decoder.layers.{i}.encoder_attn.head_gate.log_alpha"] = torch.tensor(values)
+        sd[f"decoder.layers.{i}.self_attn.out_proj.weight"] = torch.zeros(4, 4)  # not gated
+    return {"cfg": {"model": {"gate_temperature": 0.33, "gate_stretch_low": -0.1, "gate_stretch_high": 1.1}},
+            "model": sd}
+
+
+def _report(enc_roles, cross_roles):
+    return {"kinds": {"encoder_self": {"layers": [[{"roles": r} for r in layer] for layer in enc_roles]},
+                      "cross": {"layers": [[{"roles": r} for r in layer] for layer in cross_roles]}}}
+
+
+def test_open_masks_follow_the_sign_of_log_alpha_and_skip_ungated_kinds():
+    # with l = -0.1, r = 1.1 the evaluation gate is open iff log α > 0
+    masks = open_head_masks(_state([[2.0, -0.5], [-3.0, 0.1]], [[-1.0, 4.0]]))
+    assert masks == {"encoder_self": [[True, False], [False, True]], "cross": [[False, True]]}
+
+
+def test_role_survival_counts_each_role_and_the_overall_share():
+    masks = {"encoder_self": [[True, False], [False, True]], "cross": [[False, True]]}
+    report = _report([[["positional"], ["rare"]], [["syntactic:nsubj", "positional"], []]],
+                     [[[], ["syntactic:dobj", "syntactic:amod"]]])
+    rows = role_survival(report, masks)
+    assert rows["all"] == {"heads": 6, "kept": 3, "survival": 0.5}
+    assert rows["positional"] == {"heads": 2, "kept": 1, "survival": 0.5}
+    assert rows["rare"] == {"heads": 1, "kept": 0, "survival": 0.0}
+    # a head with two syntactic relations counts once as syntactic
+    assert rows["syntactic"] == {"heads": 2, "kept": 1, "survival": 0.5}
+    assert rows["no role"] == {"heads": 2, "kept": 1, "survival": 0.5}
+
+
+def test_mismatched_report_or_ungated_checkpoint_is_a_clear_error():
+    masks = {"encoder_self": [[True, False]]}
+    with pytest.raises(InterpretError, match="fairseq-interp heads on the baseline"):
+        role_survival(_report([[[], [], []]], []), masks)
+    state = _state([], [])
+    state["model"]["encoder.layers.0.self_attn.out_proj.weight"] = torch.zeros(4, 4)
+    with pytest.raises(InterpretError, match="no head gates"):
+        open_head_masks(state)
+
+
+def test_kept_vs_pruned_means_per_kind_and_overall():
+    from fairseq_interp.heads.survival import kept_vs_pruned
+
+    masks = {"encoder_self": [[True, False], [False, True]], "cross": [[False, True]]}
+    report = {"kinds": {
+        "encoder_self": {"layers": [[{"relevance": 0.4}, {"relevance": 0.1}], [{"relevance": 0.2}, {"relevance": 0.6}]]},
+        "cross": {"layers": [[{"relevance": 0.0}, {"relevance": 0.9}]]}}}
+    rows = kept_vs_pruned(report, masks)
+    assert rows["encoder_self"] == {"kept": pytest.approx(0.5), "pruned": pytest.approx(0.15), "n_kept": 2,
+                                    "n_pruned": 2}
+    assert rows["cross"] == {"kept": pytest.approx(0.9), "pruned": pytest.approx(0.0), "n_kept": 1, "n_pruned": 1}
+    assert rows["all"]["kept"] == pytest.approx((0.4 + 0.6 + 0.9) / 3)
+    assert rows["all"]["pruned"] == pytest.approx((0.1 + 0.2 + 0.0) / 3)
+    with pytest.raises(InterpretError, match="no 'confidence'"):
+        kept_vs_pruned(report, masks, "confidence")
+
+
+def test_kept_vs_pruned_graded_roles_skip_undefined_kinds():
+    """positional = max(prev, next); rare is defined for encoder heads only, so other kinds are left out."""
+    from fairseq_interp.heads.survival import kept_vs_pruned
+
+    masks = {"encoder_self": [[True, False]], "cross": [[True, False]]}
+    report = {"kinds": {
+        "encoder_self": {"layers": [[{"prev": 0.95, "next": 0.01, "rare": 0.3},
+                                     {"prev": 0.10, "next": 0.40, "rare": 0.1}]]},
+        "cross": {"layers": [[{"prev": 0.0, "next": 0.0, "rare": None}, {"prev": 0.0, "next": 0.0, "rare": None}]]}}}
+    positional = kept_vs_pruned(report, masks, "positional")
+    assert positional["encoder_self"]["kept"] == pytest.approx(0.95)
+    assert positional["encoder_self"]["pruned"] == pytest.approx(0.40)
+    assert positional["all"]["kept"] == pytest.approx(0.95 / 2)
+    rare = kept_vs_pruned(report, masks, "rare")
+    assert list(rare) == ["encoder_self", "all"]
+    assert (rare["all"]["kept"], rare["all"]["pruned"]) == (pytest.approx(0.3), pytest.approx(0.1))
+    with pytest.raises(InterpretError, match="no 'rare' for the cross heads"):
+        kept_vs_pruned({"kinds": {"cross": report["kinds"]["cross"]}}, {"cross": masks["cross"]}, "rare")

@@ -1,0 +1,303 @@
+"""Loss change allocation recorded by ``--task translation_lca`` (Zhu et al. 2020)."""
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import run
+from fairseq_interp.common.errors import InterpretError
+
+TINY = ["--arch", "transformer_test_tiny", "--max-source-positions", "64", "--max-target-positions", "64",
+        "--cpu", "--no-progress-bar", "--seed", "1", "--disable-validation", "--no-epoch-checkpoints"]
+
+
+def lca_train(data_dir, out, updates, extra=(), task="translation_lca"):
+    lca = ["--task", task, "--lca-dir", str(out / "lca")] if task == "translation_lca" else []
+    run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, *lca,
+         "--max-update", str(updates), "--save-dir", str(out / "ckpt"), *extra])
+    return out
+
+
+def lines(path):
+    with open(path) as f:
+        return [json.loads(x) for x in f]
+
+
+def intervals(out):
+    return [x for x in lines(out / "lca" / "lca.jsonl") if x["type"] == "interval"]
+
+
+# ---------------------------------------------------------------- plain SGD: Σ LCA = g_t · Δθ and ≈ ΔL
+
+SGD = ["--optimizer", "sgd", "--lr", "0.05", "--criterion", "cross_entropy", "--max-tokens", "1500",
+       "--share-all-embeddings", "--lca-interval", "1", "--lca-residual", "--lca-max-tokens", "600",
+       "--save-interval-updates", "1", "--keep-interval-updates", "-1"]
+
+
+@pytest.fixture(scope="module")
+def sgd_run(data_dir, tmp_path_factory):
+    return lca_train(data_dir, tmp_path_factory.mktemp("lca_sgd"), 3, SGD)
+
+
+def _load(out, data_dir, update):
+    from fairseq import checkpoint_utils
+
+    path = str(out / "ckpt" / f"checkpoint_1_{update}.pt")
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={
+        "data": str(data_dir / "bin")})
+    return models[0].float().eval(), cfg, task
+
+
+def _untie(model):
+    """The same function with separate encoder/decoder/output matrices: their gradients are the role gradients."""
+    weight = model.encoder.embed_tokens.weight
+    model.encoder.embed_tokens = copy.deepcopy(model.encoder.embed_tokens)
+    model.decoder.embed_tokens = copy.deepcopy(model.decoder.embed_tokens)
+    model.decoder.output_projection.weight = torch.nn.Parameter(weight.detach().clone())
+    assert model.encoder.embed_tokens.weight is not model.decoder.embed_tokens.weight
+    return model
+
+
+def _loss_and_grad(model, task, cfg, batch_ids):
+    ds = task.dataset("train")
+    sample = ds.collater([ds[i] for i in batch_ids])
+    criterion = task.build_criterion(cfg.criterion)
+    model.zero_grad()
+    loss, size, _ = criterion(model, sample)
+    (loss / size).backward()
+    return float(loss / size), {n: p.grad.double().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("update", [2, 3])
+def test_sgd_lca_equals_gradient_dot_step_and_loss_change(sgd_run, data_dir, update):
+    records = {r["end"]: r for r in intervals(sgd_run)}
+    assert sorted(records) == [1, 2, 3] and all(r["n_updates"] == 1 for r in records.values())
+    rec = records[update]
+    before, cfg, task = _load(sgd_run, data_dir, update - 1)
+    after, _, _ = _load(sgd_run, data_dir, update)
+    task.load_dataset("train")
+    loss0, _ = _loss_and_grad(before, task, cfg, rec["batch_ids"])
+    loss1, _ = _loss_and_grad(after, task, cfg, rec["batch_ids"])
+    before = _untie(before)
+    _, grads = _loss_and_grad(before, task, cfg, rec["batch_ids"])
+    new = {n: p.detach().double() for n, p in after.named_parameters()}
+    old = {n: p.detach().double() for n, p in before.named_parameters()}
+    tied = "encoder.embed_tokens.weight"
+    per_param = {n: float((grads[n] * (new.get(n, new[tied]) - old[n])).sum()) for n in grads}
+    total = sum(per_param.values())
+    assert abs(rec["loss"] - loss0) < 1e-5
+    assert rec["lca_total"] == pytest.approx(total, rel=1e-4, abs=1e-7)
+    assert rec["lca_total"] < 0  # SGD with a small step lowers the loss on other batches too (here: always)
+    # first-order estimate of the loss change on B' for a small learning rate
+    delta = loss1 - loss0
+    assert rec["delta_loss"] == pytest.approx(delta, abs=1e-5)
+    assert abs(delta - total) < 0.1 * abs(delta)
+    assert rec["residual"] == pytest.approx(abs(delta - rec["lca_total"]), abs=1e-5)
+    # groups, with the tied matrix split by role exactly as separate matrices would have it
+    header = lines(sgd_run / "lca" / "lca.jsonl")[0]
+    roles = {"encoder.embedding": "encoder.embed_tokens.weight", "decoder.embedding": "decoder.embed_tokens.weight",
+             "output_projection": "decoder.output_projection.weight"}
+    for group in header["groups"]:
+        name = group["name"]
+        expected = per_param[roles[name]] if name in roles else sum(per_param[p] for p in group["params"])
+        assert rec["groups"][name]["sum"] == pytest.approx(expected, rel=1e-3, abs=1e-8), name
+        assert rec["groups"][name]["mean"] == pytest.approx(rec["groups"][name]["sum"] / group["size"])
+    # frequency buckets of each embedding role add up to the role's LCA
+    for name, buckets in rec["buckets"].items():
+        assert len(buckets["sum"]) == 25
+        assert sum(buckets["sum"]) + buckets["special"] == pytest.approx(rec["groups"][name]["sum"], rel=1e-6,
+                                                                          abs=1e-12)
+
+
+def test_groups_partition_parameters(sgd_run, data_dir):
+    from fairseq_interp.lca.allocation import LcaGroups
+
+    model, _, task = _load(sgd_run, data_dir, 1)
+    for shared in (True, False):
+        if not shared:
+            model = _untie(model)
+        groups = LcaGroups(model, task.source_dictionary, task.target_dictionary)
+        counted = {}
+        for names in groups.group_members:
+            for n in names:
+                counted[n] = counted.get(n, 0) + 1
+        unique = dict(model.named_parameters())
+        tied = set(groups.tied_names)
+        assert set(counted) == set(unique)
+        assert all(c == 1 for n, c in counted.items() if n not in tied)
+        if shared:  # one tensor, three roles, each role a group the size of the matrix
+            assert groups.tied_names == {"encoder.embed_tokens.weight":
+                                         ["encoder.embedding", "decoder.embedding", "output_projection"]}
+            assert counted["encoder.embed_tokens.weight"] == 3
+        else:
+            assert not tied
+            assert sum(groups.group_sizes) == sum(p.numel() for p in unique.values())
+        assert {"encoder.embedding", "encoder.layer0", "decoder.embedding", "decoder.layer0",
+                "output_projection"} == set(groups.group_names)
+        assert set(groups.bucket_roles) == {"encoder.embedding", "decoder.embedding", "output_projection"}
+        # random g and Δθ: the group sums add up to Σ g·Δθ, every element counted once
+        from fairseq_interp.lca.allocation import LcaAccumulator
+
+        gen = torch.Generator().manual_seed(0)
+        grads = [torch.randn(p.shape, generator=gen) for p in groups.params]
+        old = [p.detach().clone() for p in groups.params]
+        steps = [torch.randn(p.shape, generator=gen) * 1e-2 for p in groups.params]
+        roles = {}
+        for k, rl in groups.tied_roles.items():
+            parts = [torch.randn(grads[k].shape, generator=gen) for _ in rl[:-1]]
+            parts.append(grads[k] - sum(parts))
+            roles[k] = {r: x for (_, r, _), x in zip(rl, parts)}
+        acc = LcaAccumulator(groups)
+        with torch.no_grad():
+            for p, s in zip(groups.params, steps):
+                p.add_(s)
+        total = acc.add(grads, roles, old, loss=1.0)
+        with torch.no_grad():
+            for p, s in zip(groups.params, steps):
+                p.sub_(s)
+        expected = sum(float((g.double() * s.double()).sum()) for g, s in zip(grads, steps))
+        assert total == pytest.approx(expected, rel=1e-5)
+        assert float(acc.group_sums.sum()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_frequency_buckets():
+    from fairseq.data import Dictionary
+
+    from fairseq_interp.lca.allocation import frequency_buckets
+
+    d = Dictionary()
+    for i in range(100):
+        d.add_symbol(f"w{i}", n=1000 - i * 7 if i % 2 else 10 + i)
+    ids = frequency_buckets(d, 25)
+    counts = torch.tensor(d.count)
+    assert (ids[:d.nspecial] == 25).all() and set(ids[d.nspecial:].tolist()) == set(range(25))
+    assert (torch.bincount(torch.from_numpy(ids[d.nspecial:])) == 4).all()
+    for b in range(24):  # every word of bucket b is at least as frequent as every word of bucket b + 1
+        assert counts[torch.from_numpy(ids == b)].min() >= counts[torch.from_numpy(ids == b + 1)].max()
+
+
+# ---------------------------------------------------------------- resume, --update-freq, Adam
+
+ADAM = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_cross_entropy",
+        "--max-tokens", "1000", "--update-freq", "2", "--lca-interval", "4", "--lca-max-tokens", "500",
+        "--save-interval-updates", "5", "--keep-interval-updates", "-1"]
+
+
+def test_resume_after_kill_writes_same_records(data_dir, tmp_path):
+    full = lca_train(data_dir, tmp_path / "full", 14, ADAM)
+    part = lca_train(data_dir, tmp_path / "part", 10, ADAM)
+    # simulate a kill after update 10 whose last checkpoint is the one of update 5
+    shutil.copy(part / "ckpt" / "checkpoint_1_5.pt", part / "ckpt" / "checkpoint_last.pt")
+    before = intervals(part)
+    assert [(r["start"], r["end"], r["partial"]) for r in before] == [(1, 4, False), (5, 8, False), (9, 10, True)]
+    with open(part / "lca" / "lca.jsonl", "a") as f:
+        f.write('{"type": "interval", "start": 11, "en')  # a line cut by the kill
+    lca_train(data_dir, part, 14, ADAM)
+    got, want = intervals(part), intervals(full)
+    assert [(r["start"], r["end"]) for r in want] == [(1, 4), (5, 8), (9, 12), (13, 14)]
+    assert want[-1]["partial"] and want[-1]["n_updates"] == 2
+    assert got == want  # bit for bit: same batches B', same accumulated sums
+    kept = lines(part / "lca" / "lca.jsonl")
+    assert [x["type"] for x in kept].count("header") == 1
+    # the task state in the checkpoint loads with torch's safe loader and holds the open interval
+    state = torch.load(full / "ckpt" / "checkpoint_1_10.pt", map_location="cpu")
+    assert state["task_state"]["lca"]["update"] == 10 and state["task_state"]["lca"]["accumulator"]["start"] == 9
+
+
+def test_lca_does_not_change_training(data_dir, tmp_path):
+    """B' is evaluated in eval mode without touching .grad or the RNG: the trained weights are identical."""
+    i = ADAM.index("--lca-interval")
+    plain = ADAM[:i] + ADAM[i + 4:]
+    lca_train(data_dir, tmp_path / "plain", 6, plain, task="translation")
+    lca_train(data_dir, tmp_path / "lca", 6, ADAM)
+    a = torch.load(tmp_path / "plain" / "ckpt" / "checkpoint_last.pt")["model"]
+    b = torch.load(tmp_path / "lca" / "ckpt" / "checkpoint_last.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_bad_options_and_reused_dir(tmp_path):
+    from fairseq_interp.lca.records import LcaRecordFile
+    from fairseq_interp.lca.recorder import validate_lca_config
+
+    class Cfg:
+        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens = None, 15, 100, None
+
+    with pytest.raises(InterpretError, match="--lca-dir is required"):
+        validate_lca_config(Cfg)
+    Cfg.lca_dir, Cfg.lca_max_tokens = "x", None
+    with pytest.raises(InterpretError, match="--lca-max-tokens is required when training without --max-tokens"):
+        validate_lca_config(Cfg)
+    Cfg.lca_train_max_tokens = 2048
+    validate_lca_config(Cfg)
+    from fairseq_interp.lca.recorder import lca_max_tokens
+
+    assert lca_max_tokens(Cfg) == 512
+    Cfg.lca_interval = 0
+    with pytest.raises(InterpretError, match="--lca-interval must be >= 1"):
+        validate_lca_config(Cfg)
+    header = {"type": "header", "format": "fairseq-interp-lca/1", "first_update": 1, "groups": [{"name": "a"}],
+              "buckets": {}, "options": {"interval": 2}}
+    f = LcaRecordFile(str(tmp_path), header, 0)
+    f.append({"type": "interval", "start": 1, "end": 2, "partial": False})
+    f.close()
+    with pytest.raises(InterpretError, match="already holds LCA records"):
+        LcaRecordFile(str(tmp_path), header, 0)
+    with pytest.raises(InterpretError, match="no LCA state for update 7"):
+        LcaRecordFile(str(tmp_path), header, 7)
+    with pytest.raises(InterpretError, match=r"other LCA options \(interval\)"):
+        LcaRecordFile(str(tmp_path), dict(header, options={"interval": 3}), 2)
+    with pytest.raises(InterpretError, match="another model"):
+        LcaRecordFile(str(tmp_path), dict(header, groups=[{"name": "b"}]), 2)
+
+
+# ---------------------------------------------------------------- exact mode and integration along the step
+
+def test_exact_mode_higher_order_integration_shrinks_residual(data_dir, tmp_path):
+    """g over the whole (valid) split; midpoint and Simpson (Lan et al.) leave a smaller |ΔL − Σ LCA| than the
+    first-order estimate on the same steps (training is identical in the three runs, so ΔL is too)."""
+    common = ["--optimizer", "sgd", "--lr", "0.5", "--criterion", "cross_entropy", "--max-tokens", "1500",
+              "--lca-exact", "--lca-split", "valid", "--lca-interval", "1", "--lca-residual", "--no-save"]
+    runs = {m: intervals(lca_train(data_dir, tmp_path / m, 2, common + ["--lca-integration", m]))
+            for m in ("first", "midpoint", "simpson")}
+    header = lines(tmp_path / "first" / "lca" / "lca.jsonl")[0]
+    from fairseq.data import data_utils
+
+    datasets = [data_utils.load_indexed_dataset(str(data_dir / "bin" / f"valid.en-fr.{lang}"), None)
+                for lang in ("en", "fr")]
+    sizes = [ds.sizes.copy() for ds in datasets]  # .sizes views the dataset's mmap: copy while it is open
+    fitting = int(((sizes[0] <= 64) & (sizes[1] <= 64)).sum())  # --max-*-positions 64
+    assert header["options"]["exact"] and header["options"]["sentences"] == fitting > 90
+    for t in range(2):
+        first, mid, simpson = (runs[m][t] for m in ("first", "midpoint", "simpson"))
+        assert "batch_ids" not in first
+        assert first["loss"] == mid["loss"] == simpson["loss"]
+        assert first["delta_loss"] == pytest.approx(simpson["delta_loss"], abs=1e-6)
+        assert first["delta_loss"] < 0
+        assert first["residual"] > 1e-4
+        assert mid["residual"] < first["residual"] / 3 and simpson["residual"] < first["residual"] / 3
+
+
+# ---------------------------------------------------------------- figures
+
+def test_lca_plot(sgd_run, tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    path = str(sgd_run / "lca" / "lca.jsonl")
+    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--plot-dir", str(tmp_path / "figs")])
+    out = capsys.readouterr().out
+    for name in ("cumulative.png", "intervals.png", "buckets.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 10_000
+    recs = intervals(sgd_run)
+    row = next(line for line in out.splitlines() if line.startswith("output_projection"))
+    expected = sum(r["groups"]["output_projection"]["sum"] * r["n_updates"] for r in recs)
+    assert [float(x) for x in row.split()[1:]] == pytest.approx([expected] * 2, abs=1e-5)
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert float(total.split()[1]) == pytest.approx(sum(r["lca_total"] * r["n_updates"] for r in recs), abs=1e-5)
+    with pytest.raises(SystemExit) as e:
+        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--plot-dir", str(tmp_path)])
+    assert e.value.code == 2 and "not found" in capsys.readouterr().err

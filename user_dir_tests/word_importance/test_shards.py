@@ -1,0 +1,68 @@
+"""Sharded fairseq-interpret and fairseq-interp merge: 2 shards merged equal one unsharded run."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import error_lines, run
+from test_interpret_cli import interpret, records
+
+
+def shard(data_dir, ckpt, results, shard_id, *extra, check=True):
+    return interpret(data_dir, ckpt, results, "--num-sentences", "6", "--num-shards", "2", "--shard-id",
+                     str(shard_id), *extra, check=check)
+
+
+def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_path):
+    sharded, whole = tmp_path / "sharded", tmp_path / "whole"
+    for shard_id in (0, 1):
+        shard(data_dir, transformer_ckpt, sharded, shard_id)
+    parts = [json.loads(line)["id"] for k in (0, 1)
+             for line in open(sharded / f"attributions.shard{k}-of-2.jsonl", encoding="utf-8")]
+    assert sorted(parts) == list(range(6)) and len(set(parts)) == 6  # a partition of the sentences
+    merged = run(["fairseq-interp", "merge", str(sharded)])
+    assert "merged 6 sentences" in merged.stdout
+    interpret(data_dir, transformer_ckpt, whole, "--num-sentences", "6")
+    got, want = records(sharded), records(whole)
+    assert [r["id"] for r in got] == list(range(6))  # sentence order
+    want_by_id = {r["id"]: r for r in want}
+    for r in got:
+        w = want_by_id[r["id"]]
+        assert r["tgt_tokens"] == w["tgt_tokens"] and r["src_words"] == w["src_words"]
+        torch.testing.assert_close(torch.tensor(r["contributions"]), torch.tensor(w["contributions"]),
+                                   atol=1e-6, rtol=0)
+    assert (sharded / "attributions.txt").read_text(encoding="utf-8").count("S-") == 6
+
+
+def test_merge_refuses_missing_incomplete_and_existing(data_dir, transformer_ckpt, tmp_path):
+    results = tmp_path / "res"
+    shard(data_dir, transformer_ckpt, results, 1)
+    proc = run(["fairseq-interp", "merge", str(results)], check=False)
+    assert proc.returncode == 2 and "shard 0 of 2 has not run" in error_lines(proc)[-1]
+    shard(data_dir, transformer_ckpt, results, 0)
+    path = results / "attributions.shard0-of-2.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]), encoding="utf-8")  # as if killed before the last sentence
+    proc = run(["fairseq-interp", "merge", str(results)], check=False)
+    assert proc.returncode == 2 and "--resume" in error_lines(proc)[-1]
+    assert not (results / "attributions.jsonl").exists()
+    shard(data_dir, transformer_ckpt, results, 0, "--resume")
+    run(["fairseq-interp", "merge", str(results)])
+    proc = run(["fairseq-interp", "merge", str(results)], check=False)
+    assert proc.returncode == 2 and "exists" in error_lines(proc)[-1]
+
+
+def test_merge_refuses_overlap(tmp_path):
+    from fairseq_interp.common.errors import InterpretError
+    from fairseq_interp.word_importance.shards import merge, write_plan
+
+    for shard_id, ids in ((0, [0, 1]), (1, [1, 2])):
+        write_plan(str(tmp_path), 2, shard_id, ids, [])
+        with open(tmp_path / f"attributions.shard{shard_id}-of-2.jsonl", "w", encoding="utf-8") as f:
+            for i in ids:
+                f.write(json.dumps({"id": i}) + "\n")
+    with pytest.raises(InterpretError, match="sentence id 1 is in shards 0 and 1"):
+        merge(str(tmp_path))
+    assert not os.path.exists(tmp_path / "attributions.jsonl")

@@ -1,0 +1,288 @@
+"""He et al. 2019 study, model-free parts: baselines, perturbations, under-translation F1, AER (hand-made cases)."""
+
+import json
+
+import pytest
+import torch
+
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.spacy_models import load_spacy
+from fairseq_interp.word_importance.evaluation import aer, perturbation, undertranslation
+from fairseq_interp.word_importance.methods.content import CONTENT_POS, ContentBaseline
+from fairseq_interp.word_importance.methods.erasure import ErasureAttribution
+from fairseq_interp.word_importance.methods.frequency import FrequencyBaseline, count_words
+from fairseq_interp.word_importance.methods.random_baseline import RandomBaseline
+from fairseq_interp.word_importance.records import build_word_record
+from fairseq_interp.word_importance.views.text import render_record
+
+
+def ranking(importance):
+    return sorted(range(len(importance)), key=lambda i: (-importance[i], i))
+
+
+# ---- frequency --------------------------------------------------------------------------------------------------
+
+def test_frequency_ignores_top_words_and_ranks_by_count(tmp_path):
+    text = tmp_path / "train.en"
+    text.write_text("the the the the a a a dog dog cat\nthe a dog .\n", encoding="utf-8")
+    counts = count_words(text)
+    assert counts == {"the": 5, "a": 4, "dog": 3, "cat": 1, ".": 1}
+    base = FrequencyBaseline(counts, ignore_top=2)  # "the" and "a" rank last
+    words = ["the", "cat", "dog", "a", "zebra"]
+    imp = base.word_importance(words)
+    # scores: the 0, cat 2, dog 4, a 0, zebra (unseen) 1  → normalized by 7
+    assert imp == pytest.approx([0, 2 / 7, 4 / 7, 0, 1 / 7])
+    assert ranking(imp)[:3] == [2, 1, 4]
+    assert FrequencyBaseline(counts, ignore_top=0).word_importance(["the", "dog"]) == pytest.approx([6 / 10, 4 / 10])
+    assert FrequencyBaseline(counts, ignore_top=5).word_importance(["the", "dog"]) == pytest.approx([0.5, 0.5])
+
+
+def test_frequency_missing_text(tmp_path):
+    with pytest.raises(InterpretError, match="--frequency-text"):
+        count_words(tmp_path / "nope.txt")
+
+
+# ---- random and content -----------------------------------------------------------------------------------------
+
+def test_random_is_a_seeded_permutation():
+    words = list("abcdefgh")
+    a = RandomBaseline(seed=1).word_importance(words, sentence_id=3)
+    n = len(words)
+    assert sorted(round(v * n * (n + 1) / 2) for v in a) == list(range(1, n + 1))  # ranks 1..n, normalized
+    assert sum(a) == pytest.approx(1.0)
+    assert a == RandomBaseline(seed=1).word_importance(words, sentence_id=3)  # reproducible
+    others = [RandomBaseline(seed=s).word_importance(words, sentence_id=3) for s in range(2, 7)]
+    assert any(o != a for o in others)
+
+
+def test_content_words_rank_first_in_random_order():
+    tags = {"A": "DET", "man": "NOUN", "is": "AUX", "running": "VERB", "on": "ADP", "green": "ADJ", "grass": "NOUN",
+            ".": "PUNCT"}
+    words = list(tags)
+    orders = set()
+    for seed in range(8):
+        imp = ContentBaseline(lambda ws: [tags[w] for w in ws], seed=seed).word_importance(words, sentence_id=0)
+        order = ranking(imp)
+        top = {words[i] for i in order[:4]}
+        assert top == {w for w, t in tags.items() if t in CONTENT_POS}
+        orders.add(tuple(order[:4]))
+        assert sum(imp) == pytest.approx(1.0)
+    assert len(orders) > 1  # content words come in random order
+
+
+def test_missing_spacy_model_is_one_clear_line():
+    import importlib.util
+
+    expected = (r"spaCy model 'xx_no_such_model' is not installed: pip install"
+                if importlib.util.find_spec("spacy") else r"spaCy is not installed \(needed for POS tags\): pip install")
+    with pytest.raises(InterpretError, match=expected) as e:
+        load_spacy("xx_no_such_model")
+    assert "\n" not in str(e.value)
+
+
+# ---- erasure (formula on a stub translator) ---------------------------------------------------------------------
+
+class StubTranslator:
+    """Translation that drops the word whose tokens are masked: a known answer for the erasure formula."""
+
+    def __init__(self, words):
+        self.words = words
+
+    def translate(self, sources, masks):
+        outs = []
+        for mask in masks:
+            erased = {i for i, m in enumerate(mask.tolist()) if m}
+            outs.append([w for i, w in enumerate(self.words) if i not in erased])
+        return outs
+
+
+def test_erasure_is_normalized_sentence_bleu_drop():
+    import sacrebleu
+
+    words = ["a", "small", "dog", "runs", "fast", "today"]
+    tokens = torch.arange(len(words) + 1)  # + </s>
+    t2w = list(range(len(words) + 1))
+    ref = " ".join(words)
+    erasure = ErasureAttribution(StubTranslator(words + ["</s>"]),
+                                 lambda ws: " ".join(w for w in ws if w != "</s>"))
+    imp, intact, erased = erasure.erase_words(tokens, t2w, ref)
+    assert intact == pytest.approx(100.0)
+    expected = [sacrebleu.sentence_bleu(" ".join(words[:i] + words[i + 1:]), [ref]).score for i in range(len(words))]
+    assert erased == pytest.approx(expected)
+    assert imp == pytest.approx([(100.0 - b) / 100.0 for b in expected])
+    with pytest.raises(InterpretError, match="references"):
+        erasure.erase_words(tokens, t2w, None)
+
+
+def test_word_record_schema_and_text_view():
+    rec = build_word_record(4, ["\u2581A", "\u2581do", "g", "</s>"], ["\u2581Un", "</s>"], [0.25, 0.75],
+                            "sentencepiece", method="random")
+    assert rec["src_words"] == ["A", "dog", "</s>"] and rec["contributions"] is None
+    text = render_record(rec)
+    assert "I-4\tdog=0.750 A=0.250" in text and "D-4" not in text
+    with pytest.raises(ValueError):
+        build_word_record(4, ["\u2581A", "</s>"], ["</s>"], [0.5, 0.5], "sentencepiece")
+
+
+# ---- perturbations ----------------------------------------------------------------------------------------------
+
+def test_top_k_words_and_bad_k():
+    assert perturbation.top_k_words([0.1, 0.5, 0.2, 0.5], 3) == [1, 3, 2]  # ties: earlier first
+    with pytest.raises(InterpretError, match="larger than the sentence"):
+        perturbation.top_k_words([0.1, 0.9], 3)
+    with pytest.raises(InterpretError):
+        perturbation.top_k_words([0.1, 0.9], 0)
+
+
+def test_perturbations_on_a_hand_made_sentence():
+    # words: [10 11] [12] [13 14] </s>
+    src = torch.tensor([10, 11, 12, 13, 14, 2])
+    t2w = [0, 0, 1, 2, 2, 3]
+    tokens, mask = perturbation.perturb(src, t2w, [0, 2], "deletion")
+    assert tokens.tolist() == [12, 2] and not mask.any()
+    tokens, mask = perturbation.perturb(src, t2w, [0, 2], "mask")
+    assert tokens.tolist() == src.tolist() and mask.tolist() == [True, True, False, True, True, False]
+    tokens, mask = perturbation.perturb(src, t2w, [2], "replacement", {2: 99})
+    assert tokens.tolist() == [10, 11, 12, 99, 2] and not mask.any()
+    with pytest.raises(InterpretError, match="replacement token"):
+        perturbation.perturb(src, t2w, [1], "replacement", {2: 99})
+    with pytest.raises(InterpretError, match="unknown perturbation"):
+        perturbation.perturb(src, t2w, [1], "shuffle")
+
+
+def test_replacement_vocabulary_draws_same_pos_other_word():
+    tagged = [(["dog", "runs", "cat", "big"], ["NOUN", "VERB", "NOUN", "ADJ"]),
+              (["dog", "walks", "long"], ["NOUN", "VERB", "ADJ"]),
+              (["run"], ["NOUN"]), (["run"], ["VERB"]), (["run"], ["VERB"]),
+              (["rare"], ["ADJ"])]
+    ids = {"dog": 1, "runs": 2, "cat": 3, "big": 4, "walks": 5, "long": 6, "run": 7}  # "rare" is not one token
+    vocab = perturbation.ReplacementVocabulary(tagged, ids.get, seed=0)
+    assert sorted(vocab.by_tag["VERB"]) == [("run", 7), ("runs", 2), ("walks", 5)]  # run: majority tag VERB
+    assert sorted(vocab.by_tag["ADJ"]) == [("big", 4), ("long", 6)]
+    draws = {vocab.draw("dog", "NOUN", sid, 0) for sid in range(20)}
+    assert draws == {3}  # the only other noun
+    assert {vocab.draw("big", "ADJ", sid, 1) for sid in range(10)} == {6}
+    assert vocab.draw("x", "NOUN", 1, 2) == vocab.draw("x", "NOUN", 1, 2)
+
+
+# ---- under-translation F1 ---------------------------------------------------------------------------------------
+
+def test_undertranslation_f1_known_answer(tmp_path):
+    ann = tmp_path / "under.txt"
+    ann.write_text("# id<TAB>indices\n0\t1\n1\t0 3\n2\t\n", encoding="utf-8")
+    annotations = undertranslation.read_annotations(ann)
+    assert annotations == {0: {1}, 1: {0, 3}, 2: set()}
+    records = [
+        {"id": 0, "word_importance": [0.4, 0.1, 0.3, 0.2]},          # least: 1 (gold), then 3
+        {"id": 1, "word_importance": [0.05, 0.5, 0.3, 0.15]},        # least: 0 (gold), then 3 (gold)
+        {"id": 2, "word_importance": [0.5, 0.5]},                    # least: 0 (tie → first)
+        {"id": 9, "word_importance": [1.0]},                         # not annotated: ignored
+    ]
+    scores = undertranslation.f1_scores(records, annotations, ratios=(0.25, 0.5))
+    # 25%: ceil(1)=1, ceil(1)=1, ceil(0.5)=1 → predicted 3, correct 2 (ids 0, 1), gold 3
+    s = scores[0.25]
+    assert (s["predicted"], s["correct"], s["gold"]) == (3, 2, 3)
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 / 3)
+    # 50%: 2 + 2 + 1 predicted; correct 1 + 2 = 3; P = 3/5, R = 1, F1 = 0.75
+    s = scores[0.5]
+    assert (s["predicted"], s["correct"]) == (5, 3)
+    assert s["f1"] == pytest.approx(2 * 0.6 * 1.0 / 1.6)
+
+
+def test_undertranslation_bad_input(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("zero\t1\n", encoding="utf-8")
+    with pytest.raises(InterpretError, match="bad.txt:1"):
+        undertranslation.read_annotations(bad)
+    with pytest.raises(InterpretError, match="no attribution record"):
+        undertranslation.f1_scores([], {3: {0}})
+    with pytest.raises(InterpretError, match="index 5"):
+        undertranslation.f1_scores([{"id": 0, "word_importance": [0.5, 0.5]}], {0: {5}})
+    with pytest.raises(InterpretError, match="pass an existing file"):
+        undertranslation.read_annotations(tmp_path / "none.txt")
+
+
+# ---- alignment error rate ---------------------------------------------------------------------------------------
+
+def test_aer_known_answer():
+    sure, possible = aer.parse_links("1-1 2-3 3p2", zero_based=True)
+    assert sure == {(0, 0), (1, 2)} and possible == {(0, 0), (1, 2), (2, 1)}
+    # matrix: rows = source words (+ </s>), columns = target words (+ </s>)
+    record = {"id": 0, "src_words": ["a", "b", "c", "</s>"], "tgt_words": ["x", "y", "z", "</s>"],
+              "word_contributions": [[0.9, 0.0, 0.1, 5.0], [0.0, 0.2, 0.3, 5.0], [0.1, 0.7, 0.2, 5.0],
+                                     [9.0, 9.0, 9.0, 9.0]]}
+    links = aer.record_links(record)
+    assert links == {(0, 0), (2, 1), (1, 2)}  # </s> row and column ignored
+    # A = 3 links, S = 2, A∩S = 2, A∩P = 3 → AER = 1 - 5/5 = 0
+    assert aer.aer([links], [(sure, possible)]) == pytest.approx(0.0)
+    # one wrong link: A∩S = 1, A∩P = 2 → 1 - 3/5
+    assert aer.aer([{(0, 0), (2, 1), (0, 2)}], [(sure, possible)]) == pytest.approx(0.4)
+    with pytest.raises(InterpretError, match="no contribution matrix"):
+        aer.record_links({"id": 1, "method": "random", "word_contributions": None})
+
+
+def test_undertranslation_subcommand(tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    ann = tmp_path / "under.txt"
+    ann.write_text("0\t1\n", encoding="utf-8")
+    for name, imp in (("good", [0.6, 0.1, 0.3]), ("bad", [0.1, 0.6, 0.3])):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"id": 0, "word_importance": imp}) + "\n",
+                                                encoding="utf-8")
+    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.3", "0.6",
+              "--records", f"good={tmp_path / 'good.jsonl'}", f"bad={tmp_path / 'bad.jsonl'}"])
+    out = capsys.readouterr().out.splitlines()
+    # good: 30% → ceil(0.9)=1 word, the gold one: F1 1; 60% → 2 words: P 1/2, R 1 → 2/3.
+    # bad: the gold word is the most important one, never among the 1 or 2 least important → 0, 0
+    assert out[2] == "| good | 1.000 | 0.667 |" and out[3] == "| bad | 0.000 | 0.000 |"
+
+
+def test_html_page_shades_and_escapes(tmp_path):
+    from fairseq_interp.word_importance.views.html import write_html
+
+    rec = {"id": 7, "src_words": ["<b>", "cat", "</s>"], "tgt_words": ["chat", "</s>"], "word_importance": [0.2, 0.8],
+           "word_contributions": [[-0.5, 0.1], [1.0, 0.0], [0.25, 0.0]], "reference": "le chat", "method": "ig"}
+    word_level = dict(rec, id=8, word_contributions=None, method="random")
+    path = tmp_path / "r.html"
+    write_html([word_level, rec], path)
+    page = path.read_text(encoding="utf-8")
+    assert "<b>" not in page.replace("<b>source</b>", "").replace("<b>reference</b>", "").replace(
+        "<b>target</b>", "")  # the word "<b>" is escaped
+    assert "&lt;b&gt;" in page and page.index('id="s7"') < page.index('id="s8"')
+    assert 'style="background:rgba(214,39,40,1.000)" title="0.8000">cat' in page  # most important: full shade
+    assert 'style="background:rgba(214,39,40,0.250)" title="0.2000">&lt;b&gt;' in page
+    assert 'style="background:rgba(31,119,180,0.500)" title="-0.5000">-0.50' in page  # negative: blue, |v|/max
+    assert page.count('<table class="m">') == 1  # no matrix for the word-level record
+
+
+def test_pos_distribution_known_answer():
+    from fairseq_interp.word_importance.evaluation.pos import markdown, pos_distribution
+
+    tags = {"the": "DET", "dog": "NOUN", "cat": "NOUN", "runs": "VERB"}
+    records = [{"id": 0, "src_words": ["the", "dog", "runs", "</s>"], "word_importance": [0.1, 0.6, 0.3]},
+               {"id": 1, "src_words": ["cat", "</s>"], "word_importance": [1.0]}]
+    rows = {r["pos"]: r for r in pos_distribution(records, lambda ws: [tags[w] for w in ws])}
+    # a_i = importance * n: the .3 dog 1.8 runs .9 | cat 1.0 → total 4.0; counts NOUN 2/4, DET 1/4, VERB 1/4
+    assert rows["NOUN"]["count_share"] == pytest.approx(0.5)
+    assert rows["NOUN"]["importance_share"] == pytest.approx(2.8 / 4.0)
+    assert rows["NOUN"]["relative_change"] == pytest.approx((0.7 - 0.5) / 0.5)
+    assert rows["DET"]["importance_share"] == pytest.approx(0.3 / 4.0)
+    assert rows["DET"]["relative_change"] == pytest.approx((0.075 - 0.25) / 0.25)
+    assert sum(r["importance_share"] for r in rows.values()) == pytest.approx(1.0)
+    assert "| NOUN | 2 | 0.500 | 0.700 | +40.0% |" in markdown(list(rows.values()))
+
+
+def test_erasure_without_references_is_refused_up_front():
+    from types import SimpleNamespace
+
+    from fairseq_interp.word_importance.context import MethodContext
+    from fairseq_interp.word_importance.runner import WordImportanceRunner
+
+    args = SimpleNamespace(attribution="erasure", gen_subset="test", batch_size=4)
+    wrapped = SimpleNamespace(dataset=SimpleNamespace(tgt=None))  # like fairseq's wrapper datasets
+    context = MethodContext(None, None, "sentencepiece", options=args, dataset=wrapped)
+    with pytest.raises(InterpretError, match="erasure needs references, and test has none"):
+        WordImportanceRunner("erasure", context)
+    with pytest.raises(InterpretError, match="unknown attribution method 'lrp'"):
+        WordImportanceRunner("lrp", context)
