@@ -1,0 +1,91 @@
+"""Intervals for reproduction numbers: sacrebleu's paired bootstrap for BLEU differences (Koehn 2004), a bootstrap
+confidence interval of a mean over sentences (``scipy.stats.bootstrap``), and mean ± sd over seeds."""
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+@dataclass
+class PairedBleu:
+    """BLEU of a baseline and a system on the same sentences, and the paired bootstrap test of the difference."""
+
+    baseline: float
+    system: float
+    difference: float  # system − baseline
+    system_mean: float  # mean BLEU of the system over the bootstrap samples
+    system_ci: float  # half-width of the system's 95% interval over the samples
+    p_value: float  # sacrebleu's: chance of a difference this large under the null (a zero difference gets the minimum)
+    signature: str
+
+
+def paired_bootstrap_bleu(baseline, system, references, samples=1000, lang=None, detokenize="moses"):
+    """Paired bootstrap resampling of corpus BLEU (sacrebleu's ``PairedTest``, ``bs``; seed 12345 as sacrebleu).
+
+    ``baseline`` and ``system`` are hypotheses of the same sentences in the same order (Moses-detokenized first, as
+    :func:`~.bleu.corpus_bleu`, unless ``detokenize="none"``)."""
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import PairedTest
+
+    from .bleu import moses_detokenize
+
+    if len(baseline) != len(system) or len(system) != len(references):
+        raise ValueError(f"paired bootstrap needs one hypothesis per reference: {len(baseline)}, {len(system)}, "
+                         f"{len(references)}")
+    if detokenize == "moses":
+        baseline, system = moses_detokenize(baseline, lang), moses_detokenize(system, lang)
+    test = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": BLEU()},
+                      [list(references)], test_type="bs", n_samples=samples)
+    signatures, scores = test()
+    base, other = scores["BLEU"]
+    return PairedBleu(float(base.score), float(other.score), float(other.score - base.score), float(other.mean),
+                      float(other.ci), float(other.p_value), str(signatures["BLEU"]))
+
+
+@dataclass
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def bootstrap_mean(values: Sequence[float], level=0.95, resamples=2000, seed=1) -> Interval:
+    """Mean of ``values`` (e.g. one number per sentence) with a percentile bootstrap interval
+    (``scipy.stats.bootstrap``); the interval of a single value is that value."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    data = np.asarray(list(values), dtype=float)
+    if data.size == 0:
+        raise ValueError("bootstrap of no values")
+    mean = float(data.mean())
+    if data.size == 1 or np.all(data == data[0]):
+        return Interval(mean, mean, mean, int(data.size))
+    result = bootstrap((data,), np.mean, confidence_level=level, n_resamples=resamples, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return Interval(mean, float(result.confidence_interval.low), float(result.confidence_interval.high),
+                    int(data.size))
+
+
+def mean_sd(values: Sequence[float]):
+    """``(mean, sample standard deviation or None for a single value)`` of per-seed numbers."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean of no values")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def format_mean_sd(values, digits=2) -> str:
+    """``m ± sd (n seeds)``, or the single value."""
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f} ({len(values)} seeds)"
+
+
+def format_interval(interval: Optional[Interval], digits=3) -> str:
+    if interval is None:
+        return "–"
+    return f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"

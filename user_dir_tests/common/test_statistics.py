@@ -1,0 +1,62 @@
+"""Intervals for reproduction numbers and the paper-numbers tables."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fairseq_interp.common import paper_numbers
+from fairseq_interp.common.bleu import corpus_bleu
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.statistics import bootstrap_mean, mean_sd, paired_bootstrap_bleu
+
+REFS = ["the cat sat on the mat", "a dog runs in the park", "he reads a book", "she likes green apples"] * 10
+WORSE = ["the cat sat on mat", "a dog runs in park", "he reads book", "she likes apples"] * 10
+
+
+def test_paired_bootstrap_scores_are_the_corpus_bleus_and_a_clear_gain_is_significant():
+    result = paired_bootstrap_bleu(WORSE, REFS, REFS, samples=200, detokenize="none")
+    assert result.baseline == pytest.approx(corpus_bleu(WORSE, REFS, detokenize="none").score)
+    assert result.system == pytest.approx(100.0)
+    assert result.difference == pytest.approx(result.system - result.baseline)
+    assert result.p_value < 0.05 and "bs:200" in result.signature
+    # one sentence better each way: no difference the resampling could support
+    a, b = list(WORSE), list(WORSE)
+    a[0], b[1] = REFS[0], REFS[1]
+    mixed = paired_bootstrap_bleu(a, b, REFS, samples=200, detokenize="none")
+    assert abs(mixed.difference) < 2 and mixed.p_value > 0.05
+    with pytest.raises(ValueError):
+        paired_bootstrap_bleu(WORSE, WORSE[:-1], REFS, detokenize="none")
+
+
+def test_bootstrap_interval_of_a_mean_has_the_normal_width():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=2000)
+    interval = bootstrap_mean(data, resamples=1000)
+    assert interval.low < data.mean() < interval.high and interval.n == 2000
+    expected_half_width = 1.96 * data.std(ddof=1) / math.sqrt(len(data))
+    assert (interval.high - interval.low) / 2 == pytest.approx(expected_half_width, rel=0.2)
+    constant = bootstrap_mean([0.5, 0.5, 0.5])
+    assert (constant.mean, constant.low, constant.high) == (0.5, 0.5, 0.5)
+
+
+def test_mean_and_sample_standard_deviation():
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, pytest.approx(1.0))
+    assert mean_sd([4.0]) == (4.0, None)
+
+
+def test_paper_numbers_file_and_side_by_side_table(tmp_path, monkeypatch):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "paper_numbers.json").write_text(json.dumps({
+        "paper": "Toy 2020", "text": "toy.txt",
+        "numbers": [{"table": "Table 1", "row": "base", "column": "BLEU", "value": 27.5, "setting": "WMT"}]}))
+    monkeypatch.setattr(paper_numbers, "PACKAGE_ROOT", str(tmp_path))
+    numbers = paper_numbers.load_paper_numbers("toy")
+    number = numbers.get("Table 1", "base", "BLEU")
+    assert number.value == 27.5 and number.setting == "WMT"
+    with pytest.raises(InterpretError, match="Table 1"):
+        numbers.get("Table 2", "base", "BLEU")
+    table = paper_numbers.side_by_side([("BLEU base", number.value, 25.25, "Multi30k"),
+                                        ("A(α, β)", None, "0.61 ± 0.02", "1 seed")])
+    assert "| BLEU base | 27.50 | 25.25 | -2.25 | Multi30k |" in table
+    assert "| A(α, β) | – | 0.61 ± 0.02 | – | 1 seed |" in table
