@@ -80,8 +80,8 @@ def sentencepiece_folder(folder, sentences, vocab_size=60):
         f.write("\n".join(sentences * 20) + "\n")
     prefix = os.path.join(folder, "spm")
     spm.SentencePieceTrainer.train(input=text, model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
-                                   character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1,
-                                   minloglevel=2)
+                                   character_coverage=1.0, hard_vocab_limit=False, bos_id=-1, eos_id=-1, unk_id=0,
+                                   pad_id=-1, minloglevel=2)
     processor = spm.SentencePieceProcessor(model_file=prefix + ".model")
     pieces = [processor.id_to_piece(i) for i in range(1, processor.get_piece_size())]
     return prefix + ".model", pieces

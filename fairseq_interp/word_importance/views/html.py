@@ -37,6 +37,7 @@ STYLE = """
 .fairseq-interp table.m th.c{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left}
 .fairseq-interp .meta{color:#555;font-size:13px}
 .fairseq-interp .legend{display:inline-flex;align-items:center;gap:6px;font-size:12px;color:#444;margin:.3em 0}
+.fairseq-interp .label{font-weight:bold}
 .fairseq-interp .bar{display:inline-block;width:140px;height:12px;border:1px solid #bbb}
 """
 
@@ -57,7 +58,8 @@ def _legend(label, scale, signed, what):
     else:
         bar = f"linear-gradient(to right,#fff,rgb({POSITIVE}))"
         ends = f"<span>0</span><span class='bar' style='background:{bar}'></span><span>{scale:.3g}</span>"
-    return f"<div class='legend'><b>{html.escape(label)}</b>{ends}<span>{html.escape(what)}</span></div>"
+    return (f"<div class='legend'><span class='label'>{html.escape(label)}</span>{ends}"
+            f"<span>{html.escape(what)}</span></div>")
 
 
 def _strip_eos(words):
@@ -103,7 +105,7 @@ def render_record(record):
         parts.append(f"<div class='line'><b>reference</b> {esc(record['reference'])}</div>")
     if record.get("contrast_step") is not None:
         step = record["contrast_step"]
-        parts.append(f"<div class='line'><b>contrast</b> at target token {step}: why "
+        parts.append(f"<div class='line'><span class='label'>contrast</span> at target token {step}: why "
                      f"<span class='w'>{esc(record['tgt_tokens'][step])}</span> rather than "
                      f"<span class='w'>{esc(record['contrast_token'])}</span> (F = log P(y) − log P(y′) at that "
                      "step; every other target word scores 0)</div>")
@@ -119,7 +121,8 @@ def render_record(record):
         parts.append(_legend("contribution", scale, True, what))
         parts.append(_matrix_table(record["src_words"], record["tgt_words"], matrix, scale))
         if prefix is not None:
-            parts.append("<div class='line'><b>target prefix</b> (rows: the decoder's input words)</div>")
+            parts.append("<div class='line'><span class='label'>target prefix</span> (rows: the decoder's input "
+                         "words)</div>")
             parts.append(_matrix_table(record["prefix_words"], record["tgt_words"], prefix, scale))
     parts.append("</section>")
     return "\n".join(parts)
