@@ -25,8 +25,8 @@ from ..common.errors import InterpretError
 from ..common.multilingual import check_langtoks, decoder_langtok_prefix, inference_direction, is_multilingual
 from ..common.subwords import guess_scheme, scheme_from_post_process
 from ..common.wrappers import unwrap
-from .options import input_and_method_config_class
-from .raw_text import TextInputs
+from .options import add_input_and_method_options
+from .raw_text import TextInputs, tokenizer_languages
 
 logger = logging.getLogger("fairseq_interp.interpret")
 
@@ -97,7 +97,7 @@ def get_parser():
     parser.prog = COMMAND
     group = parser.add_argument_group("Attribution")
     gen_parser_from_dataclass(group, _attribution_config_class()())
-    gen_parser_from_dataclass(group, input_and_method_config_class()())  # --input, --contrast, Captum methods
+    add_input_and_method_options(group)  # --input, --contrast, --attribute-target-prefix, Captum methods
     return parser
 
 
@@ -209,6 +209,7 @@ def main(argv=None):
     if len(checkpoints) > 1:
         raise InterpretError("attribute one checkpoint at a time: pass a single file to --path")
     check_paths(checkpoints, args.data)
+    tokenizer_languages(args)  # --tokenizer moses reads -s/-t, which the task may infer
     cfg = convert_namespace_to_omegaconf(args)
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:

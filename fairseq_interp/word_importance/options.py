@@ -14,10 +14,6 @@ def input_and_method_config_class():
 
     @dataclass
     class InputAndMethodConfig(FairseqDataclass):
-        input: Optional[str] = field(
-            default=None, metadata={"help": "attribute raw sentences from this file (- = standard input), one per "
-                                            "line or SOURCE<TAB>REFERENCE, encoded like fairseq-interactive with "
-                                            "--tokenizer/--bpe; default: the binarized --gen-subset"})
         attribute_target_prefix: bool = field(
             default=False, metadata={"help": "also attribute to the previous target tokens (the decoder's input "
                                              "embeddings): records gain prefix_* matrices; completeness over source "
@@ -38,3 +34,16 @@ def input_and_method_config_class():
                                                               "(pad: a zero embedding, as ig)"})
 
     return InputAndMethodConfig
+
+
+def add_input_and_method_options(group):
+    """Add the options to ``fairseq-interpret``'s attribution group. ``--input`` is added by hand with the
+    destination ``input_file``: fairseq's own config has an ``input`` (``fairseq-interactive``'s, default ``-``), which
+    the namespace must not set."""
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+
+    group.add_argument("--input", dest="input_file", metavar="FILE", default=None,
+                       help="attribute raw sentences from this file (- = standard input), one per line or "
+                            "SOURCE<TAB>REFERENCE, encoded like fairseq-interactive with --tokenizer/--bpe; default: "
+                            "the binarized --gen-subset")
+    gen_parser_from_dataclass(group, input_and_method_config_class()())

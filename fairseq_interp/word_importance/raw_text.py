@@ -12,12 +12,30 @@ get the rules of the task's source language and targets (references, alternative
 """
 
 import copy
+import os
 import sys
 
 import numpy as np
 import torch
 
 from ..common.errors import InterpretError
+
+
+def tokenizer_languages(args):
+    """Give fairseq's Moses tokenizer its languages: it reads ``--source-lang``/``--target-lang``, which a
+    translation task may leave unset (it infers the pair from the data folder's file names); infer them the same way
+    here, or ask for them."""
+    if getattr(args, "tokenizer", None) != "moses" or (args.source_lang and args.target_lang):
+        return
+    from fairseq.data.data_utils import infer_language_pair
+
+    try:
+        src, tgt = infer_language_pair(str(args.data).split(os.pathsep)[0])
+    except OSError:
+        src, tgt = None, None
+    if not (src and tgt):
+        raise InterpretError("--tokenizer moses needs the language pair: pass --source-lang and --target-lang")
+    args.source_lang, args.target_lang = args.source_lang or src, args.target_lang or tgt
 
 
 def post_process_of(bpe_cfg):
@@ -154,7 +172,7 @@ class TextInputs:
     def from_args(cls, args, cfg, task, argv=()):
         """Read and encode ``--input``/``--contrast``; under ``--contrast`` the score is log P (the contrastive
         F = log P(y) − log P(y′)), and an explicit ``--attribution-score prob`` is refused."""
-        input_path, contrast_path = getattr(args, "input", None), getattr(args, "contrast", None)
+        input_path, contrast_path = getattr(args, "input_file", None), getattr(args, "contrast", None)
         if input_path is None and contrast_path is None:
             return cls()
         encoder = TextEncoder(task, cfg.tokenizer, cfg.bpe)
