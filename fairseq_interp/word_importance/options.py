@@ -31,7 +31,7 @@ def input_and_method_config_class():
                                                              "feature ablation of single tokens)"})
         layer_ig_baseline: ChoiceEnum(list(BASELINE_TOKENS)) = field(
             default=D["layer_ig_baseline"], metadata={"help": "layer_ig: baseline token at every source position "
-                                                              "(pad: a zero embedding, as ig)"})
+                                                              "(pad: zero unless the table is tied to the output)"})
 
     return InputAndMethodConfig
 

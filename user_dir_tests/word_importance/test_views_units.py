@@ -82,9 +82,12 @@ def test_html_shows_options_contrast_and_prefix_and_escapes():
     assert options_line(rec) == "method=ig, score=prob, checkpoint=ckpt/x.pt, occlusion_window=2"
     page = render_fragment([rec])
     assert page.startswith("<div class='fairseq-interp'><style>") and "&lt;chat&gt;" in page and "<chat>" not in page
-    assert "why <span class='w'>\u2581chien</span> rather than" in page
+    assert "why <span class='w' title='\u2581chien'>chien</span> rather than" in page
     assert page.count('<table class="m">') == 2 and "target prefix" in page
     assert "method=ig, score=prob, checkpoint=ckpt/x.pt" in page
+    reference = render([record(attribute_target="reference", translation="le chien")])
+    assert "<b>reference</b> un chien</div>" in reference and "translation</span> le chien" in reference
+    assert reference.count("un chien") == 1  # the attributed reference once
 
 
 def test_heatmap_draws_into_given_axes():

@@ -4,9 +4,11 @@ output, Captum's ``LayerIntegratedGradients``; the way inseq and most NLP code r
 and those of the source.
 
 contributions[l, n] = Σ_d (e(x_l) − e(b_l))_d ∫₀¹ ∂F(e(b) + α (e(x) − e(b)))_n / ∂e_ld dα, with e the encoder's
-embedding table and b the baseline token at every position: ``pad`` (default; fairseq keeps the padding row of the
-table at zero, so this is He et al.'s zero baseline reached through a layer hook, and agrees with ``ig``) or
-``unk`` (``--layer-ig-baseline``). Quadrature: ``--ig-steps`` points of ``--ig-method``. Completeness as for ``ig``
+embedding table and b the baseline token at every position: ``pad`` (default) or ``unk``
+(``--layer-ig-baseline``). fairseq initializes the padding row at zero and the input lookups never update it, so
+with an untied table ``pad`` is He et al.'s zero baseline reached through a layer hook and agrees with ``ig``; a
+table tied to the output projection (``--share-all-embeddings``, ``--share-decoder-input-output-embed``) trains the
+padding row like any output word (norm 0.39 in the demo model), and then the two differ. Quadrature: ``--ig-steps`` points of ``--ig-method``. Completeness as for ``ig``
 (the convergence delta is reported). The lookup is hooked on a module of the encoder's own, so a decoder that shares
 the table (``--share-all-embeddings``) is not interpolated. Source tokens only: no target-prefix attribution.
 """

@@ -12,6 +12,7 @@ Words are never cut: they wrap between words and the tables grow with their long
 import html
 
 from ...common.jsonl import write_atomic
+from ...common.subwords import SPM_SPACE
 from .scales import importance_scale, matrix_scale, strength
 
 #: record fields that are data, not how the record was made (the rest is shown as the record's options)
@@ -62,6 +63,11 @@ def _legend(label, scale, signed, what):
             f"<span>{html.escape(what)}</span></div>")
 
 
+def _piece(token):
+    """A subword token without sentencepiece's word-start mark (the raw token is in the element's title)."""
+    return token.lstrip(SPM_SPACE) or token
+
+
 def _strip_eos(words):
     return words[:-1] if words[-1:] == ["</s>"] else words
 
@@ -99,16 +105,21 @@ def render_record(record):
     parts.append(_legend("word importance", scale, signed, "colour = share of the sentence's total |importance|"
                          if abs(scale - 1.0) > 1e-6 else "colour = importance (it sums to 1 over the words)"))
     target = _strip_eos(record["tgt_words"])
-    parts.append(f"<div class='line'><b>{esc(record.get('attribute_target') or 'target')}</b> "
-                 f"{esc(' '.join(target))}</div>")
-    if record.get("reference") is not None:
+    attributed = record.get("attribute_target") or "target"
+    parts.append(f"<div class='line'><b>{esc(attributed)}</b> {esc(' '.join(target))}</div>")
+    if attributed == "reference":  # the line above is the reference; show what the model translated
+        if record.get("translation") is not None:
+            parts.append(f"<div class='line'><span class='label'>translation</span> "
+                         f"{esc(record['translation'])}</div>")
+    elif record.get("reference") is not None:
         parts.append(f"<div class='line'><b>reference</b> {esc(record['reference'])}</div>")
     if record.get("contrast_step") is not None:
         step = record["contrast_step"]
+        token, alternative = record["tgt_tokens"][step], record["contrast_token"]
         parts.append(f"<div class='line'><span class='label'>contrast</span> at target token {step}: why "
-                     f"<span class='w'>{esc(record['tgt_tokens'][step])}</span> rather than "
-                     f"<span class='w'>{esc(record['contrast_token'])}</span> (F = log P(y) − log P(y′) at that "
-                     "step; every other target word scores 0)</div>")
+                     f"<span class='w' title='{esc(token)}'>{esc(_piece(token))}</span> rather than "
+                     f"<span class='w' title='{esc(alternative)}'>{esc(_piece(alternative))}</span> "
+                     "(F = log P(y) − log P(y′) at that step; every other target word scores 0)</div>")
     ranked = sorted(zip(words, importance), key=lambda p: -p[1])[:5]
     parts.append('<div class="meta">most important: ' + ", ".join(f"{esc(w)} ({v:.3f})" for w, v in ranked)
                  + "</div>")
