@@ -241,9 +241,9 @@ class AttributionHub(GeneratorHubInterface):
                                 dataset=dataset, post_process=post_process)
         runner = WordImportanceRunner(method, context)
         o = context.options
-        provenance = {"method": method, "score": score, "attribute_target": attribute_target,
-                      "ig_steps": o.ig_steps, "ig_method": o.ig_method, "subword_scheme": scheme}
-        assert tuple(provenance) == PROVENANCE
+        values = {"method": method, "score": score, "attribute_target": attribute_target, "ig_steps": o.ig_steps,
+                  "ig_method": o.ig_method, "subword_scheme": scheme}
+        provenance = {name: values[name] for name in PROVENANCE}
         provenance.update({k: v for k, v in options.items() if k not in provenance})
         provenance["checkpoint"] = self.checkpoint
 

@@ -110,6 +110,8 @@ def test_lists_files_references_and_methods(hub, tmp_path):
                            target=["Un homme avec un chapeau orange .", "Deux femmes ."])
     assert [a.record["contributions"] for a in forced] == [a.record["contributions"] for a in by_path]
     assert "2 sentence" in repr(forced)
+    erasure = hub.attribute(SENTENCE, method="erasure", reference="Un homme avec un chapeau orange .").record
+    assert erasure["word_contributions"] is None and len(erasure["erasure_bleus"]) == len(MOSES_WORDS)
 
 
 def test_target_prefix_and_contrast(hub):
