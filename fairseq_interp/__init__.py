@@ -7,7 +7,10 @@ and registers the plugin's architectures, criterions and tasks (idempotently: im
 
 One package per paper, on shared plumbing (:mod:`.common`, which imports no paper package):
 
-* :mod:`.word_importance`: He et al. 2019, word importance by integrated gradients and its evaluations;
+* :mod:`.word_importance`: He et al. 2019, word importance by integrated gradients and its evaluations, Captum's
+  other attribution methods, target-prefix and contrastive attribution, raw-text input, and the Python API
+  (``from fairseq_interp.word_importance import from_pretrained``: a checkpoint and a sentence to a heatmap in a
+  notebook);
 * :mod:`.heads`: Voita et al. 2019, head relevance and roles, Hard Concrete head gates, pruning;
 * :mod:`.neurons`: Xie et al. 2021, language-pair neuron importance, allocation and masking;
 * :mod:`.lca`: Zhu et al., loss change allocation during training;

@@ -25,6 +25,8 @@ from ..common.errors import InterpretError
 from ..common.multilingual import check_langtoks, decoder_langtok_prefix, inference_direction, is_multilingual
 from ..common.subwords import guess_scheme, scheme_from_post_process
 from ..common.wrappers import unwrap
+from .options import add_input_and_method_options
+from .raw_text import TextInputs, tokenizer_languages
 
 logger = logging.getLogger("fairseq_interp.interpret")
 
@@ -95,6 +97,7 @@ def get_parser():
     parser.prog = COMMAND
     group = parser.add_argument_group("Attribution")
     gen_parser_from_dataclass(group, _attribution_config_class()())
+    add_input_and_method_options(group)  # --input, --contrast, --attribute-target-prefix, Captum methods
     return parser
 
 
@@ -206,6 +209,7 @@ def main(argv=None):
     if len(checkpoints) > 1:
         raise InterpretError("attribute one checkpoint at a time: pass a single file to --path")
     check_paths(checkpoints, args.data)
+    tokenizer_languages(args)  # --tokenizer moses reads -s/-t, which the task may infer
     cfg = convert_namespace_to_omegaconf(args)
     use_cuda = torch.cuda.is_available() and not cfg.common.cpu
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
@@ -219,9 +223,11 @@ def main(argv=None):
         check_langtoks(task, saved_cfg.task)
     masks = attribution_context(task, model)  # before the data: it checks the task's direction
     prefix = decoder_prefix(task)
+    text = TextInputs.from_args(args, cfg, task, argv)  # --input, --contrast (which scores log P)
     adapter = TeacherForcedAdapter(model, eos=task.target_dictionary.eos(), score=args.attribution_score,
                                    prefix=prefix)
-    dataset = load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
+    dataset = text.dataset if text.dataset is not None else load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
+    text.require(len(dataset), args.num_sentences)
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
     max_src = max_positions[0] if isinstance(max_positions, tuple) else max_positions
     skipped_empty = check_dataset(dataset, args, max_src)
@@ -282,7 +288,7 @@ def main(argv=None):
                        if sample.get("target") is not None else None)
                 hyp = strip_prefix(hypos[k][0]["tokens"], prefix, "hypothesis")
                 target = ref if args.attribute_target == "reference" else hyp
-                record = runner.record(sid, src, target, hyp, ref, **provenance)
+                record = runner.record(sid, src, target, hyp, ref, contrast=text.contrast(sid), **provenance)
                 writer.write(record)
                 if args.plot_dir and record["word_contributions"] is not None:
                     plot_record(record, os.path.join(args.plot_dir, f"sentence-{sid}.png"))

@@ -250,9 +250,11 @@ def test_html_page_shades_and_escapes(tmp_path):
     assert "<b>" not in page.replace("<b>source</b>", "").replace("<b>reference</b>", "").replace(
         "<b>target</b>", "")  # the word "<b>" is escaped
     assert "&lt;b&gt;" in page and page.index('id="s7"') < page.index('id="s8"')
-    assert 'style="background:rgba(214,39,40,1.000)" title="0.8000">cat' in page  # most important: full shade
-    assert 'style="background:rgba(214,39,40,0.250)" title="0.2000">&lt;b&gt;' in page
-    assert 'style="background:rgba(31,119,180,0.500)" title="-0.5000">-0.50' in page  # negative: blue, |v|/max
+    # importance sums to 1: a word is shaded by its importance (not stretched to the sentence's largest)
+    assert 'style="background:rgba(214,39,40,0.800);color:#fff" title="0.8000">cat' in page
+    assert 'style="background:rgba(214,39,40,0.200)" title="0.2000">&lt;b&gt;' in page
+    # negative: blue; |v| / the largest column total (|-0.5| + 1.0 + 0.25 = 1.75)
+    assert 'style="background:rgba(31,119,180,0.286)" title="-0.5000">-0.50' in page
     assert page.count('<table class="m">') == 1  # no matrix for the word-level record
 
 

@@ -70,6 +70,10 @@ class AttributionMethod:
     name = None
     #: True: ``attribute`` returns word importance only (no token matrix)
     word_level = False
+    #: True: the method explains the adapter's ``scores`` through its ``source_embeddings`` (or only through
+    #: ``scores``), so it also attributes to the target prefix and explains contrastive scores
+    #: (:meth:`~fairseq_interp.common.teacher_forcing.TeacherForcedAdapter.attributing`)
+    attributes_adapter_inputs = False
 
     @classmethod
     def from_context(cls, context):

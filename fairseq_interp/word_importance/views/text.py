@@ -5,13 +5,24 @@ Per sentence::
     S-12    source words
     T-12    attributed target words (hypothesis or reference)
     R-12    reference (if known)
+    C-12    contrastive record: the step and the alternative token
     I-12    word importance, most important first: word=0.213 ...
-    then the word contribution matrix: one row per source word, one column per target word
+    then the word contribution matrix: one row per source word, one column per target word (a column is as wide as
+    its word, at least 8 characters: no word is cut); a target-prefix record adds its prefix matrix (P rows)
 """
 
 
 def _fmt(v):
     return f"{v:+.3f}"
+
+
+def _matrix(row_words, col_words, matrix):
+    width = max(len(w) for w in list(row_words) + ["source"])
+    widths = [max(8, len(w)) for w in col_words]
+    lines = [" " * width + " " + " ".join(f"{c:>{k}}" for c, k in zip(col_words, widths))]
+    for word, row in zip(row_words, matrix):
+        lines.append(f"{word:<{width}} " + " ".join(f"{_fmt(v):>{k}}" for v, k in zip(row, widths)))
+    return lines
 
 
 def render_record(record):
@@ -20,6 +31,10 @@ def render_record(record):
              f"T-{sid}\t{' '.join(record['tgt_words'][:-1])}"]
     if record.get("reference") is not None:
         lines.append(f"R-{sid}\t{record['reference']}")
+    if record.get("contrast_step") is not None:
+        step = record["contrast_step"]
+        lines.append(f"C-{sid}\tstep {step}: {record['tgt_tokens'][step]} rather than {record['contrast_token']} "
+                     "(log P(y) - log P(y') at that step)")
     ranked = sorted(zip(record["src_words"], record["word_importance"]), key=lambda p: -p[1])
     lines.append(f"I-{sid}\t" + " ".join(f"{w}={v:.3f}" for w, v in ranked))
     if record.get("convergence_delta") is not None:
@@ -27,11 +42,10 @@ def render_record(record):
         lines.append(f"D-{sid}\tmax |convergence delta| = {delta:.2e}")
     if record.get("word_contributions") is None:  # word-level methods (frequency, content, random, erasure)
         return "\n".join(lines) + "\n"
-    width = max(len(w) for w in record["src_words"] + ["source"])
-    cols = [w[:8] for w in record["tgt_words"]]
-    lines.append(" " * width + " " + " ".join(f"{c:>8}" for c in cols))
-    for word, row in zip(record["src_words"], record["word_contributions"]):
-        lines.append(f"{word:<{width}} " + " ".join(f"{_fmt(v):>8}" for v in row))
+    lines += _matrix(record["src_words"], record["tgt_words"], record["word_contributions"])
+    if record.get("prefix_word_contributions") is not None:
+        lines.append(f"P-{sid}\ttarget prefix (rows: the decoder's input words)")
+        lines += _matrix(record["prefix_words"], record["tgt_words"], record["prefix_word_contributions"])
     return "\n".join(lines) + "\n"
 
 
