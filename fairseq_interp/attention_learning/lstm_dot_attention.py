@@ -226,8 +226,8 @@ class LSTMDotAttentionModel(FairseqEncoderDecoderModel):
         states = self.decoder.decoder_states(prev_output_tokens, encoder_out)
         h = encoder_out["encoder_out"][0] * self.decoder.heads
         B, T, H = states.shape
-        L = h.size(1)
-        logits = self.decoder.output_network(h.unsqueeze(1).expand(B, T, L, H), states.unsqueeze(2).expand(B, T, L, H))
+        L, S = h.size(1), h.size(2)  # S: size of h_l (2 H with a bidirectional encoder)
+        logits = self.decoder.output_network(h.unsqueeze(1).expand(B, T, L, S), states.unsqueeze(2).expand(B, T, L, H))
         return torch.log_softmax(logits.float(), dim=-1)
 
 
