@@ -102,7 +102,7 @@ class BagOfWordsProxy(nn.Module):
         valid_pairs = [(s, t) for s, t in valid_pairs or () if s and t]
         if not pairs:
             raise InterpretError("the proxy model needs non-empty training pairs")
-        best, self.best_epoch, best_state = float("inf"), epochs, None
+        best, self.best_epoch, best_state, self.valid_losses = float("inf"), epochs, None, []
         for epoch in range(1, epochs + 1):
             total = count = 0.0
             order = rng.permutation(len(pairs))
@@ -116,6 +116,7 @@ class BagOfWordsProxy(nn.Module):
             if valid_pairs:
                 with torch.no_grad():
                     value = sum(self.loss(valid_pairs[i:i + 256])[0].item() for i in range(0, len(valid_pairs), 256))
+                self.valid_losses.append(value)
                 if value < best:
                     best, self.best_epoch = value, epoch
                     best_state = {k: v.clone() for k, v in self.state_dict().items()}

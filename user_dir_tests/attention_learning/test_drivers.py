@@ -70,8 +70,7 @@ def test_hydra_yaml_trains_the_same_model_as_fairseq_train(tmp_path, config, ove
     a, b = _state(hydra_dir / "checkpoint_last.pt"), _state(plain_dir / "checkpoint_last.pt")
     assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
-    if config == "keyword_classification":
-        assert not any(k.startswith("attention_") for k in a) or True  # uniform: the attention layer is unused
+    if config == "keyword_classification":  # the uniform model's attention layer never trains
         cfg = torch.load(hydra_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)["cfg"]["model"]
         assert cfg["uniform_attention"] is True
 
@@ -80,8 +79,9 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
     out, data, ckpt = tmp_path / "out", tmp_path / "data", tmp_path / "ckpt"
     cmd = [sys.executable, os.path.join(DRIVERS, "classification.py"), "sst2", "--out", str(out), "--data", str(data),
            "--train-size", "200", "--ckpt-dir", str(ckpt), "--arch", "lstm_attention_classifier_tiny",
-           "--max-update", "20", "--every", "10", "--num-sentences", "30", "--proxy-epochs", "1", "--jobs", "2"]
-    run(cmd)
+           "--max-update", "20", "--every", "10", "--num-sentences", "30", "--proxy-epochs", "1", "--jobs", "2",
+           "--seeds", "1", "2", "3", "4"]
+    run(cmd, timeout=1800)
     runs = read_records(out / "runs.jsonl")
     assert sorted(r["id"] for r in runs) == sorted(f"{n}/{s}" for n in ("main", "second_seed", "uniform", "frozen")
                                                    for s in (10, 20))
@@ -98,12 +98,12 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
     assert probes["checkpoint"] == best["checkpoint"] and probes["sentences"] == 30
     # resume: nothing is trained or written twice; without --resume the records are refused
     mtimes = {p: p.stat().st_mtime for p in ckpt.rglob("checkpoint_*_*.pt")}
-    run(cmd + ["--resume"])
+    run(cmd + ["--resume"], timeout=900)
     assert len(read_records(out / "runs.jsonl")) == len(runs) and len(read_records(out / "accuracy.jsonl")) == 8
     assert {p: p.stat().st_mtime for p in ckpt.rglob("checkpoint_*_*.pt")} == mtimes
     bad = run(cmd, check=False)
     assert bad.returncode == 2 and "--resume" in bad.stderr
-    bad = run(cmd[:-2] + ["--lr", "0.5", "--resume", "--jobs", "2"], check=False)
+    bad = run(cmd + ["--lr", "0.5", "--resume"], check=False)
     assert bad.returncode == 2 and "other settings" in bad.stderr
 
 
@@ -113,7 +113,7 @@ def test_figure7_driver_and_resume(tmp_path):
            str(tmp_path / "ckpt"), "--arch", "lstm_attention_classifier_tiny", "--seq-len", "10", "--vocab-size",
            "8", "--train-size", "300", "--valid-size", "60", "--max-update", "40", "--save-every", "20", "--lr",
            "0.01"]
-    run(cmd)
+    run(cmd, timeout=1200)  # 300 sequences in batches of 32: 20 and 40 end epochs (epoch checkpoints are measured)
     records = read_records(out / "gammas.jsonl")
     assert [r["update"] for r in records] == [20, 40] and (out / "figure7.png").exists()
     summary = (out / "summary.md").read_text()

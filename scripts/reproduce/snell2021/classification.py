@@ -246,8 +246,24 @@ def keyword_train_args(args):
             str(args.valid_size), "--data-seed", str(args.seed), "--seed", str(args.seed), "--arch", args.arch,
             "--uniform-attention", "--criterion", "sentence_prediction", "--optimizer", "adam", "--lr", str(args.lr),
             "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", "--cpu",
-            "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", str(args.save_every),
-            "--keep-interval-updates", "-1", "--no-progress-bar", "--log-format", "json"]
+            "--disable-validation", "--save-interval-updates", str(args.save_every), "--keep-interval-updates", "-1",
+            "--no-progress-bar", "--log-format", "json"]
+
+
+def measured_checkpoints(ckpt_dir, every):
+    """{update: path} of the checkpoints at multiples of ``every``: the interval checkpoints, and the epoch checkpoints
+    ``checkpoint<epoch>.pt`` for the updates that end an epoch (fairseq writes no interval checkpoint there)."""
+    import re
+
+    from fairseq_interp.common.checkpoints import checkpoint_updates
+
+    found = dict(interval_checkpoints(ckpt_dir))
+    for name in sorted(os.listdir(ckpt_dir)):
+        if re.fullmatch(r"checkpoint\d+\.pt", name):
+            update = checkpoint_updates(os.path.join(ckpt_dir, name))
+            if update % every == 0:
+                found.setdefault(update, os.path.join(ckpt_dir, name))
+    return dict(sorted(found.items()))
 
 
 def gammas_of(path):
@@ -281,7 +297,7 @@ def figure7(args):
     _, seconds = train(args.ckpt_dir, args.max_update, keyword_train_args(args), threads=1)
     path = os.path.join(args.out, "gammas.jsonl")
     with _writer(path, args.resume, config, "measurements") as writer:
-        for update, ckpt in interval_checkpoints(args.ckpt_dir).items():
+        for update, ckpt in measured_checkpoints(args.ckpt_dir, args.save_every).items():
             if str(update) not in writer.done_ids and update <= args.max_update:
                 writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt)})
     records = sorted(read_records(path), key=lambda r: r["update"])
