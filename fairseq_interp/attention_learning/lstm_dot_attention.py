@@ -2,7 +2,15 @@
 
 Encoder: h_l = LSTM(e(x_l)). Decoder: s_t = LSTM(e(y_{t-1})) started from the encoder's final state (no input
 feeding, so s_t does not depend on attention). Head k scores a^(k)_{t,l} = softmax_l(s_tᵀ W^(k) h_l); the context
-is c_t = Σ_k Σ_l a^(k)_{t,l} h_l (Eq. 21); p(y_t) = softmax(N([c_t, s_t])) with N a one-hidden-layer network.
+is c_t = Σ_k Σ_l a^(k)_{t,l} h_l (Eq. 21); p(y_t) = softmax(N([c_t, s_t])) with N a one-hidden-layer network with
+ReLU (appendix A.8; ``--output-activation tanh`` is the variant this plugin used before, kept for its results:
+checkpoints saved without the activation's record load as tanh).
+
+The paper's translation encoder (appendix A.8) is a 2-layer bidirectional LSTM of 256: ``--encoder-layers 2
+--encoder-bidirectional`` (architecture ``lstm_dot_attention_paper``); h_l is then the concatenation of both
+directions (2 × hidden), W^(k) maps it to the decoder's size, and the decoder starts from the encoder's final states
+averaged over the two directions, layer by layer (``--decoder-layers`` 1: the top layer's), as the authors'
+released code does (``translation/seq2seq_model.py``, ``convert_hidden``).
 
 ``--uniform-attention`` freezes the attention at 1/L over the source (the model of β^uf, §3.2);
 ``--head-init-seeds`` initializes each W^(k) from its own seed (the good/bad-initialization experiment, §6).
@@ -18,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
 
 from ..common.errors import InterpretError
@@ -35,6 +43,12 @@ class LSTMDotAttentionConfig(FairseqDataclass):
     head_init_seeds: str = field(default="", metadata={
         "help": "comma-separated seeds, one per head: W^(k) initialized from its own seed (default: --seed)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on embeddings and LSTM outputs"})
+    output_activation: ChoiceEnum(["relu", "tanh"]) = field(default="relu", metadata={
+        "help": "non-linearity of the output network N (appendix A.8: ReLU)"})
+    encoder_layers: int = field(default=1, metadata={"help": "encoder LSTM layers (appendix A.8 translation: 2)"})
+    encoder_bidirectional: bool = field(default=False, metadata={
+        "help": "bidirectional encoder (appendix A.8 translation); h_l concatenates both directions"})
+    decoder_layers: int = field(default=1, metadata={"help": "decoder LSTM layers: 1 or --encoder-layers"})
     max_source_positions: int = field(default=1024, metadata={"help": "longest source"})
     max_target_positions: int = field(default=1024, metadata={"help": "longest target"})
 
@@ -58,7 +72,10 @@ class DotAttentionEncoder(FairseqEncoder):
         super().__init__(dictionary)
         self.padding_idx = dictionary.pad()
         self.embed_tokens = nn.Embedding(len(dictionary), cfg.embed_dim, padding_idx=self.padding_idx)
-        self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_size, batch_first=True)
+        self.layers, self.directions = cfg.encoder_layers, 2 if cfg.encoder_bidirectional else 1
+        self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_size, num_layers=self.layers, batch_first=True,
+                            bidirectional=cfg.encoder_bidirectional, dropout=cfg.dropout if self.layers > 1 else 0.0)
+        self.output_dim = cfg.hidden_size * self.directions
         self.dropout = nn.Dropout(cfg.dropout)
         self.max_source_positions = cfg.max_source_positions
 
@@ -71,10 +88,12 @@ class DotAttentionEncoder(FairseqEncoder):
         out, (h, c) = self.lstm(pack_padded_sequence(x_packed, lengths, batch_first=True, enforce_sorted=False))
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src_tokens.size(1))
         states = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
+        # final states per layer, averaged over the directions: (layers, B, H)
+        h, c = (x.view(self.layers, self.directions, *x.shape[1:]).mean(1) for x in (h, c))
         return {
-            "encoder_out": [self.dropout(states)],  # (B, L, H)
+            "encoder_out": [self.dropout(states)],  # (B, L, H × directions)
             "encoder_padding_mask": [~mask],  # (B, L)
-            "encoder_final": [h, c],  # (1, B, H) each
+            "encoder_final": [h, c],  # (layers, B, H) each
         }
 
     def reorder_encoder_out(self, encoder_out, new_order):
@@ -96,18 +115,26 @@ class DotAttentionDecoder(FairseqIncrementalDecoder):
             raise InterpretError("--attention-heads must be >= 1")
         self.uniform = cfg.uniform_attention
         self.embed_tokens = nn.Embedding(len(dictionary), cfg.embed_dim, padding_idx=dictionary.pad())
-        self.lstm = nn.LSTM(cfg.embed_dim, hidden, batch_first=True)
+        self.layers = cfg.decoder_layers
+        if self.layers not in (1, cfg.encoder_layers):
+            raise InterpretError(f"--decoder-layers {self.layers}: use 1 or --encoder-layers ({cfg.encoder_layers}); "
+                                 "the decoder starts from the encoder's final state of each layer")
+        self.lstm = nn.LSTM(cfg.embed_dim, hidden, num_layers=self.layers, batch_first=True,
+                            dropout=cfg.dropout if self.layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
+        source = hidden * (2 if cfg.encoder_bidirectional else 1)  # size of h_l
         if not self.uniform:
-            self.attention_weight = nn.Parameter(torch.empty(self.heads, hidden, hidden))  # W^(k)
+            self.attention_weight = nn.Parameter(torch.empty(self.heads, hidden, source))  # W^(k)
             bound = 1.0 / math.sqrt(hidden)
             seeds = parse_head_seeds(cfg.head_init_seeds, self.heads)
             with torch.no_grad():
                 for k in range(self.heads):
                     gen = torch.Generator().manual_seed(seeds[k]) if seeds else None
-                    self.attention_weight[k].copy_(torch.empty(hidden, hidden).uniform_(-bound, bound,
+                    self.attention_weight[k].copy_(torch.empty(hidden, source).uniform_(-bound, bound,
                                                                                           generator=gen))
-        self.output_hidden = nn.Linear(2 * hidden, cfg.output_hidden_dim)  # N: one hidden layer
+        self.output_hidden = nn.Linear(source + hidden, cfg.output_hidden_dim)  # N: one hidden layer
+        # which non-linearity N uses, saved with the weights (1: ReLU, 0: tanh); older checkpoints lack it: tanh
+        self.register_buffer("output_relu", torch.tensor(int(cfg.output_activation == "relu")))
         self.output_projection = nn.Linear(cfg.output_hidden_dim, len(dictionary))
         self.max_target_positions = cfg.max_target_positions
 
@@ -129,7 +156,8 @@ class DotAttentionDecoder(FairseqIncrementalDecoder):
 
     def output_network(self, context, states):
         """N([c, s]): logits over the target vocabulary."""
-        return self.output_projection(torch.tanh(self.output_hidden(torch.cat([context, states], dim=-1))))
+        activation = torch.relu if int(self.output_relu) else torch.tanh
+        return self.output_projection(activation(self.output_hidden(torch.cat([context, states], dim=-1))))
 
     def decoder_states(self, prev_output_tokens, encoder_out, incremental_state=None):
         """s_t for every position of ``prev_output_tokens`` (only the last one when decoding incrementally)."""
@@ -137,7 +165,8 @@ class DotAttentionDecoder(FairseqIncrementalDecoder):
             else None
         if incremental_state is not None:
             prev_output_tokens = prev_output_tokens[:, -1:]
-        state = (cached["h"], cached["c"]) if cached is not None else tuple(encoder_out["encoder_final"])
+        state = (cached["h"], cached["c"]) if cached is not None else \
+            tuple(x[-self.layers:].contiguous() for x in encoder_out["encoder_final"])
         x = self.dropout(self.embed_tokens(prev_output_tokens))
         states, (h, c) = self.lstm(x, state)
         if incremental_state is not None:
@@ -180,6 +209,14 @@ class LSTMDotAttentionModel(FairseqEncoderDecoderModel):
         parse_head_seeds(cfg.head_init_seeds, cfg.attention_heads)
         return cls(DotAttentionEncoder(cfg, task.source_dictionary), DotAttentionDecoder(cfg, task.target_dictionary))
 
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Checkpoints saved before the output activation was an option used tanh."""
+        key = f"{name}.decoder.output_relu" if name else "decoder.output_relu"
+        if key not in state_dict:
+            state_dict[key] = torch.tensor(0)
+        super().upgrade_state_dict_named(state_dict, name)
+        return state_dict
+
     def lexical_probe(self, src_tokens, src_lengths, prev_output_tokens):
         """log N([h_l, s_t]) (the lexical probe β of §3.1 before picking y_t): (B, T, L, V) log-probabilities.
 
@@ -189,19 +226,29 @@ class LSTMDotAttentionModel(FairseqEncoderDecoderModel):
         states = self.decoder.decoder_states(prev_output_tokens, encoder_out)
         h = encoder_out["encoder_out"][0] * self.decoder.heads
         B, T, H = states.shape
-        L = h.size(1)
-        logits = self.decoder.output_network(h.unsqueeze(1).expand(B, T, L, H), states.unsqueeze(2).expand(B, T, L, H))
+        L, S = h.size(1), h.size(2)  # S: size of h_l (2 H with a bidirectional encoder)
+        logits = self.decoder.output_network(h.unsqueeze(1).expand(B, T, L, S), states.unsqueeze(2).expand(B, T, L, H))
         return torch.log_softmax(logits.float(), dim=-1)
 
 
 @register_model_architecture("lstm_dot_attention", "lstm_dot_attention")
 def lstm_dot_attention(args):
     set_defaults(args, embed_dim=64, hidden_size=64, output_hidden_dim=64, attention_heads=1,
-              uniform_attention=False, head_init_seeds="", dropout=0.0)
+                 uniform_attention=False, head_init_seeds="", dropout=0.0, output_activation="relu", encoder_layers=1,
+                 encoder_bidirectional=False, decoder_layers=1, max_source_positions=1024, max_target_positions=1024)
 
 
 @register_model_architecture("lstm_dot_attention", "lstm_dot_attention_multi30k")
 def lstm_dot_attention_multi30k(args):
     """For Multi30k: 256-dim embeddings and states, N with 256 hidden units, dropout 0.2."""
     set_defaults(args, embed_dim=256, hidden_size=256, output_hidden_dim=256, dropout=0.2)
+    lstm_dot_attention(args)
+
+
+@register_model_architecture("lstm_dot_attention", "lstm_dot_attention_paper")
+def lstm_dot_attention_paper(args):
+    """Appendix A.8 (translation): 2-layer bidirectional encoder and 2-layer decoder of 256, embeddings 256, N with
+    256 ReLU units, dropout 0.5."""
+    set_defaults(args, embed_dim=256, hidden_size=256, output_hidden_dim=256, dropout=0.5, encoder_layers=2,
+                 encoder_bidirectional=True, decoder_layers=2, output_activation="relu")
     lstm_dot_attention(args)

@@ -128,12 +128,13 @@ def _task_option(task_cfg, name):
     return getattr(task_cfg, name, None) if isinstance(task_cfg, Namespace) else task_cfg.get(name)
 
 
-def load_checkpoint(path, data=None, task_overrides=None, state=None):
+def load_checkpoint(path, data=None, task_overrides=None, state=None, require_encoder_decoder=True):
     """``(task, task_cfg, model)`` of ``path`` set up from its own saved task config.
 
     ``data`` replaces the saved data folder (tasks without data, such as ``permutation_copy``, ignore it);
     ``task_overrides`` set further task options (e.g. ``source_lang``). The model is in training mode, as fairseq
-    builds it. ``state`` is the checkpoint if already read.
+    builds it. ``state`` is the checkpoint if already read. ``require_encoder_decoder=False`` also loads models that
+    are not encoder-decoders (classifiers).
     """
     from omegaconf import open_dict
 
@@ -153,7 +154,8 @@ def load_checkpoint(path, data=None, task_overrides=None, state=None):
             raise InterpretError(f"data directory {saved!r} not found: pass the fairseq-preprocess folder the model "
                                  "was trained on as DATA")
     task = setup_task(task_cfg)
-    model, _ = load_model(path, task, {"data": data} if data and has_data else {}, state=state)
+    model, _ = load_model(path, task, {"data": data} if data and has_data else {},
+                          require_encoder_decoder=require_encoder_decoder, state=state)
     return task, task_cfg, model
 
 

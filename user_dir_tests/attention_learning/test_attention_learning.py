@@ -94,7 +94,7 @@ def test_attention_and_output_follow_the_equations():
     assert torch.allclose(extra["attn"], heads.mean(0), atol=1e-6)
     context = sum(heads[k] @ h for k in range(3))  # Eq. 21: contexts summed
     dec = model.decoder
-    expected = dec.output_projection(torch.tanh(dec.output_hidden(torch.cat([context, s], -1))))
+    expected = dec.output_projection(torch.relu(dec.output_hidden(torch.cat([context, s], -1))))  # A.8: ReLU
     assert torch.allclose(logits, expected, atol=1e-5)
 
 

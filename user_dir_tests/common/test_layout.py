@@ -13,15 +13,17 @@ PAPER_PACKAGES = ("word_importance", "heads", "neurons", "lca", "attention_learn
 
 #: everything ``import fairseq_interp`` adds to fairseq's registries
 REGISTERED = {
-    "arch": ["lstm_dot_attention", "lstm_dot_attention_multi30k", "lstm_test_tiny", "transformer_gated_heads",
+    "arch": ["lstm_attention_classifier", "lstm_attention_classifier_tiny", "lstm_dot_attention",
+             "lstm_dot_attention_multi30k", "lstm_dot_attention_paper", "lstm_test_tiny", "transformer_gated_heads",
              "transformer_gated_heads_iwslt_de_en", "transformer_gated_heads_multi30k",
              "transformer_gated_heads_test_tiny", "transformer_gated_heads_vaswani_wmt_en_de_big",
              "transformer_gated_heads_vaswani_wmt_en_fr_big", "transformer_gated_heads_wmt_en_de",
              "transformer_gated_heads_wmt_en_de_big", "transformer_gated_heads_wmt_en_de_big_t2t",
              "transformer_multi30k", "transformer_neuron_masked", "transformer_neuron_masked_test_tiny",
              "transformer_test_tiny"],
-    "model": ["lstm_dot_attention", "transformer_gated_heads", "transformer_neuron_masked"],
-    "task": ["permutation_copy", "translation_lca", "translation_multi_neuron_masked", "translation_neuron_masked"],
+    "model": ["lstm_attention_classifier", "lstm_dot_attention", "transformer_gated_heads",
+              "transformer_neuron_masked"],
+    "task": ["keyword_classification", "permutation_copy", "translation_lca", "translation_multi_neuron_masked", "translation_neuron_masked"],
     "criterion": ["label_smoothed_cross_entropy_l0"],
 }
 

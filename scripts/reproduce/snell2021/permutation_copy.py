@@ -11,7 +11,7 @@ OUT/summary.md and OUT/figure3.png; ``--resume`` keeps the finished runs of an i
 single-head model learns to attend) or *bad* (it does not); then K-head models are built from K bad heads
 (``all_bad``), one good and K−1 bad heads (``one_good``) and unseeded heads (``random``) with
 ``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``. Writes
-OUT/candidates.jsonl, OUT/runs.jsonl and OUT/summary.md.
+OUT/candidates.jsonl, OUT/runs.jsonl (each run appended as it ends; ``--resume`` keeps them) and OUT/summary.md.
 
     python scripts/reproduce/snell2021/permutation_copy.py figure3 --modes fixed_set sampled_set --seeds 5 \\
         --max-update 300 --jobs 2 --out results/snell2021-figure3
@@ -41,7 +41,8 @@ def train_command(mode, seed, args, extra=()):
             "--vocab-size", str(vocab), "--train-size", str(args.train_size), "--valid-size", str(args.valid_size),
             "--data-seed", str(seed), "--seed", str(seed), "--arch", "lstm_dot_attention",
             "--embed-dim", str(args.dim), "--hidden-size", str(args.dim), "--output-hidden-dim", str(args.dim),
-            "--attention-heads", str(args.heads), "--optimizer", "adam", "--lr", str(args.lr),
+            "--attention-heads", str(args.heads), "--output-activation", args.output_activation,
+            "--optimizer", "adam", "--lr", str(args.lr),
             "--criterion", "cross_entropy", "--batch-size", str(args.batch_size), "--max-update", str(args.max_update),
             "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
             "--required-batch-size-multiple", "1", "--cpu", "--no-save", "--no-progress-bar", "--log-format", "json",
@@ -133,16 +134,36 @@ def figure3(args):
 
 # -------------------------------------------------------------------------------------------------- multihead-init
 
+def _resumable(path, resume, config):
+    try:
+        writer = JsonlWriter(path, resume=resume)
+    except InterpretError as e:
+        raise InterpretError(str(e).replace("--results-path", "--out")) from None
+    if writer.done_ids and any(r.get("config") != config for r in read_records(path)):
+        writer.close()
+        raise InterpretError(f"{path} holds runs with other settings; choose another --out")
+    return writer
+
+
 def multihead_init(args):
     os.makedirs(args.out, exist_ok=True)
-    start = time.time()
+    start, lock = time.time(), threading.Lock()
+    config = {k: v for k, v in vars(args).items() if k not in ("jobs", "out", "resume", "func", "command")}
     single = argparse.Namespace(**{**vars(args), "heads": 1})
-    with ThreadPoolExecutor(args.jobs) as pool:
-        candidates = list(pool.map(lambda s: one_run(args.mode, 1, single, ["--head-init-seeds", str(s)]),
-                                   range(1, args.candidates + 1)))
-    for seed, result in zip(range(1, args.candidates + 1), candidates):
-        result["head_seed"] = seed
-    write_atomic(os.path.join(args.out, "candidates.jsonl"), "".join(json.dumps(r) + "\n" for r in candidates))
+    path = os.path.join(args.out, "candidates.jsonl")
+    with _resumable(path, args.resume, config) as writer:
+        def candidate(seed):
+            result = dict(one_run(args.mode, 1, single, ["--head-init-seeds", str(seed)]), head_seed=seed,
+                          config=config, id=f"head{seed}")
+            with lock:
+                writer.write(result)
+            return result
+
+        todo = [s for s in range(1, args.candidates + 1) if f"head{s}" not in writer.done_ids]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(candidate, todo))
+    candidates = sorted((r for r in read_records(path) if r["head_seed"] <= args.candidates),
+                        key=lambda r: r["head_seed"])
     key = f"{args.criterion}_accuracy"
     good = [r["head_seed"] for r in candidates if r[key][-1] >= args.good]
     bad = [r["head_seed"] for r in candidates if r[key][-1] <= args.bad]
@@ -152,25 +173,31 @@ def multihead_init(args):
         configs["all_bad"] = bad[:args.heads]
     if good and len(bad) >= args.heads - 1:
         configs["one_good"] = [good[0]] + bad[:args.heads - 1]
-    jobs = [(name, rep) for name in configs for rep in range(1, args.repeats + 1)]
+    path = os.path.join(args.out, "runs.jsonl")
+    with _resumable(path, args.resume, config) as writer:
+        def multi(job):
+            name, rep = job
+            extra = [] if configs[name] is None else ["--head-init-seeds", ",".join(map(str, configs[name]))]
+            result = one_run(args.mode, rep, args, extra)
+            result.update(id=f"{name}/seed{rep}", config=config, head_seeds=configs[name])
+            result["configuration"] = name
+            with lock:
+                writer.write(result)
+            return result
 
-    def multi(job):
-        name, rep = job
-        extra = [] if configs[name] is None else ["--head-init-seeds", ",".join(map(str, configs[name]))]
-        result = one_run(args.mode, rep, args, extra)
-        result.update(config=name, head_seeds=configs[name])
-        return result
-
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(multi, jobs))
-    write_atomic(os.path.join(args.out, "runs.jsonl"), "".join(json.dumps(r) + "\n" for r in runs))
+        jobs = [(name, rep) for name in configs for rep in range(1, args.repeats + 1)
+                if f"{name}/seed{rep}" not in writer.done_ids]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(multi, jobs))
+    wanted = {f"{name}/seed{rep}" for name in configs for rep in range(1, args.repeats + 1)}
+    runs = [r for r in read_records(path) if r["id"] in wanted]
     lines = [f"single-head {args.criterion} accuracy at {args.max_update}: "
              + ", ".join(f"seed {r['head_seed']}: {r[key][-1]:.1f}" for r in candidates), "",
              f"good seeds (≥ {args.good}%): {good}; bad (≤ {args.bad}%): {bad}", "",
              f"| {args.heads}-head configuration | runs | token accuracy at {args.max_update} | attention accuracy |",
              "|---|---|---|---|"]
     for name in configs:
-        rs = [r for r in runs if r["config"] == name]
+        rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r["seed"])
         tok = ", ".join(f"{r['token_accuracy'][-1]:.1f}" for r in rs)
         att = ", ".join(f"{r['attention_accuracy'][-1]:.1f}" for r in rs)
         lines.append(f"| {name} | {len(rs)} | {tok} | {att} |")
@@ -201,6 +228,8 @@ def main():
     f3.add_argument("--heads", type=int, default=1)
     f3.add_argument("--lr", type=float, default=5e-3)
     f3.add_argument("--batch-size", type=int, default=32)
+    f3.add_argument("--output-activation", choices=["relu", "tanh"], default="relu",
+                    help="non-linearity of the output network (A.8: relu; the results in docs before it: tanh)")
     f3.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
     f3.add_argument("--out", required=True)
     f3.add_argument("--resume", action="store_true", help="keep the finished runs in OUT/runs.jsonl")
@@ -224,8 +253,11 @@ def main():
     mh.add_argument("--dim", type=int, default=32)
     mh.add_argument("--lr", type=float, default=1e-2)
     mh.add_argument("--batch-size", type=int, default=50)
+    mh.add_argument("--output-activation", choices=["relu", "tanh"], default="relu",
+                    help="non-linearity of the output network (A.8: relu; the results in docs before it: tanh)")
     mh.add_argument("--jobs", type=int, default=2)
     mh.add_argument("--out", required=True)
+    mh.add_argument("--resume", action="store_true", help="keep the finished runs in OUT's records")
     mh.set_defaults(func=multihead_init)
     args = parser.parse_args()
     args.func(args)

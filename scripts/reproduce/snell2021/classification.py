@@ -1,0 +1,375 @@
+#!/usr/bin/env python
+"""Snell et al. (2021), the binary-classification half: SST-2 (Table 2's SST row, Table 5, Table 10) and the keyword
+toy task (§6.1, Figure 7), each run a ``fairseq-train`` of ``lstm_attention_classifier``; runs in parallel
+(``--jobs``, one thread each). Every step is resumable from its own records: run the same command again.
+
+``sst2``: four runs on the same data, Adam, batches of 32 (appendix A.8): the probed model (``--seeds`` first), a
+second seed (ξ, Eq. 11), the uniform-attention model (β^uf) and the frozen-β model (α^fr, appendix A.6). Each is
+saved at the paper's evaluation steps (10, 50, 100, 150, 200, 250, then every 250 to ``--max-update``; no step-0
+checkpoint: fairseq-train saves none before its first update) by training to each step in turn
+(``CKPT/<run>/checkpoint_<epoch>_<step>.pt``, weights only). The probed checkpoint is the first run's most accurate
+on ``valid`` (the authors take their main run's most accurate checkpoint). Then ``fairseq-interp probes`` over
+``--subset`` with the second seed along training, β^uf and α^fr from their runs' best-agreeing checkpoints.
+Writes OUT/runs.jsonl (one record per saved step), OUT/accuracy.jsonl (accuracy of every checkpoint on valid and
+the probed split), OUT/probes/ (probes.json, probes.md), OUT/summary.md (the paper | ours tables) and
+OUT/accuracy.png.
+
+``figure7``: the uniform-attention classifier on the keyword task, checkpoints every ``--save-every`` updates; for
+each, γ_{l*}, γ_{l*+1}, γ̄, γ_L over the positive validation sequences (Eq. 22–25). Writes OUT/gammas.jsonl,
+OUT/summary.md and OUT/figure7.png.
+
+    python scripts/reproduce/snell2021/classification.py sst2 --out results/snell2021-sst2 --jobs 2
+    python scripts/reproduce/snell2021/classification.py figure7 --out results/snell2021-figure7
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, interval_checkpoints, read_raw_checkpoint
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train
+from fairseq_interp.common.figures import pyplot, save_figure
+from fairseq_interp.common.jsonl import JsonlWriter, read_records, write_atomic
+from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+RUNS = ("main", "second_seed", "uniform", "frozen")
+RUN_OPTIONS = {"main": [], "second_seed": [], "uniform": ["--uniform-attention"],
+               "frozen": ["--freeze-except-attention"]}
+
+
+def paper_steps(max_update, every=250):
+    """Appendix A.8: "steps 0, 10, 50, 100, 150, 200, 250, and then every 250 iterations after that" (0 excepted)."""
+    steps = [s for s in (10, 50, 100, 150, 200) if s < max_update]
+    steps += list(range(every, max_update, every)) + [max_update]
+    return sorted(set(steps))
+
+
+def _writer(path, resume, config, what):
+    """A JsonlWriter that refuses to mix settings: every kept record must carry ``config``."""
+    try:
+        writer = JsonlWriter(path, resume=resume)
+    except InterpretError as e:
+        raise InterpretError(str(e).replace("--results-path", "--out")) from None
+    if writer.done_ids and any(r.get("config") != config for r in read_records(path)):
+        writer.close()
+        raise InterpretError(f"{path} holds {what} made with other settings; choose another --out")
+    return writer
+
+
+def save_step(save_dir, step):
+    """Copy ``checkpoint_last.pt`` (at ``step`` updates) to ``checkpoint_<epoch>_<step>.pt`` without the optimizer
+    state (the probes need the weights only); written through a temporary name."""
+    state = read_raw_checkpoint(os.path.join(save_dir, "checkpoint_last.pt"))
+    updates = int(state["optimizer_history"][-1]["num_updates"])
+    if updates != step:
+        raise InterpretError(f"{save_dir}/checkpoint_last.pt is at update {updates}, not {step}: remove {save_dir} "
+                             "and run again")
+    import torch
+
+    epoch = int(state.get("extra_state", {}).get("train_iterator", {}).get("epoch", 1))
+    state["last_optimizer_state"] = None
+    path = os.path.join(save_dir, f"checkpoint_{epoch}_{step}.pt")
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def train_steps(name, save_dir, steps, train_args, writer, lock, config):
+    """Train one run to each step in turn (fairseq resumes from ``checkpoint_last.pt``), saving each step once."""
+    for step in steps:
+        rid = f"{name}/{step}"
+        if rid in writer.done_ids:
+            continue
+        start = time.time()
+        _, seconds = train(save_dir, step, train_args, threads=1)
+        path = save_step(save_dir, step)
+        with lock:
+            writer.write({"id": rid, "run": name, "step": step, "checkpoint": path, "config": config,
+                          "seconds": None if seconds is None else round(time.time() - start, 1)})
+        print(f"| {rid} saved ({path})", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------------ sst2
+
+def prepare(args):
+    if os.path.exists(os.path.join(args.data, "prepare.json")):
+        return
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "prepare_sst2.py"), "--out", args.data, "--rows", args.rows]
+    if args.train_size:
+        cmd += ["--train-size", str(args.train_size)]
+    run(cmd)
+
+
+def train_args_for(name, seed, args):
+    return [os.path.join(args.data, "bin"), "--user-dir", PLUGIN_DIR, "--task", "sentence_prediction",
+            "--num-classes", "2", "--max-positions", "1024", "--arch", args.arch, *RUN_OPTIONS[name],
+            "--criterion", "sentence_prediction", "--optimizer", "adam", "--lr", str(args.lr),
+            "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", "--seed", str(seed),
+            "--cpu", "--disable-validation", "--no-epoch-checkpoints", "--no-progress-bar", "--log-format", "json"]
+
+
+def checkpoint_accuracy(path, data, subsets):
+    """{subset: accuracy %} of one classifier checkpoint (argmax of [0, γ] = label)."""
+    import torch
+
+    from fairseq_interp.attention_learning.probes import classification_item
+    from fairseq_interp.common.checkpoints import load_checkpoint, load_dataset
+
+    task, task_cfg, model = load_checkpoint(path, data, require_encoder_decoder=False)
+    model.eval()
+    out = {}
+    for subset in subsets:
+        dataset = load_dataset(task, subset, task_cfg)
+        correct = 0
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                src, label = classification_item(dataset[i])
+                correct += int(int(model(src[None])[0][0].argmax()) == label)
+        out[subset] = 100.0 * correct / len(dataset)
+    return out
+
+
+def sst2(args):
+    os.makedirs(args.out, exist_ok=True)
+    prepare(args)
+    seeds = dict(zip(RUNS, args.seeds))
+    steps = paper_steps(args.max_update, args.every)
+    config = {"arch": args.arch, "lr": args.lr, "batch_size": args.batch_size, "max_update": args.max_update,
+              "every": args.every, "seeds": args.seeds, "rows": args.rows, "train_size": args.train_size,
+              "subset": args.subset, "proxy_epochs": args.proxy_epochs}
+    start, lock = time.time(), threading.Lock()
+    with _writer(os.path.join(args.out, "runs.jsonl"), args.resume, config, "runs") as writer:
+        def one(name):
+            train_steps(name, os.path.join(args.ckpt_dir, name), steps, train_args_for(name, seeds[name], args),
+                        writer, lock, config)
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(one, RUNS))
+    runs = read_records(os.path.join(args.out, "runs.jsonl"))
+    data = os.path.join(args.data, "bin")
+    subsets = ["valid"] + ([args.subset] if args.subset != "valid" else [])
+    with _writer(os.path.join(args.out, "accuracy.jsonl"), True, config, "accuracies") as writer:
+        for r in runs:
+            if r["id"] not in writer.done_ids:
+                writer.write({"id": r["id"], "run": r["run"], "step": r["step"], "config": config,
+                              "accuracy": checkpoint_accuracy(r["checkpoint"], data, subsets)})
+    accuracy = {r["id"]: r["accuracy"] for r in read_records(os.path.join(args.out, "accuracy.jsonl"))}
+    main = [r for r in runs if r["run"] == "main"]
+    best = max(main, key=lambda r: (accuracy[r["id"]]["valid"], -r["step"]))
+    probes_dir = os.path.join(args.out, "probes")
+    if not os.path.exists(os.path.join(probes_dir, "probes.json")):
+        last = {name: os.path.join(args.ckpt_dir, name, "checkpoint_last.pt") for name in RUNS}
+        run(["fairseq-interp", "probes", data, "--path", best["checkpoint"], "--second-seed-path",
+             last["second_seed"], "--along-training", "--uniform-path", last["uniform"], "--frozen-path",
+             last["frozen"], "--subset", args.subset, "--num-sentences", str(args.num_sentences),
+             "--proxy-epochs", str(args.proxy_epochs), "--results-path", probes_dir], threads=1)
+    with open(os.path.join(probes_dir, "probes.json")) as f:
+        probes = json.load(f)
+    summary = sst2_summary(args, config, runs, accuracy, best, probes, time.time() - start)
+    write_atomic(os.path.join(args.out, "summary.md"), summary)
+    plot_accuracy(runs, accuracy, args.subset, os.path.join(args.out, "accuracy.png"))
+    print(summary)
+
+
+def ours_setting(args, probes):
+    return (f"SST-2 whole sentences ({args.rows}), {args.arch}, random embeddings, {args.max_update} updates, "
+            f"{probes['sentences']} {args.subset} sentences")
+
+
+def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
+    """The paper | ours tables (Table 2 SST row with Table 5's two decimals, Table 10), ξ's curve and accuracies."""
+    numbers = load_paper_numbers("attention_learning")
+    row = probes["paper_row"]
+    setting = ours_setting(args, probes)
+    pct = lambda key: None if row.get(key) is None else 100.0 * row[key]  # noqa: E731
+    compared = [
+        ("A(α, β^uf)", "A(alpha, beta_uf)"), ("A(β^uf, β^px)", "A(beta_px, beta_uf)"),
+        ("A(Δ, β^uf)", "A(delta, beta_uf)"), ("A(α, β)", "A(alpha, beta)"), ("Â", "random_baseline")]
+    table5 = [(f"{label} (%)", numbers.get("Table 5", "SST", label).value, pct(key), setting)
+              for label, key in compared]
+    xis = [("ξ(α, β^uf)", "xi(alpha, beta_uf)"), ("ξ(β^uf, β^px)", "xi(beta_px, beta_uf)"),
+           ("ξ(Δ, β^uf)", "xi(delta, beta_uf)"), ("ξ(α, β)", "xi(alpha, beta)")]
+    final = max((accuracy[r["id"]][args.subset] for r in runs if r["run"] == "second_seed" and
+                 r["step"] == args.max_update), default=None)
+    table5 += [(f"{label} (accuracy %)", numbers.get("Table 5", "SST", label).value, row.get(key), setting)
+               for label, key in xis]
+    table5.append(("ξ* (accuracy %, second seed's final)", numbers.get("Table 5", "SST", "ξ*").value, final,
+                   setting))
+    table10 = [("A(α, α^fr) (%)", numbers.get("Table 10", "SST", "A(α, α^fr)").value, pct("A(alpha, alpha_fr)"),
+                setting),
+               ("A(α, β^uf) (%)", numbers.get("Table 10", "SST", "A(α, β^uf)").value, pct("A(alpha, beta_uf)"),
+                setting)]
+    lines = [f"{' '.join(sys.argv)}", "", "Table 2 / Table 5, SST row (agreements in %, ξ in accuracy %):", "",
+             side_by_side(table5), "", "Table 10, SST (A(α, α^fr) at the frozen run's best-agreeing checkpoint):", "",
+             side_by_side(table10), "",
+             f"probed checkpoint: main run at update {best['step']} (most accurate on valid: "
+             f"{accuracy[best['id']]['valid']:.1f}%, {args.subset} {accuracy[best['id']][args.subset]:.1f}%); β^uf "
+             f"from the uniform run's update {row.get('update(alpha, beta_uf)')} for A(α, β^uf), "
+             f"{row.get('update(beta_px, beta_uf)')} for A(β^px, β^uf), {row.get('update(delta, beta_uf)')} for "
+             f"A(Δ, β^uf); α^fr from the frozen run's update {row.get('update(alpha, alpha_fr)')}", "",
+             f"accuracy % on {args.subset} at the paper's steps:", "",
+             "| step | " + " | ".join(RUNS) + " |", "|---|" + "---|" * len(RUNS)]
+    for step in sorted({r["step"] for r in runs}):
+        cells = [accuracy.get(f"{name}/{step}", {}).get(args.subset) for name in RUNS]
+        lines.append(f"| {step} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells) + " |")
+    lines += ["", f"wall time of this invocation {seconds:.0f} s; training seconds per run: " + ", ".join(
+        f"{name} {sum(r['seconds'] or 0 for r in runs if r['run'] == name):.0f}" for name in RUNS), ""]
+    return "\n".join(lines)
+
+
+def plot_accuracy(runs, accuracy, subset, path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name in RUNS:
+        points = sorted((r["step"], accuracy[r["id"]][subset]) for r in runs if r["run"] == name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=name)
+    ax.set_xlabel("updates")
+    ax.set_ylabel(f"accuracy on {subset} (%)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+# --------------------------------------------------------------------------------------------------------- figure7
+
+ORDER_NAMES = {"gamma_keyword": "γ_{l*}", "gamma_after_keyword": "γ_{l*+1}", "gamma_mean": "γ̄", "gamma_last": "γ_L"}
+
+
+def keyword_train_args(args):
+    return ["--user-dir", PLUGIN_DIR, "--task", "keyword_classification", "--seq-len", str(args.seq_len),
+            "--vocab-size", str(args.vocab_size), "--train-size", str(args.train_size), "--valid-size",
+            str(args.valid_size), "--data-seed", str(args.seed), "--seed", str(args.seed), "--arch", args.arch,
+            "--uniform-attention", "--criterion", "sentence_prediction", "--optimizer", "adam", "--lr", str(args.lr),
+            "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", "--cpu",
+            "--disable-validation", "--save-interval-updates", str(args.save_every), "--keep-interval-updates", "-1",
+            "--no-progress-bar", "--log-format", "json"]
+
+
+def measured_checkpoints(ckpt_dir, every):
+    """{update: path} of the checkpoints at multiples of ``every``: the interval checkpoints, and the epoch checkpoints
+    ``checkpoint<epoch>.pt`` for the updates that end an epoch (fairseq writes no interval checkpoint there)."""
+    import re
+
+    from fairseq_interp.common.checkpoints import checkpoint_updates
+
+    found = dict(interval_checkpoints(ckpt_dir))
+    for name in sorted(os.listdir(ckpt_dir)):
+        if re.fullmatch(r"checkpoint\d+\.pt", name):
+            update = checkpoint_updates(os.path.join(ckpt_dir, name))
+            if update % every == 0:
+                found.setdefault(update, os.path.join(ckpt_dir, name))
+    return dict(sorted(found.items()))
+
+
+def gammas_of(path):
+    """Figure 7's four means and the validation accuracy of one checkpoint of the uniform keyword classifier."""
+    import torch
+
+    from fairseq_interp.attention_learning.keyword import keyword_log_odds
+    from fairseq_interp.common.checkpoints import load_checkpoint, load_dataset
+
+    task, task_cfg, model = load_checkpoint(path, require_encoder_decoder=False)
+    model.eval()
+    dataset = load_dataset(task, "valid", task_cfg)
+    batch = dataset.collater([dataset[i] for i in range(len(dataset))])
+    src, labels = batch["net_input"]["src_tokens"], batch["target"]
+    keyword = task.dictionary.index(str(task_cfg.keyword))
+    out = keyword_log_odds(model, src, labels, keyword)
+    with torch.no_grad():
+        out["accuracy"] = 100.0 * float((model(src)[0].argmax(-1) == labels).double().mean())
+    return out
+
+
+def ordering(record):
+    values = {k: record[k] for k in ORDER_NAMES if record.get(k) is not None}
+    return " > ".join(ORDER_NAMES[k] for k in sorted(values, key=values.get, reverse=True))
+
+
+def figure7(args):
+    os.makedirs(args.out, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "ckpt_dir", "resume", "func", "command")}
+    start = time.time()
+    _, seconds = train(args.ckpt_dir, args.max_update, keyword_train_args(args), threads=1)
+    path = os.path.join(args.out, "gammas.jsonl")
+    with _writer(path, args.resume, config, "measurements") as writer:
+        for update, ckpt in measured_checkpoints(args.ckpt_dir, args.save_every).items():
+            if str(update) not in writer.done_ids and update <= args.max_update:
+                writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt)})
+    records = sorted(read_records(path), key=lambda r: r["update"])
+    lines = [" ".join(sys.argv), "", f"uniform-attention {args.arch} on the keyword task (length {args.seq_len}, "
+             f"{args.vocab_size} word types, keyword 1), positive validation sequences; γ_l = Wᵀh_l (Eq. 22)", "",
+             "| update | γ_{l*} | γ_{l*+1} | γ̄ | γ_L | accuracy % | ordering |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        after = "–" if r["gamma_after_keyword"] is None else f"{r['gamma_after_keyword']:.2f}"
+        lines.append(f"| {r['update']} | {r['gamma_keyword']:.2f} | {after} | {r['gamma_mean']:.2f} | "
+                     f"{r['gamma_last']:.2f} | {r['accuracy']:.1f} | {ordering(r)} |")
+    lines += ["", "Hypothesis 2 (Eq. 24): γ_{l*} ≫ γ_{l*+1} ≫ γ̄ ≈ γ_L; Observation 3 (Eq. 25): γ_L ≫ γ_{l*+1} ≫ "
+              "γ̄ ≈ γ_{l*}", "", f"training {'(already done)' if seconds is None else f'{seconds:.0f} s'}; "
+              f"wall time of this invocation {time.time() - start:.0f} s", ""]
+    summary = "\n".join(lines)
+    write_atomic(os.path.join(args.out, "summary.md"), summary)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for key, label in ORDER_NAMES.items():
+        points = [(r["update"], r[key]) for r in records if r.get(key) is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+    ax.set_xlabel("updates (uniform attention)")
+    ax.set_ylabel("log-odds γ (positive sequences)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, os.path.join(args.out, "figure7.png"), dpi=120)
+    print(summary)
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sst2", help="Table 2's SST row (Table 5) and Table 10 on SST-2")
+    s.add_argument("--out", required=True, help="results folder")
+    s.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
+                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing)")
+    s.add_argument("--rows", choices=["sentences", "all"], default="sentences", help="prepare_sst2.py --rows")
+    s.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all)")
+    s.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-sst2"),
+                   help="folder of the four runs' checkpoints")
+    s.add_argument("--arch", default="lstm_attention_classifier")
+    s.add_argument("--seeds", type=int, nargs=4, default=[1, 2, 3, 4], metavar="SEED",
+                   help="seeds of the main, second-seed, uniform and frozen runs")
+    s.add_argument("--max-update", type=int, default=4000, help="appendix A.8: 4000")
+    s.add_argument("--every", type=int, default=250, help="checkpoints every N updates after 250 (A.8: 250)")
+    s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the authors' code: Adam's default)")
+    s.add_argument("--batch-size", type=int, default=32, help="appendix A.8: 32")
+    s.add_argument("--subset", default="test", help="probed split (test = GLUE's SST-2 dev, 872 sentences)")
+    s.add_argument("--num-sentences", type=int, default=0, help="probe the first N sentences (0 = all)")
+    s.add_argument("--proxy-epochs", type=int, default=30, help="epochs of the β^px proxy (best by valid loss)")
+    s.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    s.add_argument("--resume", action="store_true", help="continue from OUT's records")
+    s.set_defaults(func=sst2)
+    f = sub.add_parser("figure7", help="γ_{l*}, γ_{l*+1}, γ̄, γ_L over training under uniform attention (Figure 7)")
+    f.add_argument("--out", required=True, help="results folder")
+    f.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-figure7"))
+    f.add_argument("--arch", default="lstm_attention_classifier")
+    f.add_argument("--seq-len", type=int, default=40, help="§6.1: 40")
+    f.add_argument("--vocab-size", type=int, default=40, help="§6.1: 40")
+    f.add_argument("--train-size", type=int, default=10000)
+    f.add_argument("--valid-size", type=int, default=1000)
+    f.add_argument("--max-update", type=int, default=3000)
+    f.add_argument("--save-every", type=int, default=100, help="measure every N updates")
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--seed", type=int, default=1, help="seed of the data and the model")
+    f.add_argument("--resume", action="store_true", help="continue from OUT's records")
+    f.set_defaults(func=figure7)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    script_main("classification", main)
