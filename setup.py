@@ -13,6 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["fairseq_interp", "fairseq_interp.*"]),
+    package_data={"fairseq_interp": ["*/paper_numbers.json"]},  # each paper package's published numbers
     python_requires=">=3.8",
     install_requires=[
         "torch>=2.0",
