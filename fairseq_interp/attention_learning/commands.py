@@ -218,7 +218,9 @@ def run(args):
                   f"kept epoch {proxy.best_epoch}", flush=True)
     layers = getattr(getattr(model, "decoder", None), "layers", None)
     head_layer = None
-    if not args.no_head_probes and layers is not None and len(layers) and hasattr(layers[0], "encoder_attn"):
+    has_attention_layers = hasattr(layers, "__getitem__") and hasattr(layers, "__len__") and len(layers) > 0 \
+        and hasattr(layers[0], "encoder_attn")
+    if not args.no_head_probes and has_attention_layers:
         head_layer = args.head_layer
         if not -len(layers) <= head_layer < len(layers):
             raise InterpretError(f"--head-layer {head_layer} does not exist: pass a value between {-len(layers)} "

@@ -192,7 +192,13 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(tmp_path):
         assert row["xi"] == (passing[0] if passing else None), row["probe"]
     paper = result["paper_row"]
     assert set(paper) == {"random_baseline", "accuracy", "A(alpha, beta_uf)", "A(beta_px, beta_uf)",
-                          "xi(alpha, beta_uf)", "xi(beta_px, beta_uf)"} and "| A(α, β^uf) |" in proc.stdout
+                          "update(alpha, beta_uf)", "update(beta_px, beta_uf)", "A(alpha, beta)",
+                          "xi(alpha, beta_uf)", "xi(beta_px, beta_uf)", "xi(alpha, beta)"} \
+        and "| A(α, β^uf) |" in proc.stdout
+    for name in ("alpha", "beta_px", "alpha, beta"):
+        key = f"A({name}, beta_uf)" if name != "alpha, beta" else "A(alpha, beta)"
+        passing = [p["accuracy"] for p in curve if p["agreement"] > paper[key]]
+        assert paper[key.replace("A(", "xi(")] == (passing[0] if passing else None), key
     # the "second seed" being the run itself: its update-100 checkpoint is the probed model, so its attention agrees
     # with α everywhere and its accuracy is the probed model's
     out2 = tmp_path / "same"

@@ -141,7 +141,10 @@ def test_target_prefix_other_methods_equal_captum(models, name):
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-4)
     L = src.numel()
     for n in range(tgt.numel()):
-        assert torch.all(got[L + n + 1:, n] == 0)
+        future = got[L + n + 1:, n]
+        # a causal decoder: later target tokens cannot change token n (occlusion differences two
+        # forward passes, so its zeros are zeros up to float rounding)
+        torch.testing.assert_close(future, torch.zeros_like(future), atol=1e-7, rtol=0)
 
 
 def test_layer_ig_refuses_target_prefix(models):
