@@ -69,10 +69,10 @@ def role_survival(heads_report, masks):
                        for role, (n, k) in counts.items() if n)
 
 
-#: graded versions of the binary roles, computed from a head's entry of ``heads.json``: ``positional`` = the larger
-#: of its shares of tokens attending most to the previous / next position (the role needs ≥ 0.9).
+#: graded versions of the binary roles, computed from a head's entry of ``heads.json``: ``positional`` = the share
+#: of tokens whose strongest attention is at the head's most frequent relative offset (the role needs >= 0.9)
 DERIVED_STATISTICS = {
-    "positional": lambda head: None if head.get("prev") is None else max(head["prev"], head.get("next") or 0.0),
+    "positional": lambda head: head.get("positional_share"),
 }
 
 

@@ -72,18 +72,20 @@ def test_kept_vs_pruned_means_per_kind_and_overall():
 
 
 def test_kept_vs_pruned_graded_roles_skip_undefined_kinds():
-    """positional = max(prev, next); rare is defined for encoder heads only, so other kinds are left out."""
+    """positional = the share of the head's most frequent offset; rare is defined for encoder heads only, so other
+    kinds are left out."""
     from fairseq_interp.heads.survival import kept_vs_pruned
 
     masks = {"encoder_self": [[True, False]], "cross": [[True, False]]}
     report = {"kinds": {
-        "encoder_self": {"layers": [[{"prev": 0.95, "next": 0.01, "rare": 0.3},
-                                     {"prev": 0.10, "next": 0.40, "rare": 0.1}]]},
-        "cross": {"layers": [[{"prev": 0.0, "next": 0.0, "rare": None}, {"prev": 0.0, "next": 0.0, "rare": None}]]}}}
+        "encoder_self": {"layers": [[{"positional_share": 0.95, "rare": 0.3},
+                                     {"positional_share": 0.40, "rare": 0.1}]]},
+        "cross": {"layers": [[{"positional_share": None, "rare": None}, {"positional_share": None, "rare": None}]]}}}
     positional = kept_vs_pruned(report, masks, "positional")
     assert positional["encoder_self"]["kept"] == pytest.approx(0.95)
     assert positional["encoder_self"]["pruned"] == pytest.approx(0.40)
-    assert positional["all"]["kept"] == pytest.approx(0.95 / 2)
+    assert list(positional) == ["encoder_self", "all"]  # no relative positions across sequences
+    assert positional["all"]["kept"] == pytest.approx(0.95)
     rare = kept_vs_pruned(report, masks, "rare")
     assert list(rare) == ["encoder_self", "all"]
     assert (rare["all"]["kept"], rare["all"]["pruned"]) == (pytest.approx(0.3), pytest.approx(0.1))
