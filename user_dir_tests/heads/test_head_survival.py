@@ -91,3 +91,35 @@ def test_kept_vs_pruned_graded_roles_skip_undefined_kinds():
     assert (rare["all"]["kept"], rare["all"]["pruned"]) == (pytest.approx(0.3), pytest.approx(0.1))
     with pytest.raises(InterpretError, match="no 'rare' for the cross heads"):
         kept_vs_pruned({"kinds": {"cross": report["kinds"]["cross"]}}, {"cross": masks["cross"]}, "rare")
+
+
+def _relevance_report(values):
+    """``heads.json``-like report: ``values`` = {kind: [[relevance per head] per layer]}."""
+    return {"kinds": {kind: {"layers": [[{"relevance": v} for v in layer] for layer in layers]}
+                      for kind, layers in values.items()}}
+
+
+def test_rank_agreement_of_two_rules():
+    """Kendall τ by hand: same order → 1; one layer reversed, the other kept → within-layer mean 0."""
+    from fairseq_interp.heads.survival import rank_agreement
+
+    a = _relevance_report({"encoder_self": [[0.1, 0.5, 0.4], [0.3, 0.2, 0.9]]})
+    same = _relevance_report({"encoder_self": [[1.0, 5.0, 4.0], [3.0, 2.0, 9.0]]})
+    r = rank_agreement(a, same)
+    assert r["all"]["kendall_tau"] == pytest.approx(1.0) and r["all"]["spearman_rho"] == pytest.approx(1.0)
+    flipped = _relevance_report({"encoder_self": [[0.5, 0.1, 0.25], [0.3, 0.2, 0.9]]})  # layer 0 reversed
+    r = rank_agreement(a, flipped)["encoder_self"]
+    assert r["layer_kendall_tau"] == pytest.approx(0.0) and r["heads"] == 6  # (-1 + 1) / 2
+    # the 15 pairs of the 6 heads, counted by hand: 7 concordant, 8 discordant, no ties
+    assert r["kendall_tau"] == pytest.approx(-1 / 15)
+
+
+def test_kept_prediction_auc():
+    """AUC = share of (kept, pruned) pairs where the kept head has the higher relevance."""
+    from fairseq_interp.heads.survival import kept_prediction
+
+    report = _relevance_report({"encoder_self": [[0.1, 0.5, 0.4], [0.2, 0.3, 0.9]]})
+    masks = {"encoder_self": [[False, False, True], [False, True, True]]}
+    result = kept_prediction(report, masks)
+    # kept: 0.4, 0.3, 0.9; pruned: 0.1, 0.5, 0.2 → wins: 0.4 beats 0.1, 0.2 (2); 0.3 beats 0.1, 0.2 (2); 0.9 all (3)
+    assert result["all"] == {"auc": pytest.approx(7 / 9), "n_kept": 3, "n_pruned": 3}
