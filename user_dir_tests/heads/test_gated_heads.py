@@ -314,7 +314,13 @@ def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_p
     and train the same gated model: same parameters, bit-identical state dicts after 2 updates, gates included.
     The fairseq-train run also writes TensorBoard events: the per-head open probabilities and the expected L0 are
     read back from the event file (when tensorboardX is installed: ``pip install -e .[tb]``)."""
+    import os
+
+    from conftest import REPO
+
     hydra_dir, train_dir, logdir = tmp_path / "hydra", tmp_path / "train", tmp_path / "tb"
+    litter = [os.path.join(REPO, name) for name in (".hydra", "hydra_train.log", "outputs")]
+    before = [os.path.exists(p) for p in litter]
     run(["fairseq-hydra-train", "--config-dir", "configs/heads", "--config-name", HYDRA_CONFIG,
          f"task.data={data_dir / 'bin'}", f"model._name={GATED_ARCH}", "optimization.max_update=2",
          f"checkpoint.save_dir={hydra_dir}", "dataset.max_tokens=1000", "common.log_interval=1"])
@@ -325,6 +331,7 @@ def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_p
          "--max-tokens", "1000", "--max-update", "2", "--cpu", "--seed", "1", "--save-dir", str(train_dir),
          "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1",
          "--tensorboard-logdir", str(logdir)])
+    assert [os.path.exists(p) for p in litter] == before  # the config keeps hydra's files out of the repository
     hydra, train = torch.load(hydra_dir / "checkpoint_last.pt"), torch.load(train_dir / "checkpoint_last.pt")
     assert sorted(hydra["model"]) == sorted(train["model"])
     assert len([k for k in hydra["model"] if k.endswith("head_gate.log_alpha")]) == 3
