@@ -111,11 +111,12 @@ def paper_comparison(rows, args, report=None):
         encoder = [h for layer in report["kinds"]["encoder_self"]["layers"] for h in layer]
         where = (f"{report['sentences']} valid sentences, {report.get('rare_sentences')} with the rarest token "
                  f"outside the top {report.get('rare_top_frequent')}; the best encoder head")
-        if any(h.get("rare_top2") is not None for h in encoder):
-            best = max(encoder, key=lambda h: h["rare_top2"] or 0)
-            for number in paper.table("Section 5.3"):
-                stat = "rare" if "rarest" in number.column else "rare_top2"
-                out.append((f"§5.3 {number.row}: {number.column}", number.value, 100 * best[stat], where))
+        rated = [h for h in encoder if h.get("rare_top2") is not None]
+        best = max(rated, key=lambda h: h["rare_top2"]) if rated else None
+        for number in paper.table("Section 5.3"):
+            stat = "rare" if "rarest" in number.column else "rare_top2"
+            out.append((f"§5.3 {number.row}: {number.column}", number.value,
+                        None if best is None else 100 * best[stat], where if best else "no sentence qualified"))
         for key, syn in (report.get("syntax") or {}).items():
             rel, direction = key.split("_")
             rows_t1 = [n for n in paper.table("Table 1") if n.note.startswith(f"our key {key}")]
