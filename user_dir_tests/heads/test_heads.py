@@ -65,23 +65,28 @@ def test_conservation_over_input_embeddings_and_biases(transformer_ckpt):
     assert abs(inputs - y) > 1e-2 * abs(y)
 
 
-def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt):
+@pytest.mark.parametrize("rule", ["ding", "conservative"])
+def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt, rule):
+    """Under either rule, a head's relevance (Captum at out_proj's input) is g · ∂y/∂g of its gate (float64)."""
+    from fairseq_interp.heads.lrp import propagation
+
     plain, cfg, task = _load_plain(transformer_ckpt)
     gated = _gated_from(cfg, task)
     gated.load_state_dict(torch.load(transformer_ckpt)["model"], strict=True, model_cfg=cfg.model)
-    gated.eval()
+    gated.eval().double()
+    plain.double()
     src, tgt = torch.tensor(SRC), torch.tensor(TGT)
     attention = attention_modules(gated)
-    result = HeadRelevance(gated, attention).attribute(src, tgt, eos=2)
+    result = HeadRelevance(gated, attention, rule=rule).attribute(src, tgt, eos=2)
     prev = torch.cat([tgt.new_tensor([2]), tgt[:-1]])
     for step in range(len(TGT)):
         gates = {}
         for kind, mods in attention.items():
             for i, m in enumerate(mods):
-                m.head_gate.override = torch.ones(m.num_heads, requires_grad=True)
+                m.head_gate.override = torch.ones(m.num_heads, dtype=torch.float64, requires_grad=True)
                 gates[kind, i] = m.head_gate.override
         try:
-            with ConservativePropagation(gated):
+            with propagation(rule, gated):
                 logits = gated(src[None], torch.tensor([src.numel()]), prev[None])[0]
                 assert int(logits[0, step].argmax()) == int(result.targets[step])
                 logits[0, step, result.targets[step]].backward()
@@ -91,14 +96,14 @@ def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt):
                     m.head_gate.override = None
         for (kind, i), g in gates.items():
             expected = (g * g.grad).detach()
-            assert torch.allclose(result.relevance[kind][i][step], expected, rtol=1e-4, atol=1e-6), (kind, step)
-    chunked = HeadRelevance(gated, attention, max_batch=3).attribute(src, tgt, eos=2)  # chunks of 3 and 1 steps
+            assert torch.allclose(result.relevance[kind][i][step], expected, rtol=1e-6, atol=1e-9), (kind, step)
+    chunked = HeadRelevance(gated, attention, max_batch=3, rule=rule).attribute(src, tgt, eos=2)  # 3 + 1 steps
     for kind in attention:
-        assert torch.allclose(chunked.relevance[kind][0], result.relevance[kind][0], atol=1e-6)
+        assert torch.allclose(chunked.relevance[kind][0], result.relevance[kind][0], rtol=1e-6, atol=1e-9)
     # the same numbers for the plain checkpoint (gates open ⇒ same model)
-    plain_result = HeadRelevance(plain, attention_modules(plain)).attribute(src, tgt, eos=2)
+    plain_result = HeadRelevance(plain, attention_modules(plain), rule=rule).attribute(src, tgt, eos=2)
     for kind in attention:
-        assert torch.allclose(plain_result.relevance[kind][0], result.relevance[kind][0], atol=1e-6)
+        assert torch.allclose(plain_result.relevance[kind][0], result.relevance[kind][0], rtol=1e-6, atol=1e-9)
 
 
 def test_epsilon_rule_on_a_linear_layer():
