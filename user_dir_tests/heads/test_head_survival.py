@@ -123,3 +123,25 @@ def test_kept_prediction_auc():
     result = kept_prediction(report, masks)
     # kept: 0.4, 0.3, 0.9; pruned: 0.1, 0.5, 0.2 → wins: 0.4 beats 0.1, 0.2 (2); 0.3 beats 0.1, 0.2 (2); 0.9 all (3)
     assert result["all"] == {"auc": pytest.approx(7 / 9), "n_kept": 3, "n_pruned": 3}
+
+
+def test_paper_rows_beside_ours_from_a_report():
+    """§5.3 and Table 1 rows: the paper's values from paper_numbers.json, ours from the report (as %)."""
+    from fairseq_interp.heads.paper import analysis_rows
+
+    head = {"relevance": 0.2, "confidence": 0.85, "rare": 0.3, "rare_top2": 0.6, "roles": ["positional"],
+            "syntactic": {"nsubj_dep2head": 0.55}}
+    other = dict(head, rare=0.9, rare_top2=0.1, roles=[], confidence=0.5, syntactic={"nsubj_dep2head": 0.2})
+    report = {"sentences": 10, "rare_sentences": 4, "rare_top_frequent": 500, "positional_threshold": 0.9,
+              "kinds": {"encoder_self": {"layers": [[head, other]]}},
+              "syntax": {"nsubj_dep2head": {"arcs": 12, "baseline": 0.4, "baseline_offset": 1}}}
+    rows = {r[0]: r for r in analysis_rows(report)}
+    # the best rare-word head is the one with the highest top-2 share (0.6), not the highest rarest share
+    def values(key):
+        return pytest.approx(rows[key][1:3])
+
+    assert values("§5.3 OpenSubtitles rare-word head: points to the rarest token (%)") == (66, 30.0)
+    assert values("§5.3 WMT rare-word head: points to one of the two least frequent tokens (%)") == (50, 60.0)
+    assert values("§5.1 lowest confidence of a positional head") == (0.8, 0.85)
+    assert values("Table 1, nsubj s → v: best head accuracy (%)") == (52, 55.0)
+    assert values("Table 1, nsubj s → v: positional baseline (%)") == (35, 40.0)

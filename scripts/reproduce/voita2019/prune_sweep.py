@@ -29,6 +29,7 @@ from fairseq_interp.common.fairseq_runs import run, script_main, train as train_
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
@@ -66,7 +67,7 @@ def _nearest(rows, share, count, total):
 
 
 def paper_comparison(rows, args, report=None):
-    """Voita et al.'s Table 2 (or Figure 7 with ``--gate-heads encoder_self``), Table 1 and §5.3 beside ours
+    """Voita et al.'s Table 2 (or Figure 7 with ``--gate-heads encoder_self``), Table 1, §5.1 and §5.3 beside ours
     (:func:`~fairseq_interp.common.paper_numbers.side_by_side`). BLEU changes are against the same fine-tuning
     without penalty (λ = 0) when the sweep has it, else against the baseline; each paper row is matched with our
     run whose share of retained heads is nearest."""
@@ -108,26 +109,7 @@ def paper_comparison(rows, args, report=None):
             out.append((f"Table 2, {label}: from scratch − pruned", scratch - number.value, ours,
                         f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
     if report is not None:
-        encoder = [h for layer in report["kinds"]["encoder_self"]["layers"] for h in layer]
-        where = (f"{report['sentences']} valid sentences, {report.get('rare_sentences')} with the rarest token "
-                 f"outside the top {report.get('rare_top_frequent')}; the best encoder head")
-        rated = [h for h in encoder if h.get("rare_top2") is not None]
-        best = max(rated, key=lambda h: h["rare_top2"]) if rated else None
-        for number in paper.table("Section 5.3"):
-            stat = "rare" if "rarest" in number.column else "rare_top2"
-            out.append((f"§5.3 {number.row}: {number.column}", number.value,
-                        None if best is None else 100 * best[stat], where if best else "no sentence qualified"))
-        for key, syn in (report.get("syntax") or {}).items():
-            rel, direction = key.split("_")
-            rows_t1 = [n for n in paper.table("Table 1") if n.note.startswith(f"our key {key}")]
-            for number in rows_t1:
-                if number.column == "WMT best head":
-                    accuracy = max(h["syntactic"][key] for h in encoder if h.get("syntactic"))
-                    out.append((f"Table 1, {number.row}: best head accuracy (%)", number.value, 100 * accuracy,
-                                f"{syn['arcs']} arcs in {report['sentences']} valid sentences, spaCy parses"))
-                    out.append((f"Table 1, {number.row}: positional baseline (%)",
-                                paper.get("Table 1", number.row, "WMT baseline").value, 100 * syn["baseline"],
-                                f"most frequent offset {syn['baseline_offset']:+d}"))
+        out += analysis_rows(report, "the baseline, valid split")
     return side_by_side(out)
 
 
