@@ -25,11 +25,13 @@ import os
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
+from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.heads.paper import analysis_rows
+from fairseq_interp.heads.prune import kept_head_counts
 from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
@@ -166,9 +168,7 @@ def main():
         if not os.path.exists(pruned) or os.path.getmtime(pruned) < os.path.getmtime(gated):
             run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp"], threads=THREADS)
             os.replace(pruned + ".tmp", pruned)
-        opts = read_raw_checkpoint(pruned)["cfg"]["model"]
-        counts = {k: [int(c) for c in str(getattr(opts, k)).split(",")]
-                  for k in ("encoder_self_heads", "decoder_self_heads", "cross_heads")}
+        counts = kept_head_counts(read_raw_checkpoint(pruned), pruned)
         masks = open_head_masks(read_raw_checkpoint(gated), gated)
         row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
                "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
@@ -177,7 +177,12 @@ def main():
             with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
                 report = json.load(f)
             row["survival"] = role_survival(report, masks)
-            row["kept_vs_pruned"] = {stat: kept_vs_pruned(report, masks, stat) for stat in STATISTICS}
+            row["kept_vs_pruned"] = {}
+            for stat in STATISTICS:
+                try:
+                    row["kept_vs_pruned"][stat] = kept_vs_pruned(report, masks, stat)
+                except InterpretError:  # no head has it (e.g. no sentence qualified for the rare-word statistic)
+                    pass
         if args.from_scratch or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu")):
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
@@ -216,8 +221,8 @@ def main():
         for r in compared:
             stats = r["kept_vs_pruned"]
             for kind, rel in stats["relevance"].items():
-                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}" if kind in stats[s]
-                         else "–" for s in STATISTICS]
+                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}"
+                         if kind in stats.get(s, {}) else "–" for s in STATISTICS]
                 lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
                              + " | ".join(cells) + " |")
     report = None
