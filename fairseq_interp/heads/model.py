@@ -8,9 +8,19 @@
 * ``--freeze-decoder``: only the encoder (and gates) are trained (Voita et al. §6.2).
 * Fine-tuning a plain ``transformer`` checkpoint (``--finetune-from-model``) fills the missing gates fully open; with
   all gates open the model computes what the plain model computes.
+
+The model is registered with a :class:`~fairseq.dataclass.FairseqDataclass`, :data:`GatedHeadsTransformerConfig`:
+every option of fairseq's ``transformer`` under its command-line name (``encoder_layers``, ``share_all_embeddings``,
+...; unset = chosen by the architecture, ``--arch`` or ``model._name``) and the gate options above. So
+``fairseq-train``, ``fairseq-hydra-train`` and yaml configs (``configs/heads/``) build the same model: options
+arrive as a Namespace from the command line and as a DictConfig from hydra, and :meth:`build_model` reads both the
+same way (fairseq's ``TransformerConfig.from_namespace`` would silently drop the gate options of a DictConfig).
 """
 
+import argparse
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 from fairseq.dataclass import FairseqDataclass
@@ -54,6 +64,62 @@ class GatedHeadsConfig(FairseqDataclass):
         "help": "heads kept per encoder-decoder attention, comma-separated (set by prune-export; empty = all)"})
     freeze_decoder: bool = field(default=False, metadata={
         "help": "train only the encoder and the gates (parameters shared with the encoder stay trainable)"})
+
+
+def _transformer_fields():
+    """Dataclass fields for every option ``fairseq``'s legacy ``transformer`` adds to the command line (its
+    ``TransformerConfig`` flattened: ``encoder.layers`` → ``encoder_layers``), with fairseq's help and no default:
+    the architecture function fills what is unset, as it does for ``fairseq-train``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    TransformerModel.add_args(parser)
+    fields = []
+    for action in parser._actions:
+        if isinstance(action, argparse._StoreTrueAction):
+            kind = Optional[bool]
+        elif action.type in (int, float, str):
+            kind = Optional[action.type]
+        else:  # lists parsed by fairseq's helpers (layers to keep, adaptive softmax cut-offs)
+            kind = Any
+        help_text = (action.help or "").replace("%%", "%") + " (default: set by the architecture)"
+        fields.append((action.dest, kind, field(default=None, metadata={"help": help_text})))
+    return fields
+
+
+#: the registered model config: the transformer's options (unset → the architecture's value) + the gate options
+GatedHeadsTransformerConfig = dataclasses.make_dataclass(
+    "GatedHeadsTransformerConfig", _transformer_fields(), bases=(GatedHeadsConfig,))
+TRANSFORMER_OPTIONS = tuple(f.name for f in dataclasses.fields(GatedHeadsTransformerConfig)
+                            if f.name not in GatedHeadsConfig.__dataclass_fields__)
+
+
+def _namespace(cfg):
+    """A model config (Namespace, DictConfig or dict) as a flat Namespace without unset (None) transformer options,
+    so the architecture functions' ``getattr(args, name, default)`` see them as unset and ``TransformerConfig``
+    keeps every extra option (the gates)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(cfg):
+        items = OmegaConf.to_container(cfg, resolve=True)
+    elif isinstance(cfg, dict):
+        items = dict(cfg)
+    else:
+        items = dict(vars(cfg))
+    return argparse.Namespace(**{k: v for k, v in items.items() if not (k in TRANSFORMER_OPTIONS and v is None)})
+
+
+def _unset_none(args):
+    """Remove the transformer options that are None (unset) from a Namespace or DictConfig in place."""
+    from omegaconf import OmegaConf, open_dict
+
+    names = [k for k in TRANSFORMER_OPTIONS if k in (args if OmegaConf.is_config(args) else vars(args))
+             and getattr(args, k, None) is None]
+    if OmegaConf.is_config(args):
+        with open_dict(args):
+            for k in names:
+                del args[k]
+    else:
+        for k in names:
+            delattr(args, k)
 
 
 def _option(cfg, name):
@@ -167,7 +233,7 @@ class GatedTransformerDecoder(TransformerDecoderBase):
         return _wrap(GatedTransformerDecoderLayer(cfg, self._layers_built - 1, no_encoder_attn), cfg)
 
 
-@register_model("transformer_gated_heads")
+@register_model("transformer_gated_heads", dataclass=GatedHeadsTransformerConfig)
 class GatedHeadsTransformerModel(TransformerModel):
     """fairseq ``transformer`` with Hard Concrete head gates; ``l0_penalty()`` is the criterion's L_C."""
 
@@ -178,6 +244,7 @@ class GatedHeadsTransformerModel(TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
+        args = _namespace(args)
         base_gated_heads(args)
         gated_kinds(args)
         model = super().build_model(args, task)
@@ -242,6 +309,7 @@ class GatedHeadsTransformerModel(TransformerModel):
 
 
 def _gate_defaults(args):
+    _unset_none(args)
     for fld_name, fld in GatedHeadsConfig.__dataclass_fields__.items():
         if not hasattr(args, fld_name) or getattr(args, fld_name) is None:
             setattr(args, fld_name, fld.default)

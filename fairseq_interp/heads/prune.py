@@ -126,3 +126,17 @@ def prune_export(path, out):
     os.replace(tmp, out)
     return {"heads_kept": kept, "parameters_before": total_before, "parameters_after": total_after,
             "bytes": os.path.getsize(out)}
+
+
+def kept_head_counts(state, path="checkpoint"):
+    """The per-layer head counts a pruned checkpoint's saved options hold: ``{"encoder_self_heads": [..],
+    "decoder_self_heads": [..], "cross_heads": [..]}`` (saved options as a dict or a Namespace)."""
+    opts = model_options(state, path)
+    counts = {}
+    for option in COUNT_OPTION.values():
+        value = str(_get(opts, option) or "").strip()
+        if not value:
+            raise InterpretError(f"checkpoint {path} has no {option}: pass a model written by fairseq-interp "
+                                 "prune-export")
+        counts[option] = [int(c) for c in value.split(",")]
+    return counts

@@ -1,9 +1,12 @@
 """Relevance of attention heads for the top-1 logit at each decoding step (Voita et al. 2019, appendix A.3).
 
 For a source x and a target prefix y_<t (teacher-forced), the explained output is the largest logit at step t.
-Its relevance is propagated conservatively (:mod:`.lrp`) down to the input of every attention's
-``out_proj``; Captum's ``LayerGradientXActivation`` (attribute_to_layer_input) gives the relevance of each neuron
-there, and a head's relevance is the sum over its Dh neurons and all query positions. All steps of a sentence are
+Its relevance is propagated by an LRP rule of :mod:`.lrp` (``ding``, the paper's, by default; or
+``conservative``) down to the input of every attention's ``out_proj``, the concatenated heads of eq. 1-3; Captum's
+``LayerGradientXActivation`` (attribute_to_layer_input) gives the relevance of each neuron there, and a head's
+relevance is the sum over its Dh neurons and all query positions. "Normalized over heads in a layer"
+(appendix A.3) is read as r_h / Σ_h' |r_h'| per step (:func:`normalize_per_layer`), which equals r_h / Σ_h' r_h'
+when no head's relevance is negative. All steps of a sentence are
 explained together: the sentence is repeated once per step in the batch, example t explaining step t, in chunks of
 at most ``max_batch`` steps per forward/backward (memory grows with steps × length).
 """
@@ -15,7 +18,7 @@ import torch
 
 from ..common.attention import disable_fused_attention
 from ..common.teacher_forcing import prev_output_tokens
-from .lrp import ConservativePropagation
+from .lrp import propagation
 
 
 @dataclass
@@ -27,12 +30,14 @@ class HeadRelevanceResult:
 
 class HeadRelevance:
     """Args: model (fairseq encoder-decoder Transformer, eval mode), ``attention`` = ``{kind: [MHA per layer]}``,
-    ``epsilon`` (0 = LRP-0)."""
+    ``rule`` (``ding`` or ``conservative``), ``epsilon`` (denominator stabilizer; 0 = the rule as published)."""
 
-    def __init__(self, model, attention, epsilon: float = 0.0, max_batch: int = 32):
+    def __init__(self, model, attention, epsilon: float = 0.0, max_batch: int = 32, rule: str = "ding"):
         self.model = disable_fused_attention(model)
         self.attention = attention
         self.epsilon = float(epsilon)
+        self.rule = rule
+        propagation(rule, model, epsilon)  # checks the rule name and ε
         self.max_batch = max(1, int(max_batch))
 
     def _forward(self, src_tokens, prev_output_tokens):
@@ -58,7 +63,7 @@ class HeadRelevance:
             method = LayerGradientXActivation(self._forward, [m.out_proj for _, _, m in slots])
             for start in range(0, steps, self.max_batch):
                 end = min(steps, start + self.max_batch)
-                with ConservativePropagation(self.model, self.epsilon):
+                with propagation(self.rule, self.model, self.epsilon):
                     attrs = method.attribute((src[start:end], prev[start:end]), target=targets[start:end],
                                              attribute_to_layer_input=True)
                 if torch.is_tensor(attrs):

@@ -69,10 +69,10 @@ def role_survival(heads_report, masks):
                        for role, (n, k) in counts.items() if n)
 
 
-#: graded versions of the binary roles, computed from a head's entry of ``heads.json``: ``positional`` = the larger
-#: of its shares of tokens attending most to the previous / next position (the role needs ≥ 0.9).
+#: graded versions of the binary roles, computed from a head's entry of ``heads.json``: ``positional`` = the share
+#: of tokens whose strongest attention is at the head's most frequent relative offset (the role needs >= 0.9)
 DERIVED_STATISTICS = {
-    "positional": lambda head: None if head.get("prev") is None else max(head["prev"], head.get("next") or 0.0),
+    "positional": lambda head: head.get("positional_share"),
 }
 
 
@@ -97,3 +97,64 @@ def kept_vs_pruned(heads_report, masks, statistic="relevance"):
     groups.move_to_end("all")
     return OrderedDict((name, {"kept": sum(k) / len(k) if k else None, "pruned": sum(p) / len(p) if p else None,
                                "n_kept": len(k), "n_pruned": len(p)}) for name, (k, p) in groups.items())
+
+
+def _relevances(heads_report):
+    """``{(kind, layer, head): relevance}`` of a ``heads.json`` report (heads without relevance left out)."""
+    return {(kind, i, h): head["relevance"] for kind, data in heads_report["kinds"].items()
+            for i, layer in enumerate(data["layers"]) for h, head in enumerate(layer)
+            if head.get("relevance") is not None}
+
+
+def rank_agreement(report_a, report_b):
+    """How two head-relevance rankings agree (e.g. two LRP rules on one model): ``{kind or "all": {"kendall_tau",
+    "spearman_rho", "heads", "layer_kendall_tau"}}``; ``layer_kendall_tau`` is the mean over layers of the rank
+    correlation within a layer (Voita et al. rank heads within each layer). scipy's ``kendalltau`` (tau-b) and
+    ``spearmanr``."""
+    from scipy.stats import kendalltau, spearmanr
+
+    a, b = _relevances(report_a), _relevances(report_b)
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        raise InterpretError("the two heads reports share fewer than two heads with relevance: run fairseq-interp "
+                             "heads on the same model without --no-relevance")
+    out = OrderedDict()
+    for name in sorted({k[0] for k in common}) + ["all"]:
+        keys = [k for k in common if name in ("all", k[0])]
+        x, y = [a[k] for k in keys], [b[k] for k in keys]
+        layer_taus = []
+        for kind, layer in sorted({(k[0], k[1]) for k in keys}):
+            in_layer = [k for k in keys if (k[0], k[1]) == (kind, layer)]
+            if len(in_layer) >= 2:
+                tau = kendalltau([a[k] for k in in_layer], [b[k] for k in in_layer]).statistic
+                if tau == tau:  # nan when a layer's values are all tied
+                    layer_taus.append(float(tau))
+        out[name] = {"heads": len(keys), "kendall_tau": float(kendalltau(x, y).statistic),
+                     "spearman_rho": float(spearmanr(x, y).statistic),
+                     "layer_kendall_tau": sum(layer_taus) / len(layer_taus) if layer_taus else None}
+    return out
+
+
+def kept_prediction(heads_report, masks):
+    """How well a head-relevance ranking predicts the heads the L0 gates keep: ``{kind or "all": {"auc", "n_kept",
+    "n_pruned"}}``, the AUC = P(a kept head has higher relevance than a pruned one) (Mann-Whitney U / (k·m), scipy);
+    None where a group has no kept or no pruned head."""
+    from scipy.stats import mannwhitneyu
+
+    groups = OrderedDict()
+    for kind, head, is_kept in _paired_heads(heads_report, masks):
+        if head.get("relevance") is None:
+            continue
+        for name in (kind, "all"):
+            groups.setdefault(name, ([], []))[0 if is_kept else 1].append(float(head["relevance"]))
+    if not groups:
+        raise InterpretError("the heads report has no relevance for the gated heads: rerun fairseq-interp heads "
+                             "without --no-relevance")
+    groups.move_to_end("all")
+    out = OrderedDict()
+    for name, (kept, pruned) in groups.items():
+        auc = None
+        if kept and pruned:
+            auc = float(mannwhitneyu(kept, pruned, alternative="two-sided").statistic) / (len(kept) * len(pruned))
+        out[name] = {"auc": auc, "n_kept": len(kept), "n_pruned": len(pruned)}
+    return out

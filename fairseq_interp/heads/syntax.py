@@ -2,7 +2,7 @@
 
 For the relations nsubj, dobj, amod and advmod, in both directions (dependent → governor ``dep2head`` and governor →
 dependent ``head2dep``), the query is the first subword of one word and the head is right if its maximum weight
-falls on any subword of the other word. The baseline is the most frequent relative position (in words) of the
+"(excluding EOS)" (§5.2.1) falls on any subword of the other word: the argmax runs over the real tokens only. The baseline is the most frequent relative position (in words) of the
 other word for that relation and direction, over the same arcs. A head is syntactic for a relation/direction if
 its accuracy exceeds the baseline by ≥ ``margin`` (10 points) on at least ``min_arcs`` arcs. Dependencies come from
 a spaCy pipeline run on the model's source words (subwords merged back), so parses and attention share tokens.
@@ -37,7 +37,7 @@ class SyntacticStatistics:
         first = {}
         for t, w in enumerate(token_to_word):
             first.setdefault(w, t)
-        word_of = torch.tensor(list(token_to_word) + [-1])  # EOS position: no word
+        word_of = torch.tensor(list(token_to_word))  # the real tokens; EOS (the last key) is left out
         for dep, gov, rel in arcs:
             for direction, (q_word, k_word) in (("dep2head", (dep, gov)), ("head2dep", (gov, dep))):
                 key = f"{rel}_{direction}"
@@ -46,7 +46,7 @@ class SyntacticStatistics:
                 for i, probs in enumerate(maps):
                     if probs is None or probs.numel() == 0:
                         continue
-                    target = probs[:, first[q_word]].argmax(-1)
+                    target = probs[:, first[q_word], :len(token_to_word)].argmax(-1)
                     per_layer[i] += (word_of[target] == k_word).float()
 
     def result(self):

@@ -183,6 +183,10 @@ def test_criterion_rejects_negative_lambda_and_plain_models(transformer_ckpt):
     sample = task.dataset("valid").collater([task.dataset("valid")[i] for i in range(4)])
     with pytest.raises(InterpretError, match="transformer_gated_heads"):
         crit(plain, sample)
+    no_gates = _gated_from(cfg, task, gate_heads="none")
+    assert sum(p.numel() for p in no_gates.parameters()) == sum(p.numel() for p in plain.parameters())
+    with pytest.raises(InterpretError, match="no head gates"):
+        crit(no_gates, sample)
 
 
 def test_criterion_adds_lambda_times_l0_per_token(transformer_ckpt):
@@ -204,6 +208,10 @@ def test_criterion_adds_lambda_times_l0_per_token(transformer_ckpt):
     assert log["l0_penalty"] == pytest.approx(expected_l0, rel=1e-5)
     assert (loss - base_loss).item() == pytest.approx(0.25 * expected_l0 * size, rel=1e-4)
     assert log["heads_enc_hard_open"] == 2 and log["heads_cross_total"] == 2
+    # per head: its open probability 1 − P(g = 0), the head's term of L_C
+    gate = gated.decoder.layers[0].encoder_attn.head_gate
+    assert log["p_open_cross_l0_h1"] == pytest.approx(float(1 - gate.prob_closed()[1]))
+    assert sum(v for k, v in log.items() if k.startswith("p_open_")) == pytest.approx(expected_l0, rel=1e-5)
 
 
 def test_logged_head_counts_are_normalized_for_summed_logs():
@@ -212,7 +220,7 @@ def test_logged_head_counts_are_normalized_for_summed_logs():
     from fairseq_interp.heads.criterion import LabelSmoothedCrossEntropyL0Criterion
 
     one = {"loss": 10.0, "nll_loss": 9.0, "ntokens": 10, "nsentences": 2, "sample_size": 10, "l0_penalty": 5.0,
-           "l0_count": 1, "heads_enc_expected_open": 3.5, "heads_enc_hard_open": 4}
+           "l0_count": 1, "heads_enc_expected_open": 3.5, "heads_enc_hard_open": 4, "p_open_enc_l0_h1": 0.25}
     summed_two_workers = {k: 2 * v for k, v in one.items()}  # what fairseq's all-reduce hands over
     for logs in ([one], [summed_two_workers], [one, one, one]):
         with metrics.aggregate() as agg:
@@ -221,6 +229,7 @@ def test_logged_head_counts_are_normalized_for_summed_logs():
         assert values["heads_enc_expected_open"] == pytest.approx(3.5)
         assert values["heads_enc_hard_open"] == pytest.approx(4)
         assert values["l0_penalty"] == pytest.approx(5.0)
+        assert values["p_open_enc_l0_h1"] == pytest.approx(0.25)  # reaches fairseq's metrics (and TensorBoard)
 
 
 # ---------------------------------------------------------------- fairseq-train, prune-export, fairseq-generate
@@ -267,6 +276,79 @@ def test_finetune_logs_head_statistics(data_dir, transformer_ckpt, tmp_path):
                  "--no-save", "--disable-validation"], check=False)
     assert wider.returncode != 0
     assert "encoder.layers.0.fc1.weight has shape (64, 32) but the model expects (128, 32)" in wider.stderr
+    no_gates = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--arch", GATED_ARCH,
+                    "--gate-heads", "none", "--criterion", "label_smoothed_cross_entropy_l0", "--optimizer", "adam",
+                    "--lr", "1e-3", "--max-tokens", "1000", "--max-update", "1", "--cpu", "--no-save",
+                    "--disable-validation"], check=False)
+    assert no_gates.returncode == 2 and len(error_lines(no_gates)) == 1
+    assert "fairseq-train: error: criterion label_smoothed_cross_entropy_l0: the model has no head gates" in \
+        no_gates.stderr and "Traceback" not in no_gates.stderr
+
+
+# ---------------------------------------------------------------- hydra / yaml, TensorBoard
+HYDRA_CONFIG = "l0_finetune_multi30k"  # configs/heads/l0_finetune_multi30k.yaml
+
+
+def _tensorboard_scalars(logdir):
+    """{tag: [values]} of the event files under ``logdir`` (TFRecord framing read by hand, protobufs by
+    tensorboardX)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    values = {}
+    for path in logdir.rglob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        offset = 0
+        while offset + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append(value.simple_value)
+    return values
+
+
+def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_path):
+    """``fairseq-hydra-train`` with the repository's yaml config and ``fairseq-train`` with the same options build
+    and train the same gated model: same parameters, bit-identical state dicts after 2 updates, gates included.
+    The fairseq-train run also writes TensorBoard events: the per-head open probabilities and the expected L0 are
+    read back from the event file (when tensorboardX is installed: ``pip install -e .[tb]``)."""
+    import os
+
+    from conftest import REPO
+
+    hydra_dir, train_dir, logdir = tmp_path / "hydra", tmp_path / "train", tmp_path / "tb"
+    litter = [os.path.join(REPO, name) for name in (".hydra", "hydra_train.log", "outputs")]
+    before = [os.path.exists(p) for p in litter]
+    run(["fairseq-hydra-train", "--config-dir", "configs/heads", "--config-name", HYDRA_CONFIG,
+         f"task.data={data_dir / 'bin'}", f"model._name={GATED_ARCH}", "optimization.max_update=2",
+         f"checkpoint.save_dir={hydra_dir}", "dataset.max_tokens=1000", "common.log_interval=1"])
+    run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--arch", GATED_ARCH,
+         "--gate-heads", "encoder_self,decoder_self,cross", "--gate-init-log-alpha", "1.0", "--gate-lr-scale", "20",
+         "--criterion", "label_smoothed_cross_entropy_l0", "--label-smoothing", "0.1", "--l0-lambda", "0.02",
+         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "5e-4", "--lr-scheduler", "fixed",
+         "--max-tokens", "1000", "--max-update", "2", "--cpu", "--seed", "1", "--save-dir", str(train_dir),
+         "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1",
+         "--tensorboard-logdir", str(logdir)])
+    assert [os.path.exists(p) for p in litter] == before  # the config keeps hydra's files out of the repository
+    hydra, train = torch.load(hydra_dir / "checkpoint_last.pt"), torch.load(train_dir / "checkpoint_last.pt")
+    assert sorted(hydra["model"]) == sorted(train["model"])
+    assert len([k for k in hydra["model"] if k.endswith("head_gate.log_alpha")]) == 3
+    for key, value in train["model"].items():
+        assert torch.equal(hydra["model"][key], value), key
+    options = ("gate_heads", "gate_init_log_alpha", "gate_lr_scale", "encoder_layers", "encoder_embed_dim")
+    assert {k: hydra["cfg"]["model"][k] for k in options} == {k: train["cfg"]["model"][k] for k in options}
+    assert hydra["cfg"]["model"]["encoder_embed_dim"] == 32  # the architecture's size, not the config default
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        pytest.skip("tensorboardX not installed (pip install -e .[tb]): event file not read back")
+    scalars = _tensorboard_scalars(logdir)
+    for tag in ("l0_penalty", "p_open_enc_l0_h0", "p_open_cross_l0_h1", "heads_dec_expected_open"):
+        assert tag in scalars, sorted(scalars)
+    total = scalars["l0_penalty"][-1]
+    assert total == pytest.approx(sum(v[-1] for k, v in scalars.items() if k.startswith("p_open_")), abs=1e-3)
 
 
 def _close_some_heads(ckpt, out):

@@ -72,20 +72,76 @@ def test_kept_vs_pruned_means_per_kind_and_overall():
 
 
 def test_kept_vs_pruned_graded_roles_skip_undefined_kinds():
-    """positional = max(prev, next); rare is defined for encoder heads only, so other kinds are left out."""
+    """positional = the share of the head's most frequent offset; rare is defined for encoder heads only, so other
+    kinds are left out."""
     from fairseq_interp.heads.survival import kept_vs_pruned
 
     masks = {"encoder_self": [[True, False]], "cross": [[True, False]]}
     report = {"kinds": {
-        "encoder_self": {"layers": [[{"prev": 0.95, "next": 0.01, "rare": 0.3},
-                                     {"prev": 0.10, "next": 0.40, "rare": 0.1}]]},
-        "cross": {"layers": [[{"prev": 0.0, "next": 0.0, "rare": None}, {"prev": 0.0, "next": 0.0, "rare": None}]]}}}
+        "encoder_self": {"layers": [[{"positional_share": 0.95, "rare": 0.3},
+                                     {"positional_share": 0.40, "rare": 0.1}]]},
+        "cross": {"layers": [[{"positional_share": None, "rare": None}, {"positional_share": None, "rare": None}]]}}}
     positional = kept_vs_pruned(report, masks, "positional")
     assert positional["encoder_self"]["kept"] == pytest.approx(0.95)
     assert positional["encoder_self"]["pruned"] == pytest.approx(0.40)
-    assert positional["all"]["kept"] == pytest.approx(0.95 / 2)
+    assert list(positional) == ["encoder_self", "all"]  # no relative positions across sequences
+    assert positional["all"]["kept"] == pytest.approx(0.95)
     rare = kept_vs_pruned(report, masks, "rare")
     assert list(rare) == ["encoder_self", "all"]
     assert (rare["all"]["kept"], rare["all"]["pruned"]) == (pytest.approx(0.3), pytest.approx(0.1))
     with pytest.raises(InterpretError, match="no 'rare' for the cross heads"):
         kept_vs_pruned({"kinds": {"cross": report["kinds"]["cross"]}}, {"cross": masks["cross"]}, "rare")
+
+
+def _relevance_report(values):
+    """``heads.json``-like report: ``values`` = {kind: [[relevance per head] per layer]}."""
+    return {"kinds": {kind: {"layers": [[{"relevance": v} for v in layer] for layer in layers]}
+                      for kind, layers in values.items()}}
+
+
+def test_rank_agreement_of_two_rules():
+    """Kendall τ by hand: same order → 1; one layer reversed, the other kept → within-layer mean 0."""
+    from fairseq_interp.heads.survival import rank_agreement
+
+    a = _relevance_report({"encoder_self": [[0.1, 0.5, 0.4], [0.3, 0.2, 0.9]]})
+    same = _relevance_report({"encoder_self": [[1.0, 5.0, 4.0], [3.0, 2.0, 9.0]]})
+    r = rank_agreement(a, same)
+    assert r["all"]["kendall_tau"] == pytest.approx(1.0) and r["all"]["spearman_rho"] == pytest.approx(1.0)
+    flipped = _relevance_report({"encoder_self": [[0.5, 0.1, 0.25], [0.3, 0.2, 0.9]]})  # layer 0 reversed
+    r = rank_agreement(a, flipped)["encoder_self"]
+    assert r["layer_kendall_tau"] == pytest.approx(0.0) and r["heads"] == 6  # (-1 + 1) / 2
+    # the 15 pairs of the 6 heads, counted by hand: 7 concordant, 8 discordant, no ties
+    assert r["kendall_tau"] == pytest.approx(-1 / 15)
+
+
+def test_kept_prediction_auc():
+    """AUC = share of (kept, pruned) pairs where the kept head has the higher relevance."""
+    from fairseq_interp.heads.survival import kept_prediction
+
+    report = _relevance_report({"encoder_self": [[0.1, 0.5, 0.4], [0.2, 0.3, 0.9]]})
+    masks = {"encoder_self": [[False, False, True], [False, True, True]]}
+    result = kept_prediction(report, masks)
+    # kept: 0.4, 0.3, 0.9; pruned: 0.1, 0.5, 0.2 → wins: 0.4 beats 0.1, 0.2 (2); 0.3 beats 0.1, 0.2 (2); 0.9 all (3)
+    assert result["all"] == {"auc": pytest.approx(7 / 9), "n_kept": 3, "n_pruned": 3}
+
+
+def test_paper_rows_beside_ours_from_a_report():
+    """§5.3 and Table 1 rows: the paper's values from paper_numbers.json, ours from the report (as %)."""
+    from fairseq_interp.heads.paper import analysis_rows
+
+    head = {"relevance": 0.2, "confidence": 0.85, "rare": 0.3, "rare_top2": 0.6, "roles": ["positional"],
+            "syntactic": {"nsubj_dep2head": 0.55}}
+    other = dict(head, rare=0.9, rare_top2=0.1, roles=[], confidence=0.5, syntactic={"nsubj_dep2head": 0.2})
+    report = {"sentences": 10, "rare_sentences": 4, "rare_top_frequent": 500, "positional_threshold": 0.9,
+              "kinds": {"encoder_self": {"layers": [[head, other]]}},
+              "syntax": {"nsubj_dep2head": {"arcs": 12, "baseline": 0.4, "baseline_offset": 1}}}
+    rows = {r[0]: r for r in analysis_rows(report)}
+    # the best rare-word head is the one with the highest top-2 share (0.6), not the highest rarest share
+    def values(key):
+        return pytest.approx(rows[key][1:3])
+
+    assert values("§5.3 OpenSubtitles rare-word head: points to the rarest token (%)") == (66, 30.0)
+    assert values("§5.3 WMT rare-word head: points to one of the two least frequent tokens (%)") == (50, 60.0)
+    assert values("§5.1 lowest confidence of a positional head") == (0.8, 0.85)
+    assert values("Table 1, nsubj s → v: best head accuracy (%)") == (52, 55.0)
+    assert values("Table 1, nsubj s → v: positional baseline (%)") == (35, 40.0)

@@ -1,6 +1,7 @@
 """Head analysis (Voita et al. 2019): conservative LRP through Captum, head relevance, confidence, roles, CLI."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 
 from conftest import error_lines, run
 from fairseq_interp.common.attention import attention_modules
-from fairseq_interp.heads.roles import HeadStatistics, record_attention
+from fairseq_interp.heads.roles import HeadStatistics, RareWords, record_attention
 from fairseq_interp.heads.lrp import ConservativePropagation
 from fairseq_interp.heads.relevance import HeadRelevance, normalize_per_layer
 from test_gated_heads import _gated_from, _load_plain
@@ -64,23 +65,28 @@ def test_conservation_over_input_embeddings_and_biases(transformer_ckpt):
     assert abs(inputs - y) > 1e-2 * abs(y)
 
 
-def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt):
+@pytest.mark.parametrize("rule", ["ding", "conservative"])
+def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt, rule):
+    """Under either rule, a head's relevance (Captum at out_proj's input) is g · ∂y/∂g of its gate (float64)."""
+    from fairseq_interp.heads.lrp import propagation
+
     plain, cfg, task = _load_plain(transformer_ckpt)
     gated = _gated_from(cfg, task)
     gated.load_state_dict(torch.load(transformer_ckpt)["model"], strict=True, model_cfg=cfg.model)
-    gated.eval()
+    gated.eval().double()
+    plain.double()
     src, tgt = torch.tensor(SRC), torch.tensor(TGT)
     attention = attention_modules(gated)
-    result = HeadRelevance(gated, attention).attribute(src, tgt, eos=2)
+    result = HeadRelevance(gated, attention, rule=rule).attribute(src, tgt, eos=2)
     prev = torch.cat([tgt.new_tensor([2]), tgt[:-1]])
     for step in range(len(TGT)):
         gates = {}
         for kind, mods in attention.items():
             for i, m in enumerate(mods):
-                m.head_gate.override = torch.ones(m.num_heads, requires_grad=True)
+                m.head_gate.override = torch.ones(m.num_heads, dtype=torch.float64, requires_grad=True)
                 gates[kind, i] = m.head_gate.override
         try:
-            with ConservativePropagation(gated):
+            with propagation(rule, gated):
                 logits = gated(src[None], torch.tensor([src.numel()]), prev[None])[0]
                 assert int(logits[0, step].argmax()) == int(result.targets[step])
                 logits[0, step, result.targets[step]].backward()
@@ -90,14 +96,14 @@ def test_head_relevance_equals_gate_times_gate_gradient(transformer_ckpt):
                     m.head_gate.override = None
         for (kind, i), g in gates.items():
             expected = (g * g.grad).detach()
-            assert torch.allclose(result.relevance[kind][i][step], expected, rtol=1e-4, atol=1e-6), (kind, step)
-    chunked = HeadRelevance(gated, attention, max_batch=3).attribute(src, tgt, eos=2)  # chunks of 3 and 1 steps
+            assert torch.allclose(result.relevance[kind][i][step], expected, rtol=1e-6, atol=1e-9), (kind, step)
+    chunked = HeadRelevance(gated, attention, max_batch=3, rule=rule).attribute(src, tgt, eos=2)  # 3 + 1 steps
     for kind in attention:
-        assert torch.allclose(chunked.relevance[kind][0], result.relevance[kind][0], atol=1e-6)
+        assert torch.allclose(chunked.relevance[kind][0], result.relevance[kind][0], rtol=1e-6, atol=1e-9)
     # the same numbers for the plain checkpoint (gates open ⇒ same model)
-    plain_result = HeadRelevance(plain, attention_modules(plain)).attribute(src, tgt, eos=2)
+    plain_result = HeadRelevance(plain, attention_modules(plain), rule=rule).attribute(src, tgt, eos=2)
     for kind in attention:
-        assert torch.allclose(plain_result.relevance[kind][0], result.relevance[kind][0], atol=1e-6)
+        assert torch.allclose(plain_result.relevance[kind][0], result.relevance[kind][0], rtol=1e-6, atol=1e-9)
 
 
 def test_epsilon_rule_on_a_linear_layer():
@@ -114,26 +120,175 @@ def test_epsilon_rule_on_a_linear_layer():
     assert z0 == pytest.approx(float(layer(x)[0, 0]))  # forward value unchanged
 
 
-def test_normalization_and_statistics_on_hand_attention():
+def test_normalization_per_layer():
     rel = torch.tensor([[1.0, -1.0, 2.0], [0.0, 0.0, 0.0]])
     norm = normalize_per_layer(rel)
     assert torch.allclose(norm[0], torch.tensor([0.25, -0.25, 0.5])) and torch.equal(norm[1], torch.zeros(3))
 
-    class Fake:
-        num_heads = 2
 
-    stats = HeadStatistics({"encoder_self": [Fake()]}, src_counts={5: 100, 6: 3, 7: 50, 2: 1000})
-    src = torch.tensor([5, 6, 7, 2])
-    probs = torch.zeros(2, 4, 4)
-    # head 0: previous token (query 0 → itself); head 1: always the rarest token (id 6 at position 1)
-    probs[0, 0, 0] = probs[0, 1, 0] = probs[0, 2, 1] = 1.0
-    probs[1, :, 1] = 0.7
-    probs[1, :, 3] = 0.3
-    stats.add_sentence(src, {"encoder_self": [probs]})
-    heads = stats.result()["kinds"]["encoder_self"]["layers"][0]
-    assert heads[0]["prev"] == pytest.approx(2 / 3) and heads[0]["confidence"] == pytest.approx(1.0)
-    assert heads[1]["rare"] == pytest.approx(1.0) and heads[1]["confidence"] == pytest.approx(0.7)
-    assert heads[1]["roles"] == ["rare"] and heads[0]["roles"] == []
+class _Heads:
+    def __init__(self, n):
+        self.num_heads = n
+
+
+def test_ding_ratio_rule_on_a_linear_layer_by_hand():
+    """Appendix A.2, Definition 3: v = Σ W u + b; w_{u→v} = W_{u,v} u / Σ_{u'} W_{u',v} u' (the bias is no
+    incoming neuron). x = (1, 2), W = (3, -1), b = 5: v = 6 = R(v); Σ W u = 1, so R(x) = (3·1, -1·2) / 1 · 6 =
+    (18, -12), summing to v. Conservative LRP-0 (gradient × input) gives (3, -2) and leaves 5 to the bias."""
+    from fairseq_interp.heads.lrp import DingPropagation
+
+    layer = nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[3.0, -1.0]]))
+        layer.bias.fill_(5.0)
+    for rule, expected in ((DingPropagation, [18.0, -12.0]), (ConservativePropagation, [3.0, -2.0])):
+        x = torch.tensor([[1.0, 2.0]], requires_grad=True)
+        with rule(layer):
+            v = layer(x)
+            v[0, 0].backward()
+        assert float(v) == pytest.approx(6.0)
+        assert (x.grad * x.detach())[0].tolist() == pytest.approx(expected), rule.__name__
+
+
+def _one_dim_attention(bias=0.0):
+    from fairseq.modules import MultiheadAttention
+
+    m = MultiheadAttention(1, 1, self_attention=True)
+    with torch.no_grad():
+        for proj in (m.q_proj, m.k_proj, m.v_proj, m.out_proj):
+            proj.weight.fill_(1.0)
+            proj.bias.zero_()
+        m.v_proj.bias.fill_(bias)
+    return m.eval()
+
+
+def _input_relevance(module, rule, **options):
+    x = torch.tensor([[[1.0]], [[2.0]]], requires_grad=True)  # two tokens, one dimension, batch 1
+    with rule(module, **options):
+        out, _ = module(x, x, x)
+        out[0, 0, 0].backward()
+    return float(out[0, 0, 0]), (x.grad * x.detach()).flatten().tolist()
+
+
+def test_ding_attention_by_hand():
+    """One head, d = 1, W^Q = W^K = W^V = W^O = 1, inputs x = (1, 2); explained: the output at query 0.
+    Scores (1·1, 1·2) → p = softmax = (0.26894, 0.73106); y = Σ p_k v_k = 1.73106 = R(y).
+
+    ``ding``: y is a weighted sum of the values with weights p: R(v_k) = p_k v_k (0.26894, 1.46212); v = x.
+    With a value bias b = 1 (v_k = x_k + 1 = (2, 3), y = 2.73106) the bias is no incoming neuron: v_k passes all
+    its relevance to x_k, R(x) = (p_0 · 2, p_1 · 3) = (0.53788, 2.19318); conservative LRP leaves p_k · b to the
+    bias: R(x) = (p_0 · 1, p_1 · 2).
+    ``ding-products``: each p_k · v_k is a product of two neurons: v_k gets v/(p+v), p_k gets p/(p+v) of it; p_k's
+    relevance reaches the score s_k = q·k_k (softmax ignored), split q/(q+k), k/(q+k):
+    x_0 = R(q) + R(k_0) + R(v_0) = 0.39940, x_1 = R(k_1) + R(v_1) = 1.33166 (sum 1.73106)."""
+    from fairseq_interp.heads.lrp import DingPropagation
+
+    p0, p1 = 1 / (1 + math.e), math.e / (1 + math.e)
+    y, rel = _input_relevance(_one_dim_attention(), DingPropagation)
+    assert y == pytest.approx(p0 + 2 * p1) and rel == pytest.approx([p0, 2 * p1], abs=1e-6)
+    y, rel = _input_relevance(_one_dim_attention(bias=1.0), DingPropagation)
+    assert y == pytest.approx(2 * p0 + 3 * p1)
+    assert rel == pytest.approx([2 * p0, 3 * p1], abs=1e-6) and sum(rel) == pytest.approx(y)
+    _, conservative = _input_relevance(_one_dim_attention(bias=1.0), ConservativePropagation)
+    assert conservative == pytest.approx([p0, 2 * p1], abs=1e-6)  # the bias keeps (p_0 + p_1) · b = 1 of y
+    r_v0, r_v1 = p0 * 1 / (p0 + 1), 2 * p1 * 2 / (p1 + 2)  # v_k's share v/(p+v) of z_k = p_k v_k
+    r_p0, r_p1 = p0 * p0 / (p0 + 1), 2 * p1 * p1 / (p1 + 2)
+    x0 = r_p0 / 2 + r_p1 * 1 / 3 + r_p0 / 2 + r_v0  # R(q) from both scores, R(k_0), R(v_0)
+    x1 = r_p1 * 2 / 3 + r_v1
+    assert (x0, x1) == (pytest.approx(0.39940, abs=1e-5), pytest.approx(1.33166, abs=1e-5))
+    _, products = _input_relevance(_one_dim_attention(), DingPropagation, products=True)
+    assert products == pytest.approx([x0, x1], abs=1e-6)
+
+
+def test_ding_relevance_is_conserved_to_the_input_embeddings(transformer_ckpt):
+    """Appendix A.1: f = Σ_d R_d^(l) at every layer. Under ``ding`` no bias takes relevance, so the input
+    embeddings (token embedding × scale + positions) of encoder and decoder carry the whole logit (float64)."""
+    from fairseq_interp.heads.lrp import DingPropagation
+
+    model, cfg, task = _load_plain(transformer_ckpt)
+    model.double()
+    src, tgt = torch.tensor(SRC), torch.tensor(TGT)
+    prev = torch.cat([tgt.new_tensor([2]), tgt[:-1]])
+    captured = []
+
+    def keep(module, inputs):
+        inputs[0].retain_grad()
+        captured.append(inputs[0])
+
+    handles = [model.encoder.dropout_module.register_forward_pre_hook(keep),
+               model.decoder.dropout_module.register_forward_pre_hook(keep)]
+    try:
+        for step, products in ((0, False), (2, False), (1, True)):
+            captured.clear()
+            model.zero_grad()
+            with DingPropagation(model, products=products):
+                y = model(src[None], torch.tensor([src.numel()]), prev[None])[0][0, step, TGT[step]]
+                y.backward()
+            inputs = sum(float((x * x.grad).sum()) for x in captured)
+            assert inputs == pytest.approx(float(y), rel=1e-8, abs=1e-8), (step, products)
+    finally:
+        for h in handles:
+            h.remove()
+    # conservative propagation leaves a share to the biases
+    y, inputs, biases = _embedding_relevance(model, src, prev, 0, TGT[0])
+    assert abs(inputs - y) > 1e-3 * abs(y) and inputs + biases == pytest.approx(y, rel=1e-6)
+
+
+def test_confidence_excludes_eos_as_query_and_as_key():
+    """§4 and footnote 2: the average of the head's maximum attention weight excluding EOS. Source (5, 6, 7, EOS);
+    head 0 puts 0.6 on EOS and 0.3 / 0.1 on real tokens from every query: its maximum over real keys is 0.3
+    (the old formula, max over all keys, gave 0.6). The EOS query (0.9 on token 0) is not averaged."""
+    stats = HeadStatistics({"encoder_self": [_Heads(1)]})
+    probs = torch.zeros(1, 4, 4)
+    probs[0, :3] = torch.tensor([0.3, 0.1, 0.0, 0.6])
+    probs[0, 3] = torch.tensor([0.9, 0.1, 0.0, 0.0])
+    stats.add_sentence(torch.tensor([5, 6, 7, 2]), {"encoder_self": [probs]})
+    assert stats.result()["kinds"]["encoder_self"]["layers"][0][0]["confidence"] == pytest.approx(0.3)
+
+
+def test_positional_head_at_any_fixed_relative_position():
+    """§5.1: positional if ≥ 90% of the time the maximum weight is at a specific relative position. 10 real tokens
+    + EOS; the head attends two tokens back from queries 2..9 and two ahead from queries 0 and 1: offset -2 in 8
+    of 10 cases. Positional at a threshold of 0.8, not at 0.9; the old formula (offsets -1/+1 only) never."""
+    n = 11
+    probs = torch.full((1, n, n), 0.01)
+    for q in range(n - 1):
+        probs[0, q, q - 2 if q >= 2 else q + 2] = 0.9
+    src = torch.tensor(list(range(10, 20)) + [2])
+    for threshold, roles in ((0.9, []), (0.8, ["positional"])):
+        stats = HeadStatistics({"encoder_self": [_Heads(1)]}, positional_threshold=threshold)
+        stats.add_sentence(src, {"encoder_self": [probs]})
+        head = stats.result()["kinds"]["encoder_self"]["layers"][0][0]
+        assert head["positional_offset"] == -2 and head["positional_share"] == pytest.approx(0.8)
+        assert head["roles"] == roles and head["prev"] == 0.0 and head["next"] == 0.0
+
+
+def test_rare_word_head_counts_sentences_whose_rarest_token_is_outside_the_top_500():
+    """§5.3: among sentences whose least frequent token is not in the top-500 most frequent tokens, how often the
+    head points to the rarest token (and to one of the two least frequent). Vocabulary: 4 special symbols, then
+    ids 4..603 with counts 1000 - rank (id 4 most frequent); the top 500 are ids 4..503.
+
+    Sentence A = (10, 550, 20, 600): rarest is id 600 (count 400, rank 596): qualifies; the head's most attended
+    token (averaged over queries) is id 600 → rare hit. Sentence B = (10, 20, 30): rarest id 30 is in the top 500:
+    does not count, although the head points to it. Sentence C = (10, 560, 580): rarest 580 (outside), second 560;
+    the head points to 560: no rarest hit, a top-2 hit. So rare = 1/2, rare_top2 = 2/2 (> 0.5: a rare-word head).
+    The old per-query formula without the filter would count all three sentences."""
+    counts = [1, 1, 1, 1] + [1000 - i for i in range(600)]
+    rare_words = RareWords(counts, nspecial=4, top_frequent=500)
+    assert rare_words.targets([10, 20, 30]) is None
+    assert rare_words.targets([10, 550, 20, 600]) == ({3}, {1, 3})
+    stats = HeadStatistics({"encoder_self": [_Heads(1)]}, rare_words=rare_words)
+    for tokens, pointed in (([10, 550, 20, 600], 3), ([10, 20, 30], 2), ([10, 560, 580], 1)):
+        n = len(tokens) + 1
+        probs = torch.full((1, n, n), 0.1)
+        probs[0, :, pointed] = 0.5
+        probs[0, :, n - 1] = 0.7  # EOS is no candidate
+        stats.add_sentence(torch.tensor(tokens + [2]), {"encoder_self": [probs]})
+    result = stats.result()
+    head = result["kinds"]["encoder_self"]["layers"][0][0]
+    assert result["rare_sentences"] == 2 and result["sentences"] == 3
+    assert head["rare"] == pytest.approx(0.5) and head["rare_top2"] == pytest.approx(1.0)
+    assert head["roles"] == ["rare"]
 
 
 def test_record_attention_rows_are_distributions(transformer_ckpt):
@@ -154,11 +309,12 @@ def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
          "--results-path", str(out)])
     result = json.loads((out / "heads.json").read_text())
     assert result["sentences"] == 6 and result["steps"] > 6
+    assert result["lrp"] == {"rule": "ding", "epsilon": 0.0}  # the paper's rule by default
     for kind in ("encoder_self", "decoder_self", "cross"):
         heads = result["kinds"][kind]["layers"][0]
         assert len(heads) == 2 and (out / f"heads-{kind}.png").stat().st_size > 1000
         # per step Σ|r| = 1 over a layer's heads; the average over steps keeps Σ|r| ≤ 1 (= 1 without sign changes)
-        assert 0.5 < sum(abs(h["relevance"]) for h in heads) <= 1 + 1e-6
+        assert 0 < sum(abs(h["relevance"]) for h in heads) <= 1 + 1e-6
         assert all(0 < h["confidence"] <= 1 for h in heads)
 
 
@@ -221,3 +377,17 @@ def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_pa
                str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "2", "--cpu", "--no-relevance",
                "--syntax-model", "xx_no_such_model", "--results-path", str(tmp_path / "bad")], check=False)
     assert bad.returncode == 2 and "is not installed" in bad.stderr
+
+
+def test_syntactic_argmax_excludes_eos():
+    """§5.2.1: how often the head assigns its maximum attention weight (excluding EOS) to the related word. Words
+    "dogs run" (tokens 0, 1, EOS 2), nsubj dogs → run; the head puts 0.6 on EOS and 0.3 on "run" from "dogs": a hit
+    (the old argmax over all keys landed on EOS: a miss)."""
+    from fairseq_interp.heads.syntax import SyntacticStatistics
+
+    probs = torch.tensor([[[0.1, 0.3, 0.6], [0.5, 0.2, 0.3], [0.3, 0.3, 0.4]]])
+    stats = SyntacticStatistics([1], min_arcs=1)
+    stats.add_sentence([probs], [0, 1], [(0, 1, "nsubj")])
+    result = stats.result()
+    assert result["nsubj_dep2head"]["accuracy"][0] == [1.0]
+    assert result["nsubj_head2dep"]["accuracy"][0] == [1.0]  # run → dogs: 0.5 on token 0

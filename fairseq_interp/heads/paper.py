@@ -1,0 +1,43 @@
+"""Voita et al. (2019)'s published numbers beside ours (``paper_numbers.json`` of this package): the head analysis
+part (Table 1, §5.1, §5.3), as rows for :func:`~fairseq_interp.common.paper_numbers.side_by_side`."""
+
+from ..common.paper_numbers import load_paper_numbers
+
+
+def analysis_rows(report, setting=""):
+    """``[(quantity, paper, ours, our setting)]`` from a ``heads.json`` report of ``fairseq-interp heads``:
+
+    * §5.3: the encoder head that points most often to one of the two least frequent tokens, its shares (%) of the
+      qualifying sentences (rarest token; one of the two least frequent) beside the paper's rare-word head;
+    * §5.1: the lowest confidence of a positional head (the paper: every positional head exceeds 0.8);
+    * Table 1 (when the report has syntactic statistics): per relation and direction, the most accurate encoder
+      head and the positional baseline (%), beside the paper's WMT EN-RU column."""
+    paper = load_paper_numbers("heads")
+    encoder = [h for layer in report["kinds"]["encoder_self"]["layers"] for h in layer]
+    prefix = f"{setting}; " if setting else ""
+    rows = []
+    rated = [h for h in encoder if h.get("rare_top2") is not None]
+    best = max(rated, key=lambda h: h["rare_top2"]) if rated else None
+    where = (f"{prefix}{report['sentences']} sentences, {report.get('rare_sentences')} with the rarest token outside "
+             f"the top {report.get('rare_top_frequent')}; our best encoder head")
+    for number in paper.table("Section 5.3"):
+        stat = "rare" if "rarest" in number.column else "rare_top2"
+        rows.append((f"§5.3 {number.row}: {number.column}", number.value,
+                     None if best is None else 100 * best[stat], where if best else "no sentence qualified"))
+    positional = [h for kind in report["kinds"].values() for layer in kind["layers"] for h in layer
+                  if "positional" in h.get("roles", [])]
+    number = paper.get("Section 5.1", "positional heads", "confidence (lower bound)")
+    rows.append(("§5.1 lowest confidence of a positional head", number.value,
+                 min(h["confidence"] for h in positional) if positional else None,
+                 f"{prefix}{len(positional)} positional heads (≥ {report['positional_threshold']:.0%} of tokens at "
+                 "one offset)"))
+    for key, syn in (report.get("syntax") or {}).items():
+        for number in paper.table("Table 1"):
+            if number.note.startswith(f"our key {key};") and number.column == "WMT best head":
+                accuracy = max(h["syntactic"][key] for h in encoder if h.get("syntactic"))
+                rows.append((f"Table 1, {number.row}: best head accuracy (%)", number.value, 100 * accuracy,
+                             f"{prefix}{syn['arcs']} arcs in {report['sentences']} sentences, spaCy parses"))
+                rows.append((f"Table 1, {number.row}: positional baseline (%)",
+                             paper.get("Table 1", number.row, "WMT baseline").value, 100 * syn["baseline"],
+                             f"{prefix}most frequent offset {syn['baseline_offset']:+d}"))
+    return rows

@@ -1,0 +1,60 @@
+"""Voita et al. §4-5 on one model: the heads' relevance, confidence and roles under the paper's definitions
+(``heads.json`` of ``fairseq-interp heads``), per layer, and the paper's numbers beside ours (Table 1, §5.1, §5.3).
+
+    python scripts/reproduce/voita2019/head_roles.py --heads results/heads-ding-syntax/heads.json \
+        --setting "demo model, 200 valid sentences" --out results/head-roles.md
+"""
+
+import argparse
+import json
+import os
+
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import script_main
+from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.paper_numbers import side_by_side
+from fairseq_interp.heads.paper import analysis_rows
+
+
+def _fmt(x, pattern="{:.2f}"):
+    return "–" if x is None else pattern.format(x)
+
+
+def layer_table(report):
+    """Markdown: per attention type and layer, the heads sorted by relevance (as the paper's Figures 1-2), each as
+    relevance / confidence / most frequent offset and its share / rare_top2, and the roles found."""
+    lines = ["| attention | layer | heads by relevance: relevance / confidence / offset (share) / rare top-2 | roles |",
+             "|---|---|---|---|"]
+    for kind, data in report["kinds"].items():
+        for i, layer in enumerate(data["layers"]):
+            heads = sorted(layer, key=lambda h: -(h.get("relevance") or 0))
+            cells = [f"h{h['head']}: {_fmt(h.get('relevance'), '{:+.3f}')} / {_fmt(h['confidence'])} / "
+                     + (f"{h['positional_offset']:+d} ({h['positional_share']:.2f})"
+                        if h.get("positional_offset") is not None else "–")
+                     + f" / {_fmt(h.get('rare_top2'))}" for h in heads]
+            roles = sorted({f"h{h['head']} {r}" for h in layer for r in h.get("roles", [])})
+            lines.append(f"| {kind} | {i} | " + "; ".join(cells) + f" | {', '.join(roles) or 'none'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--heads", required=True, help="heads.json of fairseq-interp heads")
+    ap.add_argument("--setting", default="", help="our setting, printed beside the paper's numbers")
+    ap.add_argument("--out", help="also write the tables here (refused if it exists, unless --overwrite)")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args()
+    if not os.path.isfile(args.heads):
+        raise InterpretError(f"--heads {args.heads} not found: pass the heads.json of fairseq-interp heads")
+    with open(args.heads) as f:
+        report = json.load(f)
+    text = layer_table(report) + "\n" + side_by_side(analysis_rows(report, args.setting)) + "\n"
+    if args.out:
+        if os.path.exists(args.out) and not args.overwrite:
+            raise InterpretError(f"{args.out} exists: pass --overwrite to replace it")
+        write_atomic(args.out, text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    script_main("head_roles", main)

@@ -1,0 +1,111 @@
+"""scripts/reproduce/voita2019/prune_sweep.py end to end at tiny scale: its tables are checked against its own
+records (BLEU files, exported checkpoints, the head analysis, the paper's numbers), and a resumed run repeats no
+training, export, scoring or analysis."""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import run
+
+SCRIPT = "scripts/reproduce/voita2019/prune_sweep.py"
+
+
+def _sweep(data_dir, work, lambdas):
+    return run([sys.executable, SCRIPT, "--data", str(data_dir), "--tgt", "fr", "--work", str(work),
+                "--size", "test_tiny", "--baseline-updates", "6", "--finetune-updates", "3", "--finetune-lr", "0.05",
+                "--gate-lr-scale", "20", "--lambdas", *lambdas, "--from-scratch", "--heads",
+                "--heads-sentences", "3"], timeout=1500)
+
+
+def _records(work):
+    """Modification times of every file the sweep writes except its tables."""
+    return {str(p.relative_to(work)): p.stat().st_mtime_ns for p in work.rglob("*")
+            if p.is_file() and p.name not in ("sweep.json", "sweep.md", "sweep.png")}
+
+
+def _table(md, header):
+    """Rows (lists of cells) of the markdown table that starts with ``header``."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _bleu_file(path):
+    return float(path.read_text())
+
+
+@pytest.mark.slow
+def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_path):
+    work = tmp_path / "sweep"
+    _sweep(data_dir, work, ["0.0"])  # as if killed after the first λ
+    first = _records(work)
+    _sweep(data_dir, work, ["0.0", "0.5"])
+    records = _records(work)
+    assert {k: v for k, v in records.items() if k in first} == first  # nothing of λ = 0 redone
+    rows = json.loads((work / "sweep.json").read_text())
+    assert [r["lambda"] for r in rows] == [None, 0.0, 0.5]
+
+    # the numbers come from the runs' own records
+    assert rows[0]["bleu"] == _bleu_file(work / "baseline.gen.bleu")
+    for row in rows[1:]:
+        lam = row["lambda"]
+        assert row["bleu"] == _bleu_file(work / f"l0-{lam}" / "pruned.gen.bleu")
+        assert row["bleu_from_scratch"] == _bleu_file(work / f"scratch-{lam}.gen.bleu")
+        saved = torch.load(work / f"l0-{lam}" / "pruned.pt")["cfg"]["model"]
+        for key, counts in row["heads"].items():
+            assert counts == [int(c) for c in str(saved[key] if isinstance(saved, dict)
+                                                   else getattr(saved, key)).split(",")]
+        assert row["total_heads"] == sum(sum(v) for v in row["heads"].values())
+        assert row["gated_heads_total"] == 6  # test_tiny: 1 layer × 2 heads × 3 attention types
+        scratch = torch.load(work / f"scratch-{lam}" / "checkpoint_last.pt")
+        assert scratch["optimizer_history"][-1]["num_updates"] == 6  # the baseline's number of updates
+        assert not any("head_gate" in k for k in scratch["model"])
+
+    # sweep.md: the BLEU table is sweep.json, every column filled
+    md = (work / "sweep.md").read_text()
+    table = _table(md, "| λ | heads enc / dec / cross")
+    assert table[0][:4] == ["baseline", "all", "all", f"{rows[0]['bleu']:.2f}"]
+    for cells, row in zip(table[1:], rows[1:]):
+        h = row["heads"]
+        assert cells == [str(row["lambda"]),
+                         f"{sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / {sum(h['cross_heads'])}",
+                         str(row["total_heads"]), f"{row['bleu']:.2f}", f"{row['bleu_from_scratch']:.2f}"]
+    # the kept/pruned statistics come from the head analysis of the baseline
+    report = json.loads((work / "heads-baseline" / "heads.json").read_text())
+    assert report["sentences"] == 3 and report["lrp"]["rule"] == "ding"
+    assert len(_table(md, "| λ | attention | heads kept / pruned")) == sum(len(r["kept_vs_pruned"]["relevance"])
+                                                                        for r in rows[1:])
+
+    # the paper's numbers beside ours, from paper_numbers.json; ours from the records above
+    from fairseq_interp.common.paper_numbers import load_paper_numbers
+
+    paper = load_paper_numbers("heads")
+    comparison = {cells[0]: cells for cells in _table(md, "| quantity | paper | ours")}
+    assert comparison["BLEU of the full model"][2] == f"{rows[0]['bleu']:.2f}"
+    base = paper.get("Table 2", "WMT baseline 48/48/48", "BLEU from trained").value
+    trained = paper.get("Table 2", "WMT sparse heads 8/13/15", "BLEU from trained").value
+    key = next(k for k in comparison if k.startswith("Table 2, WMT 8/13/15") and "pruned" in k and "scratch" not in k)
+    cells = comparison[key]
+    assert float(cells[1]) == pytest.approx(trained - base, abs=0.006)
+    pruned = rows[2]  # the only λ > 0: the nearest run for every paper row
+    assert float(cells[2]) == pytest.approx(pruned["bleu"] - rows[1]["bleu"], abs=0.006)  # against λ = 0
+    assert float(cells[3]) == pytest.approx(float(cells[2]) - float(cells[1]), abs=0.011)
+    scratch_key = next(k for k in comparison if k.startswith("Table 2, WMT 8/13/15") and "scratch" in k)
+    assert float(comparison[scratch_key][2]) == pytest.approx(pruned["bleu_from_scratch"] - pruned["bleu"],
+                                                              abs=0.006)
+    assert any(k.startswith("§5.3") for k in comparison)
+
+    # resume: the same command again repeats nothing and writes the same tables
+    before = records, (work / "sweep.json").read_text(), md
+    _sweep(data_dir, work, ["0.0", "0.5"])
+    assert (_records(work), (work / "sweep.json").read_text(), (work / "sweep.md").read_text()) == before
+    assert os.path.getsize(work / "sweep.png") > 1000
