@@ -21,7 +21,9 @@ def add_subcommands(sub):
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
     imp.add_argument("--pairs", nargs="+", required=True,
                      help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
-    imp.add_argument("--subset", default="valid", help="split importance is measured on (default: valid)")
+    imp.add_argument("--train-subset", "--subset", dest="subset", default="train",
+                     help="split importance is measured on (default: train, as the paper's Eq. 7-8; valid is "
+                          "the cheaper option)")
     imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
@@ -35,7 +37,11 @@ def add_subcommands(sub):
     alloc.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor",
                        help="Taylor expansion (Θ_TE) or absolute value (Θ_AV) importance")
     alloc.add_argument("--out", required=True, help="mask file to write (.pt)")
-    alloc.add_argument("--plot", help="PNG of LScore per layer and MScore per module")
+    alloc.add_argument("--plot", help="PNG of Figure 3: LScore per layer and pair, MScore per layer and module "
+                                      "(encoder and decoder panels)")
+    alloc.add_argument("--score-modules", choices=["paper", "linear"], default="paper",
+                       help="modules of MScore: the paper's self_attn / encoder_attn / ffn (default), or one per "
+                            "linear map")
     alloc.add_argument("--plot-importance", metavar="PNG",
                        help="PNG of the importance curves (Figure 2): per pair, --criterion importance sorted "
                             "in decreasing order, one panel per --curve-group")
@@ -144,12 +150,16 @@ def run_allocate(args):
 
     masks = allocate(load_importance(args.importance), args.rho, args.k, args.criterion)
     save_masks(args.out, masks)
-    table = scores(masks)
+    table = scores(masks, args.score_modules)
     general = sum(int(g.sum()) for g in masks["general"].values())
     total = sum(g.numel() for g in masks["general"].values())
     print(f"| {general}/{total} general neurons (rho {args.rho}, k {args.k}, {args.criterion}) -> {args.out}")
+
+    def rounded(row):
+        return {n: (None if v is None else round(v, 4)) for n, v in row.items()}
+
     for key in ("lscore", "mscore"):
-        print(json.dumps({key: {n: round(v, 4) for n, v in table[key].items()}}))
+        print(json.dumps({key: {layer: rounded(row) for layer, row in table[key].items()}}))
     if args.plot:
         plot_scores(table, args.plot)
         print(f"| plot: {args.plot}")
