@@ -67,6 +67,9 @@ def add_subcommands(sub):
     erase.add_argument("--specific-set", choices=["specific", "exclusive"], default="specific",
                        help="a pair's neurons erased per condition: every neuron specific to it (shared with "
                             "other pairs or not; default), or only those no other pair uses (exclusive:PAIR)")
+    erase.add_argument("--random-control", action="store_true",
+                       help="for every specific:PAIR (exclusive:PAIR) condition, also erase as many neurons drawn "
+                            "at random from all neurons (condition random:PAIR), the control of Figure 5")
     erase.add_argument("--seed", type=int, default=1, help="seed of the random choice of erased neurons")
     erase.add_argument("--subset", default="test", help="split to translate (default: test)")
     erase.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each direction (0 = all)")
@@ -193,7 +196,7 @@ def _erase_pairs(args, state):
 def _erase_plan(args, model):
     """The erased neurons of each condition (general, then specific:PAIR or exclusive:PAIR) and the size of each
     erased set."""
-    from .erasure import condition_neurons, model_masks, neuron_sets
+    from .erasure import condition_neurons, model_masks, neuron_sets, random_control
 
     masks = model_masks(model)
     sets = neuron_sets(masks, model.pairs)
@@ -204,6 +207,11 @@ def _erase_plan(args, model):
         conditions[f"{kind}:{pair}"] = condition_neurons(sets, f"{kind}:{pair}", args.specific_fraction, args.seed)
     sizes = {"general": sum(int(v.sum()) for v in sets["general"].values()),
              **{f"{kind}:{p}": sum(int(v.sum()) for v in sets[kind][p].values()) for p in specific}}
+    if getattr(args, "random_control", False):
+        total = sum(int(t.shape[1]) for t in masks.values())
+        for pair in specific:
+            conditions[f"random:{pair}"] = random_control(masks, conditions[f"{kind}:{pair}"], args.seed)
+            sizes[f"random:{pair}"] = total
     return masks, conditions, sizes
 
 

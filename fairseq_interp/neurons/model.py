@@ -209,7 +209,9 @@ def using_pair(models, pair, task):
     for model in models:
         model = unwrap(model)
         if not hasattr(model, "using_pairs"):
-            raise InterpretError(f"--task {task} needs --arch transformer_neuron_masked, got {type(model).__name__}")
+            raise InterpretError(f"--task {task} needs a model with per-pair masks or modules (--arch "
+                                 f"transformer_neuron_masked, transformer_lang_adapter, transformer_target_attention), "
+                                 f"got {type(model).__name__}")
         stack.enter_context(model.using_pairs(model.pair_index(pair)))
     return stack
 
