@@ -151,11 +151,18 @@ class PairRoutedMixin:
             return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
 
     def upgrade_state_dict_named(self, state_dict, name):
+        """A checkpoint's pairs replace the ones the model was built with (generation sets up the task with one
+        direction): the per-pair modules are resized to the checkpoint's pairs before its weights load."""
         super().upgrade_state_dict_named(state_dict, name)
         prefix = name + "." if name else ""
         stored = state_dict.get(prefix + _PAIRS)
-        if stored is not None and stored.shape != getattr(self, _PAIRS).shape:
-            self.register_buffer(_PAIRS, torch.empty_like(stored))
+        if stored is None:
+            raise InterpretError("the checkpoint has no language pairs for the per-pair modules: train the model "
+                                 "with --task translation_multi_lang_specific")
+        pairs = bytes(stored.tolist()).decode().split(",")
+        if pairs != self.pairs:
+            self.register_buffer(_PAIRS, stored.clone())
+            self._resize_pairs(pairs)
 
 
 # -------------------------------------------------------------------------------------------------------- adapters
@@ -176,6 +183,13 @@ class PairAdapters(nn.Module):
             nn.init.xavier_uniform_(self.down_weight.data[p])
             if init == "xavier":
                 nn.init.xavier_uniform_(self.up_weight.data[p])
+
+    def resize(self, pairs):
+        """Room for ``pairs`` pairs (a checkpoint's; the values come from its state dict)."""
+        for name in ("ln_weight", "ln_bias", "down_weight", "down_bias", "up_weight", "up_bias"):
+            old = getattr(self, name)
+            if old.size(0) != pairs:
+                setattr(self, name, nn.Parameter(old.new_zeros((pairs, *old.shape[1:]))))
 
     def forward(self, x, ids):
         """``x`` (T, B, C), ``ids`` (B,) pair index of each row."""
@@ -198,11 +212,10 @@ class LangAdapterTransformerModel(PairRoutedMixin, TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
-        args = as_flat_config(args)
         pairs = _pair_names(args, task)
         dim = int(getattr(args, "lang_adapter_dim", 128) or 128)
         init = str(getattr(args, "lang_adapter_init", "zero") or "zero")
-        model = super().build_model(args, task)
+        model = super().build_model(as_flat_config(args), task)
         model._init_pairs(pairs)
         model.encoder_adapters = nn.ModuleList(
             PairAdapters(layer.embed_dim, dim, len(pairs), init) for layer in model.encoder.layers)
@@ -213,6 +226,10 @@ class LangAdapterTransformerModel(PairRoutedMixin, TransformerModel):
         for layer, adapters in zip(model.decoder.layers, model.decoder_adapters):
             layer.register_forward_hook(model._adapter_hook(adapters))
         return model
+
+    def _resize_pairs(self, pairs):
+        for adapters in list(self.encoder_adapters) + list(self.decoder_adapters):
+            adapters.resize(len(pairs))
 
     def _adapter_hook(self, adapters):
         router = self._router
@@ -226,6 +243,12 @@ class LangAdapterTransformerModel(PairRoutedMixin, TransformerModel):
 
 # ----------------------------------------------------------------------------------------- target-specific attention
 
+def _targets(pairs):
+    """Target languages in order of first appearance, and each pair's target index."""
+    targets = list(dict.fromkeys(p.split("-")[1] for p in pairs))
+    return targets, [targets.index(p.split("-")[1]) for p in pairs]
+
+
 class TargetSpecificAttention(nn.Module):
     """One ``MultiheadAttention`` per target language; each sample runs through its target language's copy.
 
@@ -234,15 +257,20 @@ class TargetSpecificAttention(nn.Module):
 
     def __init__(self, base, targets, router, target_of_pair):
         super().__init__()
-        copies = [base]
-        for _ in range(targets - 1):
-            twin = copy.deepcopy(base)
+        self.copies = nn.ModuleList([base])
+        self._router = router
+        self.resize(targets, target_of_pair)
+
+    def resize(self, targets, target_of_pair):
+        """``targets`` copies (new ones freshly initialized); ``target_of_pair``: pair index -> copy index."""
+        while len(self.copies) < targets:
+            twin = copy.deepcopy(self.copies[0])
             twin.reset_parameters()
             twin.init_incremental_state()  # its own cache key in incremental decoding
-            copies.append(twin)
-        self.copies = nn.ModuleList(copies)
-        self._router = router
-        self._target_of_pair = target_of_pair  # list: pair index -> target language index
+            self.copies.append(twin)
+        while len(self.copies) > targets:
+            del self.copies[len(self.copies) - 1]
+        self._target_of_pair = list(target_of_pair)
 
     def __getattr__(self, name):
         try:
@@ -292,14 +320,12 @@ class TargetAttentionTransformerModel(PairRoutedMixin, TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
-        args = as_flat_config(args)
         pairs = _pair_names(args, task)
         which = str(getattr(args, "target_attention", "all") or "all")
-        model = super().build_model(args, task)
+        model = super().build_model(as_flat_config(args), task)
         model._init_pairs(pairs)
-        targets = list(dict.fromkeys(p.split("-")[1] for p in pairs))
+        targets, target_of_pair = _targets(pairs)
         model.target_langs = targets
-        target_of_pair = [targets.index(p.split("-")[1]) for p in pairs]
         names = ["encoder_attn"] if which == "cross" else ["self_attn", "encoder_attn"]
         for side in (["decoder"] if which == "cross" else ["encoder", "decoder"]):
             for layer in getattr(model, side).layers:
@@ -309,6 +335,13 @@ class TargetAttentionTransformerModel(PairRoutedMixin, TransformerModel):
                         setattr(layer, name, TargetSpecificAttention(base, len(targets), model._router,
                                                                      target_of_pair))
         return model
+
+    def _resize_pairs(self, pairs):
+        targets, target_of_pair = _targets(pairs)
+        self.target_langs = targets
+        for module in self.modules():
+            if isinstance(module, TargetSpecificAttention):
+                module.resize(len(targets), target_of_pair)
 
 
 def count_parameters(model):

@@ -82,6 +82,17 @@ def add_subcommands(sub):
     erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
     erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     erase.set_defaults(func=run_erase)
+    expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
+                                            "start with zero output weights, so the model's outputs are unchanged "
+                                            "(+Expansion of Table 2)")
+    expand.add_argument("--path", required=True, help="trained Transformer checkpoint")
+    expand.add_argument("--ffn-dim", type=int, required=True,
+                        help="new FFN width of every encoder and decoder layer (Xie et al.: 2048 -> 3000)")
+    expand.add_argument("--seed", type=int, default=1, help="seed of the new units' input weights")
+    expand.add_argument("--out", required=True, help="checkpoint to write (weights only; continue training it with "
+                                                     "--finetune-from-model and the new --encoder/decoder-ffn-embed-dim)")
+    expand.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    expand.set_defaults(func=run_expand)
     p.set_defaults(func=lambda args: p.print_help())
     return p
 
@@ -172,6 +183,30 @@ def run_allocate(args):
         curves = importance_curves(load_importance(args.importance), args.criterion, args.curve_group)
         plot_importance_curves(curves, args.plot_importance, args.criterion)
         print(f"| importance curves ({len(curves)} {args.curve_group} panels): {args.plot_importance}")
+
+
+def run_expand(args):
+    """+Expansion (Xie et al. 2021, Table 2): the checkpoint with every FFN widened to ``--ffn-dim`` units."""
+    import torch
+    from omegaconf import OmegaConf, open_dict
+
+    from .baselines import expand_ffn
+
+    if os.path.exists(args.out) and not args.force:
+        raise InterpretError(f"{args.out} exists: pass --force to overwrite it or choose another --out")
+    state = read_checkpoint(args.path)
+    state["model"] = expand_ffn(state["model"], args.ffn_dim, args.seed)
+    model_cfg = state["cfg"]["model"] if state.get("cfg") is not None else None
+    if model_cfg is None:
+        raise InterpretError(f"{args.path} has no model config: use a checkpoint written by fairseq-train")
+    with open_dict(model_cfg) if OmegaConf.is_config(model_cfg) else contextlib.nullcontext():
+        for key in ("encoder_ffn_embed_dim", "decoder_ffn_embed_dim"):
+            setattr(model_cfg, key, args.ffn_dim)
+    state["last_optimizer_state"] = None  # shapes changed: the optimizer starts afresh
+    tmp = args.out + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, args.out)
+    print(f"| FFN widened to {args.ffn_dim} units in every layer (new output weights zero) -> {args.out}")
 
 
 def _erase_pairs(args, state):

@@ -146,3 +146,21 @@ def test_expansion_keeps_the_outputs_when_the_new_units_are_zero():
     assert not torch.allclose(_logits(wide, batch), _logits(plain, batch))
     with pytest.raises(InterpretError, match="only widens"):
         expand_ffn(plain.state_dict(), 32)
+
+
+@pytest.mark.parametrize("cls,extra", [(LangAdapterTransformerModel, {"lang_adapter_dim": 8}),
+                                       (TargetAttentionTransformerModel, {})])
+def test_a_checkpoint_of_all_pairs_loads_into_a_model_built_for_one_direction(cls, extra):
+    """fairseq-generate sets the task up with one direction: the per-pair modules take the checkpoint's pairs."""
+    trained, d = _build(cls, seed=0, **extra)
+    for p in trained.parameters():  # make every copy / adapter differ from a fresh one
+        p.data.add_(0.01 * torch.randn_like(p))
+    task = SimpleNamespace(source_dictionary=d, target_dictionary=d, lang_pairs=["en-fr"])
+    torch.manual_seed(9)
+    one = cls.build_model(_args(**extra), task).eval()
+    assert one.pairs == ["en-fr"]
+    one.load_state_dict(trained.state_dict(), strict=True)
+    assert one.pairs == PAIRS and count_parameters(one) == count_parameters(trained)
+    batch = _batch(d)
+    for pair in range(3):
+        torch.testing.assert_close(_logits(one, batch, pair), _logits(trained, batch, pair), rtol=0, atol=0)
