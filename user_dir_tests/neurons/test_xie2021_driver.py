@@ -44,13 +44,13 @@ def test_table2_driver_every_system_against_its_records_and_resume(tmp_path):
     base = [sys.executable, DRIVER, "table2", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
             "--individual-updates", "2", "--adapter-dim", "8"]
     # an interrupted run: only some systems finished
-    run([*base, "--systems", "multilingual", "adapter"])
+    run([*base, "--systems", "multilingual", "adapter"], timeout=3600)
     first = json.loads((work / "records.json").read_text())
     assert set(first["bleu"]["seed1"]) == {"multilingual", "adapter"}
     kept = {**_files(work, "checkpoint_last.pt"), **_files(work, "en-de.txt")}
     report = tmp_path / "report.md"
     report.write_text("# report\n\n<!-- xie2021-table2 -->\nold\n<!-- /xie2021-table2 -->\n\nafter\n")
-    proc = run([*base, "--report", str(report)])
+    proc = run([*base, "--report", str(report)], timeout=3600)
     assert "seed 1 multilingual: kept" in proc.stdout and "seed 1 adapter: kept" in proc.stdout
     # what the interrupted run made was reused, not made again
     assert all(os.stat(p).st_mtime_ns == t for p, t in kept.items())
@@ -95,7 +95,7 @@ def test_table2_driver_every_system_against_its_records_and_resume(tmp_path):
     assert set(allocation["lscore"]) == {"encoder.0", "decoder.0"}
     # a third run finds everything done: no training, no translation, the same records
     before = {**_files(work, "checkpoint_last.pt"), **_files(work, "en-fr.txt")}
-    again = run([*base, "--report", str(report)])
+    again = run([*base, "--report", str(report)], timeout=3600)
     assert all(f"seed 1 {s}: kept" in again.stdout for s in systems)
     assert {**_files(work, "checkpoint_last.pt"), **_files(work, "en-fr.txt")} == before
     final = json.loads((work / "records.json").read_text())
@@ -112,7 +112,7 @@ def test_sweep_driver_with_erasure_and_random_control(tmp_path):
     work = tmp_path / "sweep"
     cmd = [sys.executable, DRIVER, "sweep", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
            "--ks", "0.7", "--rhos", "0.9", "--erasure"]
-    run(cmd)
+    run(cmd, timeout=3600)
     state = json.loads((work / "sweep.json").read_text())
     assert set(state["runs"]) == {"baseline", "baseline+ft", "k0.7-rho0.9"}
     erasure = json.loads((work / "erasure" / "erasure.json").read_text())
@@ -127,6 +127,8 @@ def test_sweep_driver_with_erasure_and_random_control(tmp_path):
     row = [line for line in md.splitlines() if line.startswith("| k0.7-rho0.9 |")][0]
     bleu = state["runs"]["k0.7-rho0.9"]["bleu"]
     assert f"**{sum(bleu.values()) / len(PAIRS):.2f}**" in row
-    again = run(cmd)
+    ours = sum(bleu.values()) / len(PAIRS)
+    assert f"| Table 3: average BLEU at ρ = 0.9, k = 0.7 | 30.11 | {ours:.2f} | {ours - 30.11:+.2f} |" in md
+    again = run(cmd, timeout=3600)
     assert "k0.7-rho0.9: kept" in again.stdout
     assert json.loads((work / "sweep.json").read_text())["runs"] == state["runs"]

@@ -11,7 +11,7 @@ one-to-many: En->De, En->Fr, En->Cs) train and score, per seed (``--seeds``), th
   training of the masked systems; not in the paper);
 * ``ts``: target-specific attention (Blackwood et al. 2018, ``transformer_target_attention``), from scratch;
 * ``adapter``: language-pair adapters with a ``--adapter-dim`` projection (Bapna and Firat 2019,
-  ``transformer_lang_adapter``), from scratch;
+  ``transformer_lang_adapter``; default a quarter of the model width, as the paper's 128 of 512), from scratch;
 * ``masked-absolute`` / ``masked-taylor``: importance on the training data (Eq. 7-8), allocation (Eq. 9, ρ, k),
   masked fine-tuning from the baseline (Our Method-AV / -TE);
 * ``expansion`` (``table2`` only): the baseline's FFN widened by ``--expansion-ffn / FFN`` (the paper: 3000 / 2048)
@@ -615,7 +615,37 @@ def sweep_markdown(exp, state):
         share = f"{r['specific_share']:.3f}" if "specific_share" in r else ""
         lines.append(f"| {system} | {k} | {rho} | {share} | " + " | ".join(f"{r['bleu'][p]:.2f}" for p in exp.pairs)
                      + f" | **{exp.average(r['bleu']):.2f}** |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + sweep_paper_comparison(exp, state)
+
+
+def sweep_paper_comparison(exp, state):
+    """Table 3 (average BLEU per ρ at k 0.7) and Figure 4's best k beside ours."""
+    from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+    numbers = load_paper_numbers("neurons")
+    runs, s = state["runs"], state["settings"]
+    setting = (f"Multi30k {len(exp.pairs)} directions, {s['train_size']:,} sentences, {s['layers']}-layer "
+               f"{s['dim']}-dim, one seed")
+    rows = []
+    for rho in (0.8, 0.9, 0.95):
+        system = system_name(s["k"], rho)
+        if system in runs and abs(s["k"] - 0.7) < 1e-9:
+            paper = numbers.get("Table 3", f"ρ = {int(round(rho * 100))}%", "AVE").value
+            rows.append((f"Table 3: average BLEU at ρ = {rho:g}, k = 0.7", paper, exp.average(runs[system]["bleu"]),
+                         setting))
+    ks = {runs[n]["k"]: exp.average(runs[n]["bleu"]) for n in runs if "k" in runs[n] and runs[n]["rho"] == s["rho"]}
+    if len(ks) > 1:
+        best = max(ks, key=ks.get)
+        rows.append((f"Figure 4: best k (at ρ = {s['rho']:g}, among {', '.join(f'{k:g}' for k in sorted(ks))})",
+                     numbers.get("Figure 4", "best k", "k").value, best, setting))
+    return side_by_side(rows) if rows else ""
+
+
+def importance_data(s):
+    """``the 5,000 train`` / ``200 valid``: the sentences importance was measured on."""
+    subset = s.get("importance_subset", "train")
+    count = s.get("importance_sentences") or (s["train_size"] if subset == "train" else s["valid_size"])
+    return f"{count:,} {subset}" if count else f"all {subset}"
 
 
 def sweep_report(path, state, md):
@@ -645,7 +675,7 @@ def sweep_report(path, state, md):
         from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 
         numbers = load_paper_numbers("neurons")
-        general = [v for v in (json.loads(json.dumps(state["erasure"])).get("general_delta"),) if v is not None]
+        general = [v for v in (state["erasure"].get("general_delta"),) if v is not None]
         if general:
             low = numbers.get("Figure 5", "general 20%", "ΔBLEU low").value
             high = numbers.get("Figure 5", "general 20%", "ΔBLEU high").value
@@ -653,11 +683,13 @@ def sweep_report(path, state, md):
                 ("Figure 5: BLEU change, 20% of the general neurons erased (mean over directions)",
                  f"{low:g} to {high:g}", general[0], "our masked model above, seed 1")])
     ks, rhos = " ".join(f"{v:g}" for v in s["ks"]), " ".join(f"{v:g}" for v in s["rhos"])
+    importance = ("" if s.get("importance_subset", "train") == "train" else
+                  f" --importance-subset {s['importance_subset']}")
     command = (f"python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks {ks} "
-               f"--rhos {rhos}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
+               f"--rhos {rhos}{importance}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
     section = f"""**Scale:** as the Table-1 run above ({s['train_size']:,} sentences per language, {s['layers']}-layer {s['dim']}-dim
 Transformer, baseline {s['baseline_updates']:,} updates, {s['finetune_updates']} fine-tuning updates per system,
-{s['criterion']} importance on {s['valid_size']} valid sentences per direction, BLEU on {s['test_size']} test
+{s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
 sentences per direction, beam {s['beam']}), one seed, 1 CPU core. k sweep at ρ = {s['rho']}, ρ sweep at
 k = {s['k']}. `specific / pair`: mean over pairs of the share of all allocated neurons specific to the pair.
 {timing}
@@ -699,7 +731,9 @@ def add_table_arguments(p, which):
     p.add_argument("--systems", nargs="+", choices=SYSTEMS[which],
                    help=f"systems to run (default all: {', '.join(SYSTEMS[which])})")
     p.add_argument("--individual-updates", type=int, default=500, help="updates of each Individual model")
-    p.add_argument("--adapter-dim", type=int, default=128, help="+Adapter projection width (the paper's: 128)")
+    p.add_argument("--adapter-dim", type=int, default=0,
+                   help="+Adapter projection width (default: --dim x 128 / 512, the paper's 128 for its 512-dim "
+                        "model)")
     p.add_argument("--ts-attention", choices=["all", "cross"], default="all",
                    help="+TS attention modules per target language (all: the paper's parameter count)")
     p.add_argument("--expansion-ffn", type=int, default=0,
@@ -730,6 +764,8 @@ def main():
     args = parser.parse_args()
     if getattr(args, "expansion_ffn", None) == 0:
         args.expansion_ffn = int(round(2 * args.dim * 3000 / 2048))
+    if getattr(args, "adapter_dim", None) == 0:
+        args.adapter_dim = max(1, int(round(args.dim * 128 / 512)))
     args.func(args)
 
 
