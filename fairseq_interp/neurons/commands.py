@@ -25,6 +25,9 @@ def add_subcommands(sub):
                      help="split importance is measured on (default: train, as the paper's Eq. 7-8; valid is "
                           "the cheaper option)")
     imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
+    imp.add_argument("--ffn-point", choices=["activation", "linear"], default="activation",
+                     help="FFN hidden units read after their activation (the paper's 'activation value', default) "
+                          "or at fc1's linear output (the authors' released code)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
@@ -143,7 +146,7 @@ def run_importance(args):
         except (InterpretError, FileNotFoundError):
             raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
         fingerprint = fingerprint or model_fingerprint(model)
-        acc = ImportanceAccumulator(model)
+        acc = ImportanceAccumulator(model, args.ffn_point)
         n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
         pad = task.target_dictionary.pad()
         for start in range(0, n, args.batch_size):

@@ -19,8 +19,13 @@ projections and ``fc2`` the linear map's output. With ReLU, Θ_TE is the same be
 definition as 0. Masking (:mod:`.model`) zeroes ``fc1``'s output, which is the same as zeroing the unit's output
 for ReLU and GELU (both map 0 to 0).
 
+``ffn_point="linear"`` (``--ffn-point linear``) reads FFN units at ``fc1``'s output instead, before the
+activation, as the authors' released code does (its forward hooks sit on the ``fc1`` module, github.com/ictnlp/NA-MNMT,
+``importance.py``); the paper's text is the default.
+
 The paper measures importance on the training data of each pair (Eq. 7: ``T_m`` training examples);
-``fairseq-interp neurons importance`` reads ``--train-subset train`` by default.
+``fairseq-interp neurons importance`` reads ``--train-subset train`` by default (the released code runs on the
+valid subset: ``--train-subset valid``).
 
 Tokens are the non-padding positions of the stream the module reads: source tokens for the encoder and for the
 decoder's ``encoder_attn.k_proj``/``v_proj``; target positions for every other decoder module. Activations and
@@ -89,10 +94,13 @@ def check_fingerprint(expected, found, what):
         raise InterpretError(f"{what} was computed for another model ({detail}); recompute it for this checkpoint")
 
 
-def _observed(name, module, stream, model):
+FFN_POINTS = ("activation", "linear")
+
+
+def _observed(name, module, stream, model, ffn_point="activation"):
     """Where neuron ``name``'s output is read: ``(module, "output")`` or, for an FFN hidden unit, ``(fc2,
     "input")`` (after the activation and the activation dropout, which is the identity in eval mode)."""
-    if name.endswith(".fc1"):
+    if name.endswith(".fc1") and ffn_point == "activation":
         side, _, index, _ = name.split(".", 3)
         layer = getattr(model, side).layers[int(index)]
         return layer.fc2, "input"
@@ -102,8 +110,11 @@ def _observed(name, module, stream, model):
 class ImportanceAccumulator:
     """Sums ``|∂L/∂h·h|`` and ``|h|`` per neuron over non-padding tokens of the batches of one language pair."""
 
-    def __init__(self, model):
+    def __init__(self, model, ffn_point="activation"):
+        if ffn_point not in FFN_POINTS:
+            raise InterpretError(f"unknown FFN point {ffn_point!r}: use {' or '.join(FFN_POINTS)}")
         self.model = model
+        self.ffn_point = ffn_point
         self.modules = neuron_modules(model)
         self.sums = {c: {name: torch.zeros(m.out_features, dtype=torch.float64)
                          for name, (m, _) in self.modules.items()} for c in CRITERIA}
@@ -150,7 +161,7 @@ class ImportanceAccumulator:
         self._keep = {"src": net_input["src_tokens"].ne(pad).t(), "tgt": target.ne(pad).t()}
         handles = []
         for name, (module, stream) in self.modules.items():
-            observed, where = _observed(name, module, stream, model)
+            observed, where = _observed(name, module, stream, model, self.ffn_point)
             handles.append(observed.register_forward_pre_hook(self._pre_hook(name, stream)) if where == "input"
                            else observed.register_forward_hook(self._hook(name, stream)))
         was_training = model.training
@@ -179,9 +190,9 @@ class ImportanceAccumulator:
                 for c, sums in self.sums.items()}
 
 
-def pair_importance(model, batches, pad):
+def pair_importance(model, batches, pad, ffn_point="activation"):
     """Θ_TE and Θ_AV of every neuron over ``batches`` (one language pair); returns ``(result, tokens)``."""
-    acc = ImportanceAccumulator(model)
+    acc = ImportanceAccumulator(model, ffn_point)
     for sample in batches:
         acc.add_batch(sample, pad)
     return acc.result(), dict(acc.tokens)

@@ -121,6 +121,12 @@ def test_absolute_value_of_an_ffn_unit_is_its_output_after_the_activation():
     expected = torch.relu(z)[keep].mean(0)
     torch.testing.assert_close(result["absolute"]["encoder.layers.0.fc1"], expected, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(result["absolute"]["encoder.layers.0.fc1"], z[keep].abs().mean(0))
+    # the authors' released code reads fc1's linear output: --ffn-point linear
+    linear, _ = pair_importance(model, [sample], d.pad(), ffn_point="linear")
+    torch.testing.assert_close(linear["absolute"]["encoder.layers.0.fc1"], z[keep].abs().mean(0), rtol=1e-5, atol=1e-7)
+    # Θ_TE does not depend on the point for ReLU: ∂L/∂z · z = ∂L/∂h · h
+    torch.testing.assert_close(linear["taylor"]["encoder.layers.0.fc1"], result["taylor"]["encoder.layers.0.fc1"],
+                               rtol=1e-4, atol=1e-8)
 
 
 def test_modules_cover_attention_and_ffn_of_both_sides():
