@@ -421,8 +421,9 @@ def table_markdown(exp, state, which):
     lines = ["| system | seeds | " + " | ".join(exp.pairs) + " | avg | Para |", "|" + "---|" * (len(exp.pairs) + 4)]
     for system, r in rows.items():
         params = state["params"].get(system)
+        para = f"{params / 1e6:.2f}M" if params else "–"
         lines.append(f"| {system} | {len(r['seeds'])} | " + " | ".join(_cell(r["bleu"][p]) for p in exp.pairs)
-                     + f" | **{_cell(r['avg'])}** | {params / 1e6:.2f}M |" if params else " | – |")
+                     + f" | **{_cell(r['avg'])}** | {para} |")
     lines += ["", "Paired bootstrap (sacrebleu, 1,000 samples) per direction: the difference in BLEU, and the "
               "directions where p < 0.05 (better / worse); one line per seed.", "",
               "| comparison | seed | mean Δ over directions | better (p < 0.05) | worse (p < 0.05) |",
@@ -478,7 +479,7 @@ def table_report(path, exp, state, which, md):
     setting = ("many-to-many, 8 directions" if which == "table1" else "one-to-many, English into German, French "
                                                                        "and Czech")
     options = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in s.items()
-                       if k not in ("lang_pairs",) and not isinstance(v, (list, bool)) and v is not None)
+                       if not isinstance(v, (list, bool)) and v is not None)
     section = f"""**Scale (small, not the paper's):** Multilingual Multi30k, {setting} ({s['lang_pairs']}),
 {s['train_size']:,} aligned training sentences per language, a {s['layers']}-layer {s['dim']}-dim Transformer (FFN
 {2 * s['dim']}, 4 heads, shared embeddings), {s['vocab_size']:,}-piece joint sentencepiece. Multilingual, +TS and
