@@ -8,9 +8,21 @@ for language pair ``m``:
 * language-specific (Eq. 9): every other neuron ``i`` goes to each pair ``m`` with
   ``Θ_m(i) >= k · max_m' Θ_m'(i)`` (so with ``k <= 1`` at least to its most important pair).
 
-A pair's mask is ``general | specific[pair]``. Scores (our reading of §5.2): for a set of neurons ``S`` (one
-layer: ``LScore``; one module type over all layers, e.g. ``decoder.encoder_attn.k_proj``: ``MScore``), the mean
-over pairs of the fraction of ``S`` specific to that pair; 0 when everything is general.
+A pair's mask is ``general | specific[pair]``.
+
+Scores of the distribution of language-specific neurons (§5.2):
+
+* ``LScore(l, m) = Ĩ_l^m / Ĩ_l`` (Eq. 10), per layer ``l`` and language pair ``m``: ``Ĩ_l^m`` is the number of
+  neurons of layer ``l`` allocated to pair ``m`` (its language-specific neurons there), ``Ĩ_l`` the number of
+  language-specific (non-general) neurons of the layer. A neuron shared by several pairs counts once in ``Ĩ_l``
+  and once for each of its pairs, so the scores of one layer need not sum to 1.
+* ``MScore(l, f) = 1/M Σ_m Ĩ_{l,f}^m / Ĩ_{l,f}`` (Eq. 11), per layer ``l`` and module ``f``: the same ratio over
+  the neurons of one module of the layer, averaged over the ``M`` pairs. Modules ``f`` are the paper's three
+  (Figure 3c-d): ``self_attn`` (its ``q/k/v/out_proj`` neurons together), ``encoder_attn`` (cross-attention,
+  decoder only) and ``ffn`` (``fc1`` and ``fc2``); :func:`scores` with ``module_groups="linear"`` gives one
+  score per linear map instead.
+
+A layer or module without language-specific neurons (``Ĩ = 0``, e.g. ρ = 1) has no score (``None``).
 """
 
 import re
@@ -78,21 +90,62 @@ def layer_key(module):
     return f"{side}.{index}", f"{side}.{rest}"
 
 
-def _score(masks, modules):
-    total = sum(masks["general"][m].numel() for m in modules)
-    per_pair = sum(masks["specific"][m].sum(1).double() for m in modules)  # (pairs,)
-    return float((per_pair / total).mean())
+MODULE_GROUPS = ("paper", "linear")
 
 
-def scores(masks):
-    """``{"lscore": {layer: score}, "mscore": {module type: score}}`` (§5.2, our reading: see module doc)."""
-    layers, types = {}, {}
+def module_family(module):
+    """``decoder.layers.2.encoder_attn.q_proj`` -> ``encoder_attn``; ``...fc1``/``...fc2`` -> ``ffn``;
+    ``...self_attn.*`` -> ``self_attn``: the paper's modules of Figure 3(c-d)."""
+    _, kind = layer_key(module)
+    rest = kind.split(".", 1)[1]
+    return "ffn" if rest in ("fc1", "fc2") else rest.split(".")[0]
+
+
+def _ratios(masks, modules):
+    """``Ĩ^m / Ĩ`` for every pair over the neurons of ``modules`` (a list of floats, or None when Ĩ = 0)."""
+    specific_neurons = sum(int((~masks["general"][m]).sum()) for m in modules)  # Ĩ: non-general neurons
+    if specific_neurons == 0:
+        return None
+    per_pair = sum(masks["specific"][m].sum(1).double() for m in modules)  # Ĩ^m, (pairs,)
+    return [float(v) / specific_neurons for v in per_pair]
+
+
+def scores(masks, module_groups="paper"):
+    """The scores of §5.2 (Eq. 10-11) of a mask file's allocation::
+
+        {"pairs": [...], "layers": ["encoder.0", ...],
+         "lscore": {layer: {pair: LScore(l, m) or None}},
+         "mscore": {layer: {module: MScore(l, f) or None}}}
+
+    ``module_groups="paper"``: modules ``self_attn``, ``encoder_attn``, ``ffn``; ``"linear"``: one per linear map
+    (``self_attn.q_proj``, ..., ``fc1``, ``fc2``).
+    """
+    if module_groups not in MODULE_GROUPS:
+        raise InterpretError(f"unknown module grouping {module_groups!r}: use {' or '.join(MODULE_GROUPS)}")
+    pairs = list(masks["pairs"])
+    layers, modules = {}, {}
     for module in masks["modules"]:
         layer, kind = layer_key(module)
+        group = module_family(module) if module_groups == "paper" else kind.split(".", 1)[1]
         layers.setdefault(layer, []).append(module)
-        types.setdefault(kind, []).append(module)
-    return {"lscore": {key: _score(masks, mods) for key, mods in layers.items()},
-            "mscore": {key: _score(masks, mods) for key, mods in types.items()}}
+        modules.setdefault(layer, {}).setdefault(group, []).append(module)
+    lscore, mscore = {}, {}
+    for layer, members in layers.items():
+        ratios = _ratios(masks, members)
+        lscore[layer] = {p: (None if ratios is None else ratios[i]) for i, p in enumerate(pairs)}
+        mscore[layer] = {}
+        for group, group_members in modules[layer].items():
+            ratios = _ratios(masks, group_members)
+            mscore[layer][group] = None if ratios is None else sum(ratios) / len(ratios)
+    return {"pairs": pairs, "layers": list(layers), "lscore": lscore, "mscore": mscore}
+
+
+def specific_share(masks):
+    """Mean over pairs of the share of *all* allocated neurons that are specific to the pair (a whole-model summary,
+    not a score of the paper)."""
+    total = sum(g.numel() for g in masks["general"].values())
+    per_pair = sum(s.sum(1).double() for s in masks["specific"].values())
+    return float((per_pair / total).mean())
 
 
 def save_masks(path, masks):
@@ -115,16 +168,26 @@ def load_masks(path, fingerprint=None, pair=None):
 
 
 def plot_scores(score_table, path):
-    """Bar charts of LScore per layer and MScore per module type (Figure 3)."""
+    """Figure 3 of the paper: (a) encoder and (b) decoder LScore per layer, one line per language pair; (c) encoder
+    and (d) decoder MScore per layer, one line per module. Layers are numbered from 1 as in the paper; a layer
+    without language-specific neurons leaves a gap."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, key, title in ((axes[0], "lscore", "LScore per layer"), (axes[1], "mscore", "MScore per module")):
-        names = list(score_table[key])
-        ax.bar(range(len(names)), [score_table[key][n] for n in names])
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    panels = [("encoder", "lscore", "(a) LScore, encoder"), ("decoder", "lscore", "(b) LScore, decoder"),
+              ("encoder", "mscore", "(c) MScore, encoder"), ("decoder", "mscore", "(d) MScore, decoder")]
+    for ax, (side, key, title) in zip(axes, panels):
+        layers = [layer for layer in score_table["layers"] if layer.startswith(side + ".")]
+        series = list(score_table[key][layers[0]]) if layers else []
+        x = [int(layer.split(".")[1]) + 1 for layer in layers]
+        for name in series:
+            y = [score_table[key][layer].get(name) for layer in layers]
+            ax.plot(x, [float("nan") if v is None else v for v in y], marker="o", label=name)
+        ax.set_xticks(x)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("LScore" if key == "lscore" else "MScore")
+        ax.set_ylim(0, 1.05)
         ax.set_title(title)
-        ax.set_ylabel("share of language-specific neurons")
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return save_figure(fig, path)

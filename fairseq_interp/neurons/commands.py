@@ -21,8 +21,13 @@ def add_subcommands(sub):
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
     imp.add_argument("--pairs", nargs="+", required=True,
                      help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
-    imp.add_argument("--subset", default="valid", help="split importance is measured on (default: valid)")
+    imp.add_argument("--train-subset", "--subset", dest="subset", default="train",
+                     help="split importance is measured on (default: train, as the paper's Eq. 7-8; valid is "
+                          "the cheaper option)")
     imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
+    imp.add_argument("--ffn-point", choices=["activation", "linear"], default="activation",
+                     help="FFN hidden units read after their activation (the paper's 'activation value', default) "
+                          "or at fc1's linear output (the authors' released code)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
@@ -35,7 +40,11 @@ def add_subcommands(sub):
     alloc.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor",
                        help="Taylor expansion (Θ_TE) or absolute value (Θ_AV) importance")
     alloc.add_argument("--out", required=True, help="mask file to write (.pt)")
-    alloc.add_argument("--plot", help="PNG of LScore per layer and MScore per module")
+    alloc.add_argument("--plot", help="PNG of Figure 3: LScore per layer and pair, MScore per layer and module "
+                                      "(encoder and decoder panels)")
+    alloc.add_argument("--score-modules", choices=["paper", "linear"], default="paper",
+                       help="modules of MScore: the paper's self_attn / encoder_attn / ffn (default), or one per "
+                            "linear map")
     alloc.add_argument("--plot-importance", metavar="PNG",
                        help="PNG of the importance curves (Figure 2): per pair, --criterion importance sorted "
                             "in decreasing order, one panel per --curve-group")
@@ -61,6 +70,9 @@ def add_subcommands(sub):
     erase.add_argument("--specific-set", choices=["specific", "exclusive"], default="specific",
                        help="a pair's neurons erased per condition: every neuron specific to it (shared with "
                             "other pairs or not; default), or only those no other pair uses (exclusive:PAIR)")
+    erase.add_argument("--random-control", action="store_true",
+                       help="for every specific:PAIR (exclusive:PAIR) condition, also erase as many neurons drawn "
+                            "at random from all neurons (condition random:PAIR), the control of Figure 5")
     erase.add_argument("--seed", type=int, default=1, help="seed of the random choice of erased neurons")
     erase.add_argument("--subset", default="test", help="split to translate (default: test)")
     erase.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each direction (0 = all)")
@@ -73,6 +85,17 @@ def add_subcommands(sub):
     erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
     erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     erase.set_defaults(func=run_erase)
+    expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
+                                            "start with zero output weights, so the model's outputs are unchanged "
+                                            "(+Expansion of Table 2)")
+    expand.add_argument("--path", required=True, help="trained Transformer checkpoint")
+    expand.add_argument("--ffn-dim", type=int, required=True,
+                        help="new FFN width of every encoder and decoder layer (Xie et al.: 2048 -> 3000)")
+    expand.add_argument("--seed", type=int, default=1, help="seed of the new units' input weights")
+    expand.add_argument("--out", required=True, help="checkpoint to write (weights only; continue training it with "
+                                                     "--finetune-from-model and the new --encoder/decoder-ffn-embed-dim)")
+    expand.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    expand.set_defaults(func=run_expand)
     p.set_defaults(func=lambda args: p.print_help())
     return p
 
@@ -123,7 +146,7 @@ def run_importance(args):
         except (InterpretError, FileNotFoundError):
             raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
         fingerprint = fingerprint or model_fingerprint(model)
-        acc = ImportanceAccumulator(model)
+        acc = ImportanceAccumulator(model, args.ffn_point)
         n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
         pad = task.target_dictionary.pad()
         for start in range(0, n, args.batch_size):
@@ -144,12 +167,16 @@ def run_allocate(args):
 
     masks = allocate(load_importance(args.importance), args.rho, args.k, args.criterion)
     save_masks(args.out, masks)
-    table = scores(masks)
+    table = scores(masks, args.score_modules)
     general = sum(int(g.sum()) for g in masks["general"].values())
     total = sum(g.numel() for g in masks["general"].values())
     print(f"| {general}/{total} general neurons (rho {args.rho}, k {args.k}, {args.criterion}) -> {args.out}")
+
+    def rounded(row):
+        return {n: (None if v is None else round(v, 4)) for n, v in row.items()}
+
     for key in ("lscore", "mscore"):
-        print(json.dumps({key: {n: round(v, 4) for n, v in table[key].items()}}))
+        print(json.dumps({key: {layer: rounded(row) for layer, row in table[key].items()}}))
     if args.plot:
         plot_scores(table, args.plot)
         print(f"| plot: {args.plot}")
@@ -159,6 +186,30 @@ def run_allocate(args):
         curves = importance_curves(load_importance(args.importance), args.criterion, args.curve_group)
         plot_importance_curves(curves, args.plot_importance, args.criterion)
         print(f"| importance curves ({len(curves)} {args.curve_group} panels): {args.plot_importance}")
+
+
+def run_expand(args):
+    """+Expansion (Xie et al. 2021, Table 2): the checkpoint with every FFN widened to ``--ffn-dim`` units."""
+    import torch
+    from omegaconf import OmegaConf, open_dict
+
+    from .baselines import expand_ffn
+
+    if os.path.exists(args.out) and not args.force:
+        raise InterpretError(f"{args.out} exists: pass --force to overwrite it or choose another --out")
+    state = read_checkpoint(args.path)
+    state["model"] = expand_ffn(state["model"], args.ffn_dim, args.seed)
+    model_cfg = state["cfg"]["model"] if state.get("cfg") is not None else None
+    if model_cfg is None:
+        raise InterpretError(f"{args.path} has no model config: use a checkpoint written by fairseq-train")
+    with open_dict(model_cfg) if OmegaConf.is_config(model_cfg) else contextlib.nullcontext():
+        for key in ("encoder_ffn_embed_dim", "decoder_ffn_embed_dim"):
+            setattr(model_cfg, key, args.ffn_dim)
+    state["last_optimizer_state"] = None  # shapes changed: the optimizer starts afresh
+    tmp = args.out + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, args.out)
+    print(f"| FFN widened to {args.ffn_dim} units in every layer (new output weights zero) -> {args.out}")
 
 
 def _erase_pairs(args, state):
@@ -183,7 +234,7 @@ def _erase_pairs(args, state):
 def _erase_plan(args, model):
     """The erased neurons of each condition (general, then specific:PAIR or exclusive:PAIR) and the size of each
     erased set."""
-    from .erasure import condition_neurons, model_masks, neuron_sets
+    from .erasure import condition_neurons, model_masks, neuron_sets, random_control
 
     masks = model_masks(model)
     sets = neuron_sets(masks, model.pairs)
@@ -194,6 +245,11 @@ def _erase_plan(args, model):
         conditions[f"{kind}:{pair}"] = condition_neurons(sets, f"{kind}:{pair}", args.specific_fraction, args.seed)
     sizes = {"general": sum(int(v.sum()) for v in sets["general"].values()),
              **{f"{kind}:{p}": sum(int(v.sum()) for v in sets[kind][p].values()) for p in specific}}
+    if getattr(args, "random_control", False):
+        total = sum(int(t.shape[1]) for t in masks.values())
+        for pair in specific:
+            conditions[f"random:{pair}"] = random_control(masks, conditions[f"{kind}:{pair}"], args.seed)
+            sizes[f"random:{pair}"] = total
     return masks, conditions, sizes
 
 

@@ -13,6 +13,11 @@ An erasure condition picks ``round(fraction · |S|)`` neurons of one set ``S`` (
 specific neurons), uniformly at random over all allocated modules with a seeded generator, and zeroes them in
 every pair's mask: ``mask'_q = mask_q ∧ ¬erased``. A pair whose mask holds none of the erased neurons therefore
 computes exactly what it computed before. Nothing is retrained.
+
+Control (``random:PAIR``): as many neurons as the condition ``specific:PAIR`` (or ``exclusive:PAIR``) erases,
+drawn uniformly from all allocated neurons of the model whatever their role, with the same seed. If a pair's
+specific neurons matter to it more than others do (the paper's reading of Figure 5), erasing them costs the pair
+more than erasing the same number of random neurons.
 """
 
 import contextlib
@@ -54,10 +59,17 @@ def choose(candidates, fraction, seed):
     """``round(fraction · N)`` of the ``N`` candidate neurons (``{module: bool (n,)}``), uniformly at random with
     a generator seeded by ``seed``; returns ``{module: bool (n,)}``. Same inputs, same choice."""
     check_fraction("erasure fraction", fraction)
+    total = sum(int(c.sum()) for c in candidates.values())
+    return choose_count(candidates, int(math.floor(fraction * total + 0.5)), seed)
+
+
+def choose_count(candidates, count, seed):
+    """``count`` of the candidate neurons (``{module: bool (n,)}``), uniformly at random (seeded)."""
     modules = list(candidates)
     flat = torch.cat([candidates[m].flatten() for m in modules])
     index = flat.nonzero().flatten()
-    count = int(math.floor(fraction * index.numel() + 0.5))
+    if count > index.numel():
+        raise InterpretError(f"cannot erase {count} of {index.numel()} neurons")
     generator = torch.Generator().manual_seed(int(seed))
     picked = index[torch.randperm(index.numel(), generator=generator)[:count]]
     erased = torch.zeros_like(flat)
@@ -68,6 +80,13 @@ def choose(candidates, fraction, seed):
         out[m] = erased[start:start + n]
         start += n
     return out
+
+
+def random_control(masks, like, seed):
+    """The control of a condition that erased ``like`` (``{module: bool (n,)}``): as many neurons drawn uniformly
+    from all allocated neurons (``masks``: ``{module: bool (pairs, n)}``)."""
+    everything = {m: torch.ones(t.shape[1], dtype=torch.bool) for m, t in masks.items()}
+    return choose_count(everything, sum(int(v.sum()) for v in like.values()), seed)
 
 
 def condition_neurons(sets, condition, fraction, seed):

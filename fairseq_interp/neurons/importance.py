@@ -4,14 +4,28 @@ A *neuron* is one output feature of a linear map the paper allocates, in every l
 
 * attention: the rows of ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` of every ``self_attn`` (encoder
   and decoder) and ``encoder_attn`` (decoder), i.e. one neuron per output feature of each projection;
-* feed-forward: the outputs of ``fc1`` (the FFN hidden units, before the activation) and of ``fc2``.
+* feed-forward: the FFN hidden units (named ``fc1``) and the outputs of ``fc2``.
 
-For a neuron ``i`` with activation ``h_i`` (the module's output at one token), over the tokens of one language
-pair's data:
+For a neuron ``i`` with activation ``h_i`` at one token, over the tokens of one language pair's data:
 
-* Taylor expansion: ``Θ_TE(i) = mean_tokens |∂L/∂h_i · h_i|``, with ``L`` the summed token-level
+* Taylor expansion (Eq. 7): ``Θ_TE(i) = mean_tokens |∂L/∂h_i · h_i|``, with ``L`` the summed token-level
   negative log-likelihood of the batch (teacher forcing, dropout off, no label smoothing);
-* absolute value: ``Θ_AV(i) = mean_tokens |h_i|``.
+* absolute value (Eq. 8): ``Θ_AV(i) = mean_tokens |h_i|``.
+
+``h_i`` is the neuron's output, "the activation value of the i-th neuron" (§3.1, Eq. 7-8): for an FFN hidden unit
+the value after the activation function, ``activation(fc1(x))`` (read at ``fc2``'s input); for the attention
+projections and ``fc2`` the linear map's output. With ReLU, Θ_TE is the same before or after the activation
+(``∂L/∂z · z = ∂L/∂h · h`` where ``h = relu(z)``), Θ_AV is not: negative pre-activations count with the paper's
+definition as 0. Masking (:mod:`.model`) zeroes ``fc1``'s output, which is the same as zeroing the unit's output
+for ReLU and GELU (both map 0 to 0).
+
+``ffn_point="linear"`` (``--ffn-point linear``) reads FFN units at ``fc1``'s output instead, before the
+activation, as the authors' released code does (its forward hooks sit on the ``fc1`` module, github.com/ictnlp/NA-MNMT,
+``importance.py``); the paper's text is the default.
+
+The paper measures importance on the training data of each pair (Eq. 7: ``T_m`` training examples);
+``fairseq-interp neurons importance`` reads ``--train-subset train`` by default (the released code runs on the
+valid subset: ``--train-subset valid``).
 
 Tokens are the non-padding positions of the stream the module reads: source tokens for the encoder and for the
 decoder's ``encoder_attn.k_proj``/``v_proj``; target positions for every other decoder module. Activations and
@@ -80,16 +94,48 @@ def check_fingerprint(expected, found, what):
         raise InterpretError(f"{what} was computed for another model ({detail}); recompute it for this checkpoint")
 
 
+FFN_POINTS = ("activation", "linear")
+
+
+def _observed(name, module, stream, model, ffn_point="activation"):
+    """Where neuron ``name``'s output is read: ``(module, "output")`` or, for an FFN hidden unit, ``(fc2,
+    "input")`` (after the activation and the activation dropout, which is the identity in eval mode)."""
+    if name.endswith(".fc1") and ffn_point == "activation":
+        side, _, index, _ = name.split(".", 3)
+        layer = getattr(model, side).layers[int(index)]
+        return layer.fc2, "input"
+    return module, "output"
+
+
 class ImportanceAccumulator:
     """Sums ``|∂L/∂h·h|`` and ``|h|`` per neuron over non-padding tokens of the batches of one language pair."""
 
-    def __init__(self, model):
+    def __init__(self, model, ffn_point="activation"):
+        if ffn_point not in FFN_POINTS:
+            raise InterpretError(f"unknown FFN point {ffn_point!r}: use {' or '.join(FFN_POINTS)}")
         self.model = model
+        self.ffn_point = ffn_point
         self.modules = neuron_modules(model)
         self.sums = {c: {name: torch.zeros(m.out_features, dtype=torch.float64)
                          for name, (m, _) in self.modules.items()} for c in CRITERIA}
         self.tokens = {"src": 0, "tgt": 0}
         self._keep = None
+
+    def _pre_hook(self, name, stream):
+        """FFN hidden units: the input of ``fc2`` is ``activation(fc1(x))``."""
+        def pre_hook(module, inputs):
+            h = inputs[0]
+            keep = self._keep[stream]
+            if h.dim() != 3 or h.shape[:2] != keep.shape:
+                raise InterpretError(f"{name}: unexpected activation shape {tuple(h.shape)} "
+                                     f"(time-major (T, B, C) expected)")
+            self.sums["absolute"][name] += h.detach()[keep].abs().sum(0).double()
+            if h.requires_grad:
+                def grad_hook(grad, h=h.detach()):
+                    self.sums["taylor"][name] += (grad * h)[keep].abs().sum(0).double()
+                h.register_hook(grad_hook)
+            return None
+        return pre_hook
 
     def _hook(self, name, stream):
         def forward_hook(module, inputs, output):
@@ -113,7 +159,11 @@ class ImportanceAccumulator:
         model = self.model
         net_input, target = sample["net_input"], sample["target"]
         self._keep = {"src": net_input["src_tokens"].ne(pad).t(), "tgt": target.ne(pad).t()}
-        handles = [m.register_forward_hook(self._hook(name, stream)) for name, (m, stream) in self.modules.items()]
+        handles = []
+        for name, (module, stream) in self.modules.items():
+            observed, where = _observed(name, module, stream, model, self.ffn_point)
+            handles.append(observed.register_forward_pre_hook(self._pre_hook(name, stream)) if where == "input"
+                           else observed.register_forward_hook(self._hook(name, stream)))
         was_training = model.training
         model.eval()
         try:
@@ -140,9 +190,9 @@ class ImportanceAccumulator:
                 for c, sums in self.sums.items()}
 
 
-def pair_importance(model, batches, pad):
+def pair_importance(model, batches, pad, ffn_point="activation"):
     """Θ_TE and Θ_AV of every neuron over ``batches`` (one language pair); returns ``(result, tokens)``."""
-    acc = ImportanceAccumulator(model)
+    acc = ImportanceAccumulator(model, ffn_point)
     for sample in batches:
         acc.add_batch(sample, pad)
     return acc.result(), dict(acc.tokens)

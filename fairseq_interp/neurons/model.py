@@ -19,13 +19,15 @@ collater adds each sample's ``pair_ids``). Generation uses one pair per batch (:
 import contextlib
 import logging
 import os
+import dataclasses
+from argparse import Namespace
 from dataclasses import dataclass, field
 
 import torch
 from fairseq.dataclass import FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
-from fairseq.models.transformer import TransformerModel
-from fairseq.models.transformer import transformer_legacy as presets
+from fairseq.models.transformer import TransformerConfig, TransformerModel
+from fairseq.models.transformer.transformer_config import DecoderConfig, EncDecBaseConfig, QuantNoiseConfig
 
 from ..common.attention import disable_fused_attention
 from ..common.errors import InterpretError
@@ -42,11 +44,62 @@ class NeuronMaskedConfig(FairseqDataclass):
         "help": "mask file of fairseq-interp neurons allocate (general + language-specific neurons per pair)"})
 
 
+@dataclass
+class _NestedNeuronMaskedConfig(TransformerConfig):
+    """``TransformerConfig`` with ``neuron_masks``: what :meth:`NeuronMaskedTransformerModel.build_model` converts
+    every config to (it reads and writes the flat names ``encoder_layers`` etc. the legacy Transformer code uses)."""
+
+    neuron_masks: str = field(default="", metadata={"help": NeuronMaskedConfig.__dataclass_fields__[
+        "neuron_masks"].metadata["help"]})
+
+
+def flat_transformer_fields():
+    """fairseq's ``TransformerConfig`` fields with the nested ``encoder``/``decoder``/``quant_noise`` ones flattened
+    to the command-line names (``encoder_layers``, ``decoder_embed_dim``, ``quant_noise_pq``), same defaults and
+    help. fairseq turns a registered model dataclass into command-line overrides field by field and cannot do so
+    for nested config classes, so a registered Transformer config must be flat."""
+    nested = {"encoder": EncDecBaseConfig, "decoder": DecoderConfig, "quant_noise": QuantNoiseConfig}
+    out = []
+    for f in dataclasses.fields(TransformerConfig):
+        if f.name.startswith("_"):
+            continue
+        members = [(f"{f.name}_{g.name}", g) for g in dataclasses.fields(nested[f.name])
+                   if not g.name.startswith("_")] if f.name in nested else [(f.name, f)]
+        for name, g in members:
+            default = g.default
+            if isinstance(default, str) and default.startswith("${model.decoder."):
+                default = default.replace("${model.decoder.", "${model.decoder_")
+            spec = (field(default_factory=g.default_factory, metadata=dict(g.metadata))
+                    if g.default is dataclasses.MISSING else field(default=default, metadata=dict(g.metadata)))
+            out.append((name, g.type, spec))
+    return out
+
+
+NeuronMaskedTransformerConfig = dataclasses.make_dataclass(
+    "NeuronMaskedTransformerConfig",
+    flat_transformer_fields() + [("neuron_masks", str, field(default="", metadata=dict(
+        NeuronMaskedConfig.__dataclass_fields__["neuron_masks"].metadata)))],
+    bases=(FairseqDataclass,), namespace={"__module__": __name__, "__doc__": (
+        "The registered config of ``transformer_neuron_masked``: fairseq's Transformer options under their "
+        "command-line names (defaults of the base ``transformer`` architecture) plus ``neuron_masks``, so "
+        "``fairseq-hydra-train`` and yaml files (``model._name: transformer_neuron_masked``, ``encoder_layers: "
+        "3``, ...) build the same model as ``fairseq-train --arch transformer_neuron_masked``.")})
+
+
+def as_flat_config(cfg):
+    """Any model config (a Namespace, an omegaconf ``DictConfig`` of hydra, a :data:`NeuronMaskedTransformerConfig`)
+    as a Namespace or a ``TransformerConfig`` instance, the two kinds the legacy Transformer code reads and
+    writes through flat names."""
+    if isinstance(cfg, (Namespace, TransformerConfig)):
+        return cfg
+    return _NestedNeuronMaskedConfig.from_namespace(cfg)
+
+
 def _buffer(module_name):
     return "neuron_mask__" + module_name.replace(".", "__")
 
 
-@register_model("transformer_neuron_masked")
+@register_model("transformer_neuron_masked", dataclass=NeuronMaskedTransformerConfig)
 class NeuronMaskedTransformerModel(TransformerModel):
     """fairseq ``transformer`` with per-sample, per-language-pair neuron masks (Xie et al. 2021)."""
 
@@ -57,6 +110,7 @@ class NeuronMaskedTransformerModel(TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
+        args = as_flat_config(args)
         model = super().build_model(args, task)
         model.install_masks(getattr(args, "neuron_masks", "") or "")
         return model
@@ -155,14 +209,11 @@ def using_pair(models, pair, task):
     for model in models:
         model = unwrap(model)
         if not hasattr(model, "using_pairs"):
-            raise InterpretError(f"--task {task} needs --arch transformer_neuron_masked, got {type(model).__name__}")
+            raise InterpretError(f"--task {task} needs a model with per-pair masks or modules (--arch "
+                                 f"transformer_neuron_masked, transformer_lang_adapter, transformer_target_attention), "
+                                 f"got {type(model).__name__}")
         stack.enter_context(model.using_pairs(model.pair_index(pair)))
     return stack
-
-
-@register_model_architecture("transformer_neuron_masked", "transformer_neuron_masked")
-def base_neuron_masked(args):
-    presets.base_architecture(args)
 
 
 @register_model_architecture("transformer_neuron_masked", "transformer_neuron_masked_test_tiny")

@@ -29,6 +29,7 @@ from ..common.wrappers import unwrap
 from .model import using_pair
 
 TASK = "translation_multi_neuron_masked"
+LANG_SPECIFIC_TASK = "translation_multi_lang_specific"
 
 
 class PairIdDataset(BaseWrapperDataset):
@@ -72,10 +73,12 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
     dataclass config to extend) and the model's ``--neuron-masks``.
     """
 
+    task_name = TASK
+
     def __init__(self, args, langs, dicts, training):
         super().__init__(args, langs, dicts, training)
         if args.lang_tok_replacing_bos_eos or args.extra_data:
-            raise InterpretError(f"--task {TASK} supports neither --lang-tok-replacing-bos-eos nor --extra-data "
+            raise InterpretError(f"--task {self.task_name} supports neither --lang-tok-replacing-bos-eos nor --extra-data "
                                  "(their per-direction collaters drop the pair ids): use --encoder-langtok / "
                                  "--decoder-langtok")
         self.data_manager = PairIdDataManager(args, self.lang_pairs, langs, dicts, self.sampling_method)
@@ -86,11 +89,12 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
             return sample
         ids = sample["net_input"].get("pair_ids")
         if ids is None:
-            raise InterpretError(f"--task {TASK}: a batch without pair ids (was the dataset loaded by this task?)")
+            raise InterpretError(f"--task {self.task_name}: a batch without pair ids (was the dataset loaded by this task?)")
         model = unwrap(model)
         if not hasattr(model, "pair_index"):
-            raise InterpretError(f"--task {TASK} needs --arch transformer_neuron_masked, got {type(model).__name__} "
-                                 "(the baseline uses --task translation_multi_simple_epoch)")
+            raise InterpretError(f"--task {self.task_name} needs a model with per-pair masks or modules "
+                                 f"(transformer_neuron_masked, transformer_lang_adapter, transformer_target_attention), "
+                                 f"got {type(model).__name__} (the baseline uses --task translation_multi_simple_epoch)")
         table = torch.tensor([model.pair_index(p) for p in self.lang_pairs], device=ids.device)
         return {**sample, "net_input": {**sample["net_input"], "pair_ids": table[ids]}}
 
@@ -104,13 +108,13 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
     def attribution_context(self, models):
         """``fairseq-interpret``: one direction (``--source-lang``/``--target-lang``), one of the checkpoint's mask
         pairs; every forward of the run (generation, attribution) uses its mask."""
-        pair = inference_direction(self, TASK)
+        pair = inference_direction(self, self.task_name)
         for model in models:
             pairs = getattr(unwrap(model), "pairs", None)
             if pairs is not None and pair not in pairs:
                 raise InterpretError(f"direction {pair} is not one of the checkpoint's language pairs "
                                      f"({', '.join(pairs)}): pass --source-lang/--target-lang of one of them")
-        return using_pair(models, pair, TASK)
+        return using_pair(models, pair, self.task_name)
 
     def attribution_decoder_prefix(self):
         return decoder_langtok_prefix(self)
@@ -122,6 +126,15 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
         if len(pairs) != 1:
             raise InterpretError(f"generation runs one direction at a time, got {', '.join(pairs)}: pass "
                                  "--source-lang and --target-lang")
-        with using_pair(models, pairs[0], TASK):
+        with using_pair(models, pairs[0], self.task_name):
             return super().inference_step(generator, models, {**sample, "net_input": net_input},
                                           prefix_tokens=prefix_tokens, constraints=constraints)
+
+
+@register_task(LANG_SPECIFIC_TASK)
+class TranslationMultiLangSpecificTask(TranslationMultiNeuronMaskedTask):
+    """Many-to-many translation for the models with per-language-pair modules of Xie et al.'s baselines
+    (``transformer_lang_adapter``, ``transformer_target_attention``, :mod:`.baselines`): the same pair ids per
+    sample as ``translation_multi_neuron_masked``, which it is under another name."""
+
+    task_name = LANG_SPECIFIC_TASK

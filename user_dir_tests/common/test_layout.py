@@ -19,11 +19,13 @@ REGISTERED = {
              "transformer_gated_heads_test_tiny", "transformer_gated_heads_vaswani_wmt_en_de_big",
              "transformer_gated_heads_vaswani_wmt_en_fr_big", "transformer_gated_heads_wmt_en_de",
              "transformer_gated_heads_wmt_en_de_big", "transformer_gated_heads_wmt_en_de_big_t2t",
-             "transformer_multi30k", "transformer_neuron_masked", "transformer_neuron_masked_test_tiny",
-             "transformer_test_tiny"],
-    "model": ["lstm_attention_classifier", "lstm_dot_attention", "transformer_gated_heads",
-              "transformer_neuron_masked"],
-    "task": ["keyword_classification", "permutation_copy", "translation_lca", "translation_multi_neuron_masked", "translation_neuron_masked"],
+             "transformer_lang_adapter", "transformer_lang_adapter_test_tiny", "transformer_multi30k",
+             "transformer_neuron_masked", "transformer_neuron_masked_test_tiny", "transformer_target_attention",
+             "transformer_target_attention_test_tiny", "transformer_test_tiny"],
+    "model": ["lstm_attention_classifier", "lstm_dot_attention", "transformer_gated_heads", "transformer_lang_adapter",
+              "transformer_neuron_masked", "transformer_target_attention"],
+    "task": ["keyword_classification", "permutation_copy", "translation_lca", "translation_multi_lang_specific",
+             "translation_multi_neuron_masked", "translation_neuron_masked"],
     "criterion": ["label_smoothed_cross_entropy_l0"],
 }
 

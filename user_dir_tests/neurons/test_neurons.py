@@ -52,21 +52,34 @@ def _batch(d, src_lengths=(5, 3), tgt_lengths=(4, 6), seed=1):
 
 
 def _manual_importance(model, sample, src_lengths, tgt_lengths):
-    """Independent computation: multiply every module's output by a ones gate g; ∂L/∂g = ∂L/∂h · h exactly."""
+    """Independent computation: multiply every neuron's output by a ones gate g; ∂L/∂g = ∂L/∂h · h exactly.
+
+    The neuron's output h (Xie et al. 2021, Eq. 7-8: "the activation value of the i-th neuron") is the linear map's
+    output for the attention projections and fc2, and ``activation(fc1(x))`` for an FFN hidden unit (gated by
+    wrapping the layer's activation function)."""
     from fairseq.modules import MultiheadAttention
 
     for m in model.modules():
         if isinstance(m, MultiheadAttention):
             m._set_skip_embed_dim_check()
     modules = neuron_modules(model)
-    captured = {}
+    captured, restore = {}, []
+
+    def gate(h, name):
+        g = torch.ones_like(h, requires_grad=True)
+        captured[name] = (g, h.detach())
+        return h * g
+
     for name, (module, _) in modules.items():
-        def gated(x, _orig=module.forward, _name=name):
-            h = _orig(x)
-            g = torch.ones_like(h, requires_grad=True)
-            captured[_name] = (g, h.detach())
-            return h * g
-        module.forward = gated
+        if name.endswith(".fc1"):
+            side, _, index, _ = name.split(".", 3)
+            layer = getattr(model, side).layers[int(index)]
+            orig = layer.activation_fn
+            layer.activation_fn = lambda x, _orig=orig, _name=name: gate(_orig(x), _name)
+            restore.append((layer, "activation_fn", orig))
+        else:
+            module.forward = lambda x, _orig=module.forward, _name=name: gate(_orig(x), _name)
+            restore.append((module, "forward", None))
     logits = model(**sample["net_input"])[0]
     lprobs = torch.log_softmax(logits, -1)
     target = sample["target"]
@@ -84,9 +97,36 @@ def _manual_importance(model, sample, src_lengths, tgt_lengths):
         h = captured[name][1]
         out["taylor"][name] = grad[keep].abs().mean(0)
         out["absolute"][name] = h[keep].abs().mean(0)
-    for name, (module, _) in modules.items():
-        del module.forward
+    for obj, attr, value in restore:
+        if value is None:
+            delattr(obj, attr)
+        else:
+            setattr(obj, attr, value)
     return out
+
+
+def test_absolute_value_of_an_ffn_unit_is_its_output_after_the_activation():
+    """Eq. 8 on the FFN: Θ_AV = mean |relu(fc1(x))|, not mean |fc1(x)| (negative pre-activations count as 0)."""
+    model, d = _tiny_model()
+    sample = _batch(d, (5, 3), (4, 6))
+    result, _ = pair_importance(model, [sample], d.pad())
+    layer = model.encoder.layers[0]
+    captured = []
+    handle = layer.fc1.register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+    with torch.no_grad():
+        model(**sample["net_input"])
+    handle.remove()
+    z = captured[0]  # (T, B, ffn), source stream of the encoder
+    keep = sample["net_input"]["src_tokens"].ne(d.pad()).t()
+    expected = torch.relu(z)[keep].mean(0)
+    torch.testing.assert_close(result["absolute"]["encoder.layers.0.fc1"], expected, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(result["absolute"]["encoder.layers.0.fc1"], z[keep].abs().mean(0))
+    # the authors' released code reads fc1's linear output: --ffn-point linear
+    linear, _ = pair_importance(model, [sample], d.pad(), ffn_point="linear")
+    torch.testing.assert_close(linear["absolute"]["encoder.layers.0.fc1"], z[keep].abs().mean(0), rtol=1e-5, atol=1e-7)
+    # Θ_TE does not depend on the point for ReLU: ∂L/∂z · z = ∂L/∂h · h
+    torch.testing.assert_close(linear["taylor"]["encoder.layers.0.fc1"], result["taylor"]["encoder.layers.0.fc1"],
+                               rtol=1e-4, atol=1e-8)
 
 
 def test_modules_cover_attention_and_ffn_of_both_sides():
@@ -165,17 +205,60 @@ def test_allocation_masks_and_scores():
     # fc2: equal importance for both pairs -> the non-general neurons 0-2 go to both
     assert masks["specific"]["encoder.layers.0.fc2"].tolist() == [[True, True, True, False, False]] * 2
     table = scores(masks)
-    # encoder layer 0: (2 + 3) specific of 10 neurons for each pair
-    assert table["lscore"]["encoder.0"] == pytest.approx(0.5)
-    assert table["mscore"]["encoder.fc1"] == pytest.approx(0.4)
-    assert table["mscore"]["encoder.fc2"] == pytest.approx(0.6)
+    # Eq. 10: encoder layer 0 has 3 + 3 language-specific neurons; en-fr holds 2 (fc1) + 3 (fc2) of them
+    assert table["lscore"]["encoder.0"] == pytest.approx({"en-fr": 5 / 6, "fr-en": 5 / 6})
     # decoder fc1: neurons 0 and 4 general (means 0.5); the three zero neurons tie -> specific to both
-    assert table["lscore"]["decoder.0"] == pytest.approx(0.6)
+    assert table["lscore"]["decoder.0"] == pytest.approx({"en-fr": 1.0, "fr-en": 1.0})
     everything = allocate(state, rho=1.0, k=0.7)
     assert all(g.all() for g in everything["general"].values())
     assert not any(s.any() for s in everything["specific"].values())
-    assert all(v == 0 for v in scores(everything)["lscore"].values())
+    # no language-specific neuron: Ĩ_l = 0, the score is undefined
+    assert all(v is None for row in scores(everything)["lscore"].values() for v in row.values())
     assert allocate(state, 0.4, 0.7, "absolute")["criterion"] == "absolute"
+
+
+def _hand_masks():
+    """Three pairs, one encoder layer with a 4-neuron q_proj and a 4-neuron fc1 (masks written by hand)."""
+    def t(rows):
+        return torch.tensor(rows, dtype=torch.bool)
+
+    return {"pairs": ["A", "B", "C"], "modules": ["encoder.layers.0.self_attn.q_proj", "encoder.layers.0.fc1"],
+            "general": {"encoder.layers.0.self_attn.q_proj": t([1, 1, 0, 0]), "encoder.layers.0.fc1": t([1, 0, 0, 0])},
+            "specific": {"encoder.layers.0.self_attn.q_proj": t([[0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 1, 1]]),
+                         "encoder.layers.0.fc1": t([[0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 1]])}}
+
+
+def test_lscore_and_mscore_worked_by_hand_from_eq_10_and_11():
+    """Xie et al. 2021, §5.2. Layer encoder.0: Ĩ_l = 2 (q_proj) + 3 (fc1) = 5 language-specific neurons;
+    Ĩ_l^A = 2 + 1 = 3, Ĩ_l^B = 1 + 2 = 3, Ĩ_l^C = 2 + 3 = 5, so LScore = 3/5, 3/5, 1 (Eq. 10). MScore (Eq. 11):
+    self-attention 1/3 (2/2 + 1/2 + 2/2) = 5/6, FFN 1/3 (1/3 + 2/3 + 3/3) = 2/3. (Dividing by all 8 neurons of the
+    layer and averaging over pairs would give 11/24.)"""
+    table = scores(_hand_masks())
+    assert table["pairs"] == ["A", "B", "C"] and table["layers"] == ["encoder.0"]
+    assert table["lscore"]["encoder.0"] == pytest.approx({"A": 0.6, "B": 0.6, "C": 1.0})
+    assert table["mscore"]["encoder.0"] == pytest.approx({"self_attn": 5 / 6, "ffn": 2 / 3})
+    linear = scores(_hand_masks(), "linear")["mscore"]["encoder.0"]
+    assert linear == pytest.approx({"self_attn.q_proj": 5 / 6, "fc1": 2 / 3})
+    with pytest.raises(InterpretError, match="module grouping"):
+        scores(_hand_masks(), "layer")
+
+
+def test_figure3_plot_has_four_panels(tmp_path):
+    from fairseq_interp.neurons.allocation import plot_scores
+
+    masks = _hand_masks()
+    for name in list(masks["modules"]):  # add a decoder layer with cross-attention
+        dec = name.replace("encoder.", "decoder.")
+        masks["modules"].append(dec)
+        masks["general"][dec], masks["specific"][dec] = masks["general"][name], masks["specific"][name]
+    cross = "decoder.layers.0.encoder_attn.k_proj"
+    masks["modules"].append(cross)
+    masks["general"][cross] = torch.tensor([1, 0], dtype=torch.bool)
+    masks["specific"][cross] = torch.tensor([[0, 1], [0, 1], [0, 0]], dtype=torch.bool)
+    table = scores(masks)
+    assert table["mscore"]["decoder.0"]["encoder_attn"] == pytest.approx(2 / 3)
+    path = plot_scores(table, tmp_path / "fig3.png")
+    assert (tmp_path / "fig3.png").stat().st_size > 0 and str(path).endswith("fig3.png")
 
 
 @pytest.mark.parametrize("rho,k", [(1.5, 0.7), (-0.1, 0.7), (0.9, 1.2), (0.9, -1)])
@@ -210,7 +293,7 @@ def test_files_round_trip_and_refuse_other_models_and_pairs(tmp_path):
 def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     imp, masks, plot = tmp_path / "imp.pt", tmp_path / "masks.pt", tmp_path / "scores.png"
     run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
-         "--pairs", "en-fr", "fr-en", "--subset", "valid", "--num-sentences", "20", "--out", str(imp),
+         "--pairs", "en-fr", "fr-en", "--train-subset", "valid", "--num-sentences", "20", "--out", str(imp),
          "--user-dir", "fairseq_interp"])
     state = load_importance(imp)
     assert state["pairs"] == ["en-fr", "fr-en"]
@@ -219,7 +302,10 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     proc = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.9", "--k", "0.7", "--out", str(masks),
                 "--plot", str(plot)])
     lscore = json.loads([line for line in proc.stdout.splitlines() if line.startswith('{"lscore"')][0])["lscore"]
-    assert set(lscore) == {"encoder.0", "decoder.0"} and all(0 < v <= 0.1 + 1e-6 for v in lscore.values())
+    assert set(lscore) == {"encoder.0", "decoder.0"}
+    # every language-specific neuron has at least one pair (k <= 1): per layer the pairs' LScores sum to >= 1
+    assert all(0 < v <= 1 for row in lscore.values() for v in row.values())
+    assert all(sum(row.values()) >= 1 - 1e-6 for row in lscore.values())
     assert plot.stat().st_size > 0
     bad = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "2", "--out", str(masks)], check=False)
     assert bad.returncode == 2 and "rho must be in [0, 1]" in bad.stderr

@@ -11,7 +11,7 @@ import fairseq_interp  # noqa: F401  (registers architectures, safe loading)
 from fairseq_interp.neurons.curves import importance_curves
 from fairseq_interp.neurons.allocation import allocate, save_masks
 from fairseq_interp.neurons.erasure import (affected_pairs, choose, condition_neurons, erasing, model_masks,
-                                                    neuron_sets)
+                                            neuron_sets, random_control)
 from fairseq_interp.neurons.importance import model_fingerprint, save_importance
 from fairseq_interp.common.errors import InterpretError
 
@@ -93,6 +93,24 @@ def test_choice_is_reproducible_and_sized(masked3):
     with pytest.raises(InterpretError, match="use general, specific:PAIR or exclusive:PAIR with PAIR one of "
                                              "en-fr, fr-en, de-en"):
         condition_neurons(sets, "specific:cs-en", 0.5, 0)
+
+
+def test_random_control_erases_as_many_neurons_from_the_whole_model(masked3):
+    """Figure 5's control: the same number of neurons as a pair's specific erasure, drawn from all neurons."""
+    model, _ = masked3
+    masks = model_masks(model)
+    sets = neuron_sets(masks, model.pairs)
+    specific = condition_neurons(sets, "specific:en-fr", 0.5, seed=1)
+    count = sum(int(v.sum()) for v in specific.values())
+    control = random_control(masks, specific, seed=1)
+    assert sum(int(v.sum()) for v in control.values()) == count > 0
+    assert set(control) == set(masks) and all(control[m].shape == masks[m].shape[1:] for m in masks)
+    # drawn from everything: general neurons and other pairs' neurons are hit too (with this many draws)
+    general_hit = sum(int((control[m] & sets["general"][m]).sum()) for m in masks)
+    assert general_hit > 0
+    many = random_control(masks, {m: torch.ones_like(v) for m, v in specific.items()}, seed=1)
+    assert all(v.all() for v in many.values())  # asking for every neuron erases every neuron
+    assert all(torch.equal(a, b) for a, b in zip(control.values(), random_control(masks, specific, 1).values()))
 
 
 @pytest.mark.parametrize("k", [1.0, 0.8])
@@ -182,9 +200,10 @@ def test_cli_erase_changes_only_pairs_holding_erased_neurons(m2m_data, m2m_maske
     out = tmp_path / "erase"
     run(["fairseq-interp", "neurons", "erase", str(m2m_data), "--path", str(m2m_masked), "--references", refs,
          "--pairs", "en-de", "fr-de", "--specific-pairs", "en-de", "--specific-fraction", "1", "--beam", "2",
-         "--max-len-b", "8", "--seed", "3", "--out-dir", str(out)])
+         "--max-len-b", "8", "--seed", "3", "--random-control", "--out-dir", str(out)])
     record = json.loads((out / "erasure.json").read_text())
-    assert list(record["conditions"]) == ["general", "specific:en-de"]
+    assert list(record["conditions"]) == ["general", "specific:en-de", "random:en-de"]
+    assert record["conditions"]["random:en-de"]["erased"] == record["conditions"]["specific:en-de"]["erased"]
     specific = record["conditions"]["specific:en-de"]
     assert specific["erased"] == specific["of"] > 0 and specific["affected_pairs"] == ["en-de"]
     assert record["delta"]["specific:en-de"]["fr-de"] == 0.0

@@ -1,24 +1,41 @@
 #!/usr/bin/env python
-"""Xie et al. 2021 on Multi30k at small scale: the Multilingual baseline vs neuron-masked fine-tuning, 8
-many-to-many directions (``prepare_data.py --lang-pairs xie2021``: En<->De, En<->Fr, En<->Cs, De<->Fr).
+"""Xie et al. 2021 on Multi30k at small scale: the paper's systems and baselines, the k / ρ sweeps and erasure.
 
-``table1`` (Table 1 style): BLEU per direction of the baseline, the baseline continued without masks for the
-fine-tuning updates (``baseline+ft``, the control for the extra training), and masked fine-tuning with
-Taylor-expansion and absolute-value importance.
+``table1`` (Table 1, many-to-many: the 8 directions En<->De, En<->Fr, En<->Cs, De<->Fr) and ``table2`` (Table 2,
+one-to-many: En->De, En->Fr, En->Cs) train and score, per seed (``--seeds``), the systems of §4.2:
 
-``sweep`` (Figure 4 / Table 3 style): average BLEU of masked fine-tuning for several thresholds k (Eq. 9) at a fixed
-share ρ of general neurons and several ρ at a fixed k (Taylor importance); with ``--erasure``, the masked model at
-(``--k``, ``--rho``) then goes through ``fairseq-interp neurons erase`` (Figure 5).
+* ``individual``: one bilingual Transformer per direction (the Multilingual model's size, same dictionary);
+* ``multilingual``: the Multilingual baseline (``translation_multi_simple_epoch``, ``--encoder-langtok tgt``,
+  Johnson et al. 2017);
+* ``baseline+ft``: the baseline continued without masks for the fine-tuning updates (our control for the extra
+  training of the masked systems; not in the paper);
+* ``ts``: target-specific attention (Blackwood et al. 2018, ``transformer_target_attention``), from scratch;
+* ``adapter``: language-pair adapters with a ``--adapter-dim`` projection (Bapna and Firat 2019,
+  ``transformer_lang_adapter``; default a quarter of the model width, as the paper's 128 of 512), from scratch;
+* ``masked-absolute`` / ``masked-taylor``: importance on the training data (Eq. 7-8), allocation (Eq. 9, ρ, k),
+  masked fine-tuning from the baseline (Our Method-AV / -TE);
+* ``expansion`` (``table2`` only): the baseline's FFN widened by ``--expansion-ffn / FFN`` (the paper: 3000 / 2048)
+  with the new units' output weights at zero (``fairseq-interp neurons expand``), trained unmasked for the
+  fine-tuning updates so the new units learn, then Taylor importance, allocation and masked fine-tuning.
 
-Steps, shared by both: ``prepare_data.py`` (joint sentencepiece, one dictionary, the first ``--train-size``
-sentences); the Multilingual baseline (``translation_multi_simple_epoch`` + ``transformer``, ``--encoder-langtok
-tgt``, Johnson et al. 2017); ``fairseq-interp neurons importance`` on the valid split of every direction, then
-``neurons allocate``; fine-tuning from the baseline (``translation_multi_neuron_masked``); ``fairseq-generate`` per
-direction on the test split and sacrebleu (detokenized). Finished steps are reused on a second run with the same
-``--work`` (an interrupted training continues from its last checkpoint; the sweep refuses other model or data
-settings). With ``--report``, the marked section of that markdown file is replaced.
+BLEU per direction (sacrebleu, detokenized), parameter counts (shared embeddings once; the masks and pair names are
+buffers, not parameters), mean ± sd over seeds, and sacrebleu's paired bootstrap of every system against the
+Multilingual baseline (and of the masked systems against ``baseline+ft``) per direction and seed. Then the paper's
+Table 1 / Table 2 numbers beside ours (``paper_numbers.json``): average BLEU, gain over Multilingual, parameters
+relative to Multilingual.
+
+``sweep`` (Figure 4 / Table 3): masked fine-tuning for several k at ``--rho`` and several ρ at ``--k``; with
+``--erasure``, ``fairseq-interp neurons erase --random-control`` on the masked model at (``--k``, ``--rho``)
+(Figure 5 with the random-neuron control).
+
+Every step is resumable from the records of ``--work``: finished trainings (checkpoints hold their update count),
+translations (kept per system, seed and direction) and table rows (``records.json`` / ``sweep.json``, written after
+every system) are reused, an interrupted training continues from its last checkpoint, and other model or data
+settings into the same ``--work`` are refused. With ``--report``, the marked section of that markdown file is
+replaced.
 
     python scripts/reproduce/xie2021/masked_finetuning.py table1 --work results/xie2021 --report docs/neurons.md
+    python scripts/reproduce/xie2021/masked_finetuning.py table2 --work results/xie2021-o2m --report docs/neurons.md
     python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks 0.5 0.7 0.9 \\
         --rhos 0.8 0.9 0.95 --report docs/neurons.md [--erasure]
 """
@@ -26,22 +43,35 @@ settings). With ``--report``, the marked section of that markdown file is replac
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
+from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train as train_until
 from fairseq_interp.common.jsonl import write_atomic
 
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
 TABLE1_MARK = ("<!-- xie2021-table1 -->", "<!-- /xie2021-table1 -->")
+TABLE2_MARK = ("<!-- xie2021-table2 -->", "<!-- /xie2021-table2 -->")
 SWEEP_MARK = ("<!-- xie2021-sweep -->", "<!-- /xie2021-sweep -->")
-SYSTEMS = ("baseline", "baseline+ft", "masked-taylor", "masked-absolute")
 BASELINE_TASK, MASKED_TASK = "translation_multi_simple_epoch", "translation_multi_neuron_masked"
-# settings that must match for finished sweep runs to be reused
-MODEL_KEYS = ("train_size", "valid_size", "test_size", "vocab_size", "layers", "dim", "max_tokens",
-              "baseline_updates", "finetune_updates", "beam", "criterion")
+LANG_SPECIFIC_TASK = "translation_multi_lang_specific"
+XIE2021_M2M = "en-de,de-en,en-fr,fr-en,en-cs,cs-en,de-fr,fr-de"
+XIE2021_O2M = "en-de,en-fr,en-cs"
+# the systems of each table, in the paper's row order (baseline+ft is our control)
+SYSTEMS = {"table1": ("individual", "multilingual", "baseline+ft", "ts", "adapter", "masked-absolute",
+                      "masked-taylor"),
+           "table2": ("individual", "multilingual", "baseline+ft", "ts", "adapter", "masked-absolute",
+                      "masked-taylor", "expansion")}
+PAPER_ROWS = {"individual": "Individual", "multilingual": "Multilingual", "ts": "+TS", "adapter": "+Adapter",
+              "masked-absolute": "Our Method-AV", "masked-taylor": "Our Method-TE", "expansion": "+Expansion"}
+# settings that must match for finished runs to be reused
+MODEL_KEYS = ("lang_pairs", "train_size", "valid_size", "test_size", "vocab_size", "layers", "dim", "max_tokens",
+              "baseline_updates", "finetune_updates", "individual_updates", "beam", "criterion", "rho", "k",
+              "adapter_dim", "ts_attention", "expansion_ffn", "importance_subset", "importance_sentences")
 
 
 class Experiment:
@@ -52,74 +82,106 @@ class Experiment:
         self.work = os.path.abspath(args.work)
         self.data = os.path.join(self.work, "data")
         self.bin = os.path.join(self.data, "bin")
-        run([sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"), "--lang-pairs", "xie2021", "--out",
-             self.data, "--train-size", str(args.train_size), "--valid-size", str(args.valid_size), "--test-size",
-             str(args.test_size), "--vocab-size", str(args.vocab_size)], threads=THREADS)
+        run([sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"), "--lang-pairs", args.lang_pairs,
+             "--out", self.data, "--train-size", str(args.train_size), "--valid-size", str(args.valid_size),
+             "--test-size", str(args.test_size), "--vocab-size", str(args.vocab_size)], threads=THREADS)
         with open(os.path.join(self.bin, "lang_pairs.txt"), encoding="utf-8") as f:
             self.pairs = f.read().strip().split(",")
-        self.multi = ["--lang-pairs", ",".join(self.pairs), "--encoder-langtok", "tgt"]
+        self.multi = self.lang_args(self.pairs)
 
-    def size_args(self):
+    @staticmethod
+    def lang_args(pairs):
+        return ["--lang-pairs", ",".join(pairs), "--encoder-langtok", "tgt"]
+
+    def ffn(self):
+        return 2 * self.args.dim
+
+    def size_args(self, ffn=None):
         n, d = self.args.layers, self.args.dim
+        ffn = ffn or self.ffn()
         return ["--encoder-layers", str(n), "--decoder-layers", str(n), "--encoder-embed-dim", str(d),
-                "--decoder-embed-dim", str(d), "--encoder-ffn-embed-dim", str(2 * d), "--decoder-ffn-embed-dim",
-                str(2 * d), "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+                "--decoder-embed-dim", str(d), "--encoder-ffn-embed-dim", str(ffn), "--decoder-ffn-embed-dim",
+                str(ffn), "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
                 "--share-all-embeddings", "--dropout", "0.1"]
 
-    def train(self, name, updates, extra):
-        """Train into ``WORK/NAME`` unless done: ``(checkpoint, seconds or None)``."""
-        return train_until(os.path.join(self.work, name), updates, [
-            self.bin, "--user-dir", PLUGIN_DIR, *self.multi, *self.size_args(), "--optimizer", "adam",
+    def folder(self, seed, name):
+        return os.path.join(self.work, f"seed{seed}", name)
+
+    def train(self, name, updates, extra, seed=1, langs=None, ffn=None):
+        """Train into ``WORK/seedS/NAME`` unless done: ``(checkpoint, seconds or None)``."""
+        return train_until(self.folder(seed, name), updates, [
+            self.bin, "--user-dir", PLUGIN_DIR, *(langs or self.multi), *self.size_args(ffn), "--optimizer", "adam",
             "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt", "--criterion",
             "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-tokens", str(self.args.max_tokens),
-            "--cpu", "--seed", "1", "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple",
-            "--log-interval", "100", *extra], threads=THREADS)
+            "--cpu", "--seed", str(seed), "--no-epoch-checkpoints", "--disable-validation", "--log-format",
+            "simple", "--log-interval", "100", *extra], threads=THREADS)
 
-    def baseline(self):
+    def scratch_args(self):
+        """Optimizer settings of every model trained from scratch (the baseline's)."""
+        return ["--lr", "2e-3", "--warmup-updates", "200"]
+
+    def baseline(self, seed=1):
         return self.train("baseline", self.args.baseline_updates, [
-            "--task", BASELINE_TASK, "--arch", "transformer", "--lr", "2e-3", "--warmup-updates", "200"])
+            "--task", BASELINE_TASK, "--arch", "transformer", *self.scratch_args()], seed)
 
     def finetune_args(self, baseline):
         return ["--lr", "1e-3", "--warmup-updates", "50", "--finetune-from-model", baseline]
 
-    def importance(self, baseline):
-        path = os.path.join(self.work, "importance.pt")
-        if not os.path.exists(path):
-            run(["fairseq-interp", "neurons", "importance", self.bin, "--path", baseline, "--pairs", *self.pairs,
-                 "--subset", "valid", "--out", path + ".tmp.pt"], threads=THREADS)
-            os.replace(path + ".tmp.pt", path)
-        return path
+    def importance(self, ckpt, out):
+        """``neurons importance`` of ``ckpt`` on every direction (once)."""
+        if not os.path.exists(out):
+            run(["fairseq-interp", "neurons", "importance", self.bin, "--path", ckpt, "--pairs", *self.pairs,
+                 "--train-subset", self.args.importance_subset, "--num-sentences",
+                 str(self.args.importance_sentences), "--out", out + ".tmp.pt"], threads=THREADS)
+            os.replace(out + ".tmp.pt", out)
+        return out
 
     def allocate(self, importance, rho, k, criterion, masks, plot):
-        """``neurons allocate`` into ``masks`` (once); returns its summary line."""
+        """``neurons allocate`` into ``masks`` (once); returns its summary line and the scores of §5.2."""
         out = run(["fairseq-interp", "neurons", "allocate", importance, "--rho", str(rho), "--k", str(k),
                    "--criterion", criterion, "--out", masks + ".tmp.pt", "--plot", plot], threads=THREADS)
         os.replace(masks + ".tmp.pt", masks)
-        return out.splitlines()[0].lstrip("| ").split(" -> ")[0]
+        lines = out.splitlines()
+        summary = lines[0].lstrip("| ").split(" -> ")[0]
+        scores = {}
+        for line in lines:
+            if line.startswith('{"lscore"') or line.startswith('{"mscore"'):
+                scores.update(json.loads(line))
+        return summary, scores
 
-    def bleu(self, ckpt, task, pair, out):
-        """sacrebleu of one direction's test split (the generate output is kept in ``out``)."""
+    def hypotheses(self, ckpt, task, pair, out, langs=None):
+        """The test-split translations of one direction (``fairseq-generate`` output kept in ``out``)."""
         src, tgt = pair.split("-")
         if not os.path.exists(out):
-            text = run(["fairseq-generate", self.bin, "--user-dir", PLUGIN_DIR, "--task", task, *self.multi,
-                        "--source-lang", src, "--target-lang", tgt, "--path", ckpt, "--gen-subset", "test",
-                        "--beam", str(self.args.beam), "--max-tokens", "4000", "--max-len-a", "1.5",
-                        "--max-len-b", "10",
+            text = run(["fairseq-generate", self.bin, "--user-dir", PLUGIN_DIR, "--task", task,
+                        *(langs or self.multi), "--source-lang", src, "--target-lang", tgt, "--path", ckpt,
+                        "--gen-subset", "test", "--beam", str(self.args.beam), "--max-tokens", "4000",
+                        "--max-len-a", "1.5", "--max-len-b", "10",
                         # fairseq's batch_by_size drops the last len % 8 sentences with the default multiple of 8
                         "--required-batch-size-multiple", "1", "--post-process", "sentencepiece", "--cpu"],
                        threads=THREADS)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
             write_atomic(out, text)
         hyps, ids = read_hypotheses(out)
-        refs = read_references(os.path.join(self.data, "raw", f"test.{tgt}"))
+        refs = self.references(pair)
         if len(ids) != len(refs):
-            raise SystemExit(f"{out}: {len(ids)} hypotheses for {len(refs)} references")
-        return corpus_bleu(hyps, refs, tgt).score
+            raise InterpretError(f"{out}: {len(ids)} hypotheses for {len(refs)} references")
+        return hyps
 
-    def score(self, ckpt, task, system, digits=None):
+    def references(self, pair):
+        return read_references(os.path.join(self.data, "raw", f"test.{pair.split('-')[1]}"))
+
+    def generate_path(self, seed, system, pair):
+        return os.path.join(self.work, "generate", f"seed{seed}", system, f"{pair}.txt")
+
+    def bleu(self, ckpt, task, pair, out, langs=None):
+        """sacrebleu of one direction's test split."""
+        return corpus_bleu(self.hypotheses(ckpt, task, pair, out, langs), self.references(pair),
+                           pair.split("-")[1]).score
+
+    def score(self, ckpt, task, system, digits=None, seed=1):
         """BLEU of every direction: ``{pair: BLEU}`` (rounded to ``digits`` if given)."""
-        os.makedirs(os.path.join(self.work, "generate", system), exist_ok=True)
-        scores = {pair: self.bleu(ckpt, task, pair, os.path.join(self.work, "generate", system, f"{pair}.txt"))
-                  for pair in self.pairs}
+        scores = {pair: self.bleu(ckpt, task, pair, self.generate_path(seed, system, pair)) for pair in self.pairs}
         return {p: round(v, digits) for p, v in scores.items()} if digits is not None else scores
 
     def average(self, row):
@@ -139,74 +201,304 @@ def replace_section(path, marks, section, heading):
     write_atomic(path, text)
 
 
-# ---------------------------------------------------------------------------------------------------------- table1
+def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure")):
+    return {k: v for k, v in vars(args).items() if k not in exclude}
 
-def table1(args):
+
+def load_state(path, settings, empty, keys=MODEL_KEYS):
+    """The records of a ``--work`` folder (or ``empty``); refuses records made with other model or data settings."""
+    if not os.path.exists(path):
+        return {"settings": settings, **empty}
+    with open(path) as f:
+        state = json.load(f)
+    diff = [key for key in keys if key in settings and state["settings"].get(key) != settings.get(key)]
+    if diff:
+        raise InterpretError(f"{path} was made with other settings ({diff[0]}: {state['settings'].get(diff[0])} vs "
+                             f"{settings.get(diff[0])}): use another --work or the same options")
+    state["settings"] = {**state["settings"], **settings}
+    return state
+
+
+def save_state(path, state):
+    write_atomic(path, json.dumps(state, indent=1) + "\n")
+
+
+def parameter_count(ckpt):
+    """Parameters of a checkpoint's model: every tensor of its state dict once (tied embeddings count once),
+    without the buffers (neuron masks, pair names, positional-embedding placeholders, versions)."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
+    seen = {}
+    for key, tensor in state.items():
+        if key.startswith("neuron_mask") or key == "lang_specific_pairs" or key.endswith(".version") or \
+                key.endswith("_float_tensor"):
+            continue
+        seen[(tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))] = tensor.numel()
+    return sum(seen.values())
+
+
+# ------------------------------------------------------------------------------------------------- table1 / table2
+
+class TableRun:
+    """One seed's systems of ``table1``/``table2``: ``(checkpoint, task, language args)`` per system and
+    direction, trained on demand."""
+
+    def __init__(self, exp, args, seed, records):
+        self.exp, self.args, self.seed, self.records = exp, args, seed, records
+        self._baseline = None
+
+    def baseline(self):
+        if self._baseline is None:
+            self._baseline, seconds = self.exp.baseline(self.seed)
+            self.note_time("multilingual", seconds)
+        return self._baseline
+
+    def note_time(self, system, seconds):
+        if seconds:
+            self.records.setdefault("train_seconds", {}).setdefault(f"seed{self.seed}", {})[system] = round(seconds)
+
+    def masks(self, ckpt, criterion, tag):
+        """Importance of ``ckpt`` (once per checkpoint) and the allocation with ``criterion``."""
+        exp, args = self.exp, self.args
+        folder = exp.folder(self.seed, "")
+        importance = exp.importance(ckpt, os.path.join(folder, f"importance-{tag}.pt"))
+        masks = os.path.join(folder, f"masks-{tag}-{criterion}.pt")
+        summary, scores = exp.allocate(importance, args.rho, args.k, criterion, masks,
+                                       os.path.join(folder, f"figure3-{tag}-{criterion}.png"))
+        self.records.setdefault("allocation", {}).setdefault(f"seed{self.seed}", {})[f"{tag}-{criterion}"] = {
+            "summary": summary, **scores}
+        return masks
+
+    def system(self, name):
+        """``{pair: (checkpoint, task, language args)}`` of one system (trained if needed)."""
+        exp, args = self.exp, self.args
+        base = self.baseline() if name != "individual" else None
+        if name == "multilingual":
+            return {p: (base, BASELINE_TASK, None) for p in exp.pairs}
+        if name == "individual":
+            out = {}
+            for pair in exp.pairs:
+                langs = exp.lang_args([pair])
+                ckpt, seconds = exp.train(f"individual-{pair}", args.individual_updates, [
+                    "--task", BASELINE_TASK, "--arch", "transformer", *exp.scratch_args()], self.seed, langs)
+                self.note_time(f"individual-{pair}", seconds)
+                out[pair] = (ckpt, BASELINE_TASK, langs)
+            return out
+        if name == "baseline+ft":
+            ckpt, seconds = exp.train("baseline-ft", args.finetune_updates, [
+                "--task", BASELINE_TASK, "--arch", "transformer", *exp.finetune_args(base)], self.seed)
+        elif name == "ts":
+            ckpt, seconds = exp.train("ts", args.baseline_updates, [
+                "--task", LANG_SPECIFIC_TASK, "--arch", "transformer_target_attention", "--target-attention",
+                args.ts_attention, *exp.scratch_args()], self.seed)
+        elif name == "adapter":
+            ckpt, seconds = exp.train("adapter", args.baseline_updates, [
+                "--task", LANG_SPECIFIC_TASK, "--arch", "transformer_lang_adapter", "--lang-adapter-dim",
+                str(args.adapter_dim), *exp.scratch_args()], self.seed)
+        elif name in ("masked-absolute", "masked-taylor"):
+            criterion = name.split("-")[1]
+            masks = self.masks(base, criterion, "baseline")
+            ckpt, seconds = exp.train(name, args.finetune_updates, [
+                "--task", MASKED_TASK, "--arch", "transformer_neuron_masked", "--neuron-masks", masks,
+                *exp.finetune_args(base)], self.seed)
+        elif name == "expansion":
+            ckpt, seconds = self.expansion(base)
+        else:
+            raise InterpretError(f"unknown system {name!r}")
+        self.note_time(name, seconds)
+        task = {"ts": LANG_SPECIFIC_TASK, "adapter": LANG_SPECIFIC_TASK}.get(
+            name, MASKED_TASK if name.startswith("masked") or name == "expansion" else BASELINE_TASK)
+        return {p: (ckpt, task, None) for p in exp.pairs}
+
+    def expansion(self, base):
+        """+Expansion: widen the baseline's FFN (new output weights zero), train it unmasked for the fine-tuning
+        updates, then Taylor importance, allocation and masked fine-tuning of the wide model."""
+        exp, args = self.exp, self.args
+        wide = exp.folder(self.seed, "expanded.pt")
+        if not os.path.exists(wide):
+            run(["fairseq-interp", "neurons", "expand", "--path", base, "--ffn-dim", str(args.expansion_ffn),
+                 "--seed", str(self.seed), "--out", wide], threads=THREADS)
+        trained, s1 = exp.train("expanded-ft", args.finetune_updates, [
+            "--task", BASELINE_TASK, "--arch", "transformer", *exp.finetune_args(wide)], self.seed,
+            ffn=args.expansion_ffn)
+        masks = self.masks(trained, "taylor", "expanded")
+        ckpt, s2 = exp.train("expansion", args.finetune_updates, [
+            "--task", MASKED_TASK, "--arch", "transformer_neuron_masked", "--neuron-masks", masks,
+            *exp.finetune_args(trained)], self.seed, ffn=args.expansion_ffn)
+        return ckpt, (s1 or 0) + (s2 or 0) or None
+
+
+def table(args, which):
+    """``table1`` (many-to-many) or ``table2`` (one-to-many): every system of ``--systems`` for every seed."""
     t_start = time.time()
     exp = Experiment(args)
-    timings = {}
-    base, timings["baseline"] = exp.baseline()
-    importance = exp.importance(base)
-    finetune = exp.finetune_args(base)
-    checkpoints = {"baseline": (base, BASELINE_TASK)}
-    ckpt, timings["baseline+ft"] = exp.train("baseline-ft", args.finetune_updates, [
-        "--task", BASELINE_TASK, "--arch", "transformer", *finetune])
-    checkpoints["baseline+ft"] = (ckpt, BASELINE_TASK)
-    allocation = {}
-    for criterion in ("taylor", "absolute"):
-        masks = os.path.join(exp.work, f"masks-{criterion}.pt")
-        allocation[criterion] = exp.allocate(importance, args.rho, args.k, criterion, masks,
-                                             os.path.join(exp.work, f"scores-{criterion}.png"))
-        ckpt, timings[f"masked-{criterion}"] = exp.train(f"masked-{criterion}", args.finetune_updates, [
-            "--task", MASKED_TASK, "--arch", "transformer_neuron_masked", "--neuron-masks", masks, *finetune])
-        checkpoints[f"masked-{criterion}"] = (ckpt, MASKED_TASK)
-    results = {}
-    for system in SYSTEMS:
-        ckpt, task = checkpoints[system]
-        results[system] = exp.score(ckpt, task, system)
-        print(f"| {system}: " + " ".join(f"{p} {b:.2f}" for p, b in results[system].items()), flush=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("work", "report", "func", "command")}
-    record = {"settings": settings, "bleu": results, "allocation": allocation,
-              "train_seconds": {k: round(v) for k, v in timings.items() if v},
-              "total_seconds": round(time.time() - t_start)}
-    write_atomic(os.path.join(exp.work, "table1.json"), json.dumps(record, indent=1))
-    md = table1_markdown(exp, results)
-    write_atomic(os.path.join(exp.work, "table1.md"), md + "\n")
+    systems = args.systems or list(SYSTEMS[which])
+    unknown = [s for s in systems if s not in SYSTEMS[which]]
+    if unknown:
+        raise InterpretError(f"--systems: {unknown[0]!r} is not a system of {which} (systems: "
+                             f"{', '.join(SYSTEMS[which])})")
+    state_path = os.path.join(exp.work, "records.json")
+    state = load_state(state_path, settings_of(args), {"bleu": {}, "params": {}, "bootstrap": {}})
+    state["table"] = which
+    for seed in args.seeds:
+        key = f"seed{seed}"
+        runner = TableRun(exp, args, seed, state)
+        rows = state["bleu"].setdefault(key, {})
+        for system in systems:
+            if system in rows:
+                print(f"| seed {seed} {system}: kept", flush=True)
+                continue
+            plan = runner.system(system)
+            rows[system] = {pair: round(exp.bleu(ckpt, task, pair, exp.generate_path(seed, system, pair), langs), 4)
+                            for pair, (ckpt, task, langs) in plan.items()}
+            if system not in state["params"]:
+                state["params"][system] = sum(parameter_count(c) for c in dict.fromkeys(c for c, _, _ in
+                                                                                       plan.values()))
+            save_state(state_path, state)
+            print(f"| seed {seed} {system}: avg BLEU {exp.average(rows[system]):.2f}", flush=True)
+        bootstrap(exp, state, seed, systems)
+        save_state(state_path, state)
+    state["last_run_seconds"] = round(time.time() - t_start)
+    save_state(state_path, state)
+    md = table_markdown(exp, state, which)
+    write_atomic(os.path.join(exp.work, f"{which}.md"), md + "\n")
     print(md)
-    print(json.dumps({"allocation": allocation, "train_seconds": record["train_seconds"],
-                      "total_seconds": record["total_seconds"]}))
     if args.report:
-        table1_report(args.report, record, md)
+        table_report(args.report, exp, state, which, md)
 
 
-def table1_markdown(exp, results):
-    lines = ["| system | " + " | ".join(exp.pairs) + " | avg |", "|" + "---|" * (len(exp.pairs) + 2)]
-    for system in SYSTEMS:
-        row = results[system]
-        lines.append(f"| {system} | " + " | ".join(f"{row[p]:.2f}" for p in exp.pairs)
-                     + f" | **{exp.average(row):.2f}** |")
+def bootstrap(exp, state, seed, systems):
+    """sacrebleu's paired bootstrap per direction: every system against the Multilingual baseline, the masked
+    systems also against ``baseline+ft`` (once per seed, system and reference system)."""
+    from fairseq_interp.common.statistics import paired_bootstrap_bleu
+
+    key = f"seed{seed}"
+    done = state["bootstrap"].setdefault(key, {})
+    comparisons = [(s, "multilingual") for s in systems if s != "multilingual"]
+    comparisons += [(s, "baseline+ft") for s in systems if s.startswith("masked") or s == "expansion"]
+    for system, reference in comparisons:
+        name = f"{system} vs {reference}"
+        if name in done or reference not in state["bleu"].get(key, {}) or system not in state["bleu"][key]:
+            continue
+        done[name] = {}
+        for pair in exp.pairs:
+            base = read_hypotheses(exp.generate_path(seed, reference, pair))[0]
+            other = read_hypotheses(exp.generate_path(seed, system, pair))[0]
+            test = paired_bootstrap_bleu(base, other, exp.references(pair), lang=pair.split("-")[1])
+            done[name][pair] = {"difference": round(test.difference, 4), "p_value": round(test.p_value, 4),
+                                "ci": round(test.system_ci, 4)}
+
+
+def _mean_sd(values):
+    from fairseq_interp.common.statistics import mean_sd
+
+    return mean_sd(values)
+
+
+def _cell(values, digits=2):
+    mean, sd = _mean_sd(values)
+    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def system_rows(exp, state, which):
+    """``{system: {"bleu": {pair: [per seed]}, "avg": [per seed]}}`` for the systems scored in every seed."""
+    seeds = [k for k in state["bleu"] if state["bleu"][k]]
+    out = {}
+    for system in SYSTEMS[which]:
+        scored = [k for k in seeds if system in state["bleu"][k]]
+        if not scored:
+            continue
+        out[system] = {"seeds": scored,
+                       "bleu": {p: [state["bleu"][k][system][p] for k in scored] for p in exp.pairs},
+                       "avg": [exp.average(state["bleu"][k][system]) for k in scored]}
+    return out
+
+
+def table_markdown(exp, state, which):
+    """BLEU per direction (mean ± sd over seeds), average, parameters; the paired bootstrap; the paper beside."""
+    rows = system_rows(exp, state, which)
+    lines = ["| system | seeds | " + " | ".join(exp.pairs) + " | avg | Para |", "|" + "---|" * (len(exp.pairs) + 4)]
+    for system, r in rows.items():
+        params = state["params"].get(system)
+        para = f"{params / 1e6:.2f}M" if params else "–"
+        lines.append(f"| {system} | {len(r['seeds'])} | " + " | ".join(_cell(r["bleu"][p]) for p in exp.pairs)
+                     + f" | **{_cell(r['avg'])}** | {para} |")
+    lines += ["", "Paired bootstrap (sacrebleu, 1,000 samples) per direction: the difference in BLEU, and the "
+              "directions where p < 0.05 (better / worse); one line per seed.", "",
+              "| comparison | seed | mean Δ over directions | better (p < 0.05) | worse (p < 0.05) |",
+              "|---|---|---|---|---|"]
+    for seed, tests in state["bootstrap"].items():
+        for name, per_pair in tests.items():
+            diffs = [v["difference"] for v in per_pair.values()]
+            better = [p for p, v in per_pair.items() if v["p_value"] < 0.05 and v["difference"] > 0]
+            worse = [p for p, v in per_pair.items() if v["p_value"] < 0.05 and v["difference"] < 0]
+            lines.append(f"| {name} | {seed[4:]} | {sum(diffs) / len(diffs):+.2f} | {', '.join(better) or '–'} | "
+                         f"{', '.join(worse) or '–'} |")
+    lines += ["", paper_comparison(exp, state, which, rows)]
     return "\n".join(lines)
 
 
-def table1_report(path, record, md):
-    s = record["settings"]
-    section = f"""**Scale (small, not the paper's):** {s['train_size']:,} aligned Multi30k training sentences per language (8
-directions → {8 * s['train_size']:,} pairs), a {s['layers']}-layer {s['dim']}-dim Transformer (FFN {2 * s['dim']},
-4 heads, shared embeddings), {s['vocab_size']:,}-piece joint sentencepiece, Multilingual baseline
-{s['baseline_updates']:,} updates of ≤ {s['max_tokens']:,} tokens, then {s['finetune_updates']} fine-tuning updates
-per system; importance on the first {s['valid_size']} valid sentences of each direction; ρ = {s['rho']}, k = {s['k']};
-BLEU (sacrebleu, detokenized, beam {s['beam']}) on the first {s['test_size']} test_2016_flickr sentences of each
-direction. `baseline+ft` continues the baseline without masks for the same fine-tuning updates (control for the
-extra training). One seed; 1 CPU core (a shared machine); {record['total_seconds'] // 60} min in total
-(training: {', '.join(f'{k} {v} s' for k, v in record['train_seconds'].items())}).
+def paper_comparison(exp, state, which, rows):
+    """paper | ours | difference for the quantities that transfer across data sets: average BLEU, gain over
+    Multilingual, parameters relative to Multilingual."""
+    from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+    numbers = load_paper_numbers("neurons")
+    name = "Table 1" if which == "table1" else "Table 2"
+    s = state["settings"]
+    setting = (f"Multi30k {len(exp.pairs)} directions, {s['train_size']:,} sentences, {s['layers']}-layer "
+               f"{s['dim']}-dim, {len(next(iter(rows.values()))['seeds']) if rows else 0} seed(s)")
+    base = rows.get("multilingual")
+    out = []
+    for system, row_name in PAPER_ROWS.items():
+        if system not in rows:
+            continue
+        try:
+            ave = numbers.get(name, row_name, "AVE").value
+        except InterpretError:
+            continue
+        ours = _mean_sd(rows[system]["avg"])[0]
+        out.append((f"{row_name}: average BLEU", ave, ours, setting))
+        if base is not None and system != "multilingual":
+            paper_gain = ave - numbers.get(name, "Multilingual", "AVE").value
+            ours_gain = ours - _mean_sd(base["avg"])[0]
+            out.append((f"{row_name}: gain over Multilingual (BLEU)", paper_gain, ours_gain, "same"))
+        para = state["params"].get(system)
+        if para and state["params"].get("multilingual"):
+            ratio = numbers.get(name, row_name, "Para").value / numbers.get(name, "Multilingual", "Para").value
+            out.append((f"{row_name}: parameters / Multilingual's", ratio, para / state["params"]["multilingual"],
+                        f"{para / 1e6:.2f}M vs {state['params']['multilingual'] / 1e6:.2f}M"))
+    return side_by_side(out)
+
+
+def table_report(path, exp, state, which, md):
+    s = state["settings"]
+    seconds = state.get("train_seconds", {})
+    timing = "; ".join(f"{seed[4:]}: " + ", ".join(f"{k} {v} s" for k, v in t.items()) for seed, t in seconds.items())
+    setting = ("many-to-many, 8 directions" if which == "table1" else "one-to-many, English into German, French "
+                                                                       "and Czech")
+    options = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in s.items()
+                       if not isinstance(v, (list, bool)) and v is not None)
+    section = f"""**Scale (small, not the paper's):** Multilingual Multi30k, {setting} ({s['lang_pairs']}),
+{s['train_size']:,} aligned training sentences per language, a {s['layers']}-layer {s['dim']}-dim Transformer (FFN
+{2 * s['dim']}, 4 heads, shared embeddings), {s['vocab_size']:,}-piece joint sentencepiece. Multilingual, +TS and
++Adapter (projection {s['adapter_dim']}, attention copies: {s['ts_attention']}) trained from scratch for
+{s['baseline_updates']:,} updates of ≤ {s['max_tokens']:,} tokens, Individual {s['individual_updates']:,} updates
+per direction; the masked systems and `baseline+ft` fine-tune the Multilingual model for {s['finetune_updates']}
+updates{'; +Expansion widens its FFN to ' + str(s['expansion_ffn']) + ' units' if which == 'table2' else ''}.
+Importance on the {s['importance_subset']} split ({'all' if not s['importance_sentences'] else s['importance_sentences']}
+sentences per direction), ρ = {s['rho']}, k = {s['k']}. BLEU: sacrebleu, detokenized, beam {s['beam']}, first
+{s['test_size']} test_2016_flickr sentences per direction. 1 CPU core of a shared machine; training seconds per
+seed: {timing or '–'}.
 
 {md}
 
-Allocation: {'; '.join(record['allocation'].values())}.
-Command: `python scripts/reproduce/xie2021/masked_finetuning.py table1 --work results/xie2021 --report {path}`
-(options as above)."""
-    replace_section(path, TABLE1_MARK, section,
-                    "Xie et al. 2021, Table 1 style (small scale): Multilingual baseline vs neuron-masked fine-tuning")
+Command: `python scripts/reproduce/xie2021/masked_finetuning.py {which} --work {os.path.relpath(exp.work, REPO)}
+--seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k in state['bleu']))} {options} --report {path}`."""
+    marks = TABLE1_MARK if which == "table1" else TABLE2_MARK
+    replace_section(path, marks, section, f"Xie et al. 2021, {'Table 1' if which == 'table1' else 'Table 2'} "
+                                          "(small scale)")
 
 
 # ----------------------------------------------------------------------------------------------------------- sweep
@@ -221,43 +513,27 @@ def system_name(k, rho):
     return f"k{k:g}-rho{rho:g}"
 
 
-def load_state(path, settings):
-    if not os.path.exists(path):
-        return {"settings": settings, "runs": {}}
-    with open(path) as f:
-        state = json.load(f)
-    diff = [key for key in MODEL_KEYS if state["settings"].get(key) != settings.get(key)]
-    if diff:
-        raise SystemExit(f"{path} was made with other settings ({diff[0]}: {state['settings'].get(diff[0])} vs "
-                         f"{settings.get(diff[0])}): use another --work or the same options")
-    state["settings"] = {**state["settings"], **settings}
-    return state
-
-
-def save_state(path, state):
-    write_atomic(path, json.dumps(state, indent=1) + "\n")
-
-
 def specific_share(masks_path):
-    """Mean over pairs of the share of all neurons specific to that pair (the LScore over the whole model)."""
+    """Mean over pairs of the share of all allocated neurons specific to that pair, general and total counts."""
     import torch
+
+    from fairseq_interp.neurons.allocation import specific_share as share
 
     masks = torch.load(masks_path, map_location="cpu", weights_only=True)
     total = sum(g.numel() for g in masks["general"].values())
-    per_pair = sum(s.sum(1).double() for s in masks["specific"].values())
-    return float((per_pair / total).mean()), int(sum(int(g.sum()) for g in masks["general"].values())), total
+    return share(masks), int(sum(int(g.sum()) for g in masks["general"].values())), total
 
 
 def sweep(args):
     t_start = time.time()
     exp = Experiment(args)
-    settings = {key: v for key, v in vars(args).items() if key not in ("work", "report", "func", "command")}
     state_path = os.path.join(exp.work, "sweep.json")
-    state = load_state(state_path, settings)
+    state = load_state(state_path, settings_of(args, ("work", "report", "func", "command")), {"runs": {}},
+                       [key for key in MODEL_KEYS if key not in ("rho", "k")])
     base, seconds = exp.baseline()
     if seconds:
         state.setdefault("train_seconds", {})["baseline"] = round(seconds)
-    importance = exp.importance(base)
+    importance = exp.importance(base, os.path.join(exp.work, "importance.pt"))
     finetune = exp.finetune_args(base)
     if not args.no_controls:
         if "baseline" not in state["runs"]:
@@ -276,7 +552,7 @@ def sweep(args):
             continue
         masks = os.path.join(exp.work, f"masks-{system}.pt")
         if not os.path.exists(masks):
-            exp.allocate(importance, rho, k, args.criterion, masks, os.path.join(exp.work, f"scores-{system}.png"))
+            exp.allocate(importance, rho, k, args.criterion, masks, os.path.join(exp.work, f"figure3-{system}.png"))
         ckpt, seconds = exp.train(f"masked-{system}", args.finetune_updates, [
             "--task", MASKED_TASK, "--arch", "transformer_neuron_masked", "--neuron-masks", masks, *finetune])
         share, general, total = specific_share(masks)
@@ -289,13 +565,17 @@ def sweep(args):
         out = os.path.join(exp.work, "erasure")
         if not os.path.exists(os.path.join(out, "erasure.json")):
             run(["fairseq-interp", "neurons", "erase", exp.bin, "--path",
-                 os.path.join(exp.work, f"masked-{system}", "checkpoint_last.pt"), "--references",
+                 os.path.join(exp.folder(1, f"masked-{system}"), "checkpoint_last.pt"), "--references",
                  os.path.join(exp.data, "raw", "test.{tgt}"), "--subset", "test", "--beam", str(args.beam),
-                 "--seed", str(args.erasure_seed), "--out-dir", out], threads=THREADS)
+                 "--seed", str(args.erasure_seed), "--random-control", "--out-dir", out], threads=THREADS)
         with open(os.path.join(out, "erasure.md")) as f:
             state["erasure"] = {"model": system, "markdown": f.read().strip()}
         with open(os.path.join(out, "erasure.json")) as f:
-            state["erasure"]["seconds"] = json.load(f)["seconds"]
+            record = json.load(f)
+        state["erasure"]["seconds"] = record["seconds"]
+        state["erasure"]["control"] = erasure_control(record)
+        general = record["delta"].get("general")
+        state["erasure"]["general_delta"] = round(sum(general.values()) / len(general), 2) if general else None
         save_state(state_path, state)
     state["last_run_seconds"] = round(time.time() - t_start)
     save_state(state_path, state)
@@ -304,6 +584,23 @@ def sweep(args):
     print(md)
     if args.report:
         sweep_report(args.report, state, md)
+
+
+def erasure_control(record):
+    """Per pair: BLEU change of the pair itself under its specific erasure and under the random control of the same
+    size, and the mean change of the other pairs under each."""
+    out = {}
+    for condition in record["conditions"]:
+        kind, _, pair = condition.partition(":")
+        if kind not in ("specific", "exclusive") or f"random:{pair}" not in record["delta"]:
+            continue
+        own, rand = record["delta"][condition], record["delta"][f"random:{pair}"]
+        others = [p for p in record["pairs"] if p != pair]
+        out[pair] = {"erased": record["conditions"][condition]["erased"], "own": own.get(pair),
+                     "own_random": rand.get(pair),
+                     "others": sum(own[p] for p in others) / len(others) if others else None,
+                     "others_random": sum(rand[p] for p in others) / len(others) if others else None}
+    return out
 
 
 def sweep_markdown(exp, state):
@@ -319,7 +616,37 @@ def sweep_markdown(exp, state):
         share = f"{r['specific_share']:.3f}" if "specific_share" in r else ""
         lines.append(f"| {system} | {k} | {rho} | {share} | " + " | ".join(f"{r['bleu'][p]:.2f}" for p in exp.pairs)
                      + f" | **{exp.average(r['bleu']):.2f}** |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + sweep_paper_comparison(exp, state)
+
+
+def sweep_paper_comparison(exp, state):
+    """Table 3 (average BLEU per ρ at k 0.7) and Figure 4's best k beside ours."""
+    from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+    numbers = load_paper_numbers("neurons")
+    runs, s = state["runs"], state["settings"]
+    setting = (f"Multi30k {len(exp.pairs)} directions, {s['train_size']:,} sentences, {s['layers']}-layer "
+               f"{s['dim']}-dim, one seed")
+    rows = []
+    for rho in (0.8, 0.9, 0.95):
+        system = system_name(s["k"], rho)
+        if system in runs and abs(s["k"] - 0.7) < 1e-9:
+            paper = numbers.get("Table 3", f"ρ = {int(round(rho * 100))}%", "AVE").value
+            rows.append((f"Table 3: average BLEU at ρ = {rho:g}, k = 0.7", paper, exp.average(runs[system]["bleu"]),
+                         setting))
+    ks = {runs[n]["k"]: exp.average(runs[n]["bleu"]) for n in runs if "k" in runs[n] and runs[n]["rho"] == s["rho"]}
+    if len(ks) > 1:
+        best = max(ks, key=ks.get)
+        rows.append((f"Figure 4: best k (at ρ = {s['rho']:g}, among {', '.join(f'{k:g}' for k in sorted(ks))})",
+                     numbers.get("Figure 4", "best k", "k").value, best, setting))
+    return side_by_side(rows) if rows else ""
+
+
+def importance_data(s):
+    """``the 5,000 train`` / ``200 valid``: the sentences importance was measured on."""
+    subset = s.get("importance_subset", "train")
+    count = s.get("importance_sentences") or (s["train_size"] if subset == "train" else s["valid_size"])
+    return f"{count:,} {subset}" if count else f"all {subset}"
 
 
 def sweep_report(path, state, md):
@@ -334,14 +661,36 @@ def sweep_report(path, state, md):
     erasure = ""
     if "erasure" in state:
         erasure = (f"\n\nErasure (Figure 5) on the masked model {state['erasure']['model']} (`fairseq-interp neurons "
-                   f"erase`, seed {s.get('erasure_seed', 1)}; BLEU change per direction,\nthe first row is the "
-                   f"unerased BLEU):\n\n{state['erasure']['markdown']}")
+                   f"erase --random-control`, seed {s.get('erasure_seed', 1)}; BLEU change per direction,\nthe "
+                   f"first row is the unerased BLEU; `random:PAIR` erases as many neurons as `specific:PAIR`, drawn "
+                   f"from all neurons):\n\n{state['erasure']['markdown']}")
+        control = state["erasure"].get("control")
+        if control:
+            rows = ["| pair | erased | Δ own pair (its specific neurons) | Δ own pair (random, same number) | "
+                    "Δ other pairs (specific) | Δ other pairs (random) |", "|---|---|---|---|---|---|"]
+            for pair, c in control.items():
+                rows.append(f"| {pair} | {c['erased']} | {c['own']:+.2f} | {c['own_random']:+.2f} | "
+                            f"{c['others']:+.2f} | {c['others_random']:+.2f} |")
+            erasure += ("\n\nThe paper's claim, a pair's specific neurons matter to that pair more than to the others "
+                        "(and more than random neurons):\n\n" + "\n".join(rows))
+        from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+        numbers = load_paper_numbers("neurons")
+        general = [v for v in (state["erasure"].get("general_delta"),) if v is not None]
+        if general:
+            low = numbers.get("Figure 5", "general 20%", "ΔBLEU low").value
+            high = numbers.get("Figure 5", "general 20%", "ΔBLEU high").value
+            erasure += "\n\n" + side_by_side([
+                ("Figure 5: BLEU change, 20% of the general neurons erased (mean over directions)",
+                 f"{low:g} to {high:g}", general[0], "our masked model above, seed 1")])
     ks, rhos = " ".join(f"{v:g}" for v in s["ks"]), " ".join(f"{v:g}" for v in s["rhos"])
+    importance = ("" if s.get("importance_subset", "train") == "train" else
+                  f" --importance-subset {s['importance_subset']}")
     command = (f"python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks {ks} "
-               f"--rhos {rhos}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
+               f"--rhos {rhos}{importance}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
     section = f"""**Scale:** as the Table-1 run above ({s['train_size']:,} sentences per language, {s['layers']}-layer {s['dim']}-dim
 Transformer, baseline {s['baseline_updates']:,} updates, {s['finetune_updates']} fine-tuning updates per system,
-{s['criterion']} importance on {s['valid_size']} valid sentences per direction, BLEU on {s['test_size']} test
+{s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
 sentences per direction, beam {s['beam']}), one seed, 1 CPU core. k sweep at ρ = {s['rho']}, ρ sweep at
 k = {s['k']}. `specific / pair`: mean over pairs of the share of all allocated neurons specific to the pair.
 {timing}
@@ -355,31 +704,53 @@ Command: `{command}`."""
 
 # ------------------------------------------------------------------------------------------------------------ main
 
-def add_scale_arguments(p):
-    """The options of data size, model size and training length (both subcommands)."""
+def add_scale_arguments(p, lang_pairs=XIE2021_M2M):
+    """The options of data size, model size, training length and importance (every subcommand)."""
     p.add_argument("--work", required=True, help="folder for data, checkpoints and outputs")
-    p.add_argument("--train-size", type=int, default=5000, help="aligned training sentences (x 8 directions)")
-    p.add_argument("--valid-size", type=int, default=200, help="valid sentences per direction (importance)")
+    p.add_argument("--lang-pairs", default=lang_pairs, help=f"directions (default {lang_pairs})")
+    p.add_argument("--train-size", type=int, default=5000, help="aligned training sentences per language")
+    p.add_argument("--valid-size", type=int, default=200, help="valid sentences per direction")
     p.add_argument("--test-size", type=int, default=200, help="test_2016_flickr sentences per direction (BLEU)")
     p.add_argument("--vocab-size", type=int, default=4000, help="joint sentencepiece vocabulary")
     p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers")
     p.add_argument("--dim", type=int, default=128, help="embedding width (FFN: 2x)")
     p.add_argument("--max-tokens", type=int, default=2048, help="tokens per batch")
-    p.add_argument("--baseline-updates", type=int, default=1500, help="updates of the Multilingual baseline")
+    p.add_argument("--baseline-updates", type=int, default=1500,
+                   help="updates of the Multilingual baseline (and of +TS, +Adapter from scratch)")
     p.add_argument("--finetune-updates", type=int, default=300, help="updates of each fine-tuning run")
-    p.add_argument("--beam", type=int, default=4, help="beam size")
+    p.add_argument("--importance-subset", default="train",
+                   help="split importance is measured on (default train, as the paper's Eq. 7-8)")
+    p.add_argument("--importance-sentences", type=int, default=0,
+                   help="sentences per direction for importance (0 = the whole split)")
+    p.add_argument("--beam", type=int, default=4, help="beam size (the paper's: 4)")
     p.add_argument("--report", help="markdown file whose marked section is replaced by the results")
+
+
+def add_table_arguments(p, which):
+    add_scale_arguments(p, XIE2021_M2M if which == "table1" else XIE2021_O2M)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="training seeds (every system per seed)")
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS[which],
+                   help=f"systems to run (default all: {', '.join(SYSTEMS[which])})")
+    p.add_argument("--individual-updates", type=int, default=500, help="updates of each Individual model")
+    p.add_argument("--adapter-dim", type=int, default=0,
+                   help="+Adapter projection width (default: --dim x 128 / 512, the paper's 128 for its 512-dim "
+                        "model)")
+    p.add_argument("--ts-attention", choices=["all", "cross"], default="all",
+                   help="+TS attention modules per target language (all: the paper's parameter count)")
+    p.add_argument("--expansion-ffn", type=int, default=0,
+                   help="+Expansion FFN width (default: FFN x 3000 / 2048, the paper's widening)")
+    p.add_argument("--criterion", default="taylor", help=argparse.SUPPRESS)
+    p.add_argument("--rho", type=float, default=0.9, help="share of general neurons (Eq. 9)")
+    p.add_argument("--k", type=float, default=0.7, help="specific-neuron threshold (Eq. 9)")
+    p.set_defaults(func=lambda args: table(args, which))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    t1 = sub.add_parser("table1", help="Table 1 style: baseline, baseline+ft, masked (taylor, absolute)")
-    add_scale_arguments(t1)
-    t1.add_argument("--rho", type=float, default=0.9, help="share of general neurons (Eq. 9)")
-    t1.add_argument("--k", type=float, default=0.7, help="specific-neuron threshold (Eq. 9)")
-    t1.set_defaults(func=table1)
-    sw = sub.add_parser("sweep", help="Figure 4 / Table 3 style: sweeps of k and ρ, optional erasure")
+    add_table_arguments(sub.add_parser("table1", help="Table 1: many-to-many, every system of the paper"), "table1")
+    add_table_arguments(sub.add_parser("table2", help="Table 2: one-to-many, with +Expansion"), "table2")
+    sw = sub.add_parser("sweep", help="Figure 4 / Table 3: sweeps of k and ρ, optional erasure (Figure 5)")
     add_scale_arguments(sw)
     sw.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor", help="importance criterion")
     sw.add_argument("--ks", type=float, nargs="+", default=[0.5, 0.7, 0.9], help="k values at --rho")
@@ -388,10 +759,14 @@ def main():
     sw.add_argument("--rho", type=float, default=0.9, help="ρ of the k sweep and of the erasure model")
     sw.add_argument("--no-controls", action="store_true", help="skip scoring the baseline and baseline+ft")
     sw.add_argument("--erasure", action="store_true",
-                    help="run fairseq-interp neurons erase on the masked model at (--k, --rho) afterwards")
+                    help="run fairseq-interp neurons erase --random-control on the masked model at (--k, --rho)")
     sw.add_argument("--erasure-seed", type=int, default=1, help="--seed of the erasure")
     sw.set_defaults(func=sweep)
     args = parser.parse_args()
+    if getattr(args, "expansion_ffn", None) == 0:
+        args.expansion_ffn = int(round(2 * args.dim * 3000 / 2048))
+    if getattr(args, "adapter_dim", None) == 0:
+        args.adapter_dim = max(1, int(round(args.dim * 128 / 512)))
     args.func(args)
 
 
