@@ -30,18 +30,19 @@ import numpy as np
 import torch
 from fairseq import utils
 from fairseq.data import data_utils
+from fairseq.logging import metrics
 from fairseq.dataclass import ChoiceEnum
 from omegaconf import II
 
-from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads
+from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads, token_counts
 from ..common.errors import InterpretError
 from ..common.wrappers import unwrap
 from .records import FORMAT, LcaRecordFile
 
 logger = logging.getLogger(__name__)
 
-LCA_SPLIT_CHOICES = ChoiceEnum(["train", "valid"])
 LCA_INTEGRATION_CHOICES = ChoiceEnum(["first", "midpoint", "simpson"])
+LCA_BUCKET_FREQUENCY_CHOICES = ChoiceEnum(["train", "dictionary"])
 
 
 @dataclass
@@ -49,8 +50,9 @@ class LcaConfigMixin:
     """The ``--lca-*`` options; mix into a task's dataclass config."""
 
     lca_dir: Optional[str] = field(default=None, metadata={"help": "folder for lca.jsonl (required)"})
-    lca_split: LCA_SPLIT_CHOICES = field(default="train", metadata={
-        "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B'))"})
+    lca_split: str = field(default="train", metadata={
+        "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B')): train (--train-subset), valid, "
+                "test (Zhu et al. evaluate LCA on train and test), or any split name of the data folder"})
     lca_max_tokens: Optional[int] = field(default=None, metadata={
         "help": "tokens in the sampled batch B' (counted as --max-tokens counts them), and per batch in "
                 "--lca-exact; default: a quarter of --max-tokens"})
@@ -62,6 +64,10 @@ class LcaConfigMixin:
         "help": "gradient along the step: first (g at theta_t), midpoint, simpson (Lan et al.)"})
     lca_residual: bool = field(default=False, metadata={
         "help": "also evaluate L(theta_t+1; B') and record Delta L and |Delta L - sum LCA| (implied by simpson)"})
+    lca_bucket_frequency: LCA_BUCKET_FREQUENCY_CHOICES = field(default="train", metadata={
+        "help": "word frequency of the 25 frequency buckets (Zhu et al. Figure 5): train = how often each symbol "
+                "occurs on its side (source for the encoder embedding, target for the decoder's) of the training "
+                "split; dictionary = the counts in fairseq's dictionary (with a joined dictionary: both sides)"})
     lca_seed: int = II("common.seed")
     lca_train_max_tokens: Optional[int] = II("dataset.max_tokens")
     lca_max_update: int = II("optimization.max_update")
@@ -90,6 +96,24 @@ def lca_max_tokens(cfg):
     return cfg.lca_max_tokens if cfg.lca_max_tokens is not None else max(1, cfg.lca_train_max_tokens // 4)
 
 
+#: prefix of the metrics logged per record interval (a TensorBoard section)
+METRIC_PREFIX = "lca/"
+
+
+def log_interval_metrics(record):
+    """Log an interval record's group totals (``lca/<group>``: Σ over the group's parameters of the interval's
+    mean LCA per update) and ``lca/total`` through fairseq's ``metrics``, weighted by the interval's updates.
+
+    Called inside the trainer's update, so the values join the active aggregators (``train_inner``, ``train``)
+    and reach every progress-bar backend (``--log-format``, ``--tensorboard-logdir``, ``--wandb-project``) at
+    the next ``--log-interval`` flush; several intervals in one flush are averaged per update. With
+    ``--log-interval`` equal to ``--lca-interval`` each logged value is one record interval."""
+    weight = record["n_updates"]
+    for name, value in record["groups"].items():
+        metrics.log_scalar(METRIC_PREFIX + name, value["sum"], weight=weight, priority=500)
+    metrics.log_scalar(METRIC_PREFIX + "total", record["lca_total"], weight=weight, priority=501)
+
+
 class LcaRecorder:
     """The per-run state: groups, batches of the split, interval sums and the record file (module docstring)."""
 
@@ -97,10 +121,11 @@ class LcaRecorder:
         cfg = task.cfg
         self.cfg, self.task, self.criterion = cfg, task, criterion
         self.model = unwrap(model)
-        self.groups = LcaGroups(self.model, getattr(task, "source_dictionary", None),
-                                getattr(task, "target_dictionary", None))
+        src_dict, tgt_dict = getattr(task, "source_dictionary", None), getattr(task, "target_dictionary", None)
+        counts = self._training_counts(src_dict, tgt_dict) if str(cfg.lca_bucket_frequency) == "train" else None
+        self.groups = LcaGroups(self.model, src_dict, tgt_dict, counts=counts)
         self.capture = EmbeddingRoleCapture(self.model, self.groups)
-        self.split = cfg.train_subset if str(cfg.lca_split) == "train" else "valid"
+        self.split = cfg.train_subset if str(cfg.lca_split) == "train" else str(cfg.lca_split)
         self.max_tokens = lca_max_tokens(cfg)
         self.batches, self.dataset = self._batches()
         self.acc = LcaAccumulator(self.groups)
@@ -110,9 +135,9 @@ class LcaRecorder:
                   "options": {"split": self.split, "max_tokens": self.max_tokens, "interval": cfg.lca_interval,
                               "exact": bool(cfg.lca_exact), "integration": str(cfg.lca_integration),
                               "residual": self.residual, "seed": cfg.lca_seed,
+                              "bucket_frequency": str(cfg.lca_bucket_frequency),
                               "batches": len(self.batches), "sentences": int(sum(len(b) for b in self.batches))},
-                  **self.groups.header({"src": getattr(task, "source_dictionary", None),
-                                        "tgt": getattr(task, "target_dictionary", None)})}
+                  **self.groups.header()}
         self.file = LcaRecordFile(cfg.lca_dir, header, update_num)
         if self.file.restored_state is not None:
             self.acc.load_state(self.file.restored_state)
@@ -120,6 +145,25 @@ class LcaRecorder:
         else:
             logger.info(f"LCA: recording to {self.file.path} from update {update_num + 1} "
                         f"({len(self.groups.group_names)} groups)")
+
+    def _training_counts(self, src_dict, tgt_dict):
+        """{"src"|"tgt": occurrences of each symbol on that side of the training split} (Figure 5's frequency)."""
+        split = self.cfg.train_subset
+        try:
+            dataset = self.task.dataset(split)
+        except KeyError:
+            self.task.load_dataset(split, combine=False, epoch=1)
+            dataset = self.task.dataset(split)
+        sides = {"src": (getattr(dataset, "src", None), src_dict), "tgt": (getattr(dataset, "tgt", None), tgt_dict)}
+        counts = {}
+        for side, (tokens, dictionary) in sides.items():
+            if dictionary is None:
+                continue
+            if tokens is None:
+                raise InterpretError(f"--lca-bucket-frequency train: the {split} split of this task has no "
+                                     f"{side} side to count words on: pass --lca-bucket-frequency dictionary")
+            counts[side] = token_counts(tokens, len(dictionary))
+        return counts
 
     @property
     def residual(self):
@@ -130,7 +174,12 @@ class LcaRecorder:
         try:
             dataset = task.dataset(self.split)
         except KeyError:
-            task.load_dataset(self.split, combine=False, epoch=1)
+            try:
+                task.load_dataset(self.split, combine=False, epoch=1)
+            except FileNotFoundError:
+                raise InterpretError(f"--lca-split {self.split}: the data folder has no split {self.split!r}: "
+                                     f"binarize it (fairseq-preprocess --{self.split}pref ...) or pick another "
+                                     f"--lca-split") from None
             dataset = task.dataset(self.split)
         with data_utils.numpy_seed(cfg.lca_seed):
             order = dataset.ordered_indices()
@@ -242,6 +291,7 @@ class LcaRecorder:
         if self.cfg.lca_interval == 1 and getattr(self, "_batch_ids", None) is not None:
             record["batch_ids"] = self._batch_ids
         self.file.append(record)
+        log_interval_metrics(record)
 
     def snapshot(self):
         """The unfinished interval at a checkpoint save: appended to the record file and returned for the

@@ -2,8 +2,8 @@
 
 Line types (field ``type``):
 
-* ``header`` (first line): format version, options, groups (name, size, member parameters), tied embeddings,
-  frequency buckets (rows per bucket, count range);
+* ``header`` (first line): format version, options, groups (name, size, member parameters), modules (name,
+  size, group), tied embeddings, frequency buckets (rows per bucket, count range);
 * ``interval``: the means over updates ``start..end`` (inclusive, fairseq's update numbers) of the per-update
   values (Eq. 3); ``partial`` is true for the incomplete last interval written when training stops at
   ``--max-update`` (a resumed run drops it and completes the interval);
@@ -63,7 +63,7 @@ class LcaRecordFile:
     def _resume(self, header, n):
         objs = read_records(self.path)
         old_header, intervals, states = read_lca(self.path, objs)
-        if old_header["groups"] != header["groups"] or old_header.get("buckets") != header.get("buckets"):
+        if any(old_header.get(key) != header.get(key) for key in ("groups", "modules", "buckets")):
             raise InterpretError(f"{self.path} was written for another model (different parameter groups): "
                                  f"pass a new --lca-dir")
         if old_header.get("options") != header.get("options"):

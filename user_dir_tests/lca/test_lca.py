@@ -171,7 +171,7 @@ def test_frequency_buckets():
     d = Dictionary()
     for i in range(100):
         d.add_symbol(f"w{i}", n=1000 - i * 7 if i % 2 else 10 + i)
-    ids = frequency_buckets(d, 25)
+    ids = frequency_buckets(d.count, d.nspecial, 25)
     counts = torch.tensor(d.count)
     assert (ids[:d.nspecial] == 25).all() and set(ids[d.nspecial:].tolist()) == set(range(25))
     assert (torch.bincount(torch.from_numpy(ids[d.nspecial:])) == 4).all()
