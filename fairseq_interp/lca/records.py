@@ -1,4 +1,5 @@
-"""The LCA record file ``<lca-dir>/lca.jsonl``: one JSON object per line, appended and fsynced as written.
+"""The LCA record file ``<lca-dir>/lca.jsonl`` (``lca.<split>.jsonl`` per split when several are recorded): one JSON
+object per line, appended and fsynced as written.
 
 Line types (field ``type``):
 
@@ -46,12 +47,18 @@ def complete_intervals(intervals):
     return [r for r in intervals if not r.get("partial")]
 
 
-class LcaRecordFile:
-    """Append-only writer of ``lca.jsonl`` with resume (see module docstring)."""
+def record_path(lca_dir, split, n_splits=1):
+    """The record file of ``split``: ``<lca-dir>/lca.jsonl`` when LCA is recorded on one split,
+    ``<lca-dir>/lca.<split>.jsonl`` for each of several (``--lca-split train,test``)."""
+    return os.path.join(lca_dir, FILENAME if n_splits == 1 else f"lca.{split}.jsonl")
 
-    def __init__(self, directory, header, restored_update):
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, FILENAME)
+
+class LcaRecordFile:
+    """Append-only writer of a record file with resume (see module docstring)."""
+
+    def __init__(self, path, header, restored_update):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
         self.restored_state = None
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         if exists:

@@ -204,7 +204,8 @@ def test_resume_after_kill_writes_same_records(data_dir, tmp_path):
     assert [x["type"] for x in kept].count("header") == 1
     # the task state in the checkpoint loads with torch's safe loader and holds the open interval
     state = torch.load(full / "ckpt" / "checkpoint_1_10.pt", map_location="cpu")
-    assert state["task_state"]["lca"]["update"] == 10 and state["task_state"]["lca"]["accumulator"]["start"] == 9
+    saved = state["task_state"]["lca"]["train"]
+    assert saved["update"] == 10 and saved["accumulator"]["start"] == 9
 
 
 def test_lca_does_not_change_training(data_dir, tmp_path):
@@ -225,7 +226,7 @@ def test_bad_options_and_reused_dir(tmp_path):
     from fairseq_interp.lca.recorder import validate_lca_config
 
     class Cfg:
-        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens = None, 15, 100, None
+        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens, lca_split = None, 15, 100, None, "train"
 
     with pytest.raises(InterpretError, match="--lca-dir is required"):
         validate_lca_config(Cfg)
@@ -242,17 +243,18 @@ def test_bad_options_and_reused_dir(tmp_path):
         validate_lca_config(Cfg)
     header = {"type": "header", "format": "fairseq-interp-lca/1", "first_update": 1, "groups": [{"name": "a"}],
               "buckets": {}, "options": {"interval": 2}}
-    f = LcaRecordFile(str(tmp_path), header, 0)
+    path = str(tmp_path / "lca.jsonl")
+    f = LcaRecordFile(path, header, 0)
     f.append({"type": "interval", "start": 1, "end": 2, "partial": False})
     f.close()
     with pytest.raises(InterpretError, match="already holds LCA records"):
-        LcaRecordFile(str(tmp_path), header, 0)
+        LcaRecordFile(path, header, 0)
     with pytest.raises(InterpretError, match="no LCA state for update 7"):
-        LcaRecordFile(str(tmp_path), header, 7)
+        LcaRecordFile(path, header, 7)
     with pytest.raises(InterpretError, match=r"other LCA options \(interval\)"):
-        LcaRecordFile(str(tmp_path), dict(header, options={"interval": 3}), 2)
+        LcaRecordFile(path, dict(header, options={"interval": 3}), 2)
     with pytest.raises(InterpretError, match="another model"):
-        LcaRecordFile(str(tmp_path), dict(header, groups=[{"name": "b"}]), 2)
+        LcaRecordFile(path, dict(header, groups=[{"name": "b"}]), 2)
 
 
 # ---------------------------------------------------------------- exact mode and integration along the step
