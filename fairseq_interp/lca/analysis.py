@@ -105,6 +105,8 @@ def module_type_series(header, intervals, statistic="mean"):
     order = [f"{side}.{kind}" for side in ("encoder", "decoder") for kind in MODULE_TYPES]
     series = {}
     for key in [k for k in order if k in members]:
+        if any(m not in r.get("modules", {}) for r in intervals for m in members[key]):
+            continue  # records written without module sums
         size = sum(module_sizes[m] for m in members[key])
         series[key] = [value(sum(r["modules"][m]["sum"] for m in members[key]), size, statistic)
                        for r in intervals]
