@@ -147,7 +147,8 @@ def summary_table(values):
     width = max(len(n) for n in names + bars) + 2
     lines = [f"cumulative LCA ({values['statistic']})".ljust(width) + "".join(f"{label:>16}" for label in labels)]
     for n in names + bars:
-        cells = [values["runs"][label]["groups"].get(n, values["runs"][label]["sparse_dense"].get(n)) for label in labels]
+        cells = [values["runs"][label]["groups"].get(n, values["runs"][label]["sparse_dense"].get(n))
+                 for label in labels]
         lines.append(n.ljust(width) + "".join(f"{'–':>16}" if c is None else f"{c:>16.6g}" for c in cells))
     for label, tau in values["tau_vs_first"].items():
         lines.append(f"Kendall τ of the group ranking, {labels[0]} vs {label}: {tau:.3f}")

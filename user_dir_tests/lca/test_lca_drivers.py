@@ -119,10 +119,12 @@ def test_hydra_yaml_config_trains_what_fairseq_train_trains(data_dir, tmp_path):
     overrides = {"encoder_layers": 2, "decoder_layers": 1, "encoder_embed_dim": 32, "decoder_embed_dim": 32,
                  "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64}
     hydra = tmp_path / "hydra"
+    hydra.mkdir()
     run(["fairseq-hydra-train", "--config-dir", f"{REPO}/configs/lca", "--config-name", "zhu2020_learning_dynamics",
-         f"task.data={data_dir / 'bin'}", f"task.lca_dir={hydra / 'lca'}", f"checkpoint.save_dir={hydra / 'ckpt'}",
-         "optimization.max_update=4", "task.lca_interval=2", "dataset.max_tokens=1000", "task.lca_max_tokens=500",
-         *[f"model.{k}={v}" for k, v in overrides.items()]])
+         f"common.user_dir={REPO}/fairseq_interp", f"task.data={data_dir / 'bin'}", f"task.lca_dir={hydra / 'lca'}",
+         f"checkpoint.save_dir={hydra / 'ckpt'}", "optimization.max_update=4", "task.lca_interval=2",
+         "dataset.max_tokens=1000", "task.lca_max_tokens=500", *[f"model.{k}={v}" for k, v in overrides.items()]],
+        cwd=hydra)  # hydra writes .hydra/ and hydra_train.log into its run dir, the working directory
     plain = tmp_path / "plain"
     run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--task", "translation_lca",
          "--lca-dir", str(plain / "lca"), "--lca-split", "train,test", "--lca-interval", "2", "--lca-max-tokens",

@@ -40,10 +40,13 @@ MODEL_ARGS = ("--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 64 --de
 def train_args(args, mode, work):
     """fairseq-train options of one mode (everything but --max-update and --save-dir)."""
     # exact: batches of --max-tokens over the whole split (token-weighted, so the batch size does not matter)
-    lca = ["--lca-exact", "--lca-max-tokens", str(args.max_tokens)] if mode == "exact" else \
-        ["--lca-max-tokens", str(args.lca_max_tokens or args.max_tokens)]
+    if mode == "exact":
+        lca = ["--lca-exact", "--lca-max-tokens", str(args.max_tokens)]
+    else:
+        lca = ["--lca-max-tokens", str(args.lca_max_tokens or args.max_tokens)]
     return [args.data, "--user-dir", PLUGIN_DIR, "--task", "translation_lca", "--lca-dir", os.path.join(work, "lca"),
-            "--lca-interval", str(args.interval), *lca, "--arch", args.arch, *args.model_args.split(), "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+            "--lca-interval", str(args.interval), *lca, "--arch", args.arch, *args.model_args.split(),
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
             "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup),
             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
             "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
