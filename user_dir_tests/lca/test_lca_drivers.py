@@ -105,6 +105,13 @@ def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
         claim = next(c for c in result["claims"] if c["column"] == split and c["row"].startswith("decoder: the"))
         assert claim["ours"] == ("yes" if increasing else "no")
     assert "| Figure 3: decoder: the higher the layer, the more it contributes (train) | yes |" in proc.stdout
+    # test BLEU of the trained model, scored from its own generate output, beside the paper's
+    from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+
+    hyps, ids = read_hypotheses(tmp_path / "w" / "test.generate.txt")
+    refs = read_references(data_dir / "raw" / "test.fr")
+    assert len(ids) == 40 and result["test_bleu"] == round(corpus_bleu(hyps, [refs[i] for i in ids], "fr").score, 2)
+    assert "| §3.1: BLEU (test) of the model whose LCA is recorded | 34.40 |" in proc.stdout
     for name in ("figure2-sparse-dense.png", "figure3-layers.png", "figure4-intervals.png", "figure5-buckets.png"):
         assert (tmp_path / "w" / "figures" / name).stat().st_size > 10_000
     before = (tmp_path / "w" / "lca" / "lca.train.jsonl").read_bytes()

@@ -18,9 +18,11 @@ import json
 import os
 import sys
 
-from fairseq_interp.common.checkpoints import PLUGIN_DIR
+from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
 from fairseq_interp.lca.figures import load_run
@@ -46,6 +48,33 @@ def train_args(args):
             "--no-epoch-checkpoints"]
 
 
+def test_bleu(args, checkpoint):
+    """BLEU of the trained model on the test split (beam 5, sacrebleu on Moses-detokenized hypotheses against
+    ``--references``), cached beside the checkpoint; (score, sacrebleu signature)."""
+    cache = os.path.join(args.work, "test.bleu.json")
+    if os.path.exists(cache):
+        with open(cache) as f:
+            cached = json.load(f)
+        if cached["updates"] == checkpoint_updates(checkpoint):
+            return cached["bleu"], cached["signature"]
+    from fairseq.data.data_utils import infer_language_pair
+
+    task = read_raw_checkpoint(checkpoint)["cfg"]["task"]
+    target = task.get("target_lang") or infer_language_pair(args.data)[1]
+    references = args.references or os.path.join(os.path.dirname(os.path.abspath(args.data)), "raw",
+                                                 f"test.{target}")
+    out = os.path.join(args.work, "test.generate.txt")
+    write_atomic(out, run(["fairseq-generate", args.data, "--user-dir", PLUGIN_DIR, "--path", checkpoint,
+                           "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
+                           "--post-process", "sentencepiece", "--cpu"], threads=1))
+    hypotheses, ids = read_hypotheses(out)
+    refs = read_references(references)
+    score = corpus_bleu(hypotheses, [refs[i] for i in ids], target)
+    write_atomic(cache, json.dumps({"updates": checkpoint_updates(checkpoint), "bleu": round(score.score, 2),
+                                    "signature": score.signature}))
+    return round(score.score, 2), score.signature
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="binarized data with the LCA splits (fairseq-preprocess output)")
@@ -61,6 +90,8 @@ def main():
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--references", help="raw test references for BLEU (default: DATA/../raw/test.<tgt>, as "
+                                             "scripts/prepare_data.py writes them)")
     parser.add_argument("--plot-dir", help="figures (default: WORK/figures)")
     parser.add_argument("--results-path", help="also write the figures' values and the claims as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
@@ -68,8 +99,9 @@ def main():
 
     if args.results_path and os.path.exists(args.results_path) and not args.overwrite:
         raise InterpretError(f"{args.results_path} exists: pass --overwrite to replace it")
-    _, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
+    checkpoint, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
     print("| " + ("already trained" if seconds is None else f"trained in {seconds:.0f} s"), flush=True)
+    bleu, signature = test_bleu(args, checkpoint)
     records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
     plot_dir = args.plot_dir or os.path.join(args.work, "figures")
     values = os.path.join(args.work, "lca-plot.json")
@@ -91,11 +123,15 @@ def main():
         rows.append((f"{claim['figure']}: {claim['row']} ({claim['column']})",
                      None if value is None else ("yes" if value else "no"), f"{claim['ours']}: {claim['detail']}",
                      f"LCA on {claim['column']}, below"))
+    bleu_number = paper.get("§3.1", "BLEU (test)", "IWSLT14 De→En")
+    rows.append((f"{bleu_number.table}: {bleu_number.row} of the model whose LCA is recorded", bleu_number.value, bleu,
+                 f"Multi30k test, beam 5, {signature}"))
     print(side_by_side(rows))
     print(f"\nour setting: {setting}")
     if args.results_path:
         with open(args.results_path, "w") as f:
-            json.dump({"setting": setting, "claims": claims, "values": values}, f, indent=1)
+            json.dump({"setting": setting, "claims": claims, "values": values, "test_bleu": bleu,
+                       "bleu_signature": signature}, f, indent=1)
 
 
 if __name__ == "__main__":
