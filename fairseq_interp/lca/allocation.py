@@ -1,12 +1,16 @@
 """Loss change allocation (LCA; Lan et al. 2019, as used by Zhu et al. 2020 for NMT).
 
-For one update t, parameter i gets LCA_t[i] = g_t[i] · (θ_{t+1}[i] − θ_t[i]) with g_t = ∇L(θ_t; B') (Zhu et al.
-Eq. 2); Σ_i LCA_t[i] is the first-order estimate of L(θ_{t+1}; B') − L(θ_t; B'). Negative = the parameter helped.
+For one update t, parameter i gets LCA_t[i] = g_t[i] · (θ_{t+1}[i] − θ_t[i]) with g_t = ∇L(θ_t; D) (Zhu et al.
+Eq. 1, A_lca[t][i]), approximated by g_t = ∇L(θ_t; B') on a freshly sampled batch B' (§2.2); Σ_i LCA_t[i] is the
+first-order estimate of L(θ_{t+1}; B') − L(θ_t; B'). Negative = the parameter helped. Summed over updates it is the
+interval LCA (Eq. 2).
 
 This module holds the pieces that do not depend on fairseq's training loop:
 
 * :class:`LcaGroups`: the parameter groups of Eq. 4 (encoder embedding, each encoder layer, each decoder layer,
-  decoder embedding, output projection, the rest) and the 25 frequency buckets of embedding rows (Figure 5);
+  decoder embedding, output projection, the rest), a finer partition into modules (each layer's self-attention,
+  encoder-decoder attention, feed-forward block and layer norms) and the 25 frequency buckets of embedding rows
+  (Figure 5);
 * :class:`LcaAccumulator`: sums per-update allocations over an interval and turns them into interval means (Eq. 3);
 * :func:`loss_and_grads`: L(θ; B') and g = ∇L(θ; B'), with the gradient of a tied embedding split by role.
 
@@ -49,6 +53,30 @@ def group_of(name):
     return name.split(".")[0] + ".other"
 
 
+#: module types inside a Transformer layer (fairseq's parameter names); a layer's other parameters are "other"
+_MODULE_RULES = [
+    (re.compile(r"^(self_attn|encoder_attn)\."), "{}"),
+    (re.compile(r"^fc[12]\."), "ffn"),
+    (re.compile(r"^\w*layer_norm\b|^layernorm\w*\b|^\w*_ln\b"), "layer_norm"),
+]
+MODULE_TYPES = ("self_attn", "encoder_attn", "ffn", "layer_norm", "other")
+
+
+def module_of(name):
+    """The module of a parameter: ``<layer group>.<type>`` for a Transformer layer's parameter (type one of
+    :data:`MODULE_TYPES`), otherwise its Eq. 4 group. The modules partition each layer group."""
+    group = group_of(name)
+    match = re.match(r"^(encoder|decoder)\.layers\.\d+\.(.*)$", name)
+    if not match:
+        return group
+    rest = match.group(2)
+    for pattern, kind in _MODULE_RULES:
+        found = pattern.match(rest)
+        if found:
+            return f"{group}.{kind.format(*found.groups()[:1])}"
+    return f"{group}.other"
+
+
 def _group_order(name):
     order = {ENCODER_EMBEDDING: (0, 0), DECODER_EMBEDDING: (3, 0), OUTPUT_PROJECTION: (4, 0)}
     if name in order:
@@ -63,12 +91,19 @@ def _group_order(name):
     return (5, name)
 
 
-def frequency_buckets(dictionary, n_buckets=N_BUCKETS):
-    """Bucket id per dictionary row: non-special symbols sorted by count (most frequent first, ties by index) and
-    cut into ``n_buckets`` near-equal parts (Figure 5); special symbols (``<s> <pad> </s> <unk>``, whose count in
-    fairseq's dictionary is not a frequency) get id ``n_buckets``."""
-    counts = np.asarray(dictionary.count, dtype=np.int64)
-    nspecial = dictionary.nspecial
+def _module_order(name):
+    group, _, kind = name.rpartition(".")
+    if kind in MODULE_TYPES and re.match(r"^(encoder|decoder)\.layer\d+$", group):
+        return (*_group_order(group), MODULE_TYPES.index(kind))
+    return (*_group_order(name), -1)
+
+
+def frequency_buckets(counts, nspecial, n_buckets=N_BUCKETS):
+    """Bucket id per dictionary row (Zhu et al. §3.3.3: "split the vocabulary into 25 groups according to word
+    frequency"): the non-special symbols sorted by ``counts`` (most frequent first, ties by index) and cut into
+    ``n_buckets`` parts of near-equal numbers of symbols (Figure 5); the ``nspecial`` special symbols
+    (``<s> <pad> </s> <unk>``, whose count is not a frequency) get id ``n_buckets``."""
+    counts = np.asarray(counts, dtype=np.int64)
     ids = np.full(len(counts), n_buckets, dtype=np.int64)
     regular = np.arange(nspecial, len(counts))
     if len(regular) < n_buckets:
@@ -77,6 +112,20 @@ def frequency_buckets(dictionary, n_buckets=N_BUCKETS):
     for b, part in enumerate(np.array_split(ranked, n_buckets)):
         ids[part] = b
     return ids
+
+
+def token_counts(tokens, vocab_size, chunk=20000):
+    """How often each symbol id occurs in ``tokens`` (a sequence of 1-d integer tensors or arrays, e.g. one side of
+    a fairseq training set), as an int64 array of length ``vocab_size``."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    part = []
+    for k in range(len(tokens)):
+        item = tokens[k]
+        part.append(np.asarray(item.numpy() if hasattr(item, "numpy") else item, dtype=np.int64))
+        if len(part) == chunk or k == len(tokens) - 1:
+            counts += np.bincount(np.concatenate(part), minlength=vocab_size)[:vocab_size]
+            part = []
+    return counts
 
 
 def _embedding_roles(model):
@@ -104,10 +153,14 @@ class LcaGroups:
 
     ``params`` are the distinct trainable tensors (tied ones once), ``param_group[k]`` the group index of tensor k,
     or -1 for a tied embedding whose LCA is split by role into ``tied_roles[k] = [(role group index, role, caller)]``.
-    ``bucket_roles`` maps an embedding group name to (tensor index, dictionary side) for Figure 5.
+    ``module_names`` partition the same parameters more finely (:func:`module_of`; a tied role is one module),
+    ``param_module[k]`` is tensor k's module index (-1 when tied) and ``module_group[j]`` module j's group index.
+    ``bucket_roles`` maps an embedding group name to (tensor index, dictionary side) for Figure 5. The words are
+    ranked by ``counts`` ({"src"|"tgt": count per dictionary row}, e.g. :func:`token_counts` of the training
+    set's two sides), by default by the counts of fairseq's dictionaries.
     """
 
-    def __init__(self, model, src_dict=None, tgt_dict=None, n_buckets=N_BUCKETS):
+    def __init__(self, model, src_dict=None, tgt_dict=None, n_buckets=N_BUCKETS, counts=None):
         self.n_buckets = n_buckets
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # fairseq/torch dedupe ties
         self.names = [n for n, _ in named]
@@ -136,9 +189,30 @@ class LcaGroups:
                            for k, p in enumerate(self.params) if id(p) in roles}
         self.tied_names = {self.names[k]: [r for _, r, _ in v] for k, v in self.tied_roles.items()}
 
+        # modules: a finer partition (a tied role is its own module, like its group)
+        module_sizes = OrderedDict()
+        module_assignments = []
+        for (name, p), group in zip(named, assignments):
+            if group is None:
+                module_assignments.append(None)
+                continue
+            module = module_of(name)
+            module_assignments.append(module)
+            module_sizes[module] = module_sizes.get(module, 0) + p.numel()
+        for roles_of_tensor in self.tied_roles.values():
+            for _, role, _ in roles_of_tensor:
+                module_sizes[role] = sizes[role]
+        self.module_names = sorted(module_sizes, key=_module_order)
+        module_index = {m: i for i, m in enumerate(self.module_names)}
+        self.module_sizes = [module_sizes[m] for m in self.module_names]
+        self.module_group = [index[m if m in index else m.rsplit(".", 1)[0]] for m in self.module_names]
+        self.param_module = [module_index[m] if m is not None else -1 for m in module_assignments]
+        self.tied_role_modules = {role: module_index[role] for v in self.tied_roles.values() for _, role, _ in v}
+
         # embedding matrices for the frequency buckets: group name -> (tensor index, "src"|"tgt")
         self.bucket_roles = OrderedDict()
         self.bucket_ids = {}
+        self.bucket_counts = {}
         dicts = {"src": src_dict, "tgt": tgt_dict}
         candidates = [(ENCODER_EMBEDDING, "encoder.embed_tokens.weight", "src"),
                       (DECODER_EMBEDDING, "decoder.embed_tokens.weight", "tgt"),
@@ -158,24 +232,32 @@ class LcaGroups:
                 continue
             self.bucket_roles[group] = (k, side)
             if side not in self.bucket_ids:
-                self.bucket_ids[side] = torch.from_numpy(frequency_buckets(dicts[side], n_buckets))
+                side_counts = (np.asarray(counts[side]) if counts and counts.get(side) is not None
+                               else np.asarray(dicts[side].count))
+                if len(side_counts) != len(dicts[side]):
+                    raise ValueError(f"{len(side_counts)} counts for a dictionary of {len(dicts[side])} symbols")
+                self.bucket_counts[side] = side_counts
+                self.bucket_ids[side] = torch.from_numpy(frequency_buckets(side_counts, dicts[side].nspecial,
+                                                                           n_buckets))
 
-    def header(self, dictionaries=None):
-        """The record file's description of groups and buckets (plain JSON)."""
+    def header(self):
+        """The record file's description of groups, modules and buckets (plain JSON)."""
         groups = [{"name": g, "size": s, "params": m} for g, s, m in
                   zip(self.group_names, self.group_sizes, self.group_members)]
+        modules = [{"name": m, "size": s, "group": self.group_names[g]}
+                   for m, s, g in zip(self.module_names, self.module_sizes, self.module_group)]
         buckets = {}
         for group, (k, side) in self.bucket_roles.items():
             ids = self.bucket_ids[side]
             rows = torch.bincount(ids, minlength=self.n_buckets + 1).tolist()
             entry = {"dictionary": side, "rows": rows[:self.n_buckets], "special_rows": rows[self.n_buckets],
                      "dim": int(self.params[k].shape[1])}
-            if dictionaries and dictionaries.get(side) is not None:
-                counts = np.asarray(dictionaries[side].count)
-                entry["count_range"] = [[int(counts[ids.numpy() == b].max()), int(counts[ids.numpy() == b].min())]
-                                        for b in range(self.n_buckets)]
+            counts = self.bucket_counts[side]
+            entry["count_range"] = [[int(counts[ids.numpy() == b].max()), int(counts[ids.numpy() == b].min())]
+                                    for b in range(self.n_buckets)]
             buckets[group] = entry
-        return {"groups": groups, "tied": self.tied_names, "buckets": buckets, "n_buckets": self.n_buckets}
+        return {"groups": groups, "modules": modules, "tied": self.tied_names, "buckets": buckets,
+                "n_buckets": self.n_buckets}
 
 
 class EmbeddingRoleCapture:
@@ -278,6 +360,7 @@ class LcaAccumulator:
         self.start = start
         self.n = 0
         self.group_sums = torch.zeros(len(g.group_names), dtype=torch.float64)
+        self.module_sums = torch.zeros(len(g.module_names), dtype=torch.float64)
         self.bucket_sums = {name: torch.zeros(g.n_buckets + 1, dtype=torch.float64) for name in g.bucket_roles}
         self.scalars = {"loss": 0.0, "lca_total": 0.0, "delta_loss": 0.0, "residual": 0.0, "loss_after": 0.0}
         self.has_delta = False
@@ -294,6 +377,7 @@ class LcaAccumulator:
                     lca = role_grads[k][role] * delta
                     s = lca.sum(dtype=torch.float64)
                     self.group_sums[gi] += s
+                    self.module_sums[g.tied_role_modules[role]] += s
                     total += s
                     if role in g.bucket_roles:
                         self._bucket(role, lca)
@@ -301,6 +385,7 @@ class LcaAccumulator:
                 lca = grad * delta
                 s = lca.sum(dtype=torch.float64)
                 self.group_sums[g.param_group[k]] += s
+                self.module_sums[g.param_module[k]] += s
                 total += s
                 if k in bucket_tensor:
                     self._bucket(bucket_tensor[k], lca)
@@ -327,6 +412,8 @@ class LcaAccumulator:
                "loss": self.scalars["loss"] / n, "lca_total": self.scalars["lca_total"] / n, "groups": {}}
         for name, size, s in zip(self.groups.group_names, self.groups.group_sizes, self.group_sums.tolist()):
             rec["groups"][name] = {"sum": s / n, "mean": s / n / size}
+        rec["modules"] = {name: {"sum": s / n, "mean": s / n / size} for name, size, s in
+                          zip(self.groups.module_names, self.groups.module_sizes, self.module_sums.tolist())}
         rec["buckets"] = {name: {"sum": (b[:-1] / n).tolist(), "special": float(b[-1]) / n}
                           for name, b in self.bucket_sums.items()}
         if self.has_delta:
@@ -338,12 +425,14 @@ class LcaAccumulator:
     def state(self):
         """Plain JSON/tensor-free state (safe for checkpoints and the record file)."""
         return {"start": self.start, "n": self.n, "group_sums": self.group_sums.tolist(),
+                "module_sums": self.module_sums.tolist(),
                 "bucket_sums": {k: v.tolist() for k, v in self.bucket_sums.items()},
                 "scalars": dict(self.scalars), "has_delta": self.has_delta}
 
     def load_state(self, state):
         self.start, self.n = int(state["start"]), int(state["n"])
         self.group_sums = torch.tensor(state["group_sums"], dtype=torch.float64)
+        self.module_sums = torch.tensor(state["module_sums"], dtype=torch.float64)
         self.bucket_sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in state["bucket_sums"].items()}
         self.scalars = {k: float(v) for k, v in state["scalars"].items()}
         self.has_delta = bool(state["has_delta"])

@@ -1,18 +1,26 @@
-"""``fairseq-interp lca-plot``: cumulative, interval and frequency-bucket LCA figures of record files (Zhu et al.).
-Thin: parse → :mod:`.figures` → write."""
+"""``fairseq-interp lca-plot``: Zhu et al.'s Figures 1–5 from LCA record files. Thin: parse → :mod:`.figures`
+→ write."""
 
+import json
 import os
 import sys
 
 from ..common.errors import InterpretError
+from ..common.jsonl import write_atomic
 
 
 def lca_plot_command(args):
-    from .figures import load_run, plot_runs, summary_table
+    from .figures import FIGURES, figure_values, load_run, plot_runs, summary_table
 
     labels = args.labels or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.lca_jsonl]
     if len(labels) != len(args.lca_jsonl):
         raise InterpretError(f"{len(labels)} --labels for {len(args.lca_jsonl)} record files: give one label per file")
+    if len(set(labels)) != len(labels):
+        raise InterpretError(f"the labels {' '.join(labels)} repeat: pass --labels with one distinct label per file")
+    outputs = [os.path.join(args.plot_dir, name) for name in FIGURES] + [args.results_path or ""]
+    existing = [p for p in outputs if p and os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise InterpretError(f"{existing[0]} exists: pass --overwrite to replace the figures, or another --plot-dir")
     runs = []
     for label, path in zip(labels, args.lca_jsonl):
         if not os.path.isfile(path):
@@ -21,14 +29,24 @@ def lca_plot_command(args):
         if not intervals:
             raise InterpretError(f"{path} holds no interval records yet: train for at least --lca-interval updates")
         runs.append((label, header, intervals))
-    paths = plot_runs(runs, args.plot_dir)
-    sys.stdout.write(summary_table(runs))
+    values = figure_values(runs, args.statistic)
+    paths = plot_runs(runs, args.plot_dir, args.statistic, values)
+    if args.results_path:
+        write_atomic(args.results_path, json.dumps(values, indent=1) + "\n")
+    sys.stdout.write(summary_table(values))
     print(f"| {len(paths)} figures in {args.plot_dir}")
 
 
 def add_subcommands(sub):
-    lca = sub.add_parser("lca-plot", help="loss change allocation figures from lca.jsonl record files")
-    lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca")
-    lca.add_argument("--plot-dir", required=True, help="output folder")
+    lca = sub.add_parser("lca-plot", help="loss change allocation figures (Zhu et al. Figures 1-5) from lca.jsonl "
+                                          "record files")
+    lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca "
+                     "(e.g. an approximate and an exact run: Figure 1; a train and a test run: Figures 2, 3, 5)")
+    lca.add_argument("--plot-dir", required=True, help="output folder of the figures")
     lca.add_argument("--labels", nargs="*", help="one label per file (default: the folder names)")
+    lca.add_argument("--statistic", choices=["mean", "sum"], default="mean",
+                     help="mean: LCA per parameter of a group (Zhu et al. Eq. 4); sum: the group's total LCA "
+                          "(additive over groups) (default: %(default)s)")
+    lca.add_argument("--results-path", help="also write every value the figures show as JSON here")
+    lca.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
     lca.set_defaults(func=lca_plot_command)

@@ -30,27 +30,31 @@ import numpy as np
 import torch
 from fairseq import utils
 from fairseq.data import data_utils
+from fairseq.logging import metrics
 from fairseq.dataclass import ChoiceEnum
 from omegaconf import II
 
-from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads
+from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads, token_counts
 from ..common.errors import InterpretError
 from ..common.wrappers import unwrap
-from .records import FORMAT, LcaRecordFile
+from .records import FORMAT, LcaRecordFile, record_path
 
 logger = logging.getLogger(__name__)
 
-LCA_SPLIT_CHOICES = ChoiceEnum(["train", "valid"])
 LCA_INTEGRATION_CHOICES = ChoiceEnum(["first", "midpoint", "simpson"])
+LCA_BUCKET_FREQUENCY_CHOICES = ChoiceEnum(["train", "dictionary"])
 
 
 @dataclass
 class LcaConfigMixin:
     """The ``--lca-*`` options; mix into a task's dataclass config."""
 
-    lca_dir: Optional[str] = field(default=None, metadata={"help": "folder for lca.jsonl (required)"})
-    lca_split: LCA_SPLIT_CHOICES = field(default="train", metadata={
-        "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B'))"})
+    lca_dir: Optional[str] = field(default=None, metadata={
+        "help": "folder of the record file lca.jsonl (lca.<split>.jsonl per split with several splits; required)"})
+    lca_split: str = field(default="train", metadata={
+        "help": "split B' is sampled from (the gradient g_t = grad L(theta_t; B')): train (--train-subset), valid, "
+                "test, or any split name of the data folder; several separated by commas (train,test: Zhu et al. "
+                "record both) are recorded around the same steps, one record file each"})
     lca_max_tokens: Optional[int] = field(default=None, metadata={
         "help": "tokens in the sampled batch B' (counted as --max-tokens counts them), and per batch in "
                 "--lca-exact; default: a quarter of --max-tokens"})
@@ -62,6 +66,10 @@ class LcaConfigMixin:
         "help": "gradient along the step: first (g at theta_t), midpoint, simpson (Lan et al.)"})
     lca_residual: bool = field(default=False, metadata={
         "help": "also evaluate L(theta_t+1; B') and record Delta L and |Delta L - sum LCA| (implied by simpson)"})
+    lca_bucket_frequency: LCA_BUCKET_FREQUENCY_CHOICES = field(default="train", metadata={
+        "help": "word frequency of the 25 frequency buckets (Zhu et al. Figure 5): train = how often each symbol "
+                "occurs on its side (source for the encoder embedding, target for the decoder's) of the training "
+                "split; dictionary = the counts in fairseq's dictionary (with a joined dictionary: both sides)"})
     lca_seed: int = II("common.seed")
     lca_train_max_tokens: Optional[int] = II("dataset.max_tokens")
     lca_max_update: int = II("optimization.max_update")
@@ -76,6 +84,10 @@ def validate_lca_config(cfg):
     """Option checks with one-line messages naming the fix."""
     if not cfg.lca_dir:
         raise InterpretError("--lca-dir is required with an LCA task: pass a folder for lca.jsonl")
+    splits = lca_splits(cfg)
+    if not splits or len(set(splits)) != len(splits):
+        raise InterpretError(f"--lca-split {cfg.lca_split!r}: give one or more distinct split names separated by "
+                             f"commas (e.g. train,test)")
     if cfg.lca_interval < 1:
         raise InterpretError(f"--lca-interval must be >= 1 (got {cfg.lca_interval})")
     if cfg.lca_max_tokens is None and not getattr(cfg, "lca_train_max_tokens", None):
@@ -90,17 +102,93 @@ def lca_max_tokens(cfg):
     return cfg.lca_max_tokens if cfg.lca_max_tokens is not None else max(1, cfg.lca_train_max_tokens // 4)
 
 
-class LcaRecorder:
-    """The per-run state: groups, batches of the split, interval sums and the record file (module docstring)."""
+def lca_splits(cfg):
+    """The splits of ``--lca-split`` (comma-separated), in order."""
+    return [x.strip() for x in str(cfg.lca_split).split(",") if x.strip()]
+
+
+def metric_prefix(split):
+    """Prefix of the metrics logged per record interval of ``split`` (a TensorBoard section)."""
+    return f"lca_{split}/"
+
+
+def log_interval_metrics(record, split):
+    """Log an interval record's group totals (``lca_<split>/<group>``: Σ over the group's parameters of the
+    interval's mean LCA per update) and ``lca_<split>/total`` through fairseq's ``metrics``, weighted by the
+    interval's updates.
+
+    Called inside the trainer's update, so the values join the active aggregators (``train_inner``, ``train``)
+    and reach every progress-bar backend (``--log-format``, ``--tensorboard-logdir``, ``--wandb-project``) at
+    the next ``--log-interval`` flush; several intervals in one flush are averaged per update. With
+    ``--log-interval`` equal to ``--lca-interval`` each logged value is one record interval."""
+    weight = record["n_updates"]
+    prefix = metric_prefix(split)
+    for name, value in record["groups"].items():
+        metrics.log_scalar(prefix + name, value["sum"], weight=weight, priority=500)
+    metrics.log_scalar(prefix + "total", record["lca_total"], weight=weight, priority=501)
+
+
+def training_counts(task, src_dict, tgt_dict):
+    """{"src"|"tgt": occurrences of each symbol on that side of the training split} (Figure 5's frequency)."""
+    split = task.cfg.train_subset
+    try:
+        dataset = task.dataset(split)
+    except KeyError:
+        task.load_dataset(split, combine=False, epoch=1)
+        dataset = task.dataset(split)
+    sides = {"src": (getattr(dataset, "src", None), src_dict), "tgt": (getattr(dataset, "tgt", None), tgt_dict)}
+    counts = {}
+    for side, (tokens, dictionary) in sides.items():
+        if dictionary is None:
+            continue
+        if tokens is None:
+            raise InterpretError(f"--lca-bucket-frequency train: the {split} split of this task has no "
+                                 f"{side} side to count words on: pass --lca-bucket-frequency dictionary")
+        counts[side] = token_counts(tokens, len(dictionary))
+    return counts
+
+
+class LcaSession:
+    """Everything LCA needs in one training run: the groups (once), one :class:`LcaRecorder` per ``--lca-split``
+    and the update hook that runs the optimizer step once, between their gradients and their allocations."""
 
     def __init__(self, task, model, criterion, update_num):
         cfg = task.cfg
-        self.cfg, self.task, self.criterion = cfg, task, criterion
         self.model = unwrap(model)
-        self.groups = LcaGroups(self.model, getattr(task, "source_dictionary", None),
-                                getattr(task, "target_dictionary", None))
+        src_dict, tgt_dict = getattr(task, "source_dictionary", None), getattr(task, "target_dictionary", None)
+        counts = (training_counts(task, src_dict, tgt_dict) if str(cfg.lca_bucket_frequency) == "train"
+                  else None)
+        self.groups = LcaGroups(self.model, src_dict, tgt_dict, counts=counts)
         self.capture = EmbeddingRoleCapture(self.model, self.groups)
-        self.split = cfg.train_subset if str(cfg.lca_split) == "train" else "valid"
+        splits = lca_splits(cfg)
+        self.recorders = {split: LcaRecorder(task, self.model, criterion, update_num, split, self.groups,
+                                             self.capture, record_path(cfg.lca_dir, split, len(splits)))
+                          for split in splits}
+
+    def step(self, do_step, update_num):
+        """Run the optimizer step ``do_step()`` for update ``update_num + 1`` with LCA of every split around it."""
+        update = update_num + 1
+        before = {split: r.before(update) for split, r in self.recorders.items()}
+        old = [p.detach().clone() for p in self.groups.params]
+        do_step()
+        for split, r in self.recorders.items():
+            r.after(before[split], old, update)
+
+    def snapshot(self):
+        """{split: the unfinished interval} at a checkpoint save (also appended to each record file)."""
+        return {split: r.snapshot() for split, r in self.recorders.items()}
+
+
+class LcaRecorder:
+    """LCA on one split: its batches, interval sums and record file (module docstring). The groups and the
+    embedding-role capture are shared by the splits of a :class:`LcaSession`."""
+
+    def __init__(self, task, model, criterion, update_num, split, groups, capture, path):
+        cfg = task.cfg
+        self.cfg, self.task, self.criterion = cfg, task, criterion
+        self.model, self.groups, self.capture = model, groups, capture
+        self.name = split
+        self.split = cfg.train_subset if split == "train" else split
         self.max_tokens = lca_max_tokens(cfg)
         self.batches, self.dataset = self._batches()
         self.acc = LcaAccumulator(self.groups)
@@ -110,15 +198,15 @@ class LcaRecorder:
                   "options": {"split": self.split, "max_tokens": self.max_tokens, "interval": cfg.lca_interval,
                               "exact": bool(cfg.lca_exact), "integration": str(cfg.lca_integration),
                               "residual": self.residual, "seed": cfg.lca_seed,
+                              "bucket_frequency": str(cfg.lca_bucket_frequency),
                               "batches": len(self.batches), "sentences": int(sum(len(b) for b in self.batches))},
-                  **self.groups.header({"src": getattr(task, "source_dictionary", None),
-                                        "tgt": getattr(task, "target_dictionary", None)})}
-        self.file = LcaRecordFile(cfg.lca_dir, header, update_num)
+                  **self.groups.header()}
+        self.file = LcaRecordFile(path, header, update_num)
         if self.file.restored_state is not None:
             self.acc.load_state(self.file.restored_state)
             logger.info(f"LCA: resumed {self.file.path} at update {update_num}")
         else:
-            logger.info(f"LCA: recording to {self.file.path} from update {update_num + 1} "
+            logger.info(f"LCA: recording {self.split} to {self.file.path} from update {update_num + 1} "
                         f"({len(self.groups.group_names)} groups)")
 
     @property
@@ -130,7 +218,12 @@ class LcaRecorder:
         try:
             dataset = task.dataset(self.split)
         except KeyError:
-            task.load_dataset(self.split, combine=False, epoch=1)
+            try:
+                task.load_dataset(self.split, combine=False, epoch=1)
+            except FileNotFoundError:
+                raise InterpretError(f"--lca-split {self.split}: the data folder has no split {self.split!r}: "
+                                     f"binarize it (fairseq-preprocess --{self.split}pref ...) or pick another "
+                                     f"--lca-split") from None
             dataset = task.dataset(self.split)
         with data_utils.numpy_seed(cfg.lca_seed):
             order = dataset.ordered_indices()
@@ -202,13 +295,15 @@ class LcaRecorder:
             for p, v in zip(self.groups.params, values):
                 p.copy_(v)
 
-    def step(self, do_step, update_num):
-        """Run the optimizer step ``do_step()`` for update ``update_num + 1`` with LCA around it."""
-        update = update_num + 1
+    def before(self, update):
+        """B' of update ``update``, L(θ_t; B') and g_t = ∇L(θ_t; B'), taken before the optimizer step."""
         samples, batch_ids = self._samples(update)
         loss, grads, roles = self._grads(samples)
-        old = [p.detach().clone() for p in self.groups.params]
-        do_step()
+        return samples, batch_ids, loss, grads, roles
+
+    def after(self, before, old, update):
+        """Allocate the step θ_t = ``old`` → θ_{t+1} (now in the model) with the gradients of :meth:`before`."""
+        samples, batch_ids, loss, grads, roles = before
         integration = str(self.cfg.lca_integration)
         loss_after = None
         if integration != "first":
@@ -242,6 +337,7 @@ class LcaRecorder:
         if self.cfg.lca_interval == 1 and getattr(self, "_batch_ids", None) is not None:
             record["batch_ids"] = self._batch_ids
         self.file.append(record)
+        log_interval_metrics(record, self.name)
 
     def snapshot(self):
         """The unfinished interval at a checkpoint save: appended to the record file and returned for the
@@ -272,7 +368,7 @@ class LcaTaskMixin:
         if self._lca_recorder is None:
             if self._lca_criterion is None:
                 raise InterpretError("LCA needs the training criterion: build it with task.build_criterion")
-            self._lca_recorder = LcaRecorder(self, model, self._lca_criterion, update_num)
+            self._lca_recorder = LcaSession(self, model, self._lca_criterion, update_num)
         self._lca_recorder.step(lambda: parent.optimizer_step(optimizer, model, update_num), update_num)
 
     def state_dict(self):

@@ -1,9 +1,10 @@
-"""The LCA record file ``<lca-dir>/lca.jsonl``: one JSON object per line, appended and fsynced as written.
+"""The LCA record file ``<lca-dir>/lca.jsonl`` (``lca.<split>.jsonl`` per split when several are recorded): one JSON
+object per line, appended and fsynced as written.
 
 Line types (field ``type``):
 
-* ``header`` (first line): format version, options, groups (name, size, member parameters), tied embeddings,
-  frequency buckets (rows per bucket, count range);
+* ``header`` (first line): format version, options, groups (name, size, member parameters), modules (name,
+  size, group), tied embeddings, frequency buckets (rows per bucket, count range);
 * ``interval``: the means over updates ``start..end`` (inclusive, fairseq's update numbers) of the per-update
   values (Eq. 3); ``partial`` is true for the incomplete last interval written when training stops at
   ``--max-update`` (a resumed run drops it and completes the interval);
@@ -46,12 +47,18 @@ def complete_intervals(intervals):
     return [r for r in intervals if not r.get("partial")]
 
 
-class LcaRecordFile:
-    """Append-only writer of ``lca.jsonl`` with resume (see module docstring)."""
+def record_path(lca_dir, split, n_splits=1):
+    """The record file of ``split``: ``<lca-dir>/lca.jsonl`` when LCA is recorded on one split,
+    ``<lca-dir>/lca.<split>.jsonl`` for each of several (``--lca-split train,test``)."""
+    return os.path.join(lca_dir, FILENAME if n_splits == 1 else f"lca.{split}.jsonl")
 
-    def __init__(self, directory, header, restored_update):
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, FILENAME)
+
+class LcaRecordFile:
+    """Append-only writer of a record file with resume (see module docstring)."""
+
+    def __init__(self, path, header, restored_update):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
         self.restored_state = None
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         if exists:
@@ -63,7 +70,7 @@ class LcaRecordFile:
     def _resume(self, header, n):
         objs = read_records(self.path)
         old_header, intervals, states = read_lca(self.path, objs)
-        if old_header["groups"] != header["groups"] or old_header.get("buckets") != header.get("buckets"):
+        if any(old_header.get(key) != header.get(key) for key in ("groups", "modules", "buckets")):
             raise InterpretError(f"{self.path} was written for another model (different parameter groups): "
                                  f"pass a new --lca-dir")
         if old_header.get("options") != header.get("options"):

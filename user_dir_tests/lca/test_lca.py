@@ -105,6 +105,14 @@ def test_sgd_lca_equals_gradient_dot_step_and_loss_change(sgd_run, data_dir, upd
         expected = per_param[roles[name]] if name in roles else sum(per_param[p] for p in group["params"])
         assert rec["groups"][name]["sum"] == pytest.approx(expected, rel=1e-3, abs=1e-8), name
         assert rec["groups"][name]["mean"] == pytest.approx(rec["groups"][name]["sum"] / group["size"])
+    # modules: each the sum of its parameters' g · Δθ (fairseq names: self_attn.*, fc1/fc2, *layer_norm)
+    from fairseq_interp.lca.allocation import module_of
+
+    for module in header["modules"]:
+        name = module["name"]
+        expected = per_param[roles[name]] if name in roles else \
+            sum(v for p, v in per_param.items() if p not in roles.values() and module_of(p) == name)
+        assert rec["modules"][name]["sum"] == pytest.approx(expected, rel=1e-3, abs=1e-8), name
     # frequency buckets of each embedding role add up to the role's LCA
     for name, buckets in rec["buckets"].items():
         assert len(buckets["sum"]) == 25
@@ -161,6 +169,35 @@ def test_groups_partition_parameters(sgd_run, data_dir):
         expected = sum(float((g.double() * s.double()).sum()) for g, s in zip(grads, steps))
         assert total == pytest.approx(expected, rel=1e-5)
         assert float(acc.group_sums.sum()) == pytest.approx(expected, rel=1e-5)
+        # the modules partition each group: sizes and allocations add up to the group's
+        for gi, name in enumerate(groups.group_names):
+            members = [j for j, g in enumerate(groups.module_group) if g == gi]
+            assert sum(groups.module_sizes[j] for j in members) == groups.group_sizes[gi], name
+            assert float(acc.module_sums[members].sum()) == pytest.approx(float(acc.group_sums[gi]), rel=1e-9)
+        assert {"encoder.layer0.self_attn", "encoder.layer0.ffn", "encoder.layer0.layer_norm",
+                "decoder.layer0.self_attn", "decoder.layer0.encoder_attn", "decoder.layer0.ffn",
+                "decoder.layer0.layer_norm"} <= set(groups.module_names)
+
+
+def test_buckets_rank_words_by_their_count_on_each_side(sgd_run, data_dir):
+    """Figure 5's frequency is how often a symbol occurs on the embedding's side of the training data: with the
+    joined dictionary of this data, the source side's never-seen (target-only) symbols land in the last buckets."""
+    import numpy as np
+    from fairseq.data import Dictionary, data_utils
+
+    header = lines(sgd_run / "lca" / "lca.jsonl")[0]
+    assert header["options"]["bucket_frequency"] == "train"
+    dictionary = Dictionary.load(str(data_dir / "bin" / "dict.en.txt"))
+    for group, lang in (("encoder.embedding", "en"), ("decoder.embedding", "fr"), ("output_projection", "fr")):
+        ds = data_utils.load_indexed_dataset(str(data_dir / "bin" / f"train.en-fr.{lang}"), None)
+        counts = np.bincount(np.concatenate([ds[i].numpy() for i in range(len(ds))]), minlength=len(dictionary))
+        regular = counts[dictionary.nspecial:]
+        ranges = header["buckets"][group]["count_range"]
+        assert ranges[0][0] == regular.max() and ranges[-1][1] == regular.min()
+        assert all(hi >= lo for hi, lo in ranges) and all(a[1] >= b[0] for a, b in zip(ranges, ranges[1:]))
+        if lang == "en":
+            assert (regular == 0).sum() > 0 and ranges[-1] == [0, 0]  # French-only pieces never occur in English
+        assert not np.array_equal(counts, np.asarray(dictionary.count))  # the joined dictionary counts both sides
 
 
 def test_frequency_buckets():
@@ -171,7 +208,7 @@ def test_frequency_buckets():
     d = Dictionary()
     for i in range(100):
         d.add_symbol(f"w{i}", n=1000 - i * 7 if i % 2 else 10 + i)
-    ids = frequency_buckets(d, 25)
+    ids = frequency_buckets(d.count, d.nspecial, 25)
     counts = torch.tensor(d.count)
     assert (ids[:d.nspecial] == 25).all() and set(ids[d.nspecial:].tolist()) == set(range(25))
     assert (torch.bincount(torch.from_numpy(ids[d.nspecial:])) == 4).all()
@@ -204,7 +241,8 @@ def test_resume_after_kill_writes_same_records(data_dir, tmp_path):
     assert [x["type"] for x in kept].count("header") == 1
     # the task state in the checkpoint loads with torch's safe loader and holds the open interval
     state = torch.load(full / "ckpt" / "checkpoint_1_10.pt", map_location="cpu")
-    assert state["task_state"]["lca"]["update"] == 10 and state["task_state"]["lca"]["accumulator"]["start"] == 9
+    saved = state["task_state"]["lca"]["train"]
+    assert saved["update"] == 10 and saved["accumulator"]["start"] == 9
 
 
 def test_lca_does_not_change_training(data_dir, tmp_path):
@@ -225,7 +263,7 @@ def test_bad_options_and_reused_dir(tmp_path):
     from fairseq_interp.lca.recorder import validate_lca_config
 
     class Cfg:
-        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens = None, 15, 100, None
+        lca_dir, lca_interval, lca_max_tokens, lca_train_max_tokens, lca_split = None, 15, 100, None, "train"
 
     with pytest.raises(InterpretError, match="--lca-dir is required"):
         validate_lca_config(Cfg)
@@ -242,17 +280,18 @@ def test_bad_options_and_reused_dir(tmp_path):
         validate_lca_config(Cfg)
     header = {"type": "header", "format": "fairseq-interp-lca/1", "first_update": 1, "groups": [{"name": "a"}],
               "buckets": {}, "options": {"interval": 2}}
-    f = LcaRecordFile(str(tmp_path), header, 0)
+    path = str(tmp_path / "lca.jsonl")
+    f = LcaRecordFile(path, header, 0)
     f.append({"type": "interval", "start": 1, "end": 2, "partial": False})
     f.close()
     with pytest.raises(InterpretError, match="already holds LCA records"):
-        LcaRecordFile(str(tmp_path), header, 0)
+        LcaRecordFile(path, header, 0)
     with pytest.raises(InterpretError, match="no LCA state for update 7"):
-        LcaRecordFile(str(tmp_path), header, 7)
+        LcaRecordFile(path, header, 7)
     with pytest.raises(InterpretError, match=r"other LCA options \(interval\)"):
-        LcaRecordFile(str(tmp_path), dict(header, options={"interval": 3}), 2)
+        LcaRecordFile(path, dict(header, options={"interval": 3}), 2)
     with pytest.raises(InterpretError, match="another model"):
-        LcaRecordFile(str(tmp_path), dict(header, groups=[{"name": "b"}]), 2)
+        LcaRecordFile(path, dict(header, groups=[{"name": "b"}]), 2)
 
 
 # ---------------------------------------------------------------- exact mode and integration along the step
@@ -288,16 +327,75 @@ def test_lca_plot(sgd_run, tmp_path, capsys):
     from fairseq_interp.commands import cli_main
 
     path = str(sgd_run / "lca" / "lca.jsonl")
-    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--plot-dir", str(tmp_path / "figs")])
+    header, recs = lines(path)[0], intervals(sgd_run)
+    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--plot-dir", str(tmp_path / "figs"),
+              "--statistic", "sum", "--results-path", str(tmp_path / "sum.json")])
     out = capsys.readouterr().out
-    for name in ("cumulative.png", "intervals.png", "buckets.png"):
+    for name in ("figure1-occupation.png", "figure2-sparse-dense.png", "figure3-layers.png",
+                 "figure4-intervals.png", "figure5-buckets.png"):
         assert (tmp_path / "figs" / name).stat().st_size > 10_000
-    recs = intervals(sgd_run)
     row = next(line for line in out.splitlines() if line.startswith("output_projection"))
     expected = sum(r["groups"]["output_projection"]["sum"] * r["n_updates"] for r in recs)
-    assert [float(x) for x in row.split()[1:]] == pytest.approx([expected] * 2, abs=1e-5)
-    total = next(line for line in out.splitlines() if line.startswith("total"))
-    assert float(total.split()[1]) == pytest.approx(sum(r["lca_total"] * r["n_updates"] for r in recs), abs=1e-5)
+    assert [float(x) for x in row.split()[1:]] == pytest.approx([expected] * 2, rel=1e-5)
+    # Eq. 4 (the default): the same cumulative LCA divided by the group's size
+    cli_main(["lca-plot", path, "--plot-dir", str(tmp_path / "figs"), "--overwrite",
+              "--results-path", str(tmp_path / "mean.json")])
+    size = next(g["size"] for g in header["groups"] if g["name"] == "output_projection")
+    values = json.loads((tmp_path / "mean.json").read_text())
+    assert values["statistic"] == "mean"
+    assert values["runs"]["lca"]["groups"]["output_projection"] == pytest.approx(expected / size)
     with pytest.raises(SystemExit) as e:
-        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--plot-dir", str(tmp_path)])
+        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--plot-dir", str(tmp_path / "new")])
     assert e.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- several splits, metrics, TensorBoard
+
+SPLITS = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_cross_entropy",
+          "--max-tokens", "800", "--lca-interval", "2", "--lca-max-tokens", "400", "--log-interval", "2", "--no-save"]
+
+
+def test_several_splits_in_one_run_equal_one_run_per_split(data_dir, tmp_path):
+    """--lca-split train,test records each split around the same steps, bit for bit what a run per split writes."""
+    both = lca_train(data_dir, tmp_path / "both", 6, SPLITS + ["--lca-split", "train,test"])
+    for split in ("train", "test"):
+        alone = lca_train(data_dir, tmp_path / split, 6, SPLITS + ["--lca-split", split])
+        assert lines(both / "lca" / f"lca.{split}.jsonl") == lines(alone / "lca" / "lca.jsonl")
+    test_header = lines(both / "lca" / "lca.test.jsonl")[0]
+    assert test_header["options"]["split"] == "test" and test_header["options"]["sentences"] == 40
+    assert not (both / "lca" / "lca.jsonl").exists()
+
+
+def test_interval_totals_reach_the_log_and_tensorboard(data_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, "--task",
+                "translation_lca", "--lca-dir", str(out / "lca"), "--lca-split", "train,test", *SPLITS,
+                "--max-update", "6", "--save-dir", str(out / "ckpt"), "--log-format", "json",
+                "--tensorboard-logdir", str(out / "tb")])
+    logged = [json.loads(line[line.index("{"):]) for line in (proc.stdout + proc.stderr).splitlines()
+              if "train_inner" in line and "{" in line]
+    assert [int(x["num_updates"]) for x in logged] == [2, 4, 6]
+    records = {split: [r for r in lines(out / "lca" / f"lca.{split}.jsonl") if r["type"] == "interval"]
+               for split in ("train", "test")}
+    for split, recs in records.items():
+        assert [r["end"] for r in recs] == [2, 4, 6]
+        for entry, rec in zip(logged, recs):
+            for group, value in rec["groups"].items():
+                assert float(entry[f"lca_{split}/{group}"]) == pytest.approx(value["sum"], rel=1e-5)
+            assert float(entry[f"lca_{split}/total"]) == pytest.approx(rec["lca_total"], rel=1e-5)
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = event_accumulator.EventAccumulator(str(out / "tb" / "train_inner"))
+    events.Reload()
+    for split, recs in records.items():
+        for group in recs[0]["groups"]:
+            scalars = events.Scalars(f"lca_{split}/{group}")
+            assert [e.step for e in scalars] == [2, 4, 6]
+            assert [e.value for e in scalars] == pytest.approx([r["groups"][group]["sum"] for r in recs], rel=1e-6)
+
+
+def test_missing_split_names_the_fix(data_dir, tmp_path):
+    proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, "--task",
+                "translation_lca", "--lca-dir", str(tmp_path / "lca"), "--lca-split", "train,test2", *SPLITS,
+                "--max-update", "1", "--save-dir", str(tmp_path / "ckpt")], check=False)
+    assert proc.returncode != 0
+    assert "--lca-split test2: the data folder has no split 'test2'" in proc.stderr

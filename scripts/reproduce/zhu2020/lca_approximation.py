@@ -1,119 +1,138 @@
-"""Zhu et al. (2020): how well does the mini-batch LCA approximation rank the groups like exact LCA does?
+"""Zhu et al. (2020) §3.2 and Figure 1: does the mini-batch LCA rank the parameter groups as the exact LCA does?
 
-Trains the same model twice with the same seed, once recording LCA with a sampled batch B' per update (the
-approximation, default options) and once with ``--lca-exact`` (gradient over the whole training split). LCA
-recording does not change training (the weights are identical, see user_dir_tests/lca/test_lca.py), so both runs
-allocate the same steps. Reports the Kendall τ between the groups' rankings by cumulative LCA (sum and mean per
-parameter); the paper reports 0.905.
+Trains the same model twice with the same seed, once recording LCA with a freshly sampled batch B' per update (the
+approximation, §2.2) and once with ``--lca-exact`` (the gradient over the whole training split, Eq. 1). Recording
+LCA does not change training (the weights are identical, user_dir_tests/lca/test_lca.py), so both runs allocate the
+same steps. Reports Kendall's τ between the groups' rankings by cumulative LCA (Eq. 4's value per parameter, whose
+occupation ratios Figure 1 shows; the paper: τ = 0.905), per record interval and per frequency bucket, and draws
+Figure 1 with ``fairseq-interp lca-plot``.
 
-    python scripts/prepare_data.py --src en --tgt de --train-size 10000 --out data/m30k-10k.en-de
-    OMP_NUM_THREADS=1 python scripts/reproduce/zhu2020/lca_approximation.py --data data/m30k-10k.en-de/bin --updates 300
+Resumable from its own records: each mode keeps its checkpoints and ``lca.jsonl`` under ``--work``; a mode whose
+checkpoint already holds ``--updates`` updates is not trained again, a killed one continues from its last
+checkpoint (fairseq's resume; the LCA records continue from the state saved with that checkpoint).
 
-Exact mode runs a forward/backward over the whole split at every update: keep the data and model small.
+    python scripts/prepare_data.py --src en --tgt de --train-size 10000 --valid-size 500 --vocab-size 4000 \\
+        --out data/m30k-10k.en-de
+    OMP_NUM_THREADS=1 python scripts/reproduce/zhu2020/lca_approximation.py --data data/m30k-10k.en-de/bin \\
+        --updates 150 --work results/zhu2020-approximation --results-path results/zhu2020-approximation/result.json
+
+Exact mode runs a forward/backward over the whole training split at every update: keep the data and model small.
 """
 
 import argparse
 import json
 import os
-import tempfile
+import sys
 
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
-from fairseq_interp.common.fairseq_runs import run, script_main
-from fairseq_interp.lca.figures import cumulative, load_run
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.lca.analysis import approximation_agreement
+from fairseq_interp.lca.figures import load_run
+
+MODES = ("approx", "exact")
+MODEL_ARGS = ("--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 64 --decoder-embed-dim 64 "
+              "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --max-source-positions 128 "
+              "--max-target-positions 128")
 
 
-def kendall_tau(a, b):
-    """Kendall τ-b of two score lists (``scipy.stats.kendalltau``)."""
-    from scipy.stats import kendalltau
+def train_args(args, mode, work):
+    """fairseq-train options of one mode (everything but --max-update and --save-dir)."""
+    # exact: batches of --max-tokens over the whole split (token-weighted, so the batch size does not matter)
+    if mode == "exact":
+        lca = ["--lca-exact", "--lca-max-tokens", str(args.max_tokens)]
+    else:
+        lca = ["--lca-max-tokens", str(args.lca_max_tokens or args.max_tokens)]
+    return [args.data, "--user-dir", PLUGIN_DIR, "--task", "translation_lca", "--lca-dir", os.path.join(work, "lca"),
+            "--lca-interval", str(args.interval), *lca, "--arch", args.arch, *args.model_args.split(),
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+            "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup),
+            "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+            "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
+            "--no-progress-bar", "--log-interval", str(args.interval), "--save-interval-updates", str(args.interval),
+            "--keep-interval-updates", "1", "--no-epoch-checkpoints"]
 
-    return float(kendalltau(a, b).statistic)
 
-
-def train(args, lca_dir, extra):
-    run(["fairseq-train", args.data, "--user-dir", PLUGIN_DIR, "--task", "translation_lca", "--lca-dir", lca_dir,
-         "--lca-interval", str(args.interval), "--arch", args.arch, *args.model_args.split(), "--optimizer", "adam",
-         "--adam-betas", "(0.9,0.98)", "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
-         str(args.warmup), "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-         "--max-tokens", str(args.max_tokens), "--max-update", str(args.updates), "--cpu", "--seed", "1",
-         "--disable-validation", "--no-progress-bar", "--no-save", *extra])
-
-
-def finished(records, updates):
-    """Whether the LCA file ``records`` holds a complete interval ending at update ``updates`` (a run stopped
-    later also counts: recording LCA does not change training, so its first ``updates`` updates are the same)."""
-    if not os.path.exists(records):
-        return False
-    with open(records) as f:
-        for line in f:
-            record = json.loads(line)
-            if record.get("type") == "interval" and record.get("end") == updates and not record.get("partial"):
-                return True
-    return False
+def compared_records(path, updates):
+    """(header, intervals) of a mode's records over updates 1..``updates`` (a longer run is compared over its
+    first ``updates`` updates: recording LCA does not change training)."""
+    header, intervals = load_run(path)
+    intervals = [r for r in intervals if r["end"] <= updates and not r.get("partial")]
+    if not intervals or intervals[-1]["end"] != updates:
+        raise InterpretError(f"{path} has no complete record ending at update {updates}: rerun with the same --work "
+                             f"to finish training")
+    return header, intervals
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="binarized training data (fairseq-preprocess output)")
+    parser.add_argument("--work", required=True, help="checkpoints and LCA records of each mode (resumable)")
     parser.add_argument("--arch", default="transformer_test_tiny")
-    parser.add_argument("--model-args", default="--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 64 "
-                        "--decoder-embed-dim 64 --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 "
-                        "--max-source-positions 128 --max-target-positions 128")
-    parser.add_argument("--updates", type=int, default=300)
-    parser.add_argument("--interval", type=int, default=15)
-    parser.add_argument("--max-tokens", type=int, default=2048)
+    parser.add_argument("--model-args", default=MODEL_ARGS, help="architecture options (default: 3+3 layers, "
+                        "64-dim, FFN 128)")
+    parser.add_argument("--updates", type=int, default=150, help="a multiple of --interval")
+    parser.add_argument("--interval", type=int, default=15, help="--lca-interval (Zhu et al. Eq. 3: 15)")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="training batch, and batch of the exact pass")
+    parser.add_argument("--lca-max-tokens", type=int,
+                        help="size of B' in the approximation (default: --max-tokens, a training mini-batch)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--out", help="also write the result as JSON here")
-    parser.add_argument("--work", help="keep each mode's LCA records here; a mode whose records already reach "
-                                       "--updates is not trained again (default: a fresh temporary folder)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--statistic", choices=["mean", "sum"], default="mean",
+                        help="rank the groups by LCA per parameter (Eq. 4, the paper's) or by their sums")
+    parser.add_argument("--plot-dir", help="Figure 1 and the others of fairseq-interp lca-plot (default: "
+                                           "WORK/figures)")
+    parser.add_argument("--results-path", help="also write the result as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --results-path and figures")
     args = parser.parse_args()
+    if args.updates < 1 or args.updates % args.interval:
+        raise InterpretError(f"--updates {args.updates} is not a multiple of --interval {args.interval}: pick one "
+                             f"that is (records are compared interval by interval)")
+    if args.results_path and os.path.exists(args.results_path) and not args.overwrite:
+        raise InterpretError(f"{args.results_path} exists: pass --overwrite to replace it")
 
-    work = args.work or tempfile.mkdtemp(prefix="zhu2020-")
-    runs = {}
-    exact = ["--lca-exact", "--lca-max-tokens", str(args.max_tokens)]  # full batches: the pass is over all data
-    for mode, extra in (("exact", exact), ("approx", [])):
-        lca_dir = os.path.join(work, mode)
-        records = os.path.join(lca_dir, "lca.jsonl")
-        if not finished(records, args.updates):
-            if os.path.exists(records):
-                os.replace(records, records + ".unfinished")  # a partial run is redone from update 1
-            train(args, lca_dir, extra)
-        header, intervals = load_run(records)
-        intervals = [r for r in intervals if r["end"] <= args.updates]  # a longer run compared over its start
-        runs[mode] = (header, intervals)
-        print(f"| {mode}: {len(intervals)} intervals, B' = {header['options']['max_tokens']} tokens"
-              f"{' (whole split)' if header['options']['exact'] else ''}", flush=True)
-    header = runs["exact"][0]
-    names = [g["name"] for g in header["groups"]]
-    sizes = {g["name"]: g["size"] for g in header["groups"]}
-    sums = {m: cumulative(runs[m][1])[0] for m in runs}
-    result = {"groups": names, "updates": args.updates, "data": args.data,
-              "cumulative_sum": {m: [sums[m][n] for n in names] for m in runs}}
-    result["tau_sum"] = kendall_tau(result["cumulative_sum"]["approx"], result["cumulative_sum"]["exact"])
-    result["tau_mean"] = kendall_tau([sums["approx"][n] / sizes[n] for n in names],
-                                     [sums["exact"][n] / sizes[n] for n in names])
-    # per interval (Figure 4's interval LCA): rankings of one interval's groups, a harder test than the sums
-    per_interval = []
-    for a, e in zip(runs["approx"][1], runs["exact"][1]):
-        if a["end"] == e["end"]:
-            per_interval.append({"end": a["end"], "tau": kendall_tau([a["groups"][n]["sum"] for n in names],
-                                                                      [e["groups"][n]["sum"] for n in names])})
-    result["tau_per_interval"] = per_interval
-    buckets = {m: cumulative(runs[m][1])[1] for m in runs}
-    result["tau_buckets"] = {g: kendall_tau(buckets["approx"][g], buckets["exact"][g]) for g in buckets["exact"]}
-    print(f"| {'group':22s} {'approx':>12s} {'exact':>12s}")
-    for n in names:
-        print(f"| {n:22s} {sums['approx'][n]:12.5f} {sums['exact'][n]:12.5f}")
-    print(f"| Kendall tau of group rankings: by sum {result['tau_sum']:.3f}, by mean per parameter "
-          f"{result['tau_mean']:.3f} (Zhu et al.: 0.905)")
-    print("| Kendall tau of group rankings per interval: "
-          + ", ".join(f"{r['end']}: {r['tau']:.3f}" for r in per_interval))
-    print("| Kendall tau of frequency-bucket rankings: "
+    runs, seconds = {}, {}
+    for mode in MODES:
+        work = os.path.join(args.work, mode)
+        _, seconds[mode] = train(os.path.join(work, "ckpt"), args.updates, train_args(args, mode, work), threads=1)
+        records = os.path.join(work, "lca", "lca.jsonl")
+        runs[mode] = compared_records(records, args.updates)
+        header = runs[mode][0]
+        print(f"| {mode}: {len(runs[mode][1])} intervals, B' = "
+              + (f"the whole split ({header['options']['sentences']} sentences)" if header["options"]["exact"]
+                 else f"{header['options']['max_tokens']} tokens")
+              + ("" if seconds[mode] is None else f", trained in {seconds[mode]:.0f} s"), flush=True)
+
+    result = approximation_agreement(runs["approx"], runs["exact"], args.statistic)
+    result.update(updates=args.updates, data=args.data, seconds=seconds,
+                  sentences=runs["exact"][0]["options"]["sentences"],
+                  lca_max_tokens=runs["approx"][0]["options"]["max_tokens"])
+    plot_dir = args.plot_dir or os.path.join(args.work, "figures")
+    run(["fairseq-interp", "lca-plot", *[os.path.join(args.work, m, "lca", "lca.jsonl") for m in MODES],
+         "--labels", *MODES, "--plot-dir", plot_dir, "--statistic", args.statistic, "--overwrite"],
+        log=os.path.join(args.work, "lca-plot.log"))
+
+    print(f"| {'group':22s} {'approx':>12s} {'exact':>12s} {'ratio approx':>13s} {'ratio exact':>12s}")
+    for k, name in enumerate(result["groups"]):
+        print(f"| {name:22s} {result['cumulative']['approx'][k]:12.4g} {result['cumulative']['exact'][k]:12.4g} "
+              f"{result['occupation']['approx'][k]:13.4f} {result['occupation']['exact'][k]:12.4f}")
+    taus = [r["tau"] for r in result["tau_per_interval"]]
+    print(f"| Kendall τ per interval: min {min(taus):.3f}, median {sorted(taus)[len(taus) // 2]:.3f}, "
+          f"mean {sum(taus) / len(taus):.3f} over {len(taus)} intervals")
+    print("| Kendall τ of frequency-bucket rankings: "
           + ", ".join(f"{g} {t:.3f}" for g, t in result["tau_buckets"].items()))
-    if args.out:
-        with open(args.out, "w") as f:
+    paper = load_paper_numbers("lca")
+    number = paper.get("Figure 1", "Kendall τ, approximate vs exact ranking of the groups' occupation ratios",
+                       "10K-sentence sample")
+    setting = (f"{result['sentences']} training sentences, {args.arch} {args.model_args}, {args.updates} updates, "
+               f"B' = {result['lca_max_tokens']} tokens, {args.statistic} per group")
+    print(side_by_side([(f"{number.table}: {number.row}", number.value, result["tau"], setting)], digits=3))
+    if args.results_path:
+        with open(args.results_path, "w") as f:
             json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
-    script_main("lca_approximation", main)
+    sys.exit(script_main("lca_approximation", main))

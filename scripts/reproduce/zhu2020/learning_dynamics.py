@@ -1,0 +1,138 @@
+"""Zhu et al. (2020) Figures 2–5: cumulative LCA of the sparse (embedding) and dense weights, per layer, interval
+LCA along training per layer and per module, and LCA per word-frequency bucket, on the training and the test split.
+
+Trains the model once, recording LCA on every split of ``--splits`` (default train and test, as the paper) around
+the same steps (``--lca-split train,test``: one record file per split). Then draws the figures with
+``fairseq-interp lca-plot`` and prints the paper's claims beside ours (``fairseq_interp/lca/paper_numbers.json``).
+Resumable: the run keeps its checkpoints and LCA records under ``--work``; a finished run is not trained again and
+a killed one continues from its last checkpoint (the records continue from the state saved with it).
+
+    python scripts/prepare_data.py --src en --tgt de --train-size 10000 --valid-size 500 --vocab-size 4000 \\
+        --out data/m30k-10k.en-de
+    OMP_NUM_THREADS=1 python scripts/reproduce/zhu2020/learning_dynamics.py --data data/m30k-10k.en-de/bin \\
+        --work results/zhu2020-dynamics
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates, read_raw_checkpoint
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.lca.analysis import dynamics_claims
+from fairseq_interp.lca.figures import load_run
+from fairseq_interp.lca.records import record_path
+
+MODEL_ARGS = ("--encoder-layers 6 --decoder-layers 6 --encoder-embed-dim 64 --decoder-embed-dim 64 "
+              "--encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 "
+              "--decoder-attention-heads 4 --dropout 0.1")
+
+
+def train_args(args):
+    """fairseq-train options of the run (everything but --max-update and --save-dir)."""
+    return [args.data, "--user-dir", PLUGIN_DIR, "--task", "translation_lca",
+            "--lca-dir", os.path.join(args.work, "lca"), "--lca-split", ",".join(args.splits),
+            "--lca-interval", str(args.interval),
+            "--lca-max-tokens", str(args.lca_max_tokens or args.max_tokens),
+            "--arch", args.arch, *args.model_args.split(), "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+            "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup),
+            "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+            "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
+            "--no-progress-bar", "--log-interval", str(args.interval),
+            "--save-interval-updates", str(args.interval * 10), "--keep-interval-updates", "1",
+            "--no-epoch-checkpoints"]
+
+
+def test_bleu(args, checkpoint):
+    """BLEU of the trained model on the test split (beam 5, sacrebleu on Moses-detokenized hypotheses against
+    ``--references``), cached beside the checkpoint; (score, sacrebleu signature)."""
+    cache = os.path.join(args.work, "test.bleu.json")
+    if os.path.exists(cache):
+        with open(cache) as f:
+            cached = json.load(f)
+        if cached["updates"] == checkpoint_updates(checkpoint):
+            return cached["bleu"], cached["signature"]
+    from fairseq.data.data_utils import infer_language_pair
+
+    task = read_raw_checkpoint(checkpoint)["cfg"]["task"]
+    target = task.get("target_lang") or infer_language_pair(args.data)[1]
+    references = args.references or os.path.join(os.path.dirname(os.path.abspath(args.data)), "raw",
+                                                 f"test.{target}")
+    out = os.path.join(args.work, "test.generate.txt")
+    write_atomic(out, run(["fairseq-generate", args.data, "--user-dir", PLUGIN_DIR, "--path", checkpoint,
+                           "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
+                           "--post-process", "sentencepiece", "--cpu"], threads=1))
+    hypotheses, ids = read_hypotheses(out)
+    refs = read_references(references)
+    score = corpus_bleu(hypotheses, [refs[i] for i in ids], target)
+    write_atomic(cache, json.dumps({"updates": checkpoint_updates(checkpoint), "bleu": round(score.score, 2),
+                                    "signature": score.signature}))
+    return round(score.score, 2), score.signature
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="binarized data with the LCA splits (fairseq-preprocess output)")
+    parser.add_argument("--work", required=True, help="checkpoints and LCA records of each run (resumable)")
+    parser.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to record LCA on")
+    parser.add_argument("--arch", default="transformer_test_tiny")
+    parser.add_argument("--model-args", default=MODEL_ARGS, help="architecture options (default: 6+6 layers, "
+                        "64-dim, FFN 256, 4 heads, dropout 0.1)")
+    parser.add_argument("--updates", type=int, default=2400)
+    parser.add_argument("--interval", type=int, default=15, help="--lca-interval (Zhu et al. Eq. 3: 15)")
+    parser.add_argument("--max-tokens", type=int, default=2048)
+    parser.add_argument("--lca-max-tokens", type=int, help="size of B' (default: --max-tokens, a training batch)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--references", help="raw test references for BLEU (default: DATA/../raw/test.<tgt>, as "
+                                             "scripts/prepare_data.py writes them)")
+    parser.add_argument("--plot-dir", help="figures (default: WORK/figures)")
+    parser.add_argument("--results-path", help="also write the figures' values and the claims as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
+    args = parser.parse_args()
+
+    if args.results_path and os.path.exists(args.results_path) and not args.overwrite:
+        raise InterpretError(f"{args.results_path} exists: pass --overwrite to replace it")
+    checkpoint, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
+    print("| " + ("already trained" if seconds is None else f"trained in {seconds:.0f} s"), flush=True)
+    bleu, signature = test_bleu(args, checkpoint)
+    records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
+    plot_dir = args.plot_dir or os.path.join(args.work, "figures")
+    values = os.path.join(args.work, "lca-plot.json")
+    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--plot-dir", plot_dir,
+         "--results-path", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
+    print(f"| figures in {plot_dir}")
+
+    runs = {split: load_run(path) for split, path in zip(args.splits, records)}
+    paper = load_paper_numbers("lca")
+    setting = (f"{args.data} ({runs[args.splits[0]][0]['options']['sentences']} pairs in the LCA split "
+               f"{args.splits[0]}), "
+               f"{args.arch} {args.model_args}, {args.updates} updates, B' = {args.lca_max_tokens or args.max_tokens} "
+               f"tokens, records every {args.interval}")
+    claims = dynamics_claims(runs)
+    rows = []
+    stated = {(n.table, n.row, n.column): n.value for n in paper.numbers}
+    for claim in claims:
+        value = stated.get((claim["figure"], claim["row"], claim["column"]))
+        rows.append((f"{claim['figure']}: {claim['row']} ({claim['column']})",
+                     None if value is None else ("yes" if value else "no"), f"{claim['ours']}: {claim['detail']}",
+                     f"LCA on {claim['column']}, below"))
+    bleu_number = paper.get("§3.1", "BLEU (test)", "IWSLT14 De→En")
+    rows.append((f"{bleu_number.table}: {bleu_number.row} of the model whose LCA is recorded", bleu_number.value, bleu,
+                 f"Multi30k test, beam 5, {signature}"))
+    print(side_by_side(rows))
+    print(f"\nour setting: {setting}")
+    if args.results_path:
+        with open(args.results_path, "w") as f:
+            json.dump({"setting": setting, "claims": claims, "values": values, "test_bleu": bleu,
+                       "bleu_signature": signature}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(script_main("learning_dynamics", main))

@@ -1,0 +1,148 @@
+"""The Zhu et al. reproduction drivers end to end at tiny scale: their tables come from their own records, and a
+rerun or a resume after a kill adds nothing twice. And ``translation_lca`` from a yaml config through
+``fairseq-hydra-train`` is the ``fairseq-train`` run."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+import fairseq_interp  # noqa: F401  (checkpoints load with torch's safe loader)
+from conftest import REPO, run
+
+TINY_MODEL = "--max-source-positions 64 --max-target-positions 64"
+APPROX = ["--arch", "transformer_test_tiny", "--model-args", TINY_MODEL, "--interval", "2", "--max-tokens", "1000",
+          "--lca-max-tokens", "400", "--warmup", "2"]
+
+
+def approximation(data_dir, work, updates, *extra):
+    return run([sys.executable, "scripts/reproduce/zhu2020/lca_approximation.py", "--data", str(data_dir / "bin"),
+                "--work", str(work), "--updates", str(updates), *APPROX, *extra])
+
+
+def records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def intervals(path):
+    return [r for r in records(path) if r["type"] == "interval"]
+
+
+@pytest.fixture(scope="module")
+def approx_work(data_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("zhu_approx")
+    proc = approximation(data_dir, work, 4, "--results-path", str(work / "result.json"))
+    return work, proc
+
+
+def test_approximation_table_comes_from_its_records(approx_work):
+    work, proc = approx_work
+    result = json.loads((work / "result.json").read_text())
+    per_mode = {}
+    for mode in ("approx", "exact"):
+        lines = records(work / mode / "lca" / "lca.jsonl")
+        header, recs = lines[0], [r for r in lines if r["type"] == "interval"]
+        assert [r["end"] for r in recs] == [2, 4] and header["options"]["exact"] == (mode == "exact")
+        sizes = {g["name"]: g["size"] for g in header["groups"]}
+        # Eq. 4 per group from the raw records: Σ_intervals (mean per update × updates) / |g|
+        per_mode[mode] = {n: sum(r["groups"][n]["sum"] * r["n_updates"] for r in recs) / sizes[n] for n in sizes}
+        assert result["groups"] == list(sizes)  # every group, in the records' order
+        assert result["cumulative"][mode] == pytest.approx([per_mode[mode][n] for n in result["groups"]], rel=1e-9)
+        assert sum(result["occupation"][mode]) == pytest.approx(1.0)
+    assert records(work / "approx" / "lca" / "lca.jsonl")[0]["options"]["max_tokens"] == 400  # B' as asked
+    from scipy.stats import kendalltau
+
+    names = result["groups"]
+    assert result["tau"] == pytest.approx(kendalltau([per_mode["approx"][n] for n in names],
+                                                     [per_mode["exact"][n] for n in names]).statistic)
+    assert [r["end"] for r in result["tau_per_interval"]] == [2, 4]
+    assert set(result["tau_buckets"]) == {"encoder.embedding", "decoder.embedding", "output_projection"}
+    assert f"{result['tau']:.3f}" in proc.stdout and "| 0.905 |" in proc.stdout  # beside the paper's τ
+    assert (work / "figures" / "figure1-occupation.png").stat().st_size > 10_000
+
+
+def test_approximation_rerun_and_resume_add_nothing_twice(data_dir, approx_work, tmp_path):
+    work, _ = approx_work
+    before = {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in ("approx", "exact")}
+    again = approximation(data_dir, work, 4)
+    assert again.stdout.count("trained in") == 0
+    assert {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in before} == before
+    # a run stopped at update 2, its record file cut mid-line by a kill, continued to update 4
+    approximation(data_dir, tmp_path, 2)
+    with open(tmp_path / "approx" / "lca" / "lca.jsonl", "a") as f:
+        f.write('{"type": "interval", "start": 3, "e')
+    approximation(data_dir, tmp_path, 4)
+    for mode in before:
+        got, want = records(tmp_path / mode / "lca" / "lca.jsonl"), records(work / mode / "lca" / "lca.jsonl")
+        assert [r for r in got if r["type"] == "interval"] == [r for r in want if r["type"] == "interval"]
+        assert [r["type"] for r in got].count("header") == 1
+    # an interval that does not divide the updates is refused with one line
+    bad = run([sys.executable, "scripts/reproduce/zhu2020/lca_approximation.py", "--data", str(data_dir / "bin"),
+               "--work", str(tmp_path), "--updates", "3", *APPROX], check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("lca_approximation: error: --updates 3")
+
+
+def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
+    args = [sys.executable, "scripts/reproduce/zhu2020/learning_dynamics.py", "--data", str(data_dir / "bin"),
+            "--work", str(tmp_path / "w"), "--updates", "4", "--interval", "2", "--max-tokens", "1000",
+            "--warmup", "2", "--model-args", "--encoder-layers 3 --decoder-layers 3 " + TINY_MODEL,
+            "--results-path", str(tmp_path / "claims.json")]
+    proc = run(args)
+    result = json.loads((tmp_path / "claims.json").read_text())
+    values = json.loads((tmp_path / "w" / "lca-plot.json").read_text())
+    assert set(values["runs"]) == {"train", "test"}
+    for split in ("train", "test"):
+        recs = intervals(tmp_path / "w" / "lca" / f"lca.{split}.jsonl")
+        header = records(tmp_path / "w" / "lca" / f"lca.{split}.jsonl")[0]
+        assert header["options"]["split"] == split and [r["end"] for r in recs] == [2, 4]
+        sizes = {g["name"]: g["size"] for g in header["groups"]}
+        layers = [f"decoder.layer{i}" for i in range(3)]
+        cumulative = [sum(r["groups"][n]["sum"] * r["n_updates"] for r in recs) / sizes[n] for n in layers]
+        assert [values["runs"][split]["groups"][n] for n in layers] == pytest.approx(cumulative, rel=1e-9)
+        increasing = all(abs(a) < abs(b) for a, b in zip(cumulative, cumulative[1:]))
+        claim = next(c for c in result["claims"] if c["column"] == split and c["row"].startswith("decoder: the"))
+        assert claim["ours"] == ("yes" if increasing else "no")
+    assert "| Figure 3: decoder: the higher the layer, the more it contributes (train) | yes |" in proc.stdout
+    # test BLEU of the trained model, scored from its own generate output, beside the paper's
+    from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+
+    hyps, ids = read_hypotheses(tmp_path / "w" / "test.generate.txt")
+    refs = read_references(data_dir / "raw" / "test.fr")
+    assert len(ids) == 40 and result["test_bleu"] == round(corpus_bleu(hyps, [refs[i] for i in ids], "fr").score, 2)
+    assert "| §3.1: BLEU (test) of the model whose LCA is recorded | 34.40 |" in proc.stdout
+    for name in ("figure2-sparse-dense.png", "figure3-layers.png", "figure4-intervals.png", "figure5-buckets.png"):
+        assert (tmp_path / "w" / "figures" / name).stat().st_size > 10_000
+    before = (tmp_path / "w" / "lca" / "lca.train.jsonl").read_bytes()
+    again = run(args + ["--overwrite"])
+    assert "already trained" in again.stdout
+    assert (tmp_path / "w" / "lca" / "lca.train.jsonl").read_bytes() == before
+
+
+def test_hydra_yaml_config_trains_what_fairseq_train_trains(data_dir, tmp_path):
+    """configs/lca/zhu2020_learning_dynamics.yaml through fairseq-hydra-train (sizes overridden to tiny) = the
+    fairseq-train command in its comment: same parameters, same LCA records."""
+    overrides = {"encoder_layers": 2, "decoder_layers": 1, "encoder_embed_dim": 32, "decoder_embed_dim": 32,
+                 "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64}
+    hydra = tmp_path / "hydra"
+    hydra.mkdir()
+    run(["fairseq-hydra-train", "--config-dir", f"{REPO}/configs/lca", "--config-name", "zhu2020_learning_dynamics",
+         f"common.user_dir={REPO}/fairseq_interp", f"task.data={data_dir / 'bin'}", f"task.lca_dir={hydra / 'lca'}",
+         f"checkpoint.save_dir={hydra / 'ckpt'}", "optimization.max_update=4", "task.lca_interval=2",
+         "dataset.max_tokens=1000", "task.lca_max_tokens=500", *[f"model.{k}={v}" for k, v in overrides.items()]],
+        cwd=hydra)  # hydra writes .hydra/ and hydra_train.log into its run dir, the working directory
+    plain = tmp_path / "plain"
+    run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--task", "translation_lca",
+         "--lca-dir", str(plain / "lca"), "--lca-split", "train,test", "--lca-interval", "2", "--lca-max-tokens",
+         "500", "--arch", "transformer_test_tiny", *[f"--{k.replace('_', '-')}={v}" for k, v in overrides.items()],
+         "--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--dropout", "0.1",
+         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
+         "--warmup-updates", "200", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+         "--max-tokens", "1000", "--cpu", "--seed", "1", "--disable-validation", "--log-interval", "15",
+         "--max-update", "4", "--save-dir", str(plain / "ckpt"), "--no-epoch-checkpoints"])
+    a = torch.load(hydra / "ckpt" / "checkpoint_last.pt")["model"]
+    b = torch.load(plain / "ckpt" / "checkpoint_last.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for split in ("train", "test"):
+        assert records(hydra / "lca" / f"lca.{split}.jsonl") == records(plain / "lca" / f"lca.{split}.jsonl")
