@@ -33,6 +33,8 @@ def test_delete_words_and_natural_labels_by_hand():
         labels.delete_words(tokens, [0, 0, 1, 2, 3], [3])
     # source 1 is linked in the reference, not in the hypothesis; 2 is no content word; 0 is translated
     assert labels.natural_labels({(0, 0), (1, 1), (2, 2)}, {(0, 0), (2, 1)}, [True, True, False]) == {1}
+    assert labels.content_words(["NOUN", "AUX", "VERB", "DET", "PROPN", "ADJ", "ADP"]) == \
+        [True, False, True, False, True, True, False]
 
 
 def _have_spacy():
@@ -78,7 +80,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
                 kept = r["tgt_words"][:-1]
                 assert len(kept) < len(references[r["id"]]) and all(w in references[r["id"]] for w in kept)
             else:
-                assert r["tgt_words"][:-1] == r["translation"].split()
+                assert [w for w in r["tgt_words"][:-1] if w] == r["translation"].split()  # the model's own
         scores = f1_scores(records, gold)  # the table's numbers, recomputed from the records and labels
         row = next(line for line in table.splitlines() if line.startswith(f"| {method} | "))
         cells = [c.strip() for c in row.strip().strip("|").split("|")[1:]]

@@ -5,8 +5,8 @@ Two modes.
 *Build labels, attribute, score* (``DATA --path CKPT --out DIR --labels omission|natural``), on the first
 ``--num-sentences`` sentences of ``--gen-subset``:
 
-1. Words: source and reference tokens of the split merged into words (sentencepiece); source content words (Noun,
-   Verb, Adj. of Table 3) by spaCy.
+1. Words: source and reference tokens of the split merged into words (sentencepiece); source content words (nouns,
+   proper nouns, verbs, adjectives; :data:`.undertranslation_labels.CONTENT_TAGS`) by spaCy.
 2. Alignments: IBM Model 1 in both directions, grow-diag-final-and (:mod:`.word_alignment`), trained on the
    training text (``DATA/../tok/train.{src,tgt}``, Moses tokens = the merged words) with the split's own pairs
    appended (and, for ``natural``, the (source, translation) pairs).
@@ -150,12 +150,11 @@ def build_labels(args, sents, aligner, tagger):
     """Fill ``label`` (set of source word indices), ``target`` (tokens attributed), ``tgt_words`` (and ``deleted``
     for omissions) of every sentence; returns the sentences kept."""
     from ...common.subwords import group_subwords
-    from .pos import CONTENT, paper_group
-    from .undertranslation_labels import choose_omission, delete_words, natural_labels
+    from .undertranslation_labels import choose_omission, content_words, delete_words, natural_labels
 
     kept = []
     for s in sents:
-        content = [paper_group(t) in CONTENT for t in tagger(s["src_words"])]
+        content = content_words(tagger(s["src_words"]))
         ref_links = aligner.align(s["src_words"], s["ref_words"])
         if args.labels == "omission":
             choice = choose_omission(s["id"], len(s["ref_words"]), ref_links, content, seed=args.seed)

@@ -3,12 +3,16 @@
 **Controlled omissions** (:func:`choose_omission`): in a (source, reference) pair with word alignments, one source
 content word is chosen whose target words are linked to it alone; those target words are deleted from the
 reference, the model is force-decoded on the shortened reference, and the chosen word is labelled under-translated
-(by construction it has no translation in that output). Content word = the Table 3 categories Noun, Verb, Adj.
-(:mod:`.pos`). Sentences without such a word, or whose whole reference would be deleted, are left out.
+(by construction it has no translation in that output). Sentences without such a word, or whose whole reference
+would be deleted, are left out.
 
 **Natural errors** (:func:`natural_labels`): on the model's own translation, a source content word is labelled
 under-translated when the aligner links it to some reference word but to no hypothesis word (the same aligner on
 both sides).
+
+Content words (He et al. §3.2: "mostly of nouns, verbs, and adjectives") are the words with the universal POS tags
+:data:`CONTENT_TAGS`; auxiliaries are not among them (they count as verbs in Table 3's categories, :mod:`.pos`, but
+an auxiliary the translation leaves out is rarely an omission of meaning).
 
 Links are 0-based ``(source word, target word)`` pairs.
 """
@@ -19,6 +23,14 @@ import random
 import torch
 
 from ...common.errors import InterpretError
+
+#: universal POS tags of content words
+CONTENT_TAGS = ("NOUN", "PROPN", "VERB", "ADJ")
+
+
+def content_words(tags):
+    """True for every word whose universal POS tag is in :data:`CONTENT_TAGS`."""
+    return [tag in CONTENT_TAGS for tag in tags]
 
 
 def _linked(links):
