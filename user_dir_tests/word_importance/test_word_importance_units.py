@@ -309,3 +309,25 @@ def test_erasure_without_references_is_refused_up_front():
         WordImportanceRunner("erasure", context)
     with pytest.raises(InterpretError, match="unknown attribution method 'lrp'"):
         WordImportanceRunner("lrp", context)
+
+
+def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    def rows(base, ig1, rnd1):
+        return [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base},
+                {"id": "ig/mask/1", "method": "ig", "perturbation": "mask", "k": 1, "bleu": ig1},
+                {"id": "random/mask/1", "method": "random", "perturbation": "mask", "k": 1, "bleu": rnd1}]
+
+    for seed, values in enumerate([(40.0, 30.0, 35.0), (42.0, 28.0, 36.0), (44.0, 26.0, 37.0)]):
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows(*values)), encoding="utf-8")
+    cli_main(["perturbation-seeds"] + [str(tmp_path / f"s{s}") for s in range(3)])
+    out = capsys.readouterr().out
+    # ig k=1: 30, 28, 26 → mean 28, sample sd 2; random: 35, 36, 37 → 36 ± 1; unperturbed 42 ± 2
+    assert "| ig | 42.00 ± 2.00 | 28.00 ± 2.00 |" in out and "| random | 42.00 ± 2.00 | 36.00 ± 1.00 |" in out
+    assert out.startswith("BLEU, mean ± sample sd over 3 runs")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["perturbation-seeds", str(tmp_path / "none")])
+    assert exit_info.value.code == 2

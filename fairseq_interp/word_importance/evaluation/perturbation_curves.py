@@ -403,3 +403,45 @@ def run(args):
     csv_path, plot_path = write_outputs(args, rows, refs, tgt_lang)
     print(f"| sacrebleu signature: {signature}")
     print(f"| done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
+
+
+def seed_summary(runs):
+    """Mean ± sd over runs (e.g. models of different seeds, each a ``results.jsonl`` of this command) of every
+    (method, perturbation, k) that all runs have: rows ``{"method", "perturbation", "k", "mean", "sd", "runs",
+    "values"}`` (:func:`fairseq_interp.common.statistics.mean_sd`: sample sd, None for one run)."""
+    from ...common.statistics import mean_sd
+
+    if not runs:
+        raise InterpretError("no runs to summarize: pass the --out folders of several perturbation runs")
+    cells = [{(r["method"], r["perturbation"], r["k"]): r["bleu"] for r in rows} for rows in runs]
+    common = set(cells[0]).intersection(*cells[1:])
+    if not common:
+        raise InterpretError("the runs share no (method, perturbation, k): run them with the same options")
+    out = []
+    for key in sorted(common, key=lambda c: (c[1] != "none", c[1], c[0], c[2])):
+        values = [c[key] for c in cells]
+        mean, sd = mean_sd(values)
+        out.append({"method": key[0], "perturbation": key[1], "k": key[2], "mean": mean, "sd": sd,
+                    "runs": len(values), "values": values})
+    return out
+
+
+def seed_markdown(rows):
+    """One table per perturbation: mean ± sd of BLEU over the runs, by method (rows) and k (columns)."""
+    base = next((r for r in rows if r["perturbation"] == "none"), None)
+    n_runs = rows[0]["runs"] if rows else 0
+
+    def cell(r):
+        return f"{r['mean']:.2f}" + ("" if r["sd"] is None else f" ± {r['sd']:.2f}")
+
+    out = [f"BLEU, mean ± sample sd over {n_runs} runs (k = 0: unperturbed)", ""]
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
+        out += [f"**{pert}**", "", "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |",
+                "|---|" + "---|" * (len(ks) + 1)]
+        for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
+            by_k = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
+            vals = [cell(base) if base else "–"] + [cell(by_k[k]) if k in by_k else "–" for k in ks]
+            out.append(f"| {method} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
