@@ -123,12 +123,12 @@ def occurrence_classes_of(args, records, pairs):
     aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations, null=args.null,
                                       heuristic=args.symmetrization)
     return [fertility.occurrence_classes(len(src), aligner.align(src, tgt))
-            for src, tgt in fertility.record_pairs(records, args.align_to)], aligner
+            for src, tgt in fertility.record_pairs(records, args.align_to)]
 
 
 def cmd_fertility(args):
     """He et al. 2019 §5.2, Table 4: share of words vs of word importance per fertility class."""
-    from .evaluation import fertility, shares
+    from .evaluation import fertility
     from .evaluation.shares import csv_text
 
     records = _records(args.jsonl, None)
@@ -141,10 +141,9 @@ def cmd_fertility(args):
         rows = fertility.fertility_distribution(records, phi)
         how = f"per word type, source→target IBM-1 ({args.iterations} EM iterations, NULL word {args.null})"
     else:
-        classes, _ = occurrence_classes_of(args, records, pairs)
-        by_record = {id(r): c for r, c in zip(records, classes)}
-        rows = shares.category_shares(records, lambda r: by_record[id(r)], "class", order=fertility.CLASSES,
-                                      by_record=True)
+        aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations,
+                                          null=args.null, heuristic=args.symmetrization)
+        rows = fertility.occurrence_distribution(records, aligner, args.align_to)
         how = (f"per occurrence, IBM-1 both directions ({args.iterations} EM iterations, NULL word {args.null}), "
                f"{args.symmetrization}, aligned to the {args.align_to}")
     table = fertility.markdown(rows)
@@ -176,7 +175,7 @@ def cmd_importance_regression(args):
                              "<= High)")
     _check_out(args)
     pairs = _fertility_inputs(args, records)
-    classes, _ = occurrence_classes_of(args, records, pairs)
+    classes = occurrence_classes_of(args, records, pairs)
     analyser = regression.SyntaxAnalyser(load_spacy(spacy_model_for("en", args.spacy_model),
                                                     needed_for="dependency depths"))
     data = regression.word_features(records, analyser, classes)

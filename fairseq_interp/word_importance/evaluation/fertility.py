@@ -114,9 +114,8 @@ def occurrence_distribution(records, aligner, align_to="target"):
     """Table 4 rows (:mod:`.shares`) of the records, classes per occurrence from ``aligner.align(src, tgt)``
     (0-based links, e.g. :class:`.word_alignment.BidirectionalIBM1`), in the order :data:`CLASSES`."""
     records = _checked(records)
-    by_id = {}
-    for r, (src, tgt) in zip(records, record_pairs(records, align_to)):
-        by_id[id(r)] = occurrence_classes(len(src), aligner.align(src, tgt))
+    by_id = {id(r): occurrence_classes(len(src), aligner.align(src, tgt))
+             for r, (src, tgt) in zip(records, record_pairs(records, align_to))}
     return shares.category_shares(records, lambda r: by_id[id(r)], "class", order=CLASSES, by_record=True)
 
 
