@@ -186,7 +186,7 @@ def run(args):
 
     from ...common.jsonl import JsonlWriter, read_records, write_atomic
     from ...common.spacy_models import PosTagger, load_spacy, spacy_model_for
-    from ...common.subwords import group_subwords
+    from ...common.subwords import SPM_SPACE, group_subwords
     from ...common.teacher_forcing import TeacherForcedAdapter
     from ...common.translation import Translator
     from ..context import MethodContext
@@ -221,7 +221,8 @@ def run(args):
     if args.labels == "natural":
         for s, hyp in zip(sents, translator.translate([s["src"] for s in sents])):
             s["hyp"] = hyp
-            s["hyp_words"] = group_subwords([tgt_dict[t] for t in hyp.tolist()], "sentencepiece")[0][:-1]
+            words = group_subwords([tgt_dict[t] for t in hyp.tolist()], "sentencepiece")[0][:-1]
+            s["hyp_words"] = [w for w in words if w != SPM_SPACE]  # a lone "▁" piece is no word
         align_pairs += [(s["src_words"], s["hyp_words"]) for s in sents]
     t0 = time.time()
     aligner = BidirectionalIBM1(train_pairs + align_pairs, iterations=args.ibm1_iterations,
