@@ -83,6 +83,7 @@ def cmd_pos(args):
     from ..common.spacy_models import PosTagger, load_spacy, spacy_model_for
     from .evaluation.pos import group_distribution, markdown, pos_distribution
 
+    _check_out(args)
     tagger = PosTagger(load_spacy(spacy_model_for("en", args.spacy_model)))
     records = _records(args.jsonl, None)
     if args.groups == "paper":
@@ -97,7 +98,6 @@ def cmd_pos(args):
             raise InterpretError("--paper-column compares the paper's categories: drop --groups universal")
         text += "\n\n" + shares_side_by_side("Table 3", rows, "pos", args.paper_column,
                                               args.setting or f"{len(records)} records of {args.jsonl}")
-    _check_out(args)
     _write_table(args.out, text)
     print(text)
 
