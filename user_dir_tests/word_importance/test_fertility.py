@@ -1,4 +1,5 @@
-"""Fertility classes (He et al. 2019, §5.2, Table 4) on a hand-made corpus whose IBM-1 alignments are known."""
+"""Fertility classes (He et al. 2019, §5.2, Table 4) on hand-made links and a hand-made corpus whose IBM-1
+alignments are known: the paper's per-occurrence classes (default) and the per-type option."""
 
 import json
 import re
@@ -37,12 +38,12 @@ def test_viterbi_links_and_average_fertility_by_hand(null):
     assert fertility.train_fertilities(PAIRS, iterations=20, null=null) == phi
 
 
-def test_class_boundaries():
+def test_per_type_class_boundaries():
     assert [fertility.fertility_class(v) for v in (3.0, 2.0, 1.999, 1.0, 0.999, 1e-9, 0.0, None)] == \
         ["≥2", "≥2", "[1,2)", "[1,2)", "(0,1)", "(0,1)", "0", "unseen"]
 
 
-def test_distribution_shares_by_hand():
+def test_per_type_distribution_shares_by_hand():
     phi = fertility.train_fertilities(PAIRS, iterations=20)
     rows = fertility.fertility_distribution(RECORDS, phi)
     assert [r["class"] for r in rows] == [e[0] for e in EXPECTED]  # fixed class order, not by frequency
@@ -71,14 +72,16 @@ def _write_inputs(tmp_path, records=RECORDS):
     (tmp_path / "att.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
-def test_fertility_subcommand(tmp_path, capsys):
+def test_per_type_subcommand(tmp_path, capsys):
     from fairseq_interp.commands import cli_main
 
     _write_inputs(tmp_path)
     cli_main(["fertility", str(tmp_path / "att.jsonl"), "--train-src", str(tmp_path / "train.en"),
-              "--train-tgt", str(tmp_path / "train.fr"), "--iterations", "20", "--out", str(tmp_path / "f.csv")])
+              "--train-tgt", str(tmp_path / "train.fr"), "--iterations", "20", "--out", str(tmp_path / "f.csv"),
+              "--reading", "per-type"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "| IBM-1: 9 training pairs, 20 EM iterations, NULL word True; 2 records"
+    assert out[0] == ("| fertility per word type, source→target IBM-1 (20 EM iterations, NULL word True): 9 training "
+                      "pairs; 2 records")
     assert out[1] == "| fertility | words | count share | importance share | relative change |"
     assert out[3:] == TABLE
     csv = (tmp_path / "f.csv").read_text(encoding="utf-8").splitlines()
@@ -96,7 +99,8 @@ def test_sentencepiece_training_text_is_merged_like_the_records(tmp_path, capsys
     for lang, side in (("en", 0), ("fr", 1)):
         (tmp_path / f"spm.{lang}").write_text("".join(pieces(p[side]) + "\n" for p in CORPUS), encoding="utf-8")
     cli_main(["fertility", str(tmp_path / "att.jsonl"), "--train-src", str(tmp_path / "spm.en"),
-              "--train-tgt", str(tmp_path / "spm.fr"), "--iterations", "20", "--subword-scheme", "sentencepiece"])
+              "--train-tgt", str(tmp_path / "spm.fr"), "--iterations", "20", "--subword-scheme", "sentencepiece",
+              "--reading", "per-type"])
     assert capsys.readouterr().out.splitlines()[3:] == TABLE
 
 
@@ -127,3 +131,104 @@ def test_fertility_subcommand_bad_input(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fairseq-interp: error: ")
     assert re.search(message, err[0]), err[0]
+
+
+# ---- per occurrence (the paper's Table 4 classes) ------------------------------------------------------------------
+
+def test_occurrence_classes_from_links_by_hand():
+    # source word 0 → targets 0, 1 (one-to-many); 1 → 2 alone (one-to-one); 2 and 3 → target 3 (many-to-one);
+    # 4 → nothing (null-aligned)
+    links = {(0, 0), (0, 1), (1, 2), (2, 3), (3, 3)}
+    assert fertility.occurrence_classes(5, links) == ["≥2", "1", "(0,1)", "(0,1)", "0"]
+    assert fertility.occurrence_fertilities(5, links) == [2.0, 1.0, 0.5, 0.5, 0.0]
+    with pytest.raises(InterpretError, match="outside the 2 source words"):
+        fertility.occurrence_classes(2, {(2, 0)})
+
+
+def test_grow_diag_final_and_by_hand():
+    from fairseq_interp.word_importance.evaluation.word_alignment import symmetrize
+
+    forward = {(0, 0), (0, 1), (1, 2), (3, 4), (0, 5)}  # source→target: one source per target word
+    backward = {(0, 0), (1, 2), (2, 2)}  # target→source: one target per source word
+    # intersection {(0,0), (1,2)}; grow-diag adds (0,1) (next to (0,0), target 1 unaligned) and (2,2) (next to
+    # (1,2), source 2 unaligned); final-and adds (3,4) (both unaligned) but not (0,5) (source 0 aligned)
+    assert symmetrize(forward, backward) == {(0, 0), (0, 1), (1, 2), (2, 2), (3, 4)}
+    assert symmetrize(forward, backward, "intersection") == {(0, 0), (1, 2)}
+    assert symmetrize(forward, backward, "union") == forward | backward
+    assert symmetrize(forward, backward, "source-to-target") == forward
+    # many-to-one exists only with the target→source direction: 1 and 2 share target 2
+    assert fertility.occurrence_classes(4, symmetrize(forward, backward)) == ["≥2", "(0,1)", "(0,1)", "1"]
+    assert "(0,1)" not in fertility.occurrence_classes(4, symmetrize(forward, backward, "source-to-target"))
+    with pytest.raises(InterpretError, match="unknown symmetrization"):
+        symmetrize(forward, backward, "grow")
+
+
+def test_bidirectional_ibm1_directions():
+    from fairseq_interp.word_importance.evaluation.word_alignment import BidirectionalIBM1
+
+    aligner = BidirectionalIBM1(PAIRS, iterations=20)
+    forward, backward = aligner.directional(*PAIRS[0])
+    assert forward == {(0, 0), (0, 1), (1, 2)}  # the source→target links of test_viterbi_links..., 0-based
+    assert backward == {(j - 1, i - 1) for i, j in IBM1().fit([(t, s) for s, t in PAIRS], 20).align(*PAIRS[0][::-1])}
+    assert all(len({j for i, j in backward if i == src}) <= 1 for src in range(2))  # one target per source word
+    assert BidirectionalIBM1(PAIRS, 20, heuristic="source-to-target").align(*PAIRS[0]) == forward
+
+
+class FixedAligner:
+    """Links given by hand per (source, target) pair."""
+
+    def __init__(self, links):
+        self.links = links
+
+    def align(self, src, tgt):
+        return self.links[(tuple(src), tuple(tgt))]
+
+
+def test_occurrence_distribution_by_hand():
+    records = [{"id": 0, "src_words": ["a", "big", "dog", "</s>"], "tgt_words": ["un", "très", "grand", "chien", "</s>"],
+                "word_importance": [0.1, 0.6, 0.3]},
+               {"id": 1, "src_words": ["the", "dog", "barks", "</s>"], "tgt_words": ["le", "chien", "aboie", "</s>"],
+                "word_importance": [0.2, 0.2, 0.6], "reference": "chien aboie"}]
+    aligner = FixedAligner({
+        (("a", "big", "dog"), ("un", "très", "grand", "chien")): {(0, 0), (1, 1), (1, 2), (2, 3)},
+        (("the", "dog", "barks"), ("le", "chien", "aboie")): {(0, 1), (1, 1), (2, 2)},  # "the dog" → chien
+        (("the", "dog", "barks"), ("chien", "aboie")): {(1, 0), (2, 1)}})
+    # a_i = importance · 3: record 0: a 0.3 (1), big 1.8 (≥2), dog 0.9 (1); record 1: the 0.6 ((0,1)),
+    # dog 0.6 ((0,1)), barks 1.8 (1). Total mass 6; 6 words.
+    rows = {r["class"]: r for r in fertility.occurrence_distribution(records, aligner)}
+    assert list(rows) == ["≥2", "1", "(0,1)"]  # paper order, empty class left out
+    assert rows["≥2"]["count_share"] == pytest.approx(1 / 6) and rows["≥2"]["importance_share"] == pytest.approx(0.3)
+    assert rows["1"]["count_share"] == pytest.approx(3 / 6) and rows["1"]["importance_share"] == pytest.approx(0.5)
+    assert rows["(0,1)"]["count_share"] == pytest.approx(2 / 6)
+    assert rows["(0,1)"]["relative_change"] == pytest.approx((0.2 - 1 / 3) / (1 / 3))
+    # aligned to the reference instead: "the" null-aligned, "dog" one-to-one
+    rows = {r["class"]: r for r in fertility.occurrence_distribution(records[1:], aligner, align_to="reference")}
+    assert rows["0"]["words"] == 1 and rows["1"]["words"] == 2
+
+
+def test_per_occurrence_differs_from_per_type():
+    """'a' is translated in 2 of its 3 training occurrences: per type (0,1); in "a dog" → "un chien" it is one-to-one."""
+    phi = fertility.train_fertilities(PAIRS, iterations=20)
+    assert fertility.fertility_class(phi["a"]) == "(0,1)"
+    record = {"id": 0, "src_words": ["a", "dog", "</s>"], "tgt_words": ["un", "chien", "</s>"], "word_importance": [0.5, 0.5]}
+    aligner = fertility.train_aligner(PAIRS, [record], iterations=20, heuristic="source-to-target")
+    assert fertility.occurrence_classes(2, aligner.align(["a", "dog"], ["un", "chien"])) == ["1", "1"]
+
+
+def test_per_occurrence_subcommand(tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    records = [{"id": 0, "src_words": ["big", "dog", "</s>"], "tgt_words": ["très", "grand", "chien", "</s>"],
+                "word_importance": [0.75, 0.25]},
+               {"id": 1, "src_words": ["the", "cat", "</s>"], "tgt_words": ["chat", "</s>"], "word_importance": [0.1, 0.9]}]
+    _write_inputs(tmp_path, records)
+    cli_main(["fertility", str(tmp_path / "att.jsonl"), "--train-src", str(tmp_path / "train.en"),
+              "--train-tgt", str(tmp_path / "train.fr"), "--iterations", "20", "--symmetrization", "source-to-target",
+              "--paper-column", "En⇒Fr"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| fertility per occurrence, IBM-1 both directions (20 EM iterations")
+    # big ≥2 (1.5), dog 1 (0.5), the 0 (0.2), cat 1 (1.8): total 4; 4 words
+    assert out[3:6] == ["| ≥2 | 1 | 0.250 | 0.375 | +50.0% |", "| 1 | 2 | 0.500 | 0.575 | +15.0% |",
+                        "| 0 | 1 | 0.250 | 0.050 | -80.0% |"]
+    assert "| ≥2: count share | 0.126 | 0.250 | +0.124 |" in "\n".join(out)  # the paper's En⇒Fr Table 4 beside ours
+    assert "| 0: Δ (%) | -8.140 | -80.000 | -71.860 |" in "\n".join(out)

@@ -222,35 +222,82 @@ def test_interpret_baseline_errors(data_dir, transformer_ckpt, tmp_path):
 # ---- perturbation curves ----------------------------------------------------------------------------------------
 
 def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
+    """The driver end to end at tiny scale: its tables against its own records, resume after a kill without
+    duplicates, the paired bootstrap and the paper comparison (Figure 4: ig vs erasure under mask)."""
+    from fairseq_interp.common.bleu import corpus_bleu
+    from fairseq_interp.common.jsonl import read_records
+    from fairseq_interp.common.statistics import mean_sd
+
     perts = "deletion,mask,replacement" if HAVE_SPACY else "deletion,mask"
     out = tmp_path / "pe"
     cmd = ["fairseq-interp", "perturbation", str(data_dir / "bin"), "--path", str(transformer_ckpt),
-           "--out", str(out), "--num-sentences", "8", "--methods", "attention,random", "--perturbations", perts,
-           "--max-k", "2", "--repeats", "2", "--beam", "1", "--max-len-b", "12", "--replacement-lines", "200"]
+           "--out", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random", "--perturbations",
+           perts, "--max-k", "2", "--repeats", "3", "--beam", "1", "--max-len-b", "12", "--replacement-lines", "200",
+           "--ig-steps", "4", "--bootstrap", "100", "--setting", "tiny"]
     proc = run(cmd)
     assert "nrefs:1|case:mixed" in proc.stdout  # sacrebleu signature printed
     with open(out / "perturbation.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     n_perts = len(perts.split(","))
-    assert len(rows) == 1 + 2 * n_perts * 2
-    assert {(r["method"], r["repeats"]) for r in rows} == {("none", "1"), ("attention", "1"), ("random", "2")}
+    assert len(rows) == 1 + 4 * n_perts * 2
+    assert {(r["method"], r["repeats"]) for r in rows} == {("none", "1"), ("ig", "1"), ("erasure", "1"),
+                                                           ("attention", "1"), ("random", "3")}
     assert all(0 <= float(r["bleu"]) <= 100 for r in rows)
     assert (out / "perturbation.png").stat().st_size > 1000
+    records = read_records(out / "results.jsonl")
+    assert len({r["id"] for r in records}) == len(records) == len(rows)
+    # every BLEU is the corpus BLEU of the stored hypotheses; random's is the mean ± sample sd of its repeats
+    with open(data_dir / "raw" / "test.fr", encoding="utf-8") as f:
+        raw = [line.rstrip("\n") for line in f]
+    base = next(r for r in records if r["id"] == "none/0")
+    refs = [raw[i] for i in base["sentence_ids"]]
+    for r in records:
+        if r["repeats"] == 1:
+            assert r["bleu"] == pytest.approx(corpus_bleu(r["hypotheses"], refs, "fr").score)
+        else:
+            mean, sd = mean_sd(r["bleus"])
+            assert len(r["bleus"]) == 3 and r["bleu"] == pytest.approx(mean) and r["bleu_std"] == pytest.approx(sd)
+    # the markdown tables hold the records' numbers
     table = (out / "perturbation.md").read_text(encoding="utf-8")
-    assert table.count("| attention | ") == n_perts + 1 and "**mask**" in table  # + the ordering row
+    for r in records:
+        if r["method"] in ("none", "random"):
+            continue
+        line = next(line for line in table.split(f"**{r['perturbation']}** (BLEU")[1].splitlines()
+                    if line.startswith(f"| {r['method']} | "))
+        assert line.split(" | ")[1 + r["k"]].strip(" |") == f"{r['bleu']:.2f}"
+    assert table.count("| attention | ") == n_perts + n_perts + 1  # BLEU tables, paired tables, ordering
     # the ordering summary, recomputed from the CSV
     bleu = {(r["method"], r["perturbation"], r["k"]): float(r["bleu"]) for r in rows}
     cells = [(p, k) for p in perts.split(",") for k in ("1", "2")]
     below = sum(bleu["attention", p, k] < bleu["random", p, k] for p, k in cells)
-    lowest = sum(bleu["attention", p, k] <= bleu["random", p, k] for p, k in cells)
-    assert f"| attention | {lowest}/{len(cells)} | {below}/{len(cells)} |" in table
-    assert f"| random | {len(cells) - below}/{len(cells)} | – |" in table
-    # resume: nothing recomputed, same table
+    assert f"| {below}/{len(cells)} |" in next(line for line in table.split("**ordering**")[1].splitlines()
+                                               if line.startswith("| attention |"))
+    # paired bootstrap of erasure against ig, and Figure 4 beside the paper (erasure better at k = 1 there)
+    assert "**mask, paired bootstrap**" in table and "(p = " in table
+    for k in (1, 2):
+        ours = float(bleu["ig", "mask", str(k)] < bleu["erasure", "mask", str(k)])
+        paper = 0.0 if k == 1 else 1.0
+        assert f"| ig BLEU below erasure BLEU, mask, k={k} (1 yes, 0 no) | {paper:.2f} | {ours:.2f} | " \
+               f"{ours - paper:+.2f} | tiny |" in table
+    # resume after a kill (the last record half written, two others lost): only the missing cells are redone
+    complete = (out / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(complete[:-3]) + complete[-3][:25], encoding="utf-8")
+    again = run(cmd + ["--resume"])
+    assert again.stdout.count(" k=") == 3
+    resumed = read_records(out / "results.jsonl")
+    assert len({r["id"] for r in resumed}) == len(resumed) == len(records)
+    with open(out / "perturbation.csv", encoding="utf-8") as f:
+        assert [(r["method"], r["perturbation"], r["k"]) for r in csv.DictReader(f)] == \
+            [(r["method"], r["perturbation"], r["k"]) for r in rows]
+    # nothing left to do: nothing recomputed
     again = run(cmd + ["--resume"])
     assert "BLEU" in again.stdout and " k=1 " not in again.stdout
-    with open(out / "perturbation.csv", encoding="utf-8") as f:
-        assert list(csv.DictReader(f)) == rows
-    bad = run(cmd[:-2] + ["--min-words", "1", "--max-k", "3"], check=False)
+    assert read_records(out / "results.jsonl") == resumed
+    # another sentence selection in the same folder is refused
+    other = run(cmd[:cmd.index("--num-sentences")] + ["--num-sentences", "9"] + cmd[cmd.index("--num-sentences") + 2:]
+                + ["--resume"], check=False)
+    assert other.returncode == 2 and "other sentences" in other.stderr.strip().splitlines()[-1]
+    bad = run(cmd + ["--min-words", "1", "--max-k", "3"], check=False)
     assert bad.returncode == 2 and "--min-words" in bad.stderr.strip().splitlines()[-1]
 
 

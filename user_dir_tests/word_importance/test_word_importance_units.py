@@ -167,27 +167,48 @@ def test_replacement_vocabulary_draws_same_pos_other_word():
 
 # ---- under-translation F1 ---------------------------------------------------------------------------------------
 
-def test_undertranslation_f1_known_answer(tmp_path):
+UNDER_RECORDS = [
+    {"id": 0, "word_importance": [0.4, 0.1, 0.3, 0.2]},          # least: 1 (gold), then 3
+    {"id": 1, "word_importance": [0.05, 0.5, 0.3, 0.15]},        # least: 0 (gold), then 3 (gold)
+    {"id": 2, "word_importance": [0.5, 0.5]},                    # least: 0 (tie → first)
+    {"id": 9, "word_importance": [1.0]},                         # not annotated: ignored
+]
+
+
+def test_undertranslation_f1_per_sentence_known_answer(tmp_path):
     ann = tmp_path / "under.txt"
     ann.write_text("# id<TAB>indices\n0\t1\n1\t0 3\n2\t\n", encoding="utf-8")
     annotations = undertranslation.read_annotations(ann)
     assert annotations == {0: {1}, 1: {0, 3}, 2: set()}
-    records = [
-        {"id": 0, "word_importance": [0.4, 0.1, 0.3, 0.2]},          # least: 1 (gold), then 3
-        {"id": 1, "word_importance": [0.05, 0.5, 0.3, 0.15]},        # least: 0 (gold), then 3 (gold)
-        {"id": 2, "word_importance": [0.5, 0.5]},                    # least: 0 (tie → first)
-        {"id": 9, "word_importance": [1.0]},                         # not annotated: ignored
-    ]
-    scores = undertranslation.f1_scores(records, annotations, ratios=(0.25, 0.5))
+    scores = undertranslation.f1_scores(UNDER_RECORDS, annotations, ratios=(0.1, 0.25, 0.5), selection="per-sentence")
     # 25%: ceil(1)=1, ceil(1)=1, ceil(0.5)=1 → predicted 3, correct 2 (ids 0, 1), gold 3
     s = scores[0.25]
     assert (s["predicted"], s["correct"], s["gold"]) == (3, 2, 3)
     assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(2 / 3)
+    assert scores[0.1] == s  # ceil: 10 % of 2-4 words is one word too
     # 50%: 2 + 2 + 1 predicted; correct 1 + 2 = 3; P = 3/5, R = 1, F1 = 0.75
     s = scores[0.5]
     assert (s["predicted"], s["correct"]) == (5, 3)
     assert s["f1"] == pytest.approx(2 * 0.6 * 1.0 / 1.6)
+
+
+def test_undertranslation_f1_corpus_level_known_answer():
+    """The default: the lowest importance × sentence length over all 10 words of the 3 annotated sentences.
+    a = (1.6, .4, 1.2, .8), (.2, 2.0, 1.2, .6), (1.0, 1.0); gold: (0, 1), (1, 0), (1, 3)."""
+    annotations = {0: {1}, 1: {0, 3}, 2: set()}
+    scores = undertranslation.f1_scores(UNDER_RECORDS, annotations, ratios=(0.1, 0.25, 0.5))
+    # 10 %: ceil(1) word: .2 (1, 0), gold → P 1, R 1/3, F1 .5 (per sentence: 2/3, as at 25 %)
+    assert (scores[0.1]["predicted"], scores[0.1]["correct"]) == (1, 1)
+    assert scores[0.1]["f1"] == pytest.approx(0.5)
+    # 25 %: ceil(2.5) = 3 words: .2 (1, 0), .4 (0, 1), .6 (1, 3): all gold → F1 1
+    assert scores[0.25]["f1"] == pytest.approx(1.0)
+    # 50 %: 5 words: + .8 (0, 3) and 1.0 (2, 0) (tie with (2, 1): earlier word) → P 3/5, R 1
+    assert scores[0.5]["predicted"] == 5 and scores[0.5]["f1"] == pytest.approx(0.75)
+    assert undertranslation.corpus_least_important([[0.4, 0.1, 0.3, 0.2], [0.05, 0.5, 0.3, 0.15], [0.5, 0.5]],
+                                                   0.5) == [{1, 3}, {0, 3}, {0}]
+    low, high = undertranslation.f1_intervals(UNDER_RECORDS, annotations, ratios=(0.25,), resamples=200)[0.25]
+    assert 0.0 <= low <= high <= 1.0
 
 
 def test_undertranslation_bad_input(tmp_path):
@@ -230,7 +251,7 @@ def test_undertranslation_subcommand(tmp_path, capsys):
     for name, imp in (("good", [0.6, 0.1, 0.3]), ("bad", [0.1, 0.6, 0.3])):
         (tmp_path / f"{name}.jsonl").write_text(json.dumps({"id": 0, "word_importance": imp}) + "\n",
                                                 encoding="utf-8")
-    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.3", "0.6",
+    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.3", "0.6", "--bootstrap", "0",
               "--records", f"good={tmp_path / 'good.jsonl'}", f"bad={tmp_path / 'bad.jsonl'}"])
     out = capsys.readouterr().out.splitlines()
     # good: 30% → ceil(0.9)=1 word, the gold one: F1 1; 60% → 2 words: P 1/2, R 1 → 2/3.
@@ -288,3 +309,25 @@ def test_erasure_without_references_is_refused_up_front():
         WordImportanceRunner("erasure", context)
     with pytest.raises(InterpretError, match="unknown attribution method 'lrp'"):
         WordImportanceRunner("lrp", context)
+
+
+def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    def rows(base, ig1, rnd1):
+        return [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base},
+                {"id": "ig/mask/1", "method": "ig", "perturbation": "mask", "k": 1, "bleu": ig1},
+                {"id": "random/mask/1", "method": "random", "perturbation": "mask", "k": 1, "bleu": rnd1}]
+
+    for seed, values in enumerate([(40.0, 30.0, 35.0), (42.0, 28.0, 36.0), (44.0, 26.0, 37.0)]):
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows(*values)), encoding="utf-8")
+    cli_main(["perturbation-seeds"] + [str(tmp_path / f"s{s}") for s in range(3)])
+    out = capsys.readouterr().out
+    # ig k=1: 30, 28, 26 → mean 28, sample sd 2; random: 35, 36, 37 → 36 ± 1; unperturbed 42 ± 2
+    assert "| ig | 42.00 ± 2.00 | 28.00 ± 2.00 |" in out and "| random | 42.00 ± 2.00 | 36.00 ± 1.00 |" in out
+    assert out.startswith("BLEU, mean ± sample sd over 3 runs")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["perturbation-seeds", str(tmp_path / "none")])
+    assert exit_info.value.code == 2

@@ -48,6 +48,9 @@ def add_arguments(p):
     p.add_argument("--replacement-lines", type=int, default=3000,
                    help="training sentences tagged to build the replacement vocabulary")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="samples of the paired bootstrap of every single-run method against ig (0: none)")
+    p.add_argument("--setting", help="our setting, printed in the paper comparison (default: split and checkpoint)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
     return p
@@ -104,7 +107,7 @@ def load(args):
     return fargs, task, model, generator, dataset
 
 
-def write_outputs(args, rows):
+def write_outputs(args, rows, references=None, lang=None):
     import csv
     import io
 
@@ -120,12 +123,16 @@ def write_outputs(args, rows):
     write_atomic(csv_path, buf.getvalue())
     plot_path = os.path.join(args.out, "perturbation.png")
     plot(rows, plot_path)
-    write_atomic(os.path.join(args.out, "perturbation.md"), markdown(rows))
+    setting = args.setting or f"{args.gen_subset}, checkpoint {args.path}"
+    write_atomic(os.path.join(args.out, "perturbation.md"),
+                 markdown(rows, references, lang, args.bootstrap) + "\n" + paper_comparison(rows, setting))
     return csv_path, plot_path
 
 
-def markdown(rows):
-    """One table per perturbation: BLEU by method (rows) and k (columns); k = 0 is the unperturbed test set."""
+def markdown(rows, references=None, lang=None, bootstrap=1000):
+    """One table per perturbation: BLEU by method (rows) and k (columns); k = 0 is the unperturbed test set; ± is
+    the sample standard deviation over the repeats of random/content. With ``references``, the paired bootstrap
+    tables (:func:`paired_tables`) follow."""
     base = [r for r in rows if r["perturbation"] == "none"]
     out = []
     for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
@@ -141,6 +148,8 @@ def markdown(rows):
                                                                           if r["repeats"] > 1 else ""))
             out.append(f"| {method} | " + " | ".join(vals) + " |")
         out.append("")
+    if references is not None and bootstrap:
+        out += paired_tables(rows, references, lang, bootstrap)
     counts, cells = ordering(rows)
     if cells:
         out += [f"**ordering** over the {cells} (perturbation, k) cells: how often each method has the lowest BLEU "
@@ -150,6 +159,73 @@ def markdown(rows):
             out.append(f"| {method} | {lowest}/{cells} | " + ("–" if below is None else f"{below}/{cells}") + " |")
         out.append("")
     return "\n".join(out)
+
+
+#: the method every other single-run method is compared with in the paired tests
+PAIRED_REFERENCE = "ig"
+
+
+def paired_tables(rows, references, lang, samples=1000):
+    """Per perturbation: BLEU of each single-run method minus that of ``ig`` with sacrebleu's paired bootstrap
+    (:func:`fairseq_interp.common.statistics.paired_bootstrap_bleu`; 95 % interval of the method's BLEU and p-value
+    of the difference), from the hypotheses stored in the rows. Positive: the method's words mattered less than
+    ig's."""
+    from ...common.statistics import paired_bootstrap_bleu
+
+    out = []
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        cells = {(r["method"], r["k"]): r for r in rows if r["perturbation"] == pert and r.get("hypotheses")}
+        others = sorted({m for m, _ in cells if m != PAIRED_REFERENCE and cells[m, _]["repeats"] == 1})
+        ks = sorted({k for m, k in cells if m == PAIRED_REFERENCE})
+        if not others or not ks:
+            continue
+        out += [f"**{pert}, paired bootstrap** (sacrebleu, {samples} samples): BLEU of the method − BLEU of "
+                f"{PAIRED_REFERENCE} on the same sentences, and its p-value", "",
+                "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        for method in others:
+            vals = []
+            for k in ks:
+                if (method, k) not in cells:
+                    vals.append("–")
+                    continue
+                test = paired_bootstrap_bleu(cells[PAIRED_REFERENCE, k]["hypotheses"], cells[method, k]["hypotheses"],
+                                             references, samples=samples, lang=lang, detokenize="moses")
+                vals.append(f"{test.difference:+.2f} (p = {test.p_value:.3f})")
+            out.append(f"| {method} | " + " | ".join(vals) + " |")
+        out.append("")
+    return out
+
+
+def paper_comparison(rows, setting):
+    """The paper's readable perturbation numbers (§4.1–4.3, Figures 2–4) next to ours, where the methods ran."""
+    from ...common.paper_numbers import load_paper_numbers, side_by_side
+
+    numbers = load_paper_numbers("word_importance")
+    bleu = {(r["method"], r["perturbation"], r["k"]): r["bleu"] for r in rows}
+    base = bleu.get(("none", "none", 0))
+    lines = []
+    max_k = max((r["k"] for r in rows), default=0)
+    if base and ("ig", "mask", 5) in bleu:
+        lines.append(("relative BLEU decrease, mask, ig, k=5 (Transformer Zh⇒En)",
+                      numbers.get("Figure 2", "relative BLEU decrease, Mask, Attribution, 5 operations",
+                                  "Transformer Zh⇒En").value, 1 - bleu["ig", "mask", 5] / base, setting))
+        lines.append(("BLEU after 5 mask operations / unperturbed, ig (En⇒Fr)",
+                      numbers.get("Figure 3", "BLEU after 5 Mask operations / unperturbed BLEU, Attribution",
+                                  "En⇒Fr").value, bleu["ig", "mask", 5] / base, setting))
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        if ("ig", pert, 5) in bleu and ("random", pert, 5) in bleu:
+            lines.append((f"ig − random BLEU, {pert}, k=5 (paper: below −4 on Zh⇒En)",
+                          numbers.get("Figure 2", "Attribution − Random BLEU at 5 operations", "Zh⇒En").value,
+                          bleu["ig", pert, 5] - bleu["random", pert, 5], setting))
+    for k in range(1, max_k + 1):
+        if ("ig", "mask", k) in bleu and ("erasure", "mask", k) in bleu:
+            lines.append((f"ig BLEU below erasure BLEU, mask, k={k} (1 yes, 0 no)",
+                          numbers.get("Figure 4", "Attribution BLEU below Erasure BLEU (1 yes, 0 no)", f"k={k}").value,
+                          float(bleu["ig", "mask", k] < bleu["erasure", "mask", k]), setting))
+    if not lines:
+        return ""
+    return "**paper vs ours** (the numbers §4 states in its text; its figures have no printed values)\n\n" + \
+        side_by_side(lines) + "\n"
 
 
 def ordering(rows):
@@ -198,6 +274,7 @@ def run(args):
 
     from ...common.bleu import corpus_bleu
     from ...common.jsonl import JsonlWriter, read_records
+    from ...common.statistics import mean_sd
     from ...common.spacy_models import PosTagger, load_spacy, spacy_model_for
     from ...common.subwords import group_subwords
     from ...common.teacher_forcing import TeacherForcedAdapter
@@ -245,18 +322,25 @@ def run(args):
     if not sents:
         raise InterpretError("no sentence left: lower --min-words/--max-k or raise --num-sentences")
     refs = [raw_refs[s["id"]] for s in sents]
+    if writer.done_ids:
+        ids = next((r.get("sentence_ids") for r in read_records(writer.path) if r["id"] == "none/0"), None)
+        if ids is not None and ids != [s["id"] for s in sents]:
+            raise InterpretError(f"{writer.path} holds other sentences than this run (another --num-sentences, "
+                                 "--min-words or split): use another --out")
 
     def score(hyp_ids):
-        result = corpus_bleu([tgt_dict.string(h, "sentencepiece") for h in hyp_ids], refs, tgt_lang)
-        return result.score, result.signature
+        strings = [tgt_dict.string(h, "sentencepiece") for h in hyp_ids]
+        result = corpus_bleu(strings, refs, tgt_lang)
+        return result.score, result.signature, strings
 
     started = time.time()
     hyps = translator.translate([s["src"] for s in sents])
-    base_bleu, signature = score(hyps)
+    base_bleu, signature, base_strings = score(hyps)
     print(f"| unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})", flush=True)
     if "none/0" not in writer.done_ids:
         writer.write({"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base_bleu,
-                      "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature})
+                      "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature,
+                      "sentence_ids": [s["id"] for s in sents], "hypotheses": base_strings})
 
     replacement_vocab = None
     if "replacement" in args.perturbations:
@@ -293,7 +377,7 @@ def run(args):
                                     for s, h in zip(sents, hyps)])
         print(f"| {method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s", flush=True)
         for pert, k in todo:
-            bleus = []
+            bleus, strings = [], None
             for r in range(repeats):
                 sources, masks = [], []
                 for s, imp in zip(sents, importances[r]):
@@ -304,15 +388,60 @@ def run(args):
                     tokens, mask = perturb(s["src"], s["t2w"], chosen, pert, repl)
                     sources.append(tokens)
                     masks.append(mask)
-                bleus.append(score(translator.translate(sources, masks))[0])
-            mean = sum(bleus) / len(bleus)
-            std = (sum((b - mean) ** 2 for b in bleus) / len(bleus)) ** 0.5
+                bleu, _, repeat_strings = score(translator.translate(sources, masks))
+                bleus.append(bleu)
+                strings = strings or repeat_strings  # the first repeat's hypotheses, for paired tests
+            mean, sd = mean_sd(bleus)
+            std = sd or 0.0
             writer.write({"id": f"{method}/{pert}/{k}", "method": method, "perturbation": pert, "k": k,
-                          "bleu": mean, "bleu_std": std, "repeats": repeats, "sentences": len(sents)})
+                          "bleu": mean, "bleu_std": std, "bleus": bleus, "repeats": repeats,
+                          "sentences": len(sents), "hypotheses": strings})
             print(f"| {method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}" + (f" ± {std:.2f}" if repeats > 1 else ""),
                   flush=True)
     writer.close()
     rows = [r for r in read_records(os.path.join(args.out, "results.jsonl"))]
-    csv_path, plot_path = write_outputs(args, rows)
+    csv_path, plot_path = write_outputs(args, rows, refs, tgt_lang)
     print(f"| sacrebleu signature: {signature}")
     print(f"| done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
+
+
+def seed_summary(runs):
+    """Mean ± sd over runs (e.g. models of different seeds, each a ``results.jsonl`` of this command) of every
+    (method, perturbation, k) that all runs have: rows ``{"method", "perturbation", "k", "mean", "sd", "runs",
+    "values"}`` (:func:`fairseq_interp.common.statistics.mean_sd`: sample sd, None for one run)."""
+    from ...common.statistics import mean_sd
+
+    if not runs:
+        raise InterpretError("no runs to summarize: pass the --out folders of several perturbation runs")
+    cells = [{(r["method"], r["perturbation"], r["k"]): r["bleu"] for r in rows} for rows in runs]
+    common = set(cells[0]).intersection(*cells[1:])
+    if not common:
+        raise InterpretError("the runs share no (method, perturbation, k): run them with the same options")
+    out = []
+    for key in sorted(common, key=lambda c: (c[1] != "none", c[1], c[0], c[2])):
+        values = [c[key] for c in cells]
+        mean, sd = mean_sd(values)
+        out.append({"method": key[0], "perturbation": key[1], "k": key[2], "mean": mean, "sd": sd,
+                    "runs": len(values), "values": values})
+    return out
+
+
+def seed_markdown(rows):
+    """One table per perturbation: mean ± sd of BLEU over the runs, by method (rows) and k (columns)."""
+    base = next((r for r in rows if r["perturbation"] == "none"), None)
+    n_runs = rows[0]["runs"] if rows else 0
+
+    def cell(r):
+        return f"{r['mean']:.2f}" + ("" if r["sd"] is None else f" ± {r['sd']:.2f}")
+
+    out = [f"BLEU, mean ± sample sd over {n_runs} runs (k = 0: unperturbed)", ""]
+    for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
+        ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
+        out += [f"**{pert}**", "", "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |",
+                "|---|" + "---|" * (len(ks) + 1)]
+        for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
+            by_k = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
+            vals = [cell(base) if base else "–"] + [cell(by_k[k]) if k in by_k else "–" for k in ks]
+            out.append(f"| {method} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)

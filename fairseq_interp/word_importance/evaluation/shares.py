@@ -25,20 +25,29 @@ def source_words(record):
     return words
 
 
-def category_shares(records, categorize, key, order=None):
+def scaled_importance(record):
+    """``a_i = importance_i · n`` of every source word of a record (n = its number of words, ``</s>`` excluded)."""
+    n = len(source_words(record))
+    return [value * n for value in record["word_importance"]]
+
+
+def category_shares(records, categorize, key, order=None, by_record=False):
     """Rows ``{key, "words", "count_share", "importance_share", "relative_change"}``.
 
-    ``categorize(words)`` returns one category per source word of a record. Rows follow ``order`` (categories
-    absent from the records are left out) or, without it, the most frequent category first.
+    ``categorize(words)`` (``categorize(record)`` with ``by_record``) returns one category per source word of a
+    record. Rows follow ``order`` (categories absent from the records are left out) or, without it, the most
+    frequent category first.
     """
     counts = collections.Counter()
     mass = collections.Counter()
     for r in records:
         words = source_words(r)
-        n = len(words)
-        for category, value in zip(categorize(words), r["word_importance"]):
+        categories = list(categorize(r) if by_record else categorize(words))
+        if len(categories) != len(words):
+            raise InterpretError(f"record {r['id']}: {len(categories)} categories for {len(words)} words")
+        for category, value in zip(categories, scaled_importance(r)):
             counts[category] += 1
-            mass[category] += value * n
+            mass[category] += value
     total_words, total_mass = sum(counts.values()), sum(mass.values())
     if not total_words or total_mass == 0:
         raise InterpretError("no words with importance: attribute some sentences first")

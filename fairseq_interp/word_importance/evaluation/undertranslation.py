@@ -1,23 +1,39 @@
 """Under-translation detection from word importance (He et al. 2019, §5.1, Table 1).
 
-The least important source words of a sentence are predicted to be under-translated: for a ratio p (5/10/15 %),
-the ``ceil(p · n)`` words of lowest importance among the sentence's n source words (``</s>`` excluded; ties broken
-by position). Predictions are pooled over all annotated sentences and compared with the annotations:
-precision = |pred ∩ gold| / |pred|, recall = |pred ∩ gold| / |gold|, F1 = 2PR / (P + R) (micro average).
+Under-translated source words should get little importance (§5.1), so the least important words are predicted to
+be under-translated and compared with labelled ones: precision = |pred ∩ gold| / |pred|, recall = |pred ∩ gold| /
+|gold|, F1 = 2PR / (P + R), pooled over all labelled sentences (micro average; a sentence without an
+under-translated word still contributes predictions).
 
-Annotation file (UTF-8 text), one line per annotated sentence::
+Which words are "the top 5 / 10 / 15 %"? The paper says only that it compares "words of least importance" with the
+annotated words (§5.1, Table 1); it does not say whether the share is taken in every sentence or over the corpus.
+
+* ``corpus`` (default): over all words of all labelled sentences, the ``ceil(p · W)`` words (W = their number)
+  of lowest importance × sentence length, i.e. with the rescaling the paper applies in §5 "for fair comparison"
+  (a sentence's words average 1 whatever its length). Ties: earlier sentence (in id order), then earlier word.
+  The three ratios give three different sets whatever the sentence lengths.
+* ``per-sentence``: in each sentence of n words, the ``ceil(p · n)`` least important words (ties: earlier word).
+  With ceil, 5 % and 10 % both pick one word in every sentence of at most 10 words (most Multi30k captions), so
+  the first two columns of Table 1 coincide there.
+
+Importance is the record's ``word_importance`` whatever the method (a softmax over the sentence for ig and
+attention, the normalized BLEU drop for erasure).
+
+Annotation file (UTF-8 text), one line per labelled sentence::
 
     # comment lines and blank lines are ignored
     <sentence id><TAB><0-based source word indices, space separated>
 
-The id is the fairseq split id (the ``id`` of the attribution records); the indices count the source *words* of the
-records (``src_words``, Moses tokens, without ``</s>``). An id with no indices is an annotated sentence with no
-under-translated word (it still contributes predictions, i.e. false positives).
+The id is the ``id`` of the attribution records; the indices count the source *words* of the records
+(``src_words``, without ``</s>``). An id with no indices is a labelled sentence with no under-translated word.
 """
 
 import math
 
 from ...common.errors import InterpretError
+
+SELECTIONS = ("corpus", "per-sentence")
+RATIOS = (0.05, 0.10, 0.15)
 
 
 def read_annotations(path):
@@ -48,38 +64,120 @@ def read_annotations(path):
     return annotations
 
 
-def least_important(importance, ratio):
-    """Indices of the ``ceil(ratio · n)`` least important words (ties: earlier word first)."""
+def annotation_text(labels, header=""):
+    """The annotation file of ``{sentence id: word indices}`` (ids in order)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"{sid}\t{' '.join(str(i) for i in sorted(labels[sid]))}" for sid in sorted(labels)]
+    return "\n".join(lines) + "\n"
+
+
+def _check_ratio(ratio):
     if not 0 < ratio <= 1:
         raise InterpretError(f"ratio {ratio} must be in (0, 1]")
+
+
+def least_important(importance, ratio):
+    """Per-sentence selection: indices of the ``ceil(ratio · n)`` least important words (ties: earlier word)."""
+    _check_ratio(ratio)
     n = len(importance)
     count = min(n, math.ceil(ratio * n - 1e-9))
     order = sorted(range(n), key=lambda i: (importance[i], i))
     return set(order[:count])
 
 
-def f1_scores(records, annotations, ratios=(0.05, 0.10, 0.15)):
-    """``{ratio: {"precision", "recall", "f1", "predicted", "gold", "correct"}}`` for one method's records."""
+def corpus_least_important(importances, ratio):
+    """Corpus selection: ``importances`` = one list per sentence (in order); returns one set of word indices per
+    sentence, together the ``ceil(ratio · W)`` words of lowest importance × sentence length."""
+    _check_ratio(ratio)
+    words = [(value * len(imp), s, i) for s, imp in enumerate(importances) for i, value in enumerate(imp)]
+    count = min(len(words), math.ceil(ratio * len(words) - 1e-9))
+    chosen = [set() for _ in importances]
+    for _, s, i in sorted(words)[:count]:
+        chosen[s].add(i)
+    return chosen
+
+
+def _checked_inputs(records, annotations):
     by_id = {r["id"]: r for r in records}
     missing = sorted(set(annotations) - set(by_id))
     if missing:
         raise InterpretError(f"annotated sentence(s) {missing[:5]} have no attribution record: attribute them "
                              "first (fairseq-interpret without --num-sentences, or a larger one)")
+    ids = sorted(annotations)
+    importances = []
+    for sid in ids:
+        importance = by_id[sid]["word_importance"]
+        if any(i >= len(importance) for i in annotations[sid]):
+            raise InterpretError(f"sentence {sid}: annotated word index {max(annotations[sid])} but the source has "
+                                 f"{len(importance)} words")
+        importances.append(importance)
+    return ids, importances
+
+
+def _counts(importances, golds, ratio, selection):
+    if selection == "corpus":
+        predictions = corpus_least_important(importances, ratio)
+    elif selection == "per-sentence":
+        predictions = [least_important(imp, ratio) for imp in importances]
+    else:
+        raise InterpretError(f"unknown selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
+    predicted = sum(len(p) for p in predictions)
+    gold = sum(len(g) for g in golds)
+    correct = sum(len(p & g) for p, g in zip(predictions, golds))
+    return predicted, gold, correct
+
+
+def _f1(predicted, gold, correct):
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def f1_scores(records, annotations, ratios=RATIOS, selection="corpus"):
+    """``{ratio: {"precision", "recall", "f1", "predicted", "gold", "correct"}}`` for one method's records."""
+    ids, importances = _checked_inputs(records, annotations)
+    golds = [annotations[sid] for sid in ids]
     out = {}
     for ratio in ratios:
-        predicted = gold = correct = 0
-        for sid, gold_words in annotations.items():
-            importance = by_id[sid]["word_importance"]
-            if any(i >= len(importance) for i in gold_words):
-                raise InterpretError(f"sentence {sid}: annotated word index {max(gold_words)} but the source has "
-                                     f"{len(importance)} words")
-            pred = least_important(importance, ratio)
-            predicted += len(pred)
-            gold += len(gold_words)
-            correct += len(pred & gold_words)
-        precision = correct / predicted if predicted else 0.0
-        recall = correct / gold if gold else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        predicted, gold, correct = _counts(importances, golds, ratio, selection)
+        precision, recall, f1 = _f1(predicted, gold, correct)
         out[ratio] = {"precision": precision, "recall": recall, "f1": f1, "predicted": predicted, "gold": gold,
                       "correct": correct}
     return out
+
+
+def f1_intervals(records, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1, level=0.95):
+    """``{ratio: (low, high)}``: percentile bootstrap of F1 over the labelled sentences (sentences drawn with
+    replacement, a drawn sentence entering with all its words; the selection is redone on every sample)."""
+    import numpy as np
+
+    ids, importances = _checked_inputs(records, annotations)
+    golds = [annotations[sid] for sid in ids]
+    rng = np.random.default_rng(seed)
+    draws = {ratio: [] for ratio in ratios}
+    for _ in range(resamples):
+        sample = rng.integers(0, len(ids), len(ids))
+        sample_imp, sample_gold = [importances[s] for s in sample], [golds[s] for s in sample]
+        for ratio in ratios:
+            draws[ratio].append(_f1(*_counts(sample_imp, sample_gold, ratio, selection))[2])
+    alpha = (1 - level) / 2
+    return {ratio: (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+            for ratio, values in draws.items()}
+
+
+def f1_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1):
+    """Markdown: one row per ``(name, records)`` of ``methods``: F1 [95 % interval] at each ratio."""
+    header = "| method | " + " | ".join(f"F1 @ {r:.0%}" for r in ratios) + " |"
+    lines = [header, "|---|" + "---|" * len(ratios)]
+    for name, records in methods:
+        scores = f1_scores(records, annotations, ratios, selection)
+        intervals = f1_intervals(records, annotations, ratios, selection, resamples, seed) if resamples else {}
+        cells = []
+        for r in ratios:
+            cell = f"{scores[r]['f1']:.3f}"
+            if r in intervals:
+                cell += f" [{intervals[r][0]:.3f}, {intervals[r][1]:.3f}]"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
