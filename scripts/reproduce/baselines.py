@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""Converged baselines for the reproductions: train until the validation loss has not improved for ``--patience``
+validations, record the curve (valid loss and valid BLEU vs updates), and score the best checkpoint on the test set.
+
+Recipes (Multi30k, ``scripts/prepare_data.py``, joint 8,000-piece sentencepiece):
+
+* ``transformer``: the demo architecture ``transformer_multi30k`` (3+3 layers, 256-dim, shared embeddings) with the
+  demo's optimizer (Adam, lr 2e-3, inverse-sqrt warm-up 200, label smoothing 0.1, ≤ 2,048 tokens per batch);
+* ``lstm``: fairseq's ``lstm_wiseman_iwslt_de_en`` (the LSTM of the He et al. runs), Adam lr 1e-3, fixed schedule.
+
+Validation every ``--validate-every`` updates (default 300, about one epoch of Multi30k) with valid BLEU (fairseq's
+``--eval-bleu``: greedy, at most 1.2 × source length + 10 tokens, detokenized); fairseq's ``--patience`` stops
+training; ``checkpoint_best.pt`` is the best valid loss. Test BLEU: beam 5 on test_2016_flickr with sacrebleu (``common.bleu``, signature kept).
+
+Everything goes to ``--work/<recipe>.<src>-<tgt>.seed<N>/``: ``summary.json`` (curve, best update, test BLEU, time) is
+written at the end; rerunning continues an interrupted training from its last checkpoint (fairseq's resume) and
+reuses a finished one. ``--seeds 1 2 3`` runs them one after another; ``table`` prints mean ± sd over seeds.
+
+    OMP_NUM_THREADS=1 python scripts/reproduce/baselines.py train --recipe transformer --src en --tgt fr --seeds 1 \\
+        --work results/baselines
+    python scripts/reproduce/baselines.py table --work results/baselines
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.fairseq_runs import REPO, run, script_main
+from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.statistics import format_mean_sd
+
+THREADS = os.environ.get("OMP_NUM_THREADS", "1")
+RECIPES = {
+    "transformer": ["--arch", "transformer_multi30k", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+                    "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "200",
+                    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+                    "--max-tokens", "2048"],
+    "lstm": ["--arch", "lstm_wiseman_iwslt_de_en", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed",
+             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-tokens", "2048"],
+}
+
+
+def prepare(args):
+    """The data folder: ``--data`` if given (made by ``scripts/prepare_data.py``), else the full Multi30k pair
+    prepared under ``--work/data`` (reused when there)."""
+    if args.data:
+        if not os.path.isdir(os.path.join(args.data, "bin")):
+            raise InterpretError(f"--data {args.data} has no bin/: pass a folder made by scripts/prepare_data.py")
+        return args.data
+    data = os.path.join(args.work, "data", f"multi30k.{args.src}-{args.tgt}")
+    run([sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"), "--src", args.src, "--tgt", args.tgt,
+         "--out", data, "--vocab-size", "8000"], threads=THREADS)
+    return data
+
+
+def valid_curve(log_path):
+    """[(update, valid loss, valid BLEU or None)] of the validation records of a fairseq ``--log-format json``
+    ``--log-file`` (one JSON object per line with ``valid_loss``; the last record of an update wins)."""
+    curve = {}
+    if not os.path.exists(log_path):
+        return []
+    for record in validation_records(log_path):
+        bleu = record.get("valid_bleu")
+        curve[int(float(record["valid_num_updates"]))] = (float(record["valid_loss"]),
+                                                          None if bleu is None else float(bleu))
+    return [(u, *curve[u]) for u in sorted(curve)]
+
+
+def validation_records(log_path):
+    """The JSON validation records of a fairseq log file, in order."""
+    records = []
+    with open(log_path, encoding="utf-8") as f:
+        for line in f:
+            start = line.find("{")
+            if start < 0 or '"valid_loss"' not in line:
+                continue
+            try:
+                records.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    return records
+
+
+def train_one(args, data, seed):
+    name = f"{args.recipe}.{args.src}-{args.tgt}.seed{seed}"
+    recipe = RECIPES[args.recipe] + (["--arch", args.arch] if args.arch else [])
+    save = os.path.join(args.work, name)
+    summary_path = os.path.join(save, "summary.json")
+    if os.path.exists(summary_path):
+        print(f"| {name}: done ({summary_path})", flush=True)
+        return
+    os.makedirs(save, exist_ok=True)
+    log = os.path.join(save, "train.log")
+    started = time.time()
+    run(["fairseq-train", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR, *recipe,
+         "--seed", str(seed), "--cpu", "--save-dir", save, "--no-epoch-checkpoints",
+         "--save-interval-updates", str(args.validate_every), "--keep-interval-updates", "1",
+         "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
+         "--patience", str(args.patience), "--max-update", str(args.max_update),
+         "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}',
+         "--eval-bleu-detok", "moses", "--eval-bleu-remove-bpe", "sentencepiece", "--best-checkpoint-metric", "loss",
+         "--log-format", "json", "--log-interval", "100", "--no-progress-bar", "--log-file", log],
+        log=os.path.join(save, "last-run.log"), threads=THREADS)
+    train_seconds = time.time() - started
+    best = os.path.join(save, "checkpoint_best.pt")
+    generated = os.path.join(save, "generate-test.txt")
+    if not os.path.exists(generated):
+        write_atomic(generated, run(["fairseq-generate", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR,
+                                     "--path", best, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
+                                     "--required-batch-size-multiple", "1", "--post-process", "sentencepiece",
+                                     "--cpu"], threads=THREADS))
+    hyps, ids = read_hypotheses(generated)
+    refs = read_references(os.path.join(data, "raw", f"test.{args.tgt}"))
+    bleu = corpus_bleu(hyps, [refs[i] for i in ids], args.tgt)
+    curve = valid_curve(log)
+    best_update = min(curve, key=lambda point: point[1])[0] if curve else None
+    summary = {"recipe": args.recipe, "pair": f"{args.src}-{args.tgt}", "seed": seed,
+               "options": {"patience": args.patience, "validate_every": args.validate_every,
+                           "max_update": args.max_update, "train_args": recipe},
+               "updates": checkpoint_updates(os.path.join(save, "checkpoint_last.pt")), "best_update": best_update,
+               "curve": [{"update": u, "valid_loss": loss, "valid_bleu": b} for u, loss, b in curve],
+               "test_bleu": round(bleu.score, 2), "test_bleu_signature": bleu.signature,
+               "train_seconds_last_run": round(train_seconds), "threads": THREADS}
+    write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
+    print(f"| {name}: {summary['updates']} updates (best {best_update}), test BLEU {summary['test_bleu']:.2f}",
+          flush=True)
+
+
+def train(args):
+    data = prepare(args)
+    for seed in args.seeds:
+        train_one(args, data, seed)
+
+
+def table(args):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(args.work, "*", "summary.json"))):
+        with open(path) as f:
+            summary = json.load(f)
+        runs.setdefault((summary["recipe"], summary["pair"]), []).append(summary)
+    lines = ["| recipe | pair | seeds | test BLEU (beam 5) | updates (best) | patience |", "|---|---|---|---|---|---|"]
+    for (recipe, pair), summaries in sorted(runs.items()):
+        bleus = [s["test_bleu"] for s in summaries]
+        updates = ", ".join(f"{s['updates']} ({s['best_update']})" for s in summaries)
+        lines.append(f"| {recipe} | {pair} | {len(summaries)} | {format_mean_sd(bleus)} | {updates} | "
+                     f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']} |")
+    text = "\n".join(lines) + "\n"
+    write_atomic(os.path.join(args.work, "baselines.md"), text)
+    print(text, end="")
+
+
+def positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or continue) converged baselines")
+    t.add_argument("--recipe", choices=sorted(RECIPES), default="transformer")
+    t.add_argument("--src", default="en")
+    t.add_argument("--tgt", default="fr")
+    t.add_argument("--seeds", type=int, nargs="+", default=[1])
+    t.add_argument("--patience", type=positive, default=5, help="validations without a better valid loss before stopping")
+    t.add_argument("--validate-every", type=positive, default=300, help="updates between validations")
+    t.add_argument("--max-update", type=positive, default=20000, help="a cap, reached only if the patience never is")
+    t.add_argument("--arch", help="another architecture for the recipe's optimizer and criterion (say why in the notes)")
+    t.add_argument("--data", help="a prepared data folder (scripts/prepare_data.py) instead of the full pair")
+    t.add_argument("--work", required=True)
+    t.set_defaults(func=train)
+    s = sub.add_parser("table", help="mean ± sd of test BLEU over seeds of every finished baseline")
+    s.add_argument("--work", required=True)
+    s.set_defaults(func=table)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    script_main("baselines", main)
