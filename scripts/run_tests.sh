@@ -10,4 +10,9 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     || echo "| warning: chromium could not be installed (see /tmp/fairseq-interp-chromium.log): the browser test will skip"
 fi
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m pytest user_dir_tests "$@"
+# two workers (pytest-xdist, one file per worker at a time; shared fixtures are built once): PYTEST_WORKERS=0 runs
+# everything in this process
+WORKERS=(-n "${PYTEST_WORKERS:-2}" --dist loadfile)
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # one thread per worker
+[ "${PYTEST_WORKERS:-2}" = 0 ] && WORKERS=(-p no:xdist)
+exec "$ROOT/.venv/bin/python" -m pytest user_dir_tests "${WORKERS[@]}" "$@"

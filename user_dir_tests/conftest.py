@@ -4,7 +4,9 @@ Tests are in one folder per package. End-to-end tests (those that prepare real d
 command) are marked ``slow``: ``-m "not slow"`` runs the unit tests alone in a few minutes.
 """
 
+import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -48,15 +50,35 @@ def error_lines(proc):
             if line.strip() and ("error" in line.lower()) and "Warning" not in line]
 
 
+def built_once(tmp_path_factory, name, build):
+    """The path ``build()`` returns, built once per test run: with pytest-xdist the first worker to need it builds it
+    under a file lock and the others reuse it; without xdist, ``build()``."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build()
+    import filelock
+
+    marker = tmp_path_factory.getbasetemp().parent / f"{name}.built.json"
+    with filelock.FileLock(f"{marker}.lock"):
+        if marker.is_file():
+            return pathlib.Path(json.loads(marker.read_text()))
+        path = build()
+        marker.write_text(json.dumps(str(path)))
+        return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """Multi30k En-Fr, first 2,000 training pairs, 600-piece joint sentencepiece model, binarized."""
     if not os.path.isdir(os.path.join(SHARED_DATA, "multi30k")):
         pytest.fail(f"real data missing: {SHARED_DATA}/multi30k (the repository expects ../shared/data)")
-    out = tmp_path_factory.mktemp("m30k") / "en-fr"
-    run([sys.executable, "scripts/prepare_data.py", "--src", "en", "--tgt", "fr", "--out", str(out),
-         "--train-size", "2000", "--valid-size", "100", "--test-size", "40", "--vocab-size", "600"])
-    return out
+
+    def build():
+        out = tmp_path_factory.mktemp("m30k") / "en-fr"
+        run([sys.executable, "scripts/prepare_data.py", "--src", "en", "--tgt", "fr", "--out", str(out),
+             "--train-size", "2000", "--valid-size", "100", "--test-size", "40", "--vocab-size", "600"])
+        return out
+
+    return built_once(tmp_path_factory, "data_dir", build)
 
 
 TRAIN_COMMON = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_cross_entropy",
@@ -74,12 +96,12 @@ def train(data_dir, save_dir, arch, updates, extra=()):
 @pytest.fixture(scope="session")
 def transformer_ckpt(data_dir, tmp_path_factory):
     """A plugin checkpoint: ``transformer_test_tiny`` (shared embeddings) trained by fairseq-train --user-dir."""
-    save = tmp_path_factory.mktemp("ckpt_transformer")
-    return train(data_dir, save, "transformer_test_tiny", 60, ["--share-all-embeddings"])
+    return built_once(tmp_path_factory, "transformer_ckpt", lambda: train(
+        data_dir, tmp_path_factory.mktemp("ckpt_transformer"), "transformer_test_tiny", 60, ["--share-all-embeddings"]))
 
 
 @pytest.fixture(scope="session")
 def lstm_ckpt(data_dir, tmp_path_factory):
     """A plugin checkpoint: ``lstm_test_tiny`` (separate embeddings)."""
-    save = tmp_path_factory.mktemp("ckpt_lstm")
-    return train(data_dir, save, "lstm_test_tiny", 20, [])
+    return built_once(tmp_path_factory, "lstm_ckpt", lambda: train(
+        data_dir, tmp_path_factory.mktemp("ckpt_lstm"), "lstm_test_tiny", 20, []))

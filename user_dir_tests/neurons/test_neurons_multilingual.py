@@ -12,7 +12,7 @@ from fairseq_interp.neurons.allocation import FORMAT as MASKS_FORMAT, allocate, 
 from fairseq_interp.neurons.importance import model_fingerprint, save_importance
 from fairseq_interp.common.errors import InterpretError
 
-from conftest import SHARED_DATA, run
+from conftest import SHARED_DATA, built_once, run
 
 PAIRS = ["en-de", "de-en", "en-fr", "fr-de"]  # reversed, non-English and English-centric directions
 # source language token + target language token as the decoder's first token: each direction is visible in the
@@ -27,19 +27,26 @@ TRAIN = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_c
 @pytest.fixture(scope="session")
 def m2m_data(tmp_path_factory):
     """4 directions of Multi30k, 600 aligned training sentences, 400-piece joint sentencepiece, one dictionary."""
-    out = tmp_path_factory.mktemp("m2m") / "data"
-    run([sys.executable, "scripts/prepare_data.py", "--lang-pairs", ",".join(PAIRS), "--out", str(out),
-         "--train-size", "600", "--valid-size", "30", "--test-size", "12", "--vocab-size", "400"])
-    return out / "bin"
+    def build():
+        out = tmp_path_factory.mktemp("m2m") / "data"
+        run([sys.executable, "scripts/prepare_data.py", "--lang-pairs", ",".join(PAIRS), "--out", str(out),
+             "--train-size", "600", "--valid-size", "30", "--test-size", "12", "--vocab-size", "400"])
+        return out / "bin"
+
+    return built_once(tmp_path_factory, "m2m_data", build)
 
 
 @pytest.fixture(scope="session")
 def m2m_baseline(m2m_data, tmp_path_factory):
     """The Multilingual baseline: translation_multi_simple_epoch + transformer_test_tiny, 15 updates."""
-    save = tmp_path_factory.mktemp("m2m_base")
-    run(["fairseq-train", str(m2m_data), "--task", "translation_multi_simple_epoch", "--arch", "transformer_test_tiny",
-         *MULTI, "--max-update", "15", "--save-dir", str(save), "--disable-validation", *TRAIN])
-    return save / "checkpoint_last.pt"
+    def build():
+        save = tmp_path_factory.mktemp("m2m_base")
+        run(["fairseq-train", str(m2m_data), "--task", "translation_multi_simple_epoch", "--arch",
+             "transformer_test_tiny", *MULTI, "--max-update", "15", "--save-dir", str(save), "--disable-validation",
+             *TRAIN])
+        return save / "checkpoint_last.pt"
+
+    return built_once(tmp_path_factory, "m2m_baseline", build)
 
 
 def test_prepared_layout_is_translation_multi_simple_epochs(m2m_data):
