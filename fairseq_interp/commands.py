@@ -1,6 +1,8 @@
 """``fairseq-interp``: the plugin's subcommand tool. Each paper package contributes its subcommands from its own
 ``commands.py`` (``add_subcommands(subparsers)``, and ``FAIRSEQ_COMMANDS`` for those that parse their arguments
-with fairseq's own parser); ``fairseq-interp --help`` lists them all.
+with fairseq's own parser); ``fairseq-interp --help`` lists them all. Every subcommand runs through
+:func:`~.common.cli.run_command` (the fairseq-parsed ones through their own entry point, which does the same), so
+bad input ends in one line ``fairseq-interp: error: ...`` with exit code 2.
 """
 
 import argparse
@@ -40,8 +42,9 @@ def cli_main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        sys.exit(2)
+        parser.print_help(sys.stderr)
+        parser.error("no command given: pass one of the commands above (fairseq-interp COMMAND --help for its "
+                     "options)")
     run_command(COMMAND, args.func, args)
 
 

@@ -10,6 +10,10 @@ Reads the raw gzip files of ``../shared/data/multi30k`` (train / val / test_2016
     OUT/bin/                                 fairseq-preprocess output (joined dictionary)
     OUT/prepare.json                         the options used; a second run with the same options is a no-op
 
+Everything is built in a temporary folder beside OUT and renamed to OUT at the end, so a failed or interrupted run
+leaves OUT as it was. OUT prepared with other options is replaced only with ``--overwrite``, and a folder holding
+files this script does not write is never replaced.
+
 Many-to-many mode (``--lang-pairs``, Xie et al. 2021 / Johnson et al. 2017): one joint sentencepiece model over
 all languages of the directions and one shared dictionary; ``OUT/bin`` is laid out as fairseq's
 ``translation_multi_simple_epoch`` reads it: ``{split}.{a}-{b}.{a|b}.{bin,idx}`` once per unordered language
@@ -27,7 +31,10 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import sys
+
+from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -37,8 +44,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "multi30k")
 
 
-class PrepareError(Exception):
-    pass
+COMMAND = "prepare_data.py"
+#: what an OUT folder of this script holds (anything else there is not ours to replace)
+OUTPUTS = {"raw", "tok", "spm", "bin", "dict", "spm.model", "spm.vocab", "prepare.json"}
+
 
 
 def read_split(data_root, split, lang, limit):
@@ -69,6 +78,14 @@ def moses_tokenize(lines, lang):
 def train_sentencepiece(text_files, prefix, vocab_size, seed_sentences):
     import sentencepiece as spm
 
+    try:
+        _train_sentencepiece(spm, text_files, prefix, vocab_size, seed_sentences)
+    except RuntimeError as e:
+        raise PrepareError(f"sentencepiece cannot train {vocab_size} pieces on this text ({str(e).strip()}): pass a "
+                           "smaller --vocab-size or a larger --train-size") from None
+
+
+def _train_sentencepiece(spm, text_files, prefix, vocab_size, seed_sentences):
     spm.SentencePieceTrainer.train(
         input=",".join(text_files),
         model_prefix=prefix,
@@ -106,8 +123,9 @@ def run_preprocess(cmd_args):
 
     try:
         run([sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args])
-    except InterpretError as e:
-        raise PrepareError(str(e)) from None
+    except InterpretError as e:  # one line: the last line fairseq-preprocess wrote
+        last = [line for line in str(e).splitlines() if line.strip()][-1]
+        raise PrepareError(f"fairseq-preprocess failed: {last.strip()}") from None
 
 
 def binarize_bilingual(out, src, tgt, workers):
@@ -140,15 +158,51 @@ def binarize_multilingual(out, pairs, langs, workers):
     write_lines(os.path.join(bin_dir, "langs.txt"), [",".join(langs)])
 
 
-def prepare(args):
+def check_options(args):
+    """Everything that can be refused before any work: sizes, languages, corpus files, the output folder."""
+    for option, value, minimum in (("--train-size", args.train_size, 0), ("--valid-size", args.valid_size, 0),
+                                   ("--test-size", args.test_size, 0), ("--vocab-size", args.vocab_size, 8),
+                                   ("--workers", args.workers, 1)):
+        if value < minimum:
+            raise PrepareError(f"{option} {value} is out of range: pass a value >= {minimum}"
+                               + (" (0 = all)" if option.endswith("-size") and minimum == 0 else ""))
     if args.lang_pairs:
         pairs, langs = parse_lang_pairs(args.lang_pairs)
     elif args.src == args.tgt or args.src not in LANGS or args.tgt not in LANGS:
         raise PrepareError(f"--src/--tgt must be two different languages among {', '.join(LANGS)}")
     else:
         pairs, langs = None, [args.src, args.tgt]
-    out = os.path.abspath(args.out)
-    stamp_path = os.path.join(out, "prepare.json")
+    if not os.path.isdir(args.data_root):
+        raise PrepareError(f"--data-root {args.data_root} is not a folder: pass the multi30k folder with the raw "
+                           "gzip files")
+    for split in SPLITS:
+        for lang in langs:
+            path = os.path.join(args.data_root, f"{SPLITS[split]}.{lang}.gz")
+            if not os.path.isfile(path):
+                raise PrepareError(f"missing corpus file {path}: pass --data-root pointing at the multi30k folder")
+    return pairs, langs
+
+
+def check_out(out, overwrite):
+    """Refuse an --out that is a file, or a folder with files this script does not write; a prepared folder is
+    replaced only with --overwrite (checked by the caller against prepare.json)."""
+    from fairseq_interp.common.outputs import check_output_folder
+
+    check_output_folder(out, "--out")
+    if os.path.isdir(out):
+        foreign = sorted(set(os.listdir(out)) - OUTPUTS)
+        if foreign:
+            raise PrepareError(f"--out {out} holds files prepare_data.py does not write ({', '.join(foreign[:3])}"
+                               f"{' ...' if len(foreign) > 3 else ''}): choose another --out")
+        if os.listdir(out) and not os.path.exists(os.path.join(out, "prepare.json")) and not overwrite:
+            raise PrepareError(f"--out {out} holds an unfinished preparation (no prepare.json): pass --overwrite to "
+                               "redo it, or another --out")
+
+
+def prepare(args):
+    pairs, langs = check_options(args)
+    final_out = os.path.abspath(args.out)
+    stamp_path = os.path.join(final_out, "prepare.json")
     options = {
         "src": args.src, "tgt": args.tgt, "train_size": args.train_size, "valid_size": args.valid_size,
         "test_size": args.test_size, "vocab_size": args.vocab_size, "data_root": os.path.abspath(args.data_root),
@@ -156,13 +210,40 @@ def prepare(args):
     if pairs:
         options = {k: v for k, v in options.items() if k not in ("src", "tgt")}
         options["lang_pairs"] = pairs
-    if os.path.exists(stamp_path) and not args.force:
-        with open(stamp_path) as f:
-            if json.load(f) == options:
-                print(f"| {out} is already prepared with these options (use --force to redo)")
-                return out
-            raise PrepareError(f"{out} was prepared with other options: use another --out or --force")
+    check_out(final_out, args.overwrite)
+    if os.path.exists(stamp_path) and not args.overwrite:
+        try:
+            with open(stamp_path) as f:
+                stamp = json.load(f)
+        except ValueError:
+            stamp = None
+        if stamp == options:
+            print(f"| {final_out} is already prepared with these options (use --overwrite to redo)")
+            return final_out
+        raise PrepareError(f"{final_out} was prepared with other options: use another --out or --overwrite")
 
+    out = f"{final_out}.tmp{os.getpid()}"  # built here, renamed to --out at the end
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    try:
+        _build(args, out, pairs, langs, options)
+        if os.path.exists(final_out):
+            old = f"{final_out}.old{os.getpid()}"
+            os.replace(final_out, old)
+            os.replace(out, final_out)
+            shutil.rmtree(old)
+        else:
+            os.replace(out, final_out)
+    finally:
+        if os.path.exists(out):
+            shutil.rmtree(out)
+    what = f"{len(pairs)} directions ({','.join(pairs)})" if pairs else f"{args.src}-{args.tgt}"
+    print(f"| prepared {what} in {final_out} (binarized data: {os.path.join(final_out, 'bin')})")
+    return final_out
+
+
+def _build(args, out, pairs, langs, options):
+    stamp_path = os.path.join(out, "prepare.json")
     sizes = {"train": args.train_size, "valid": args.valid_size, "test": args.test_size}
     for sub in ("raw", "tok", "spm"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
@@ -190,7 +271,6 @@ def prepare(args):
         pieces = [" ".join(p) for p in sp.encode(lines, out_type=str)]
         write_lines(os.path.join(out, "spm", f"{split}.{lang}"), pieces)
 
-    bin_dir = os.path.join(out, "bin")
     if pairs:
         binarize_multilingual(out, pairs, langs, args.workers)
     else:
@@ -198,13 +278,12 @@ def prepare(args):
     with open(stamp_path + ".tmp", "w") as f:
         json.dump(options, f, indent=1)
     os.replace(stamp_path + ".tmp", stamp_path)
-    what = f"{len(pairs)} directions ({','.join(pairs)})" if pairs else f"{args.src}-{args.tgt}"
-    print(f"| prepared {what} in {out} (binarized data: {bin_dir})")
-    return out
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from fairseq_interp.common.outputs import OVERWRITE_HELP
+
+    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--src", default="en", help="source language (en, de, fr, cs)")
     p.add_argument("--tgt", default="fr", help="target language (en, de, fr, cs)")
     p.add_argument("--lang-pairs", help="many-to-many mode: comma-separated directions (en-de,de-en,...) or "
@@ -217,15 +296,16 @@ def get_parser():
     p.add_argument("--test-size", type=int, default=0, help="use only the first N test pairs (0 = all)")
     p.add_argument("--vocab-size", type=int, default=8000, help="joint sentencepiece vocabulary size")
     p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
-    p.add_argument("--force", action="store_true", help="redo even if OUT is already prepared")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; redo a prepared --out")
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
     return p
 
 
-def main():
-    try:
-        prepare(get_parser().parse_args())
-    except PrepareError as e:
-        sys.exit(f"prepare_data: error: {e}")
+def main(argv=None):
+    from fairseq_interp.common.cli import run_command
+
+    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    run_command(COMMAND, prepare, args, logging_setup=False)
 
 
 if __name__ == "__main__":

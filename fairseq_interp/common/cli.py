@@ -1,6 +1,13 @@
 """What every command of the plugin does around its work: ``--user-dir`` handling, fairseq's log format, and one
-line on stderr (exit code 2) for an :class:`~.errors.InterpretError`."""
+line on stderr (exit code 2) for an :class:`~.errors.InterpretError`.
 
+:func:`run_command` is the one place that turns errors into that line: every entry point (``fairseq-interpret``,
+``fairseq-interp``, the scripts) calls its work through it. Besides the plugin's own errors it turns into one line
+what the environment does to a run (a full disk, a read-only or forbidden file, Ctrl-C, a closed pipe); any other
+exception keeps its traceback, because it is a bug to report.
+"""
+
+import errno
 import logging
 import os
 import sys
@@ -55,11 +62,33 @@ def configure_logging():
                         level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr, force=True)
 
 
-def run_command(command, func, *args):
-    """Call ``func(*args)`` with fairseq's logging; an :class:`InterpretError` becomes ``command: error: ...`` on
-    stderr and exit code 2."""
-    configure_logging()
+#: errors of the environment rather than of the program: reported in one line
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                      errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                      errno.EPERM: "operation not permitted"}
+
+
+def run_command(command, func, *args, logging_setup=True):
+    """Call ``func(*args)`` (with fairseq's logging unless ``logging_setup`` is false). An
+    :class:`InterpretError` becomes ``command: error: ...`` on stderr and exit code 2; so do a full disk and
+    a permission or read-only error (naming the file); Ctrl-C exits with 130 and one line; a closed output pipe
+    (``| head``) ends quietly."""
+    if logging_setup:
+        configure_logging()
     try:
         return func(*args)
     except InterpretError as e:
         fail(command, str(e))
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)  # Python flushes stdout at exit: send that nowhere
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = e.filename or "a file"
+        fail(command, f"cannot write or read {where}: {ENVIRONMENT_ERRNOS[e.errno]}; free space, fix the "
+                      "permissions or choose another output folder")
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        sys.exit(130)

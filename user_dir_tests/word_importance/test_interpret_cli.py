@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
 
-from conftest import REPO, error_lines, run
+from conftest import BIN, REPO, error_lines, run
 
 INTERPRET = ["--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--cpu", "--max-len-b", "12",
              "--post-process", "sentencepiece", "--ig-steps", "16", "--no-progress-bar"]
@@ -91,6 +94,84 @@ def test_resume_skips_done_ids(data_dir, transformer_ckpt, tmp_path):
     for r in recs:  # same numbers as an uninterrupted run
         torch.testing.assert_close(torch.tensor(r["contributions"]), torch.tensor(by_id[r["id"]]["contributions"]),
                                    atol=1e-6, rtol=0)
+
+
+def complete_records(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb") as f:
+        return f.read().count(b"\n")
+
+
+def test_kill_and_resume_completes_records_and_heatmaps(data_dir, transformer_ckpt, tmp_path):
+    """kill -9 in the middle of a run with --plot-dir, one record's heatmap lost with it: --resume keeps the
+    records written, makes the missing heatmap and the rest, and gives the numbers of an uninterrupted run. While
+    the first run is alive (stopped), a second run into the same results is refused and changes nothing."""
+    results, plots = tmp_path / "res", tmp_path / "plots"
+    extra = ["--num-sentences", "16", "--ig-steps", "32", "--batch-size", "2", "--plot-dir", str(plots)]
+    cmd = [os.path.join(BIN, "fairseq-interpret"), str(data_dir / "bin"), "--path", str(transformer_ckpt),
+           "--results-path", str(results), "--user-dir", "fairseq_interp", *INTERPRET, *extra]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = results / "attributions.jsonl"
+    try:
+        deadline = time.time() + 300
+        while complete_records(path) < 3 and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None, "the run finished before it could be interrupted"
+        before = path.read_bytes()
+        second = interpret(data_dir, transformer_ckpt, results, *extra, "--resume", check=False)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"another fairseq-interpret (pid {first.pid}) is writing" in error_lines(second)[-1]
+        assert path.read_bytes() == before
+    finally:
+        first.kill()
+        first.wait()
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.endswith("\n")]
+    last_id = json.loads(kept[-1])["id"]
+    heatmap = plots / f"sentence-{last_id}.png"
+    if heatmap.exists():  # as if the kill came between the record and its heatmap
+        heatmap.unlink()
+    interpret(data_dir, transformer_ckpt, results, *extra, "--resume")
+    recs = records(results)
+    assert len(recs) == 16 and sorted(r["id"] for r in recs) == list(range(16))
+    assert path.read_text(encoding="utf-8").startswith("".join(kept))  # the records before the kill, unchanged
+    assert sorted(os.listdir(plots)) == sorted(f"sentence-{i}.png" for i in range(16))
+    whole = tmp_path / "whole"
+    interpret(data_dir, transformer_ckpt, whole, *extra[:-2])
+    by_id = {r["id"]: r for r in records(whole)}
+    for r in recs:
+        assert r["tgt_tokens"] == by_id[r["id"]]["tgt_tokens"]
+        torch.testing.assert_close(torch.tensor(r["contributions"]), torch.tensor(by_id[r["id"]]["contributions"]),
+                                   atol=1e-6, rtol=0)
+    assert (results / "attributions.txt").read_text(encoding="utf-8").count("S-") == 16
+
+
+def test_provenance_beside_the_records(data_dir, transformer_ckpt, tmp_path):
+    """The provenance file names the checkpoint's weights, the data and every option; the records are those of a
+    run without it (no field added)."""
+    from fairseq_interp.common.provenance import weights_fingerprint
+
+    results, page = tmp_path / "res", tmp_path / "new" / "folder" / "page.html"
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2", "--html", str(page))
+    assert page.read_text(encoding="utf-8").count("<section") == 2  # its folder made
+    provenance = json.loads((results / "attributions.provenance.json").read_text(encoding="utf-8"))
+    state = torch.load(transformer_ckpt, map_location="cpu")
+    assert provenance["format"] == "fairseq-interp-attributions"
+    assert provenance["checkpoint"]["weights_sha256"] == weights_fingerprint(state["model"])
+    assert provenance["data"]["split"] == "test" and provenance["data"]["source_lang"] == "en"
+    assert provenance["options"]["ig_steps"] == 16 and provenance["options"]["generation"]["beam"] == 2
+    assert provenance["versions"]["torch"] == torch.__version__
+    assert provenance["run"]["checkpoint_vs_data"]["compared"] == [
+        "embedding sizes", "language pair", "source dictionary contents", "target dictionary contents"]
+    for r in records(results):  # records carry their own fields only
+        assert not {"checkpoint", "data", "versions", "options", "format"} & set(r) and r["ig_steps"] == 16
+    # --overwrite starts again; without it (or --resume) the results are refused
+    proc = interpret(data_dir, transformer_ckpt, results, "--num-sentences", "1", check=False)
+    assert proc.returncode == 2 and "--overwrite" in error_lines(proc)[-1]
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "1", "--overwrite")
+    assert [r["id"] for r in records(results)] == [0]
 
 
 def test_fairseq_generate_loads_plugin_checkpoint(data_dir, transformer_ckpt):

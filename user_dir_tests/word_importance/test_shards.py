@@ -34,6 +34,20 @@ def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_p
         torch.testing.assert_close(torch.tensor(r["contributions"]), torch.tensor(w["contributions"]),
                                    atol=1e-6, rtol=0)
     assert (sharded / "attributions.txt").read_text(encoding="utf-8").count("S-") == 6
+    merged = json.loads((sharded / "attributions.provenance.json").read_text(encoding="utf-8"))
+    shard1 = json.loads((sharded / "attributions.shard1-of-2.provenance.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in merged.items() if k != "run"} == {k: v for k, v in shard1.items() if k != "run"}
+    assert [m["shard_id"] for m in merged["run"]["merged_from"]] == [0, 1]
+
+
+def test_merge_refuses_shards_of_other_options(data_dir, transformer_ckpt, tmp_path):
+    results = tmp_path / "res"
+    shard(data_dir, transformer_ckpt, results, 0)
+    shard(data_dir, transformer_ckpt, results, 1, "--ig-steps", "8")
+    proc = run(["fairseq-interp", "merge", str(results)], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "shard 1 of 2 was made with other settings: options.ig_steps is 16 there, 8 here" in error_lines(proc)[-1]
+    assert not (results / "attributions.jsonl").exists()
 
 
 def test_merge_refuses_missing_incomplete_and_existing(data_dir, transformer_ckpt, tmp_path):
@@ -56,13 +70,20 @@ def test_merge_refuses_missing_incomplete_and_existing(data_dir, transformer_ckp
 
 def test_merge_refuses_overlap(tmp_path):
     from fairseq_interp.common.errors import InterpretError
+    from fairseq_interp.common.provenance import write_provenance
+    from fairseq_interp.word_importance.records import build_word_record
+    from fairseq_interp.word_importance.result_files import FORMAT
     from fairseq_interp.word_importance.shards import merge, write_plan
 
     for shard_id, ids in ((0, [0, 1]), (1, [1, 2])):
         write_plan(str(tmp_path), 2, shard_id, ids, [])
+        write_provenance(str(tmp_path / f"attributions.shard{shard_id}-of-2.provenance.json"),
+                         {"format": FORMAT, "options": {"attribution": "random"}})
         with open(tmp_path / f"attributions.shard{shard_id}-of-2.jsonl", "w", encoding="utf-8") as f:
             for i in ids:
-                f.write(json.dumps({"id": i}) + "\n")
+                record = build_word_record(i, ["\u2581A", "\u2581dog", "</s>"], ["\u2581Un", "</s>"], [0.5, 0.5],
+                                           "sentencepiece", method="random")
+                f.write(json.dumps(record) + "\n")
     with pytest.raises(InterpretError, match="sentence id 1 is in shards 0 and 1"):
         merge(str(tmp_path))
     assert not os.path.exists(tmp_path / "attributions.jsonl")
