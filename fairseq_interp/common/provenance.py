@@ -84,11 +84,12 @@ def dictionary_fingerprint(dictionary):
     return hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
 
 
-def files_fingerprint(paths):
-    """sha256 over the names and contents of ``paths`` (sorted by name)."""
+def files_fingerprint(paths, names=True):
+    """sha256 over the contents of ``paths`` (sorted by name) and, with ``names``, their file names."""
     digest = hashlib.sha256()
     for path in sorted(paths, key=os.path.basename):
-        digest.update(os.path.basename(path).encode())
+        if names:
+            digest.update(os.path.basename(path).encode())
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)

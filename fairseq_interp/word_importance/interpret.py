@@ -297,7 +297,7 @@ def main(argv=None, command=COMMAND):
     runner = WordImportanceRunner(args.attribution, context)
 
     results.provenance = interpret_provenance(args, cfg, checkpoints[0], state, task, scheme,
-                                              _attribution_fields(), data_check, argv)
+                                              _attribution_fields(parser), data_check, argv)
     epoch_itr = task.get_batch_iterator(
         dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
         max_positions=max_positions, ignore_invalid_inputs=cfg.dataset.skip_invalid_size_inputs_valid_test,
@@ -367,10 +367,10 @@ def main(argv=None, command=COMMAND):
     return jsonl_path
 
 
-def _attribution_fields():
-    import dataclasses
-
-    return [f.name for f in dataclasses.fields(_attribution_config_class())]
+def _attribution_fields(parser):
+    """The destinations of every option of the "Attribution" group (whoever added them)."""
+    return [action.dest for group in parser._action_groups if group.title == "Attribution"
+            for action in group._group_actions]
 
 
 def cli_main(argv=None, command=COMMAND):

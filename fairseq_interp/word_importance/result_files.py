@@ -26,9 +26,10 @@ from ..common.outputs import check_output_file, check_output_folder, lock_holder
 FORMAT = "fairseq-interp-attributions"
 FORMAT_VERSION = 1
 
-#: attribution options that change which sentences are done or where results go, never a record's numbers
+#: attribution options that change which sentences are done or where results go, never a record's numbers (and
+#: the raw-text files, recorded by content in the ``data`` section instead of by path)
 NOT_NUMBER_OPTIONS = ("plot_dir", "html", "resume", "overwrite", "num_sentences", "skip_empty_sources",
-                      "ig_internal_batch_size", "ig_implementation", "allow_data_mismatch")
+                      "ig_internal_batch_size", "ig_implementation", "allow_data_mismatch", "input_file", "contrast")
 
 #: generation options that do not change a hypothesis (printing, scoring output)
 NOT_NUMBER_GENERATION = ("print_alignment", "print_step", "sacrebleu", "no_seed_provided", "retain_iter_history")
@@ -158,9 +159,15 @@ def interpret_provenance(args, cfg, checkpoint, state, task, scheme, attribution
     options["model_overrides"] = cfg.common_eval.model_overrides
     options["post_process"] = cfg.common_eval.post_process
     options["seed"] = cfg.common.seed
+    options["tokenizer"], options["bpe"] = prov.plain(cfg.tokenizer), prov.plain(cfg.bpe)  # encode raw text
+    data = prov.data_provenance(task, cfg.task.data, cfg.dataset.gen_subset)
+    for name in ("input_file", "contrast"):  # raw text (--input, --contrast): by content; "-" is standard input
+        path = getattr(args, name, None)
+        data[f"{name}_sha256"] = prov.files_fingerprint([path], names=False) if path and os.path.isfile(path) else path
+    if getattr(args, "input_file", None):
+        data["split"], data["split_sha256"] = None, None  # the split is not read
     return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "checkpoint": prov.checkpoint_provenance(checkpoint, state),
-            "data": prov.data_provenance(task, cfg.task.data, cfg.dataset.gen_subset),
+            "checkpoint": prov.checkpoint_provenance(checkpoint, state), "data": data,
             "options": options, "versions": prov.package_versions(),
             "run": prov.run_info(argv, num_sentences=args.num_sentences, num_shards=cfg.dataset.num_shards,
                                  shard_id=cfg.dataset.shard_id, checkpoint_vs_data=data_check)}

@@ -473,6 +473,9 @@ MODEL_CASES = [
         "--num-sentences", "2", "--ig-steps", "4", "--resume", ckpt=_changed_checkpoint(c, _set_first_weight(0.5))))[1],
      ["checkpoint.weights_sha256"]),
     ("resume-other-split", _resume_with("--gen-subset", "valid"), ["data.split"]),
+    ("resume-with-raw-text", lambda c: (_copy_results(c), _file(c, "in.txt", "\u2581A \u2581dog \u2581.\n"), c.interpret(
+        "--num-sentences", "2", "--ig-steps", "4", "--resume", "--input", c.tmp / "in.txt"))[2],
+     ["data.input_file_sha256 is null there"]),
     ("resume-damaged-record", lambda c: (_damage_middle_record(c), c.interpret(
         "--num-sentences", "2", "--ig-steps", "4", "--resume"))[1], ["attributions.jsonl, line 1: not a JSON record"]),
     ("resume-without-provenance", lambda c: (_remove(_copy_results(c), "attributions.provenance.json"), c.interpret(
