@@ -11,6 +11,8 @@ import time
 from ..common.checkpoints import interval_checkpoints, load_checkpoint, load_dataset
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
+from ..common.options import check_range
+from ..common.outputs import OVERWRITE_HELP, check_results_folder, folder_files
 
 
 def add_subcommands(sub):
@@ -57,6 +59,7 @@ def add_subcommands(sub):
     p.add_argument("--no-head-probes", action="store_true", help="skip the per-head probes of Transformers")
     p.add_argument("--top", type=float, default=0.05, help="top fraction of Eq. 10 (default 0.05)")
     p.add_argument("--results-path", required=True, help="folder for probes.json and probes.md")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     p.add_argument("--seed", type=int, default=1, help="seed of the proxy training")
     p.set_defaults(func=run)
@@ -184,8 +187,13 @@ def run(args):
     import_user_dir(args.user_dir)
     if not 0 < args.top <= 1:
         raise InterpretError(f"--top {args.top} outside (0, 1]: pass e.g. 0.05")
-    if os.path.exists(os.path.join(args.results_path, "probes.json")):
-        raise InterpretError(f"{args.results_path}/probes.json exists: choose another --results-path")
+    for option, minimum in (("num_sentences", 0), ("ibm1_iterations", 0), ("ibm1_max_pairs", 0),
+                            ("proxy_epochs", 0), ("proxy_dim", 1)):
+        check_range(getattr(args, option), "--" + option.replace("_", "-"), minimum)
+    check_range(args.proxy_lr, "--proxy-lr", 0, strict_minimum=True)
+    models = [args.path, args.uniform_path, args.second_seed_path, args.frozen_path]
+    check_results_folder(args.results_path, ["probes.json", "probes.md"], "--results-path", args.overwrite,
+                         inputs=[m for m in models if m] + folder_files(args.data))
     start = time.time()
     task, task_cfg, model, uniform, second, frozen = _load_models(args)
     classify = probes.is_classifier(model)

@@ -190,7 +190,7 @@ def _first_difference(a, b):
     return min(len(a), len(b)), None, None
 
 
-def check_checkpoint_data(state, path, task, allow_mismatch=False):
+def check_checkpoint_data(state, path, task, allow_mismatch=False, pair_fix="--source-lang {src} --target-lang {tgt}"):
     """Check before anything runs that the task's data fits the checkpoint; return what was compared.
 
     fairseq checkpoints store no dictionary, so this compares what can be compared:
@@ -202,7 +202,8 @@ def check_checkpoint_data(state, path, task, allow_mismatch=False):
     3. the task's dictionaries, symbol by symbol, with ``dict.{lang}.txt`` of the training data folder named in the
        checkpoint, when that folder exists here.
 
-    2 and 3 raise unless ``allow_mismatch``; when they cannot be made (training folder absent, several pairs, a
+    2 and 3 raise unless ``allow_mismatch`` (``pair_fix``: the options that choose the pair, formatted with the
+    checkpoint's ``src`` and ``tgt``); when they cannot be made (training folder absent, several pairs, a
     many-to-many model) the returned ``not_compared`` says why.
     """
     import logging
@@ -232,7 +233,7 @@ def check_checkpoint_data(state, path, task, allow_mismatch=False):
         elif run_src and run_tgt and (run_src, run_tgt) != (train_src, train_tgt) and not allow_mismatch:
             raise InterpretError(
                 f"checkpoint {path} translates {train_src}->{train_tgt} ({how}) but this run reads "
-                f"{run_src}->{run_tgt}: pass --source-lang {train_src} --target-lang {train_tgt}, {fix}")
+                f"{run_src}->{run_tgt}: pass {pair_fix.format(src=train_src, tgt=train_tgt)}, {fix}")
         else:
             compared.append("language pair")
     folder = training_data_folder(state)
@@ -319,13 +320,15 @@ def _task_option(task_cfg, name):
     return getattr(task_cfg, name, None) if isinstance(task_cfg, Namespace) else task_cfg.get(name)
 
 
-def load_checkpoint(path, data=None, task_overrides=None, state=None, require_encoder_decoder=True):
+def load_checkpoint(path, data=None, task_overrides=None, state=None, require_encoder_decoder=True,
+                    allow_data_mismatch=False, pair_fix="the pair {src}-{tgt}"):
     """``(task, task_cfg, model)`` of ``path`` set up from its own saved task config.
 
     ``data`` replaces the saved data folder (tasks without data, such as ``permutation_copy``, ignore it);
     ``task_overrides`` set further task options (e.g. ``source_lang``). The model is in training mode, as fairseq
     builds it. ``state`` is the checkpoint if already read. ``require_encoder_decoder=False`` also loads models that
-    are not encoder-decoders (classifiers).
+    are not encoder-decoders (classifiers). Translation tasks (a task config with ``source_lang``) are checked
+    against the checkpoint first (:func:`check_checkpoint_data`: language pair and dictionaries).
     """
     from omegaconf import open_dict
 
@@ -345,6 +348,10 @@ def load_checkpoint(path, data=None, task_overrides=None, state=None, require_en
             raise InterpretError(f"data directory {saved!r} not found: pass the fairseq-preprocess folder the model "
                                  "was trained on as DATA")
     task = setup_task(task_cfg)
+    is_translation = (hasattr(task_cfg, "source_lang") if isinstance(task_cfg, Namespace)
+                      else "source_lang" in task_cfg)
+    if is_translation:
+        check_checkpoint_data(state, path, task, allow_data_mismatch, pair_fix)
     model, _ = load_model(path, task, {"data": data} if data and has_data else {},
                           require_encoder_decoder=require_encoder_decoder, state=state)
     return task, task_cfg, model

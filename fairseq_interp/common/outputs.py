@@ -81,6 +81,27 @@ def check_output_file(path, option, overwrite=False, inputs=(), fix=None):
     check_output_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {option}")
 
 
+def check_output_files(paths, option, overwrite=False, inputs=(), fix=None):
+    """:func:`check_output_file` for every path of ``paths`` that is given (``None`` and ``""`` are skipped: an
+    optional output not asked for). ``option`` is one name or one per path."""
+    options = [option] * len(paths) if isinstance(option, str) else list(option)
+    given = [(str(path), name) for path, name in zip(paths, options) if path]
+    for k, (path, name) in enumerate(given):
+        for other, other_name in given[:k]:
+            if os.path.abspath(other) == os.path.abspath(path) or same_file(other, path):
+                raise InterpretError(f"{other_name} and {name} both name {path}: pass a different file for each")
+        check_output_file(path, name, overwrite, inputs=inputs, fix=fix)
+
+
+def check_results_folder(folder, names, option, overwrite=False, inputs=()):
+    """A folder a command writes the files ``names`` into: it is a writable folder (or can be created), and none of
+    ``folder/name`` exists unless ``overwrite`` nor is an input. Creates nothing."""
+    check_output_folder(folder, option)
+    fix = f"pass --overwrite to replace it, or another {option}"
+    for name in names:
+        check_output_file(os.path.join(folder, name), option, overwrite, inputs=inputs, fix=fix)
+
+
 def folder_files(paths):
     """The files of one or more folders (``os.pathsep``-separated, as fairseq's data option), for ``inputs``."""
     found = []

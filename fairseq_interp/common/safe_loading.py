@@ -15,6 +15,7 @@ allow-lists exactly those (and nothing that can run code), keeping safe loading 
 """
 
 import argparse
+import os
 import typing
 
 import torch
@@ -88,3 +89,21 @@ def load_failure_reason(error):
     if not reason or "weights_only" in reason:
         reason = type(error).__name__
     return "unreadable", reason
+
+
+def load_plain_file(path, what, written_by):
+    """``torch.load(weights_only=True)`` of a file the plugin writes (tensors and containers only: an importance
+    or mask file, ...). A missing, unreadable or refused file is an :class:`~.errors.InterpretError` naming
+    ``what`` it should be and the command that writes it (``written_by``)."""
+    from .errors import InterpretError
+
+    if not os.path.isfile(path):
+        state = "is a folder" if os.path.isdir(path) else "not found"
+        raise InterpretError(f"{what} {path} {state}: write it with {written_by}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a refused pickle or a file torch cannot read
+        kind, detail = load_failure_reason(e)
+        reason = f"it holds a pickled object the safe loader refuses (global {detail})" if kind == "refused" \
+            else f"not a readable torch file ({detail})"
+        raise InterpretError(f"{what} {path}: {reason}: pass a file written by {written_by}") from None

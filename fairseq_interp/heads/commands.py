@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..common.checkpoints import check_paths, load_dataset, load_model, setup_task
+from ..common.attention import ATTENTION_KINDS
+from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_checkpoint_data, check_paths, load_dataset,
+                                  load_model, read_checkpoint, setup_task)
 from ..common.cli import normalize_user_dir, run_command
 from ..common.errors import InterpretError
+from ..common.options import check_generation_options, check_range
+from ..common.outputs import OVERWRITE_HELP, check_output_file, check_results_folder, folder_files
 
 COMMAND = "fairseq-interp heads"
 
@@ -50,6 +54,8 @@ def _heads_config_class():
         relevance_batch: int = field(default=32, metadata={
             "help": "decoding steps explained per forward/backward pass (lower it for long sentences)"})
         no_relevance: bool = field(default=False, metadata={"help": "skip LRP relevance (confidence/roles only)"})
+        overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
+        allow_data_mismatch: bool = field(default=False, metadata={"help": ALLOW_DATA_MISMATCH_HELP})
 
     return HeadsConfig
 
@@ -87,16 +93,22 @@ def main(argv=None):
         raise InterpretError(f"--lrp-rule {args.lrp_rule!r} is not one of {', '.join(RULES)}")
     if args.rare_top_frequent < 0:
         raise InterpretError(f"--rare-top-frequent must be >= 0, got {args.rare_top_frequent}")
+    check_heads_options(args)
     checkpoints = utils.split_paths(args.path or "")
     if len(checkpoints) != 1:
         raise InterpretError("--path must name exactly one checkpoint")
+    check_results_folder(args.results_path, heads_outputs(), "--results-path", args.overwrite,
+                         inputs=checkpoints + folder_files(args.data))
     check_paths(checkpoints, args.data)
     cfg = convert_namespace_to_omegaconf(args)
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.batch_size = 16
     utils.set_torch_seed(cfg.common.seed)
     task = setup_task(cfg.task)
-    model, saved_cfg = load_model(checkpoints[0], task, ast.literal_eval(cfg.common_eval.model_overrides))
+    overrides = ast.literal_eval(cfg.common_eval.model_overrides)
+    state = read_checkpoint(checkpoints[0], overrides)
+    check_checkpoint_data(state, checkpoints[0], task, args.allow_data_mismatch)
+    model, saved_cfg = load_model(checkpoints[0], task, overrides, state=state)
     model.eval()
     attention = attention_modules(model)
     dataset = load_dataset(task, cfg.dataset.gen_subset, saved_cfg.task)
@@ -153,6 +165,28 @@ def main(argv=None):
     return result
 
 
+def heads_outputs():
+    """The files ``heads`` writes into ``--results-path``."""
+    return ["heads.json"] + [f"heads-{kind}.png" for kind in ATTENTION_KINDS]
+
+
+def check_heads_options(args):
+    """Ranges, and options the analysis cannot honour: it reads the first ``--num-sentences`` of one split in one
+    process, batched by ``--batch-size`` (a shard's head statistics could not be merged with the others')."""
+    check_generation_options(args)
+    check_range(args.num_sentences, "--num-sentences", 0, what="0 = all")
+    check_range(args.relevance_batch, "--relevance-batch", 1)
+    check_range(args.positional_threshold, "--positional-threshold", 0, 1)
+    check_range(args.rare_threshold, "--rare-threshold", 0, 1)
+    if args.num_shards > 1:
+        raise InterpretError(f"--num-shards {args.num_shards} is not supported here: heads analyses the sentences in "
+                             "one process (head statistics of shards cannot be merged); drop --num-shards/--shard-id "
+                             "and choose the sentences with --num-sentences")
+    if args.max_tokens is not None:
+        raise InterpretError(f"--max-tokens {args.max_tokens} is not supported here: heads batches by "
+                             "--batch-size; drop --max-tokens")
+
+
 def cli_main(argv=None):
     run_command(COMMAND, main, argv)
 
@@ -160,6 +194,7 @@ def cli_main(argv=None):
 def prune_export_command(args):
     from .prune import prune_export
 
+    check_output_file(args.out, "--out", args.overwrite, inputs=[args.path])
     summary = prune_export(args.path, args.out)
     print(f"| heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
           f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
@@ -173,4 +208,5 @@ def add_subcommands(sub):
     prune = sub.add_parser("prune-export", help="remove the closed heads of a gated-head checkpoint (Voita et al.)")
     prune.add_argument("--path", required=True, help="checkpoint of a transformer_gated_heads model")
     prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
+    prune.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     prune.set_defaults(func=prune_export_command)

@@ -7,6 +7,7 @@ import sys
 
 from ..common.errors import InterpretError
 from ..common.jsonl import write_atomic
+from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder
 
 
 def lca_plot_command(args):
@@ -17,10 +18,8 @@ def lca_plot_command(args):
         raise InterpretError(f"{len(labels)} --labels for {len(args.lca_jsonl)} record files: give one label per file")
     if len(set(labels)) != len(labels):
         raise InterpretError(f"the labels {' '.join(labels)} repeat: pass --labels with one distinct label per file")
-    outputs = [os.path.join(args.plot_dir, name) for name in FIGURES] + [args.results_path or ""]
-    existing = [p for p in outputs if p and os.path.exists(p)]
-    if existing and not args.overwrite:
-        raise InterpretError(f"{existing[0]} exists: pass --overwrite to replace the figures, or another --plot-dir")
+    check_results_folder(args.plot_dir, FIGURES, "--plot-dir", args.overwrite, inputs=args.lca_jsonl)
+    check_output_files([args.results_path], "--results-path", args.overwrite, inputs=args.lca_jsonl)
     runs = []
     for label, path in zip(labels, args.lca_jsonl):
         if not os.path.isfile(path):
@@ -48,5 +47,5 @@ def add_subcommands(sub):
                      help="mean: LCA per parameter of a group (Zhu et al. Eq. 4); sum: the group's total LCA "
                           "(additive over groups) (default: %(default)s)")
     lca.add_argument("--results-path", help="also write every value the figures show as JSON here")
-    lca.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
+    lca.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     lca.set_defaults(func=lca_plot_command)

@@ -154,10 +154,9 @@ def save_masks(path, masks):
 
 def load_masks(path, fingerprint=None, pair=None):
     """Read a mask file with torch's safe loader; check the model fingerprint and the language pair when given."""
-    try:
-        masks = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InterpretError(f"mask file {path} not found: write it with fairseq-interp neurons allocate") from None
+    from ..common.safe_loading import load_plain_file
+
+    masks = load_plain_file(path, "mask file", "fairseq-interp neurons allocate")
     if not isinstance(masks, dict) or masks.get("format") != FORMAT:
         raise InterpretError(f"{path} is not a neuron mask file (format {FORMAT})")
     if fingerprint is not None:

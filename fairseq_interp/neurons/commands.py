@@ -2,6 +2,7 @@
 erasure at inference (Xie et al. 2021). Thin: parse → load → :mod:`.importance` / :mod:`.allocation` /
 :mod:`.curves` / :mod:`.erasure` → write."""
 
+import argparse
 import contextlib
 import json
 import os
@@ -10,6 +11,8 @@ from argparse import Namespace
 from ..common.checkpoints import check_paths, load_checkpoint, load_dataset, read_checkpoint, saved_task_config
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
+from ..common.options import check_range
+from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder, folder_files
 
 
 def add_subcommands(sub):
@@ -30,6 +33,7 @@ def add_subcommands(sub):
                           "or at fc1's linear output (the authors' released code)")
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
+    imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     imp.set_defaults(func=run_importance)
     alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore")
@@ -40,6 +44,7 @@ def add_subcommands(sub):
     alloc.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor",
                        help="Taylor expansion (Θ_TE) or absolute value (Θ_AV) importance")
     alloc.add_argument("--out", required=True, help="mask file to write (.pt)")
+    alloc.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     alloc.add_argument("--plot", help="PNG of Figure 3: LScore per layer and pair, MScore per layer and module "
                                       "(encoder and decoder panels)")
     alloc.add_argument("--score-modules", choices=["paper", "linear"], default="paper",
@@ -83,6 +88,7 @@ def add_subcommands(sub):
     erase.add_argument("--detokenize", choices=["moses", "none"], default="moses",
                        help="undo Moses tokenization of the hypotheses before sacrebleu (default: moses)")
     erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
+    erase.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     erase.set_defaults(func=run_erase)
     expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
@@ -94,7 +100,8 @@ def add_subcommands(sub):
     expand.add_argument("--seed", type=int, default=1, help="seed of the new units' input weights")
     expand.add_argument("--out", required=True, help="checkpoint to write (weights only; continue training it with "
                                                      "--finetune-from-model and the new --encoder/decoder-ffn-embed-dim)")
-    expand.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    expand.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    expand.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
     expand.set_defaults(func=run_expand)
     p.set_defaults(func=lambda args: p.print_help())
     return p
@@ -123,7 +130,8 @@ def _load_for_pair(path, data, src, tgt, overrides=None):
         raise InterpretError(f"language pair {src}-{tgt} is not one the model was trained on (available: "
                              f"{', '.join(trained)})")
     try:
-        return load_checkpoint(path, data, {"source_lang": src, "target_lang": tgt, **(overrides or {})}, state=state)
+        return load_checkpoint(path, data, {"source_lang": src, "target_lang": tgt, **(overrides or {})}, state=state,
+                               pair_fix="--pairs {src}-{tgt}")
     except InterpretError as e:
         if str(e).startswith("cannot set up the task"):
             raise InterpretError(f"language pair {src}-{tgt}: {e}") from None
@@ -134,9 +142,11 @@ def run_importance(args):
     from .importance import ImportanceAccumulator, model_fingerprint, save_importance
 
     import_user_dir(args.user_dir)
-    check_paths([args.path], args.data)
     if args.batch_size < 1:
         raise InterpretError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_range(args.num_sentences, "--num-sentences", 0, what="0 = all")
+    check_output_files([args.out], "--out", args.overwrite, inputs=[args.path] + folder_files(args.data))
+    check_paths([args.path], args.data)
     fingerprint, per_pair, tokens = None, {}, {}
     for name in args.pairs:
         src, tgt = _pair(name)
@@ -165,6 +175,8 @@ def run_allocate(args):
     from .allocation import allocate, plot_scores, save_masks, scores
     from .importance import load_importance
 
+    check_output_files([args.out, args.plot, args.plot_importance], ["--out", "--plot", "--plot-importance"],
+                       args.overwrite, inputs=[args.importance])
     masks = allocate(load_importance(args.importance), args.rho, args.k, args.criterion)
     save_masks(args.out, masks)
     table = scores(masks, args.score_modules)
@@ -195,8 +207,8 @@ def run_expand(args):
 
     from .baselines import expand_ffn
 
-    if os.path.exists(args.out) and not args.force:
-        raise InterpretError(f"{args.out} exists: pass --force to overwrite it or choose another --out")
+    check_range(args.ffn_dim, "--ffn-dim", 1)
+    check_output_files([args.out], "--out", args.overwrite, inputs=[args.path])
     state = read_checkpoint(args.path)
     state["model"] = expand_ffn(state["model"], args.ffn_dim, args.seed)
     model_cfg = state["cfg"]["model"] if state.get("cfg") is not None else None
@@ -279,6 +291,15 @@ def run_erase(args):
     from .erasure import affected_pairs, erasing, plot_changes
 
     import_user_dir(args.user_dir)
+    for option, value, minimum in (("--num-sentences", args.num_sentences, 0), ("--beam", args.beam, 1),
+                                   ("--batch-size", args.batch_size, 1), ("--max-len-a", args.max_len_a, 0),
+                                   ("--max-len-b", args.max_len_b, 0)):
+        check_range(value, option, minimum)
+    check_results_folder(args.out_dir, ["erasure.json", "erasure.md", "erasure.png"], "--out-dir", args.overwrite,
+                         inputs=[args.path] + folder_files(args.data))
+    if os.path.exists(os.path.join(args.out_dir, "translations")) and not args.overwrite:
+        raise InterpretError(f"{os.path.join(args.out_dir, 'translations')} exists: pass --overwrite to replace the "
+                             "translations there, or another --out-dir")
     check_paths([args.path], args.data)
     if "{tgt}" not in args.references:
         raise InterpretError(f"--references {args.references!r} has no {{tgt}} placeholder: name each direction's "

@@ -218,11 +218,9 @@ def save_importance(path, fingerprint, per_pair, tokens=None):
 
 def load_importance(path, fingerprint=None):
     """Read an importance file with torch's safe loader; check it against ``fingerprint`` when given."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InterpretError(f"importance file {path} not found: write it with fairseq-interp neurons "
-                             "importance") from None
+    from ..common.safe_loading import load_plain_file
+
+    state = load_plain_file(path, "importance file", "fairseq-interp neurons importance")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InterpretError(f"{path} is not a neuron importance file (format {FORMAT})")
     if fingerprint is not None:

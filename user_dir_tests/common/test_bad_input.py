@@ -36,15 +36,17 @@ def _entry(command):
     if command == "fairseq-interpret":
         from fairseq_interp.word_importance.interpret import cli_main
         return cli_main
-    if command in ("fairseq-interp", "fairseq-interp interpret"):
+    if command.split()[0] == "fairseq-interp":
         from fairseq_interp.commands import cli_main
         return cli_main
     return _script(command).main
 
 
 def run_in_process(command, argv, capsys):
+    """``command`` is an entry point, or ``fairseq-interp NAME`` for a subcommand parsed by fairseq's parser (its
+    error line starts with ``fairseq-interp NAME:``)."""
     entry = _entry(command)
-    argv = (["interpret"] if command == "fairseq-interp interpret" else []) + [str(a) for a in argv]
+    argv = command.split()[1:] * command.startswith("fairseq-interp ") + [str(a) for a in argv]
     try:
         entry(argv)
         code = 0
@@ -177,6 +179,7 @@ def _prepare(ctx, *extra):
 
 ROOT = os.getuid() == 0 if hasattr(os, "getuid") else False
 I, V, P, E = "fairseq-interpret", "fairseq-interp", "prepare_data.py", "evaluate_bleu.py"
+H = "fairseq-interp heads"
 
 #: (case id, command, argv builder, phrases of the error line); no trained model needed
 FAST_CASES = [
@@ -305,7 +308,94 @@ FAST_CASES = [
     ("bleu-hypotheses-out-is-reference", E,
      lambda c: _evaluate_inputs(c) + ["--hypotheses-out", c.tmp / "ref.fr", "--overwrite"], ["is also an input"]),
     ("bleu-no-lang", E, lambda c: _evaluate_inputs(c)[:4], ["--lang"]),
+    # fairseq-interp heads: no overwrite, options it cannot honour refused, counts checked (before any loading)
+    ("heads-json-exists", H, lambda c: _heads(c, "--results-path", _file(c, "out/heads.json").parent),
+     ["heads.json exists", "--overwrite"]),
+    ("heads-grid-exists", H, lambda c: _heads(c, "--results-path", _file(c, "out/heads-cross.png")),
+     ["heads-cross.png exists", "--overwrite"]),
+    ("heads-results-path-is-a-file", H, lambda c: _heads(c, "--results-path", c.records("f.jsonl")),
+     ["is a file, not a folder"]),
+    ("heads-shards", H, lambda c: _heads(c, "--num-shards", "2", "--shard-id", "1"),
+     ["--num-shards 2 is not supported", "drop --num-shards/--shard-id"]),
+    ("heads-shard-id-too-large", H, lambda c: _heads(c, "--num-shards", "2", "--shard-id", "5"), ["--shard-id 5"]),
+    ("heads-max-tokens", H, lambda c: _heads(c, "--max-tokens", "500"), ["--max-tokens 500 is not supported"]),
+    ("heads-negative-num-sentences", H, lambda c: _heads(c, "--num-sentences", "-4"),
+     ["--num-sentences -4", ">= 0"]),
+    ("heads-relevance-batch-0", H, lambda c: _heads(c, "--relevance-batch", "0"), ["--relevance-batch 0"]),
+    ("heads-beam-0", H, lambda c: _heads(c, "--beam", "0"), ["--beam 0"]),
+    ("heads-nbest", H, lambda c: _heads(c, "--beam", "2", "--nbest", "2"), ["--nbest 2", "best hypothesis only"]),
+    ("heads-threshold-above-1", H, lambda c: _heads(c, "--positional-threshold", "1.5"),
+     ["--positional-threshold 1.5"]),
+    # fairseq-interp prune-export / neurons / lca-plot / probes: no overwrite without --overwrite, never an input
+    ("prune-export-out-exists", V, lambda c: ["prune-export", "--path", c.records("g.pt"), "--out",
+                                              _file(c, "pruned.pt")], ["pruned.pt exists", "--overwrite"]),
+    ("prune-export-out-is-path", V, lambda c: ["prune-export", "--path", c.records("g.pt"), "--out", c.tmp / "g.pt",
+                                               "--overwrite"], ["is also an input"]),
+    ("importance-out-exists", V, lambda c: _neurons(c, "importance", "--out", _file(c, "imp.pt")),
+     ["imp.pt exists", "--overwrite"]),
+    ("importance-out-in-data", V, lambda c: _neurons(c, "importance", "--out", _file(c, "data/dict.en.txt"),
+                                                     "--overwrite"), ["is also an input"]),
+    ("importance-negative-num-sentences", V, lambda c: _neurons(c, "importance", "--num-sentences", "-4", "--out",
+                                                                c.out / "imp.pt"), ["--num-sentences -4"]),
+    ("allocate-out-exists", V, lambda c: _allocate(c, "--out", _file(c, "masks.pt")), ["masks.pt exists"]),
+    ("allocate-plot-exists", V, lambda c: _allocate(c, "--out", c.out / "m.pt", "--plot", _file(c, "f3.png")
+                                                    / "f3.png"), ["f3.png exists", "--overwrite"]),
+    ("allocate-curves-exist", V, lambda c: _allocate(c, "--out", c.out / "m.pt", "--plot-importance",
+                                                     _file(c, "f2.txt")), ["f2.txt exists"]),
+    ("allocate-out-is-importance", V, lambda c: _allocate(c, "--out", c.tmp / "imp.pt", "--overwrite"),
+     ["is also an input"]),
+    ("allocate-out-is-plot", V, lambda c: _allocate(c, "--out", c.out / "m.pt", "--plot", c.out / "m.pt"),
+     ["--out and --plot both name"]),
+    ("allocate-importance-not-torch", V, lambda c: _allocate(c, "--out", c.out / "m.pt"),
+     ["importance file", "not a readable torch file", "fairseq-interp neurons importance"]),
+    ("allocate-importance-malicious", V, lambda c: ["neurons", "allocate", c.torch_file({"x": Payload()}), "--out",
+                                                    c.out / "m.pt"], ["safe loader refuses", "system"]),
+    ("allocate-importance-foreign", V, lambda c: ["neurons", "allocate", c.torch_file({"x": 1}), "--out",
+                                                  c.out / "m.pt"], ["is not a neuron importance file"]),
+    ("erase-results-exist", V, lambda c: _erase(c, _file(c, "out/erasure.md").parent), ["erasure.md exists"]),
+    ("erase-translations-exist", V, lambda c: _erase(c, _file(c, "out/translations/none/en-fr.txt").parents[2]),
+     ["translations exists", "--overwrite"]),
+    ("erase-beam-0", V, lambda c: _erase(c, c.out, "--beam", "0"), ["--beam 0"]),
+    ("erase-negative-num-sentences", V, lambda c: _erase(c, c.out, "--num-sentences", "-1"), ["--num-sentences -1"]),
+    ("expand-out-exists", V, lambda c: ["neurons", "expand", "--path", c.records("b.pt"), "--ffn-dim", "8", "--out",
+                                        _file(c, "wide.pt")], ["wide.pt exists", "--overwrite"]),
+    ("expand-out-is-path", V, lambda c: ["neurons", "expand", "--path", c.records("b.pt"), "--ffn-dim", "8", "--out",
+                                         c.tmp / "b.pt", "--force"], ["is also an input"]),
+    ("expand-ffn-dim-0", V, lambda c: ["neurons", "expand", "--path", c.records("b.pt"), "--ffn-dim", "0", "--out",
+                                       c.out / "w.pt"], ["--ffn-dim 0"]),
+    ("lca-plot-figure-exists", V, lambda c: ["lca-plot", c.records("lca.jsonl"), "--plot-dir",
+                                             _file(c, "figs/figure3-layers.png")], ["figure3-layers.png exists"]),
+    ("lca-plot-results-path-is-input", V, lambda c: ["lca-plot", c.records("lca.jsonl"), "--plot-dir", c.out,
+                                                     "--results-path", c.tmp / "lca.jsonl", "--overwrite"],
+     ["is also an input"]),
+    ("lca-plot-results-path-exists", V, lambda c: ["lca-plot", c.records("lca.jsonl"), "--plot-dir", c.out,
+                                                   "--results-path", _file(c, "values.json")], ["values.json exists"]),
+    ("probes-results-exist", V, lambda c: ["probes", "--path", c.records("m.pt"), "--results-path",
+                                           _file(c, "out/probes.md").parent], ["probes.md exists", "--overwrite"]),
+    ("probes-negative-num-sentences", V, lambda c: ["probes", "--path", c.records("m.pt"), "--num-sentences", "-2",
+                                                    "--results-path", c.out], ["--num-sentences -2"]),
+    ("probes-proxy-lr-0", V, lambda c: ["probes", "--path", c.records("m.pt"), "--proxy-lr", "0", "--results-path",
+                                        c.out], ["--proxy-lr 0", "> 0"]),
 ]
+
+
+def _heads(ctx, *extra, data=None):
+    argv = [data or ctx.data, "--user-dir", PLUGIN, "--path", ctx.ckpt, "--cpu", "--beam", "1", "--gen-subset",
+            "valid", "--num-sentences", "2"]
+    return argv + (list(extra) if "--results-path" in extra else [*extra, "--results-path", ctx.out])
+
+
+def _neurons(ctx, step, *extra):
+    return ["neurons", step, ctx.data, "--path", ctx.ckpt, "--pairs", "en-fr", *extra]
+
+
+def _allocate(ctx, *extra):
+    return ["neurons", "allocate", ctx.records("imp.pt"), *extra]
+
+
+def _erase(ctx, out_dir, *extra):
+    return ["neurons", "erase", ctx.data, "--path", ctx.ckpt, "--references", ctx.tmp / "ref.{tgt}", "--out-dir",
+            out_dir, *extra]
 
 
 def _file(ctx, rel, text="old"):
@@ -352,7 +442,7 @@ def test_bad_input(case, tmp_path, capsys):
 
 
 def test_the_battery_is_large_enough():
-    slow = len(MODEL_CASES)
+    slow = len(MODEL_CASES) + len(OTHER_MODEL_CASES)
     assert len(FAST_CASES) + slow >= 40 and len({_case_id(c) for c in FAST_CASES}) == len(FAST_CASES)
 
 
@@ -537,3 +627,22 @@ def test_bad_input_with_model(case, data_dir, transformer_ckpt, bad_data, finish
         assert_refused(I, argv, phrases, tmp_path, capsys)
     finally:
         ctx.release()
+
+
+#: other commands that load the tiny checkpoint: (case id, command, argv builder, phrases)
+OTHER_MODEL_CASES = [
+    ("heads-reversed-pair", H, lambda c: _heads(c, "-s", "fr", "-t", "en"),
+     ["translates en->fr", "reads fr->en", "--source-lang en --target-lang fr", "--allow-data-mismatch"]),
+    ("heads-other-dictionary", H, lambda c: _heads(c, data=_data_copy(c, _swap_dictionary_lines)),
+     ["source dictionary differs", "symbol 14"]),
+    ("importance-reversed-pair", V, lambda c: _neurons(c, "importance")[:6]
+     + ["fr-en", "--num-sentences", "2", "--train-subset", "valid", "--out", c.out / "imp.pt"],
+     ["translates en->fr", "reads fr->en", "pass --pairs en-fr"]),
+]
+
+
+@pytest.mark.parametrize("case", OTHER_MODEL_CASES, ids=lambda c: c[0])
+def test_other_commands_with_model(case, data_dir, transformer_ckpt, tmp_path, capsys):
+    name, command, build, phrases = case
+    ctx = Ctx(tmp_path, data_dir / "bin", transformer_ckpt)
+    assert_refused(command, build(ctx), phrases, tmp_path, capsys)

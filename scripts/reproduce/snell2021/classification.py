@@ -167,7 +167,7 @@ def sst2(args):
         run(["fairseq-interp", "probes", data, "--path", best["checkpoint"], "--second-seed-path",
              last["second_seed"], "--along-training", "--uniform-path", last["uniform"], "--frozen-path",
              last["frozen"], "--subset", args.subset, "--num-sentences", str(args.num_sentences),
-             "--proxy-epochs", str(args.proxy_epochs), "--results-path", probes_dir], threads=1)
+             "--proxy-epochs", str(args.proxy_epochs), "--results-path", probes_dir, "--overwrite"], threads=1)
     with open(os.path.join(probes_dir, "probes.json")) as f:
         probes = json.load(f)
     summary = sst2_summary(args, config, runs, accuracy, best, probes, time.time() - start)

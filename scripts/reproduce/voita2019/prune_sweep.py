@@ -156,7 +156,7 @@ def main():
         run(["fairseq-interp", "heads", data, "--user-dir", PLUGIN_DIR, "--path", baseline,
              "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
              "--lrp-rule", args.lrp_rule, *(["--syntax-model", args.syntax_model] if args.syntax_model else []),
-             "--results-path", os.path.join(args.work, "heads-baseline")], threads=THREADS)
+             "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
     for lam in args.lambdas:
         save = os.path.join(args.work, f"l0-{lam}")
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
@@ -166,7 +166,8 @@ def main():
                        "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])])
         pruned = os.path.join(save, "pruned.pt")
         if not os.path.exists(pruned) or os.path.getmtime(pruned) < os.path.getmtime(gated):
-            run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp"], threads=THREADS)
+            run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp", "--overwrite"],
+                threads=THREADS)
             os.replace(pruned + ".tmp", pruned)
         counts = kept_head_counts(read_raw_checkpoint(pruned), pruned)
         masks = open_head_masks(read_raw_checkpoint(gated), gated)

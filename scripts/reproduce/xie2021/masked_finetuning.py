@@ -132,14 +132,15 @@ class Experiment:
         if not os.path.exists(out):
             run(["fairseq-interp", "neurons", "importance", self.bin, "--path", ckpt, "--pairs", *self.pairs,
                  "--train-subset", self.args.importance_subset, "--num-sentences",
-                 str(self.args.importance_sentences), "--out", out + ".tmp.pt"], threads=THREADS)
+                 str(self.args.importance_sentences), "--out", out + ".tmp.pt", "--overwrite"], threads=THREADS)
             os.replace(out + ".tmp.pt", out)
         return out
 
     def allocate(self, importance, rho, k, criterion, masks, plot):
         """``neurons allocate`` into ``masks`` (once); returns its summary line and the scores of §5.2."""
         out = run(["fairseq-interp", "neurons", "allocate", importance, "--rho", str(rho), "--k", str(k),
-                   "--criterion", criterion, "--out", masks + ".tmp.pt", "--plot", plot], threads=THREADS)
+                   "--criterion", criterion, "--out", masks + ".tmp.pt", "--plot", plot, "--overwrite"],
+                  threads=THREADS)
         os.replace(masks + ".tmp.pt", masks)
         lines = out.splitlines()
         summary = lines[0].lstrip("| ").split(" -> ")[0]
@@ -567,7 +568,8 @@ def sweep(args):
             run(["fairseq-interp", "neurons", "erase", exp.bin, "--path",
                  os.path.join(exp.folder(1, f"masked-{system}"), "checkpoint_last.pt"), "--references",
                  os.path.join(exp.data, "raw", "test.{tgt}"), "--subset", "test", "--beam", str(args.beam),
-                 "--seed", str(args.erasure_seed), "--random-control", "--out-dir", out], threads=THREADS)
+                 "--seed", str(args.erasure_seed), "--random-control", "--out-dir", out, "--overwrite"],
+                threads=THREADS)
         with open(os.path.join(out, "erasure.md")) as f:
             state["erasure"] = {"model": system, "markdown": f.read().strip()}
         with open(os.path.join(out, "erasure.json")) as f:
