@@ -2,7 +2,8 @@
 ``commands.py`` (``add_subcommands(subparsers)``, and ``FAIRSEQ_COMMANDS`` for those that parse their arguments
 with fairseq's own parser); ``fairseq-interp --help`` lists them all. Every subcommand runs through
 :func:`~.common.cli.run_command` (the fairseq-parsed ones through their own entry point, which does the same), so
-bad input ends in one line ``fairseq-interp: error: ...`` with exit code 2.
+bad input ends in one line ``fairseq-interp: error: ...`` with exit code 2; the counts shared by subcommands
+(:data:`~.common.options.COUNT_MINIMUMS`) are checked before any subcommand runs.
 """
 
 import argparse
@@ -10,6 +11,7 @@ import sys
 
 from .attention_learning import commands as attention_learning_commands
 from .common.cli import run_command
+from .common.options import check_counts
 from .heads import commands as heads_commands
 from .lca import commands as lca_commands
 from .neurons import commands as neurons_commands
@@ -45,7 +47,14 @@ def cli_main(argv=None):
         parser.print_help(sys.stderr)
         parser.error("no command given: pass one of the commands above (fairseq-interp COMMAND --help for its "
                      "options)")
-    run_command(COMMAND, args.func, args)
+    run_command(COMMAND, _checked_run, args)
+
+
+def _checked_run(args):
+    """The subcommand, after the counts every subcommand shares are checked (``--num-sentences -4``, ``--beam 0``,
+    ... are refused at once, whichever subcommand takes them)."""
+    check_counts(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":

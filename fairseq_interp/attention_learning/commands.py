@@ -11,7 +11,7 @@ import time
 from ..common.checkpoints import interval_checkpoints, load_checkpoint, load_dataset
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
-from ..common.options import check_range
+from ..common.options import check_counts, check_range
 from ..common.outputs import OVERWRITE_HELP, check_results_folder, folder_files
 
 
@@ -187,9 +187,7 @@ def run(args):
     import_user_dir(args.user_dir)
     if not 0 < args.top <= 1:
         raise InterpretError(f"--top {args.top} outside (0, 1]: pass e.g. 0.05")
-    for option, minimum in (("num_sentences", 0), ("ibm1_iterations", 0), ("ibm1_max_pairs", 0),
-                            ("proxy_epochs", 0), ("proxy_dim", 1)):
-        check_range(getattr(args, option), "--" + option.replace("_", "-"), minimum)
+    check_counts(args, {"ibm1_max_pairs": 0, "proxy_epochs": 0, "proxy_dim": 1})
     check_range(args.proxy_lr, "--proxy-lr", 0, strict_minimum=True)
     models = [args.path, args.uniform_path, args.second_seed_path, args.frozen_path]
     check_results_folder(args.results_path, ["probes.json", "probes.md"], "--results-path", args.overwrite,

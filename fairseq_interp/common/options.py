@@ -28,6 +28,19 @@ def check_range(value, option, minimum=None, maximum=None, special=(), what="", 
                          + (f" ({what})" if what else ""))
 
 
+#: the lower bound of the counts commands share (option destination -> minimum); 0 = "all" for sentence counts
+COUNT_MINIMUMS = {"num_sentences": 0, "beam": 1, "batch_size": 1, "max_tokens": 1, "ig_steps": 1, "repeats": 1,
+                  "max_len_b": 0, "max_len_a": 0, "bootstrap": 0, "iterations": 0, "ibm1_iterations": 0,
+                  "replacement_lines": 1, "trees": 1, "max_depth": 1, "min_words": 1}
+
+
+def check_counts(args, minimums=None):
+    """Refuse a count option below its minimum (:data:`COUNT_MINIMUMS`, or ``minimums``) for every such option
+    ``args`` holds; options not given (``None``) pass."""
+    for dest, minimum in (minimums or COUNT_MINIMUMS).items():
+        check_range(getattr(args, dest, None), "--" + dest.replace("_", "-"), minimum)
+
+
 def parse_model_overrides(text, option="--model-overrides"):
     """``--model-overrides`` as a dict (a Python dict literal, as fairseq reads it)."""
     try:

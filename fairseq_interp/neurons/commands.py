@@ -103,8 +103,16 @@ def add_subcommands(sub):
     expand.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     expand.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
     expand.set_defaults(func=run_expand)
-    p.set_defaults(func=lambda args: p.print_help())
+    p.set_defaults(func=lambda args: _no_step(p, nsub))
     return p
+
+
+def _no_step(parser, steps):
+    import sys
+
+    parser.print_help(sys.stderr)
+    raise InterpretError(f"no step given: pass one of {', '.join(steps.choices)} (fairseq-interp neurons STEP --help "
+                         "for its options)")
 
 
 def _pair(name):
@@ -144,7 +152,6 @@ def run_importance(args):
     import_user_dir(args.user_dir)
     if args.batch_size < 1:
         raise InterpretError(f"--batch-size must be >= 1, got {args.batch_size}")
-    check_range(args.num_sentences, "--num-sentences", 0, what="0 = all")
     check_output_files([args.out], "--out", args.overwrite, inputs=[args.path] + folder_files(args.data))
     check_paths([args.path], args.data)
     fingerprint, per_pair, tokens = None, {}, {}
@@ -291,10 +298,6 @@ def run_erase(args):
     from .erasure import affected_pairs, erasing, plot_changes
 
     import_user_dir(args.user_dir)
-    for option, value, minimum in (("--num-sentences", args.num_sentences, 0), ("--beam", args.beam, 1),
-                                   ("--batch-size", args.batch_size, 1), ("--max-len-a", args.max_len_a, 0),
-                                   ("--max-len-b", args.max_len_b, 0)):
-        check_range(value, option, minimum)
     check_results_folder(args.out_dir, ["erasure.json", "erasure.md", "erasure.png"], "--out-dir", args.overwrite,
                          inputs=[args.path] + folder_files(args.data))
     if os.path.exists(os.path.join(args.out_dir, "translations")) and not args.overwrite:
