@@ -3,7 +3,8 @@
 Use as ``--user-dir fairseq_interp`` (a path to this folder) with any fairseq command. Importing the package
 allow-lists the classes fairseq checkpoints pickle, so checkpoints load with torch's safe loader (torch >= 2.6),
 stops fairseq's prefetch threads at exit (see :mod:`.common.clean_exit`: no abort after training stops mid-epoch),
-and registers the plugin's architectures, criterions and tasks (idempotently: importing twice is harmless).
+turns the plugin's errors inside fairseq's own commands (``fairseq-train --neuron-masks ...``) into one line with
+exit code 2 (:func:`.common.cli.install_error_hook`), and registers the plugin's architectures, criterions and tasks (idempotently: importing twice is harmless).
 
 One package per paper, on shared plumbing (:mod:`.common`, which imports no paper package):
 
@@ -29,6 +30,10 @@ with _root_logger_kept():
     from .common import clean_exit as _clean_exit
 
     _clean_exit.install()
+
+    from .common import cli as _cli
+
+    _cli.install_error_hook()  # one line, exit 2, for the plugin's errors inside fairseq's own commands
 
     from .common import architectures  # noqa: F401  (registers the shared sizes)
     from . import word_importance  # noqa: F401

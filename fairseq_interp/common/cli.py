@@ -92,3 +92,30 @@ def run_command(command, func, *args, logging_setup=True):
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_HOOK_MARK = "_fairseq_interp_error_hook"
+
+
+def install_error_hook():
+    """One line and exit code 2 for an :class:`InterpretError` that reaches the top of a command the plugin does
+    not wrap (fairseq's own ``fairseq-train``, ``fairseq-generate``, ... loading the plugin with ``--user-dir``:
+    a bad ``--neuron-masks`` file, an ``--lca-dir`` holding another run's records, ...). Any other exception keeps
+    its traceback (a bug to report). Installed when the plugin is imported; idempotent."""
+    previous = sys.excepthook
+    if getattr(previous, _HOOK_MARK, False):
+        return
+
+    def hook(kind, error, tb):
+        if not issubclass(kind, InterpretError):
+            return previous(kind, error, tb)
+        import atexit
+
+        print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {error}", file=sys.stderr)
+        atexit._run_exitfuncs()  # what a normal exit runs (fairseq_interp's clean exit of prefetch threads, ...)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
+
+    setattr(hook, _HOOK_MARK, True)
+    sys.excepthook = hook

@@ -657,3 +657,34 @@ def test_other_commands_with_model(case, data_dir, transformer_ckpt, tmp_path, c
     name, command, build, phrases = case
     ctx = Ctx(tmp_path, data_dir / "bin", transformer_ckpt)
     assert_refused(command, build(ctx), phrases, tmp_path, capsys)
+
+
+# ---- the plugin's errors inside fairseq's own commands (fairseq-train --user-dir ...) ---------------------------
+
+def test_plugin_error_in_a_foreign_command_is_one_line(tmp_path):
+    """An InterpretError reaching the top of a command the plugin does not wrap: one line, exit code 2; any
+    other exception keeps its traceback."""
+    import sys
+
+    code = ("import sys; sys.argv[0] = 'fairseq-train'; import fairseq_interp; "
+            "from fairseq_interp.common.errors import InterpretError; raise {}('the fix')")
+    proc = run([sys.executable, "-c", code.format("InterpretError")], check=False, cwd=str(tmp_path))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and lines[-1] == "fairseq-train: error: the fix"
+    proc = run([sys.executable, "-c", code.format("ValueError")], check=False, cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ValueError: the fix" in proc.stderr
+
+
+@pytest.mark.slow
+def test_fairseq_train_with_a_bad_mask_file(data_dir, tmp_path):
+    (tmp_path / "masks.pt").write_text("not a mask file", encoding="utf-8")
+    before = snapshot(tmp_path)
+    proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", PLUGIN, "--arch", "transformer_neuron_masked",
+                "--neuron-masks", str(tmp_path / "masks.pt"), "--task", "translation", "--max-update", "1",
+                "--max-tokens", "500", "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--no-save",
+                "--save-dir", str(tmp_path / "ckpt")], check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[-1].startswith("fairseq-train: error: mask file") and "neurons allocate" in lines[-1]
+    after = snapshot(tmp_path)
+    assert after.pop("ckpt") == ("dir",) and after == before  # fairseq-train itself makes the empty --save-dir first
