@@ -30,7 +30,9 @@ def run(cmd, log=None, cwd=None, threads=None, tail=3000):
     """Run ``cmd`` (a console script name of this environment, or a path) and return its stdout + stderr.
 
     ``threads``: OMP_NUM_THREADS for the command (None: as in this process's environment). ``log``: also write
-    the output there. A failure raises :class:`InterpretError` with the end of stderr.
+    the output there. A failure raises :class:`InterpretError` in one line: the command, its exit code, the last
+    line of its stderr (``fairseq-interp: error: ...`` for the plugin's commands) and the file holding its whole
+    output (``log``, else a temporary file; ``tail``: characters of stderr kept there).
     """
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if threads is not None:
@@ -43,7 +45,17 @@ def run(cmd, log=None, cwd=None, threads=None, tail=3000):
         with open(log, "w", encoding="utf-8") as f:
             f.write(output)
     if proc.returncode:
-        raise InterpretError(f"{' '.join(full)} failed (exit {proc.returncode}):\n{proc.stderr[-tail:]}")
+        if not log:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("w", suffix=".log", prefix="fairseq-interp-", delete=False,
+                                             encoding="utf-8") as f:
+                f.write(f"$ {' '.join(full)}\n{proc.stdout}{proc.stderr[-tail:]}")
+            log = f.name
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        name = " ".join([os.path.basename(full[0])] + [a for a in full[1:2] if not a.startswith("-")])
+        raise InterpretError(f"{name} failed (exit {proc.returncode}): {lines[-1] if lines else 'no error output'} "
+                             f"(its whole output: {log})")
     return output
 
 

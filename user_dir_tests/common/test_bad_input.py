@@ -688,3 +688,24 @@ def test_fairseq_train_with_a_bad_mask_file(data_dir, tmp_path):
     assert lines[-1].startswith("fairseq-train: error: mask file") and "neurons allocate" in lines[-1]
     after = snapshot(tmp_path)
     assert after.pop("ckpt") == ("dir",) and after == before  # fairseq-train itself makes the empty --save-dir first
+
+
+def test_a_failed_step_of_a_driver_is_one_line(tmp_path):
+    """A driver's failed step (``fairseq_runs.run``): one line naming the step, its exit code, its last stderr line
+    and the file holding its whole output (a traceback of the step stays in that file)."""
+    import sys
+
+    from fairseq_interp.common.errors import InterpretError
+    from fairseq_interp.common.fairseq_runs import run as run_step
+
+    step = [sys.executable, "-c", "import sys; print('Traceback (most recent call last):', file=sys.stderr); "
+                                  "print('ValueError: the cause', file=sys.stderr); sys.exit(3)"]
+    for log in (str(tmp_path / "step.log"), None):
+        with pytest.raises(InterpretError) as failure:
+            run_step(step, log=log)
+        message = str(failure.value)
+        assert "\n" not in message and "Traceback" not in message and "failed (exit 3): ValueError: the cause" in message
+        saved = message.rsplit("(its whole output: ", 1)[1].rstrip(")")
+        assert (saved == log if log else True) and "Traceback" in open(saved, encoding="utf-8").read()
+        if not log:
+            os.unlink(saved)
