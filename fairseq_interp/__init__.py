@@ -4,7 +4,8 @@ Use as ``--user-dir fairseq_interp`` (a path to this folder) with any fairseq co
 allow-lists the classes fairseq checkpoints pickle, so checkpoints load with torch's safe loader (torch >= 2.6),
 stops fairseq's prefetch threads at exit (see :mod:`.common.clean_exit`: no abort after training stops mid-epoch),
 turns the plugin's errors inside fairseq's own commands (``fairseq-train --neuron-masks ...``) into one line with
-exit code 2 (:func:`.common.cli.install_error_hook`), and registers the plugin's architectures, criterions and tasks (idempotently: importing twice is harmless).
+exit code 2 (:func:`.common.cli.install_error_hook`), and registers the plugin's architectures, criterions and
+tasks (idempotently: importing twice is harmless).
 
 One package per paper, on shared plumbing (:mod:`.common`, which imports no paper package):
 

@@ -8,7 +8,8 @@ import json
 import os
 from argparse import Namespace
 
-from ..common.checkpoints import check_paths, load_checkpoint, load_dataset, read_checkpoint, saved_task_config
+from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_paths, load_checkpoint, load_dataset, read_checkpoint,
+                                  saved_task_config)
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
 from ..common.options import check_range
@@ -34,6 +35,7 @@ def add_subcommands(sub):
     imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    imp.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     imp.set_defaults(func=run_importance)
     alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore")
@@ -89,6 +91,7 @@ def add_subcommands(sub):
                        help="undo Moses tokenization of the hypotheses before sacrebleu (default: moses)")
     erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
     erase.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    erase.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     erase.set_defaults(func=run_erase)
     expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
@@ -130,7 +133,7 @@ def _trained_pairs(task_cfg):
     return [p.strip() for p in pairs] if pairs else None
 
 
-def _load_for_pair(path, data, src, tgt, overrides=None):
+def _load_for_pair(path, data, src, tgt, overrides=None, allow_data_mismatch=False):
     """Model and task of ``path`` reading direction ``src-tgt`` of ``data`` (one-direction or multilingual task)."""
     state = read_checkpoint(path)
     trained = _trained_pairs(saved_task_config(state, path))
@@ -139,7 +142,7 @@ def _load_for_pair(path, data, src, tgt, overrides=None):
                              f"{', '.join(trained)})")
     try:
         return load_checkpoint(path, data, {"source_lang": src, "target_lang": tgt, **(overrides or {})}, state=state,
-                               pair_fix="--pairs {src}-{tgt}")
+                               allow_data_mismatch=allow_data_mismatch, pair_fix="--pairs {src}-{tgt}")
     except InterpretError as e:
         if str(e).startswith("cannot set up the task"):
             raise InterpretError(f"language pair {src}-{tgt}: {e}") from None
@@ -157,7 +160,8 @@ def run_importance(args):
     fingerprint, per_pair, tokens = None, {}, {}
     for name in args.pairs:
         src, tgt = _pair(name)
-        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt)
+        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt,
+                                               allow_data_mismatch=args.allow_data_mismatch)
         try:
             dataset = load_dataset(task, args.subset, task_cfg)
         except (InterpretError, FileNotFoundError):
@@ -319,7 +323,7 @@ def run_erase(args):
     record, conditions = None, None
     for name in pairs:
         src, tgt = _pair(name)
-        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt, overrides)
+        task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt, overrides, args.allow_data_mismatch)
         model.eval()
         if conditions is None:  # the same erased neurons for every direction
             masks, conditions, sizes = _erase_plan(args, model)

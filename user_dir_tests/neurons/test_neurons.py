@@ -294,7 +294,7 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     imp, masks, plot = tmp_path / "imp.pt", tmp_path / "masks.pt", tmp_path / "scores.png"
     run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
          "--pairs", "en-fr", "fr-en", "--train-subset", "valid", "--num-sentences", "20", "--out", str(imp),
-         "--user-dir", "fairseq_interp"])
+         "--user-dir", "fairseq_interp", "--allow-data-mismatch"])  # fr-en through the en-fr model on purpose
     state = load_importance(imp)
     assert state["pairs"] == ["en-fr", "fr-en"]
     # different directions read different streams, so their importance differs
