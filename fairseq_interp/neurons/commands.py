@@ -144,7 +144,7 @@ def _load_for_pair(path, data, src, tgt, overrides=None, allow_data_mismatch=Fal
         return load_checkpoint(path, data, {"source_lang": src, "target_lang": tgt, **(overrides or {})}, state=state,
                                allow_data_mismatch=allow_data_mismatch, pair_fix="--pairs {src}-{tgt}")
     except InterpretError as e:
-        if str(e).startswith("cannot set up the task"):
+        if str(e).startswith(("cannot set up the task", "the data folder")):  # name the pair that was asked for
             raise InterpretError(f"language pair {src}-{tgt}: {e}") from None
         raise
 
@@ -186,6 +186,10 @@ def run_allocate(args):
     from .allocation import allocate, plot_scores, save_masks, scores
     from .importance import load_importance
 
+    from .allocation import _check_fraction
+
+    _check_fraction("rho", args.rho)  # the options first, as allocate checks them
+    _check_fraction("k", args.k)
     check_output_files([args.out, args.plot, args.plot_importance], ["--out", "--plot", "--plot-importance"],
                        args.overwrite, inputs=[args.importance])
     masks = allocate(load_importance(args.importance), args.rho, args.k, args.criterion)

@@ -346,6 +346,8 @@ FAST_CASES = [
      ["is also an input"]),
     ("allocate-out-is-plot", V, lambda c: _allocate(c, "--out", c.out / "m.pt", "--plot", c.out / "m.pt"),
      ["--out and --plot both name"]),
+    ("allocate-rho-above-1", V, lambda c: _allocate(c, "--rho", "2", "--out", _file(c, "masks.pt")),
+     ["rho must be in [0, 1]"]),
     ("allocate-importance-not-torch", V, lambda c: _allocate(c, "--out", c.out / "m.pt"),
      ["importance file", "not a readable torch file", "fairseq-interp neurons importance"]),
     ("allocate-importance-malicious", V, lambda c: ["neurons", "allocate", c.torch_file({"x": Payload()}), "--out",

@@ -310,7 +310,7 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     bad = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "2", "--out", str(masks)], check=False)
     assert bad.returncode == 2 and "rho must be in [0, 1]" in bad.stderr
     missing = run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path",
-                   str(transformer_ckpt), "--pairs", "en-de", "--out", str(imp)], check=False)
+                   str(transformer_ckpt), "--pairs", "en-de", "--out", str(tmp_path / "unused.pt")], check=False)
     assert missing.returncode == 2 and "en-de" in missing.stderr
     # fine-tune the baseline into the masked model: masks come from the file, then live in the checkpoint
     from conftest import train
