@@ -344,6 +344,10 @@ class TeacherForcedAdapter:
             raise InterpretError("several sentences per pass score plain targets: target-prefix and contrastive "
                                  "attribution go one sentence at a time")
         tokens, lengths = src_tokens[rows], src_lengths[rows]
+        width = int(lengths.max())
+        if width < tokens.size(1):  # as fairseq batches them: no column of padding only (the lstm asserts it)
+            tokens = tokens[:, tokens.size(1) - width:]
+            src_embeddings = None if src_embeddings is None else src_embeddings[:, src_embeddings.size(1) - width:]
         encoder = self.model.encoder
         kwargs = {}
         if "enforce_sorted" in inspect.signature(encoder.forward).parameters:
