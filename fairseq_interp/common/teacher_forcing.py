@@ -21,6 +21,7 @@ every method that attributes through the adapter (its ``source_embeddings`` and 
 """
 
 import contextlib
+import inspect
 
 import torch
 from torch import nn
@@ -309,6 +310,77 @@ class TeacherForcedAdapter:
             yield lookup
         finally:
             encoder.embed_tokens = original
+
+    # ---- several sentences at once -----------------------------------------------------------------------------
+    # A padded batch of sentences, and "rows" that each score one of its sentences (e.g. one sentence at several
+    # interpolated source embeddings). Rows never see each other (the model in eval mode computes every row from its
+    # own inputs; padding is masked as in fairseq's own batches), so a row's scores and gradients equal those of its
+    # sentence scored alone, up to floating-point summation order. Plain scores only: not within :meth:`attributing`.
+
+    @property
+    def source_pad(self):
+        return self.model.encoder.embed_tokens.padding_idx
+
+    @property
+    def target_pad(self):
+        table = getattr(self.model.decoder, "embed_tokens", None)
+        return getattr(table, "padding_idx", self.source_pad)
+
+    def pad_batch(self, sources, targets):
+        """Sentences as fairseq batches them: sources (L_b,) left-padded to (B, L), targets (T_b,) right-padded to
+        (B, T). Returns ``(src_tokens, src_lengths, target_tokens, target_lengths)``."""
+        from fairseq.data.data_utils import collate_tokens
+
+        src_tokens = collate_tokens(list(sources), self.source_pad, left_pad=True)
+        target_tokens = collate_tokens(list(targets), self.target_pad, left_pad=False)
+        src_lengths = torch.tensor([s.numel() for s in sources], dtype=torch.long, device=src_tokens.device)
+        target_lengths = torch.tensor([t.numel() for t in targets], dtype=torch.long, device=src_tokens.device)
+        return src_tokens, src_lengths, target_tokens, target_lengths
+
+    def encode_rows(self, src_tokens, src_lengths, rows, src_embeddings=None):
+        """Encoder output for the rows ``rows`` (R,) (indices into the padded batch ``src_tokens`` (B, L),
+        ``src_lengths`` (B,)), with the source token embeddings replaced by ``src_embeddings`` (R, L, D) if given."""
+        if self._bound is not None:
+            raise InterpretError("several sentences per pass score plain targets: target-prefix and contrastive "
+                                 "attribution go one sentence at a time")
+        tokens, lengths = src_tokens[rows], src_lengths[rows]
+        width = int(lengths.max())
+        if width < tokens.size(1):  # as fairseq batches them: no column of padding only (the lstm asserts it)
+            tokens = tokens[:, tokens.size(1) - width:]
+            src_embeddings = None if src_embeddings is None else src_embeddings[:, src_embeddings.size(1) - width:]
+        encoder = self.model.encoder
+        kwargs = {}
+        if "enforce_sorted" in inspect.signature(encoder.forward).parameters:
+            kwargs["enforce_sorted"] = False  # lstm: rows need not be sorted by length
+        override = (self.source_embeddings_replaced(src_embeddings, tokens) if src_embeddings is not None
+                    else contextlib.nullcontext())
+        with override:
+            return encoder(tokens, src_lengths=lengths, **kwargs)
+
+    def decoder_features_rows(self, src_tokens, src_lengths, target_tokens, rows, src_embeddings=None):
+        """Decoder features (R, T, D) of the target positions, before the output projection, for the rows
+        ``rows`` of a padded batch (:meth:`pad_batch`; see :meth:`encode_rows`)."""
+        encoder_out = self.encode_rows(src_tokens, src_lengths, rows, src_embeddings)
+        prev = self.prev_output_tokens(target_tokens[rows])
+        features, _ = self.model.decoder.extract_features(prev, encoder_out=encoder_out)
+        return self.target_positions(features)
+
+    def scores_rows(self, src_tokens, src_lengths, target_tokens, rows, src_embeddings=None):
+        """F(x)_n for every row and target position of a padded batch: (R, T); positions past a row's target
+        length hold the scores of padding (ignore them)."""
+        encoder_out = self.encode_rows(src_tokens, src_lengths, rows, src_embeddings)
+        targets = target_tokens[rows]
+        decoder_out = self.model.decoder(self.prev_output_tokens(targets), encoder_out=encoder_out)
+        lprobs = self.target_positions(self.model.get_normalized_probs(decoder_out, log_probs=True))
+        picked = lprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return picked.exp() if self.score == "prob" else picked
+
+    def position_scores_rows(self, features, tokens):
+        """F(x)_n of one target position per row from its decoder features (R, D); ``tokens`` (R,) are the rows'
+        target tokens at those positions (only these output rows are projected, as in :meth:`position_scores`)."""
+        logits = self.model.decoder.output_layer(features)
+        picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.view(-1, 1)).squeeze(-1)
+        return picked.exp() if self.score == "prob" else picked
 
 
 class _Binding:

@@ -29,6 +29,7 @@ def language_pair_dataset(dataset):
 
 #: the run options methods read, with the defaults of ``fairseq-interpret``
 DEFAULT_OPTIONS = dict(ig_steps=50, ig_method="gausslegendre", ig_internal_batch_size=0, ig_implementation="batched",
+                       ig_tolerance=0.0, ig_max_steps=128, ig_sentences_per_pass=1,
                        frequency_text=None, frequency_ignore_top=50, spacy_model=None, seed=1, batch_size=8,
                        data=None, gen_subset=None, source_lang=None)
 

@@ -61,6 +61,16 @@ def _attribution_config_class():
         ig_internal_batch_size: int = field(
             default=0, metadata={"help": "integration points per forward pass (0 = all at once); lower it to "
                                          "save memory on long sentences"})
+        ig_tolerance: float = field(
+            default=0.0, metadata={"help": "error-controlled IG: refine each target token until its relative "
+                                           "completeness error |delta| / |F(x) - F(x')| is at most this (e.g. "
+                                           "0.02); 0 = fixed --ig-steps points"})
+        ig_max_steps: int = field(
+            default=128, metadata={"help": "with --ig-tolerance: quadrature points per target token at most; "
+                                           "tokens that need more are marked ig_converged=false"})
+        ig_sentences_per_pass: int = field(
+            default=1, metadata={"help": "attribute up to N sentences of a generation batch in one pass "
+                                         "(padded, sorted by length; same records up to float rounding)"})
         ig_implementation: ChoiceEnum(["batched", "captum"]) = field(
             default="batched", metadata={"help": "batched: one forward over the points for all target tokens; "
                                                  "captum: Captum's IntegratedGradients once per target token "
@@ -220,6 +230,9 @@ def check_options(args):
         raise InterpretError(f"--ig-method riemann_trapezoid needs at least 2 --ig-steps (got {args.ig_steps}): "
                              "pass --ig-steps 2 or more, or another --ig-method")
     check_range(args.ig_internal_batch_size, "--ig-internal-batch-size", 0, what="0 = all points at once")
+    check_range(args.ig_tolerance, "--ig-tolerance", 0, what="0 = the fixed --ig-steps rule")
+    check_range(args.ig_max_steps, "--ig-max-steps", 8)
+    check_range(args.ig_sentences_per_pass, "--ig-sentences-per-pass", 1)
     check_range(args.num_sentences, "--num-sentences", 0, what="0 = all sentences")
     check_range(args.frequency_ignore_top, "--frequency-ignore-top", 0)
 
@@ -316,6 +329,9 @@ def main(argv=None, command=COMMAND):
     provenance = {"method": args.attribution, "score": args.attribution_score,
                   "attribute_target": args.attribute_target, "ig_steps": args.ig_steps,
                   "ig_method": args.ig_method, "subword_scheme": scheme}
+    if args.ig_tolerance > 0:
+        provenance.update(ig_steps=None, ig_method="adaptive_gausslegendre", ig_tolerance=args.ig_tolerance,
+                          ig_max_steps=args.ig_max_steps)
     with results.open(set(planned) - skipped_empty) as writer, masks:
         if writer.done_ids:
             logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
@@ -331,14 +347,16 @@ def main(argv=None, command=COMMAND):
             sample = utils.move_to_cuda(sample) if use_cuda else sample
             with torch.no_grad():
                 hypos = task.inference_step(generator, models, sample)
+            sentences = []
             for k in todo:
-                sid = ids[k]
                 src = utils.strip_pad(sample["net_input"]["src_tokens"][k], src_dict.pad())
                 ref = (strip_prefix(utils.strip_pad(sample["target"][k], tgt_dict.pad()), prefix, "reference")
                        if sample.get("target") is not None else None)
                 hyp = strip_prefix(hypos[k][0]["tokens"], prefix, "hypothesis")
                 target = ref if args.attribute_target == "reference" else hyp
-                record = runner.record(sid, src, target, hyp, ref, contrast=text.contrast(sid), **provenance)
+                sentences.append((ids[k], src, target, hyp, ref, text.contrast(ids[k])))
+            for record in runner.records(sentences, **provenance):  # one by one, or several per pass
+                sid = record["id"]
                 writer.write(record)
                 if args.plot_dir and record["word_contributions"] is not None:
                     plot_record(record, heatmap_path(args.plot_dir, sid))

@@ -32,6 +32,7 @@ class WordImportanceRunner:
         self.target_prefix = bool(getattr(context.options, "attribute_target_prefix", False))
         if self.target_prefix:
             self._check_adapter_method("target-prefix")
+            self._check_one_at_a_time("--attribute-target-prefix")
 
     def _check_adapter_method(self, mode):
         if not getattr(self.method, "attributes_adapter_inputs", False):
@@ -49,27 +50,78 @@ class WordImportanceRunner:
         where y′ differs from ``target`` (the two agree before it, so y_<n is the context of both), and
         F_n = log P(y_n | y_<n, x) − log P(y′_n | y_<n, x).
         """
-        ctx = self.context
-        src_dict, tgt_dict, post_process = ctx.src_dict, ctx.tgt_dict, ctx.post_process
-        src_strings = [src_dict[i] for i in src.tolist()]
-        tgt_strings = [tgt_dict[i] for i in target.tolist()]
-        strings = {"source": src_dict.string(src, post_process),
-                   "translation": None if hyp is None else tgt_dict.string(hyp, post_process),
-                   "reference": None if ref is None else tgt_dict.string(ref, post_process)}
-        provenance = {**strings, **provenance}
+        strings, provenance = self._provenance(src, hyp, ref, provenance)
         step = None
         if contrast is not None:
             self._check_adapter_method("contrastive")
             step = contrast_step(target, contrast)
-        mode = (ctx.adapter.attributing(target, target_prefix=self.target_prefix, contrast=step)
+            self._check_one_at_a_time("--contrast")
+        mode = (self.context.adapter.attributing(target, target_prefix=self.target_prefix, contrast=step)
                 if self.target_prefix or step is not None else contextlib.nullcontext())
         with mode:
             result = self.method.attribute(src, target, sentence_id=sample_id, reference=strings["reference"])
+        return self._build(sample_id, src, target, result, provenance, step)
+
+    def sentences_per_pass(self):
+        """How many sentences share one attribution pass (``--ig-sentences-per-pass``; 1 for methods that
+        attribute one sentence at a time)."""
+        if not hasattr(self.method, "attribute_sentences"):
+            return 1
+        return max(1, int(getattr(self.context.options, "ig_sentences_per_pass", 1) or 1))
+
+    def _check_one_at_a_time(self, mode):
+        """Error-controlled IG and several sentences per pass score plain targets (not target-prefix or
+        contrastive ones)."""
+        if getattr(self.method, "tolerance", None) or self.sentences_per_pass() > 1:
+            raise InterpretError(f"{mode} needs fixed-step IG one sentence at a time: drop --ig-tolerance and "
+                                 "--ig-sentences-per-pass")
+
+    def records(self, sentences, **provenance):
+        """The records of several sentences ``[(sample_id, src, target, hyp, ref, contrast), ...]`` (``contrast``
+        optional, see :meth:`record`), yielded in that order.
+
+        With one sentence per pass each record is yielded as soon as it is made (:meth:`record`). Otherwise the
+        sentences are sorted by target and source length (as fairseq's batches are) and attributed in groups of
+        :meth:`sentences_per_pass` (padding-aware, one pass per group: :meth:`~.methods.integrated_gradients.
+        IntegratedGradients.attribute_sentences`); the records equal those made one sentence at a time up to
+        floating-point summation order.
+        """
+        per_pass = self.sentences_per_pass()
+        if per_pass == 1:
+            for sentence in sentences:
+                yield self.record(*sentence, **provenance)
+            return
+        if any(len(s) > 5 and s[5] is not None for s in sentences):
+            self._check_one_at_a_time("--contrast")
+        order = sorted(range(len(sentences)), key=lambda k: (len(sentences[k][2]), len(sentences[k][1])))
+        results = {}
+        for start in range(0, len(order), per_pass):
+            group = order[start:start + per_pass]
+            attributed = self.method.attribute_sentences([(sentences[k][1], sentences[k][2]) for k in group])
+            results.update(zip(group, attributed))
+        for k, (sample_id, src, target, hyp, ref, *_) in enumerate(sentences):
+            _, fields = self._provenance(src, hyp, ref, provenance)
+            yield self._build(sample_id, src, target, results.pop(k), fields)
+
+    def _provenance(self, src, hyp, ref, provenance):
+        ctx = self.context
+        src_dict, tgt_dict, post_process = ctx.src_dict, ctx.tgt_dict, ctx.post_process
+        strings = {"source": src_dict.string(src, post_process),
+                   "translation": None if hyp is None else tgt_dict.string(hyp, post_process),
+                   "reference": None if ref is None else tgt_dict.string(ref, post_process)}
+        return strings, {**strings, **provenance}
+
+    def _build(self, sample_id, src, target, result, provenance, step=None):
+        ctx = self.context
+        tgt_dict = ctx.tgt_dict
+        src_strings = [ctx.src_dict[i] for i in src.tolist()]
+        tgt_strings = [tgt_dict[i] for i in target.tolist()]
         if result.contributions is not None:
             prefix = ([tgt_dict[i] for i in ctx.adapter.prefix_input_tokens(target).tolist()]
                       if self.target_prefix else None)
             return build_record(sample_id, src_strings, tgt_strings, result, ctx.scheme, prefix_tokens=prefix,
-                                contrast=None if step is None else (step[0], tgt_dict[step[1]]), **provenance)
+                                contrast=None if step is None else (step[0], tgt_dict[step[1]]), **provenance,
+                                **result.extras)
         return build_word_record(sample_id, src_strings, tgt_strings, result.word_importance, ctx.scheme,
                                  **provenance, **result.extras)
 

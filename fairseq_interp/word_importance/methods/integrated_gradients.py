@@ -6,7 +6,8 @@ with x the source token embeddings (L, D), x' the baseline (zero vectors of the 
 teacher-forced score of target token n (see :mod:`fairseq_interp.common.teacher_forcing`). Completeness:
 sum_l IG_l(x)_n = F(x)_n − F(x')_n up to the quadrature error, reported per target token as the convergence delta.
 
-The quadrature (points α_k and weights w_k of ``riemann_*`` or ``gausslegendre``) is Captum's. Two ways to run it:
+Fixed-step quadrature (the default): the points α_k and weights w_k of ``riemann_*`` or ``gausslegendre`` are
+Captum's, the same for every target token. Two ways to run it:
 
 * ``batched=True`` (default): one forward over all points α_k for all target positions at once, then one backward
   per target position (``retain_graph``), chunked by ``internal_batch_size``; the vocabulary projection and
@@ -14,12 +15,19 @@ The quadrature (points α_k and weights w_k of ``riemann_*`` or ``gausslegendre`
   ``extract_features`` + ``output_layer``), which keeps each backward small on large vocabularies;
 * ``batched=False``: Captum's ``IntegratedGradients.attribute`` once per target position, the plain way
   (what inseq does); slower, kept as the reference.
+
+Error-controlled quadrature (``tolerance``, :meth:`IntegratedGradients.attribute_adaptive`): per target token,
+Gauss–Legendre panels are halved until the token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| is at
+most the tolerance (:mod:`.quadrature`). Several sentences can share one pass, fixed-step or error-controlled
+(:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
 """
 
 import torch
 
 from ...common.errors import InterpretError
 from .base import AttributionMethod, AttributionResult, register_method
+from .ig_paths import PathBatch, Row, evaluate_rows
+from .quadrature import FIRST_RULE_POINTS, AdaptivePanels
 
 METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -32,20 +40,32 @@ class IntegratedGradients(AttributionMethod):
         adapter: a :class:`~fairseq_interp.common.teacher_forcing.TeacherForcedAdapter`.
         batched: share the forward pass across target positions (default) or call Captum per position.
         n_steps, method, internal_batch_size: the defaults of :meth:`attribute`.
+        tolerance: relative completeness error per target token for the error-controlled quadrature (None: the
+            fixed ``n_steps`` points). max_steps: its quadrature points per target token at most.
     """
 
-    def __init__(self, adapter, batched=True, n_steps=50, method="gausslegendre", internal_batch_size=None):
+    def __init__(self, adapter, batched=True, n_steps=50, method="gausslegendre", internal_batch_size=None,
+                 tolerance=None, max_steps=128):
         self.adapter = adapter
         self.batched = batched
         self.n_steps = n_steps
         self.method = method
         self.internal_batch_size = internal_batch_size
+        self.tolerance = tolerance
+        self.max_steps = max_steps
+        if tolerance is not None:
+            check_adaptive_options(tolerance, max_steps, batched)
 
     @classmethod
     def from_context(cls, context):
         o = context.options
+        if int(getattr(o, "ig_sentences_per_pass", 1)) < 1:
+            raise InterpretError("--ig-sentences-per-pass must be at least 1")
+        if o.ig_tolerance < 0:
+            raise InterpretError("--ig-tolerance must be positive (or 0 for fixed --ig-steps points)")
         return cls(context.adapter, batched=o.ig_implementation == "batched", n_steps=o.ig_steps,
-                   method=o.ig_method, internal_batch_size=o.ig_internal_batch_size or None)
+                   method=o.ig_method, internal_batch_size=o.ig_internal_batch_size or None,
+                   tolerance=o.ig_tolerance or None, max_steps=o.ig_max_steps)
 
     def attribute(self, src_tokens, target, *, sentence_id=0, reference=None, n_steps=None, method=None,
                   internal_batch_size=None, baselines=None):
@@ -59,15 +79,13 @@ class IntegratedGradients(AttributionMethod):
             baselines: (1, L, D) baseline embeddings (default: zeros).
             The first three default to the values given to the constructor.
         Returns:
-            :class:`~.base.AttributionResult`.
+            :class:`~.base.AttributionResult`. With a ``tolerance`` given to the constructor (and neither
+            ``n_steps`` nor ``method`` here) the quadrature is the error-controlled one of
+            :meth:`attribute_adaptive`.
         """
-        n_steps = self.n_steps if n_steps is None else n_steps
-        method = self.method if method is None else method
-        internal_batch_size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
-        if method not in METHODS:
-            raise InterpretError(f"unknown integration method {method!r}: choose one of {', '.join(METHODS)}")
-        if n_steps < 1:
-            raise InterpretError("--ig-steps must be at least 1")
+        if self.tolerance and n_steps is None and method is None and baselines is None:
+            return self.attribute_adaptive([(src_tokens, target)], internal_batch_size=internal_batch_size)[0]
+        n_steps, method, internal_batch_size = self._options(n_steps, method, internal_batch_size)
         src_tokens = src_tokens.view(1, -1)
         inputs = self.adapter.source_embeddings(src_tokens)
         if baselines is None:
@@ -84,6 +102,110 @@ class IntegratedGradients(AttributionMethod):
         delta = contributions.sum(0) - (target_scores - baseline_scores)
         return AttributionResult(contributions.detach(), target_scores.detach(), baseline_scores.detach(),
                                  delta.detach())
+
+    def attribute_sentences(self, pairs):
+        """Several sentences ``[(src_tokens, target), ...]`` in one attribution pass, with this method's options:
+        the error-controlled quadrature when a tolerance is set (:meth:`attribute_adaptive`), else the fixed one
+        (:meth:`attribute_batch`; one sentence alone goes through :meth:`attribute`)."""
+        if self.tolerance:
+            return self.attribute_adaptive(pairs)
+        if len(pairs) == 1:
+            return [self.attribute(*pairs[0])]
+        return self.attribute_batch(pairs)
+
+    def attribute_adaptive(self, pairs, *, tolerance=None, max_steps=None, internal_batch_size=None):
+        """Error-controlled IG of one or several sentences (:mod:`.quadrature`): per target token, Gauss–Legendre
+        panels halved where the exact local completeness error is largest, until the token's relative completeness
+        error |δ_n| / |F(x)_n − F(x′)_n| is at most ``tolerance`` or it has used ``max_steps`` points.
+
+        Returns:
+            one :class:`~.base.AttributionResult` per pair; ``extras`` holds per target token ``ig_points`` (gradient
+            evaluations used) and ``ig_converged`` (the tolerance was met).
+        """
+        tolerance = self.tolerance if tolerance is None else tolerance
+        max_steps = self.max_steps if max_steps is None else max_steps
+        internal_batch_size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
+        check_adaptive_options(tolerance, max_steps, self.batched)
+        batch = PathBatch(self.adapter, pairs)
+        quadratures = [AdaptivePanels(batch.target_scores[b, :batch.target_length(b)],
+                                      batch.baseline_scores[b, :batch.target_length(b)], tolerance, max_steps)
+                       for b in range(batch.size)]
+        while True:
+            rows = []
+            for b, quadrature in enumerate(quadratures):
+                if quadrature.finished():
+                    continue
+                gradient_points, score_points = quadrature.requests()
+                rows += [Row(b, alpha, positions) for alpha, positions in gradient_points]
+                rows += [Row(b, alpha) for alpha in score_points]
+            if not rows:
+                break
+            evaluate_rows(batch, rows, internal_batch_size)
+            integrands = [{} for _ in range(batch.size)]
+            scores = [{} for _ in range(batch.size)]
+            for row in rows:
+                if len(row.positions):
+                    for j, n in enumerate(row.positions):
+                        integrands[row.sentence][(row.alpha, n)] = row.integrand[j]
+                else:
+                    scores[row.sentence][row.alpha] = row.scores
+            for b in {row.sentence for row in rows}:
+                quadratures[b].update(integrands[b], scores[b])
+        results = []
+        for b, quadrature in enumerate(quadratures):
+            totals, points, converged = quadrature.result()
+            result = self._result(batch, b, totals.transpose(0, 1))
+            gap = (result.target_scores - result.baseline_scores).abs()
+            within = (result.convergence_delta.abs() <= tolerance * gap).tolist()  # as the record states it
+            result.extras = {"ig_points": points, "ig_converged": [c and w for c, w in zip(converged, within)]}
+            results.append(result)
+        return results
+
+    def attribute_batch(self, pairs, *, n_steps=None, method=None, internal_batch_size=None):
+        """Fixed-step IG of several sentences in one pass (see :mod:`.ig_paths`): the same quadrature as
+        :meth:`attribute` (``n_steps`` points of ``method`` per sentence), rows of all sentences sharing each forward
+        pass, ``internal_batch_size`` rows (sentences × points) per forward pass at most.
+
+        Args:
+            pairs: ``[(src_tokens (L_b,), target (T_b,)), ...]``.
+        Returns:
+            one :class:`~.base.AttributionResult` per pair, equal to :meth:`attribute`'s up to floating-point
+            summation order.
+        """
+        from captum.attr._utils.approximation_methods import approximation_parameters
+
+        n_steps, method, internal_batch_size = self._options(n_steps, method, internal_batch_size)
+        if not self.batched:
+            raise InterpretError("several sentences per pass need --ig-implementation batched")
+        batch = PathBatch(self.adapter, pairs)
+        step_sizes_func, alphas_func = approximation_parameters(method)
+        weights, alphas = step_sizes_func(n_steps), alphas_func(n_steps)
+        rows = [Row(b, alpha, range(batch.target_length(b))) for b in range(batch.size) for alpha in alphas]
+        evaluate_rows(batch, rows, internal_batch_size)
+        results = []
+        for b in range(batch.size):
+            integrated = sum(w * row.integrand for w, row in zip(weights, rows[b * n_steps:(b + 1) * n_steps]))
+            results.append(self._result(batch, b, integrated.transpose(0, 1)))
+        return results
+
+    @staticmethod
+    def _result(batch, b, contributions, **extras):
+        """The result of sentence b of ``batch`` from its (L_b, T_b) contributions."""
+        n = batch.target_length(b)
+        target_scores, baseline_scores = batch.target_scores[b, :n], batch.baseline_scores[b, :n]
+        delta = contributions.sum(0) - (target_scores - baseline_scores)
+        return AttributionResult(contributions.detach(), target_scores.detach(), baseline_scores.detach(),
+                                 delta.detach(), extras=extras)
+
+    def _options(self, n_steps, method, internal_batch_size):
+        n_steps = self.n_steps if n_steps is None else n_steps
+        method = self.method if method is None else method
+        internal_batch_size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
+        if method not in METHODS:
+            raise InterpretError(f"unknown integration method {method!r}: choose one of {', '.join(METHODS)}")
+        if n_steps < 1:
+            raise InterpretError("--ig-steps must be at least 1")
+        return n_steps, method, internal_batch_size
 
     def _attribute_batched(self, src_tokens, target, inputs, baselines, n_steps, method, chunk):
         from captum.attr._utils.approximation_methods import approximation_parameters
@@ -128,3 +250,14 @@ class IntegratedGradients(AttributionMethod):
                                     internal_batch_size=internal_batch_size)
             columns.append(attr.sum(-1)[0])
         return torch.stack(columns, dim=1)
+
+
+def check_adaptive_options(tolerance, max_steps, batched=True):
+    """One-line errors for options the error-controlled quadrature cannot run with."""
+    if tolerance is None or not tolerance > 0:
+        raise InterpretError("--ig-tolerance must be positive (or 0 for fixed --ig-steps points)")
+    if not batched:
+        raise InterpretError("--ig-tolerance needs --ig-implementation batched")
+    if max_steps < FIRST_RULE_POINTS:
+        raise InterpretError(f"--ig-max-steps {max_steps} is below the {FIRST_RULE_POINTS} points every target "
+                             "token starts with: raise it")

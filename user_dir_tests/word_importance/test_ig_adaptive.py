@@ -1,0 +1,253 @@
+"""Error-controlled integrated gradients (``--ig-tolerance``, ``--ig-max-steps``) and several sentences per
+attribution pass (``--ig-sentences-per-pass``): completeness within the tolerance on every token marked converged,
+tokens that cannot converge flagged, fewer gradient evaluations than the fixed 50 points, batched sentences equal to
+one at a time (padding of different lengths included), and the fixed-step default untouched."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from tiny_translation import build, sentence, write_dictionaries
+
+import fairseq_interp.word_importance.methods.ig_paths as ig_paths
+from fairseq_interp.common.errors import InterpretError
+from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
+from fairseq_interp.word_importance.context import MethodContext
+from fairseq_interp.word_importance.methods.integrated_gradients import IntegratedGradients
+from fairseq_interp.word_importance.methods.quadrature import FIRST_RULE_POINTS, gauss_legendre
+from fairseq_interp.word_importance.runner import WordImportanceRunner
+
+ARCHS = ("transformer_shared", "transformer_separate", "lstm")
+#: (source tokens, target tokens) before EOS: different lengths on both sides, so a batch of them is padded
+LENGTHS = [(6, 5), (3, 7), (9, 2), (5, 5), (1, 4)]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_dictionaries(tmp_path_factory.mktemp("dicts"))
+
+
+@pytest.fixture(scope="module")
+def models(folder):
+    return {arch: build(folder, arch)[:2] for arch in ARCHS}
+
+
+def pairs_of(task, lengths=LENGTHS):
+    return [sentence(task, n_src, n_tgt, seed=seed) for seed, (n_src, n_tgt) in enumerate(lengths)]
+
+
+def relative_errors(result):
+    gap = (result.target_scores - result.baseline_scores).abs().double()
+    return result.convergence_delta.abs().double() / gap
+
+
+class GradientCount:
+    """Counts the gradient evaluations ∂F(γ(α))_n/∂x (one per row and target position) of the several-sentence
+    path, by wrapping its one gradient pass."""
+
+    def __init__(self, monkeypatch):
+        self.evaluations = 0
+        original = ig_paths._gradient_pass
+
+        def counting(batch, rows):
+            self.evaluations += sum(len(r.positions) for r in rows)
+            return original(batch, rows)
+
+        monkeypatch.setattr(ig_paths, "_gradient_pass", counting)
+
+
+def test_gauss_legendre_nodes_integrate_polynomials_exactly():
+    # an m-point Gauss-Legendre rule is exact for polynomials of degree 2m - 1 on [0, 1]
+    nodes, weights = gauss_legendre(4)
+    for degree in range(8):
+        assert sum(w * t ** degree for t, w in zip(nodes, weights)) == pytest.approx(1 / (degree + 1), abs=1e-14)
+
+
+@pytest.mark.parametrize("arch", ["transformer_shared", "transformer_separate"])
+@pytest.mark.parametrize("tolerance", [1e-2, 3e-3])
+def test_converged_tokens_meet_the_tolerance(models, arch, tolerance):
+    model, task = models[arch]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    results = IntegratedGradients(adapter, tolerance=tolerance, max_steps=128).attribute_adaptive(pairs_of(task))
+    converged, refined = 0, 0
+    for result in results:
+        # completeness holds exactly as recorded: the delta is the column sum minus F(x) - F(x')
+        residual = result.contributions.sum(0) - (result.target_scores - result.baseline_scores)
+        torch.testing.assert_close(residual, result.convergence_delta)
+        errors = relative_errors(result)
+        for n, ok in enumerate(result.extras["ig_converged"]):
+            points = result.extras["ig_points"][n]
+            assert FIRST_RULE_POINTS <= points <= 128
+            if ok:
+                assert errors[n] <= tolerance
+                converged += 1
+            refined += points > FIRST_RULE_POINTS
+    assert converged >= 0.5 * sum(r.contributions.size(1) for r in results)  # the check above is not vacuous
+    assert refined > 0  # and the first rule alone did not already meet the tolerance everywhere
+
+
+@pytest.mark.parametrize("arch", ["transformer_shared", "lstm"])
+def test_token_that_cannot_converge_is_flagged(models, arch):
+    model, task = models[arch]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    # no room to refine, and a tolerance below float rounding: no token can meet it
+    ig = IntegratedGradients(adapter, tolerance=1e-12, max_steps=FIRST_RULE_POINTS)
+    for result in ig.attribute_adaptive(pairs_of(task)):
+        assert result.extras["ig_points"] == [FIRST_RULE_POINTS] * result.contributions.size(1)
+        assert not any(result.extras["ig_converged"])
+    # a flag is never set on a token that misses the tolerance: with room to refine, the flags follow the errors
+    ig = IntegratedGradients(adapter, tolerance=1e-3, max_steps=16)
+    for result in ig.attribute_adaptive(pairs_of(task)):
+        errors = relative_errors(result)
+        for n, ok in enumerate(result.extras["ig_converged"]):
+            assert (not ok) or errors[n] <= 1e-3
+
+
+def test_refinement_uses_fewer_gradient_evaluations_than_fixed_50(models, monkeypatch):
+    counter = GradientCount(monkeypatch)
+    fixed = adaptive = 0
+    for arch in ARCHS:
+        model, task = models[arch]
+        adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+        pairs = pairs_of(task)
+        ig = IntegratedGradients(adapter)
+        counter.evaluations = 0
+        ig.attribute_batch(pairs, n_steps=50)
+        fixed += counter.evaluations
+        assert counter.evaluations == 50 * sum(t.numel() for _, t in pairs)  # the counter counts what it should
+        counter.evaluations = 0
+        results = IntegratedGradients(adapter, tolerance=1e-2).attribute_adaptive(pairs)
+        adaptive += counter.evaluations
+        assert counter.evaluations == sum(sum(r.extras["ig_points"]) for r in results)
+        converged = [ok for result in results for ok in result.extras["ig_converged"]]
+        assert sum(converged) >= 0.8 * len(converged)
+    assert adaptive < 0.6 * fixed
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_several_sentences_per_pass_equal_one_at_a_time(models, arch):
+    model, task = models[arch]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    pairs = pairs_of(task)
+    ig = IntegratedGradients(adapter)
+    one_by_one = [ig.attribute(src, tgt) for src, tgt in pairs]
+    # all at once, and in passes of 7 rows (sentences x points) at most: --ig-internal-batch-size keeps its meaning
+    for internal_batch_size in (None, 7):
+        batched = ig.attribute_batch(pairs, internal_batch_size=internal_batch_size)
+        for single, several in zip(one_by_one, batched):
+            assert several.contributions.shape == single.contributions.shape
+            for name in ("contributions", "target_scores", "baseline_scores", "convergence_delta"):
+                torch.testing.assert_close(getattr(several, name), getattr(single, name), atol=1e-5, rtol=1e-5)
+    # error-controlled: the same records whenever a token made the same refinements (a decision at the tolerance's
+    # edge may flip with rounding; then both results still meet the tolerance)
+    adaptive = IntegratedGradients(adapter, tolerance=1e-2)
+    alone = [adaptive.attribute(src, tgt) for src, tgt in pairs]
+    together = adaptive.attribute_adaptive(pairs)
+    same = 0
+    for single, several in zip(alone, together):
+        for n in range(single.contributions.size(1)):
+            if single.extras["ig_points"][n] == several.extras["ig_points"][n]:
+                torch.testing.assert_close(several.contributions[:, n], single.contributions[:, n], atol=1e-5,
+                                           rtol=1e-5)
+                assert several.extras["ig_converged"][n] == single.extras["ig_converged"][n]
+                same += 1
+    assert same >= 0.9 * sum(r.contributions.size(1) for r in alone)
+
+
+def test_runner_records_several_per_pass_equal_one_at_a_time(models):
+    model, task = models["transformer_separate"]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    sentences = [(sid, src, tgt, tgt, None) for sid, (src, tgt) in enumerate(pairs_of(task))]
+    one = WordImportanceRunner("ig", MethodContext(adapter, task, "none"))
+    several = WordImportanceRunner("ig", MethodContext(adapter, task, "none", options={"ig_sentences_per_pass": 3}))
+    expected = list(one.records(sentences))
+    got = list(several.records(sentences))
+    assert [r["id"] for r in got] == [r["id"] for r in expected] == list(range(len(sentences)))
+    for a, b in zip(got, expected):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key in ("contributions", "word_contributions", "word_importance", "target_scores",
+                       "baseline_scores", "convergence_delta"):
+                assert torch.tensor(a[key]).double() == pytest.approx(torch.tensor(b[key]).double(), abs=1e-5)
+            else:
+                assert a[key] == b[key]
+
+
+def test_default_options_take_the_fixed_step_path_unchanged(models, monkeypatch):
+    """The default run (no tolerance, one sentence per pass) never enters the new code: the same calls to
+    ``attribute`` with the same options, the same record fields, the same numbers as calling the fixed rule."""
+    model, task = models["transformer_shared"]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    runner = WordImportanceRunner("ig", MethodContext(adapter, task, "none"))
+    assert runner.method.tolerance is None and runner.sentences_per_pass() == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the default path reached the several-sentence code")
+
+    monkeypatch.setattr(ig_paths, "evaluate_rows", refuse)
+    monkeypatch.setattr(IntegratedGradients, "attribute_adaptive", refuse)
+    monkeypatch.setattr(IntegratedGradients, "attribute_batch", refuse)
+    sentences = [(sid, src, tgt, tgt, None) for sid, (src, tgt) in enumerate(pairs_of(task))]
+    for record, (_, src, tgt, _, _) in zip(runner.records(sentences), sentences):
+        assert "ig_points" not in record and "ig_converged" not in record
+        plain = IntegratedGradients(adapter).attribute(src, tgt, n_steps=50, method="gausslegendre")
+        assert record["contributions"] == [[float(v) for v in row] for row in plain.contributions.tolist()]
+        assert record["convergence_delta"] == [float(v) for v in plain.convergence_delta.tolist()]
+
+
+def test_bad_options_are_one_line_errors(models):
+    model, task = models["transformer_shared"]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+
+    def runner(**options):
+        return WordImportanceRunner("ig", MethodContext(adapter, task, "none", options=options))
+
+    with pytest.raises(InterpretError, match="--ig-tolerance must be positive"):
+        runner(ig_tolerance=-0.1)
+    with pytest.raises(InterpretError, match="--ig-max-steps 4 is below"):
+        runner(ig_tolerance=0.01, ig_max_steps=4)
+    with pytest.raises(InterpretError, match="needs --ig-implementation batched"):
+        runner(ig_tolerance=0.01, ig_implementation="captum")
+    with pytest.raises(InterpretError, match="--ig-sentences-per-pass must be at least 1"):
+        runner(ig_sentences_per_pass=0)
+    with pytest.raises(InterpretError, match="--attribute-target-prefix needs fixed-step IG one sentence"):
+        runner(ig_tolerance=0.01, attribute_target_prefix=True)
+    with pytest.raises(InterpretError, match="--attribute-target-prefix needs fixed-step IG one sentence"):
+        runner(ig_sentences_per_pass=4, attribute_target_prefix=True)
+    src, tgt = sentence(task)
+    alternative = tgt.clone()
+    alternative[1] = (int(tgt[1]) + 1 - task.target_dictionary.nspecial) % (
+        len(task.target_dictionary) - task.target_dictionary.nspecial) + task.target_dictionary.nspecial
+    with pytest.raises(InterpretError, match="--contrast needs fixed-step IG one sentence"):
+        list(runner(ig_sentences_per_pass=2, attribution_score="logprob").records(
+            [(0, src, tgt, tgt, None, alternative)]))
+
+
+@pytest.mark.slow
+def test_interpret_cli_error_controlled_several_per_pass(data_dir, transformer_ckpt, tmp_path):
+    """fairseq-interpret with --ig-tolerance and --ig-sentences-per-pass on a trained tiny model and real Multi30k
+    sentences: converged tokens within the tolerance, flags and points in the records, the same sentences and
+    hypotheses as the default run."""
+    from test_interpret_cli import interpret, records
+
+    default, adaptive = tmp_path / "default", tmp_path / "adaptive"
+    interpret(data_dir, transformer_ckpt, default, "--num-sentences", "6")
+    interpret(data_dir, transformer_ckpt, adaptive, "--num-sentences", "6", "--ig-tolerance", "0.01",
+              "--ig-max-steps", "64", "--ig-sentences-per-pass", "4")
+    by_id = {r["id"]: r for r in records(default)}
+    got = records(adaptive)
+    assert sorted(r["id"] for r in got) == sorted(by_id) == list(range(6))
+    converged = 0
+    for r in got:
+        assert r["tgt_tokens"] == by_id[r["id"]]["tgt_tokens"]
+        assert r["ig_tolerance"] == 0.01 and r["ig_max_steps"] == 64 and r["ig_steps"] is None
+        assert len(r["ig_converged"]) == len(r["ig_points"]) == len(r["tgt_tokens"])
+        for delta, target, baseline, ok, points in zip(r["convergence_delta"], r["target_scores"],
+                                                        r["baseline_scores"], r["ig_converged"], r["ig_points"]):
+            assert FIRST_RULE_POINTS <= points <= 64
+            if ok:
+                assert abs(delta) <= 0.01 * abs(target - baseline)
+                converged += 1
+    assert converged >= 0.8 * sum(len(r["ig_converged"]) for r in got)
