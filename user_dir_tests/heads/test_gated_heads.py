@@ -324,11 +324,15 @@ def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_p
     scalars = tensorboard_events.scalars(logdir / "train_inner")
     for tag in ("l0_penalty", "p_open_enc_l0_h0", "p_open_cross_l0_h1", "heads_dec_expected_open"):
         assert [step for step, _ in scalars[tag]] == [1, 2], (tag, sorted(scalars))
+    # update 1 runs on the initial gates, log α = 1 for every head: 1 − P(g = 0) = 1 − σ(β log(−l/r) − log α) with
+    # β = 0.33, (l, r) = (−0.1, 1.1) (Hard Concrete, Louizos et al. 2018), by hand
+    p_open_initial = 1 - 1 / (1 + math.exp(-(0.33 * math.log(0.1 / 1.1) - 1.0)))
+    p_open = {k: v for k, v in scalars.items() if k.startswith("p_open_")}
+    assert len(p_open) == 6  # 3 gated attentions x 2 heads
+    assert [v[0][1] for v in p_open.values()] == pytest.approx([p_open_initial] * 6, abs=1e-4)
     # L_C (Voita et al. 2019, §6.1) is the sum of the heads' open probabilities, at every logged step
-    for step in (0, 1):
-        p_open = [v[step][1] for k, v in scalars.items() if k.startswith("p_open_")]
-        assert len(p_open) == 6  # 3 gated attentions x 2 heads
-        assert scalars["l0_penalty"][step][1] == pytest.approx(sum(p_open), abs=1e-3)
+    assert scalars["l0_penalty"][0][1] == pytest.approx(6 * p_open_initial, abs=1e-3)
+    assert scalars["l0_penalty"][1][1] == pytest.approx(sum(v[1][1] for v in p_open.values()), abs=1e-3)
 
 
 def _close_some_heads(ckpt, out):
