@@ -83,7 +83,7 @@ def add_subcommands(sub):
     erase.add_argument("--seed", type=int, default=1, help="seed of the random choice of erased neurons")
     erase.add_argument("--subset", default="test", help="split to translate (default: test)")
     erase.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each direction (0 = all)")
-    erase.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
+    erase.add_argument("--beam", type=int, default=5, help="beam size (default 5, fairseq's; Xie et al. 2021: 4)")
     erase.add_argument("--max-len-a", type=float, default=1.5, help="max length = a x source length + b")
     erase.add_argument("--max-len-b", type=int, default=10, help="max length = a x source length + b")
     erase.add_argument("--batch-size", type=int, default=64, help="sentences per generator call")

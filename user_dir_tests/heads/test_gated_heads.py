@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import fairseq_interp
+import tensorboard_events
 from conftest import error_lines, run, train
 from fairseq_interp.common.attention import attention_modules
 from fairseq_interp.common.errors import InterpretError
@@ -289,31 +290,11 @@ def test_finetune_logs_head_statistics(data_dir, transformer_ckpt, tmp_path):
 HYDRA_CONFIG = "l0_finetune_multi30k"  # configs/heads/l0_finetune_multi30k.yaml
 
 
-def _tensorboard_scalars(logdir):
-    """{tag: [values]} of the event files under ``logdir`` (TFRecord framing read by hand, protobufs by
-    tensorboardX)."""
-    import struct
-
-    from tensorboardX.proto import event_pb2
-
-    values = {}
-    for path in logdir.rglob("events.out.tfevents.*"):
-        data = path.read_bytes()
-        offset = 0
-        while offset + 12 <= len(data):
-            (length,) = struct.unpack("<Q", data[offset:offset + 8])
-            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-            offset += 12 + length + 4
-            for value in event.summary.value:
-                values.setdefault(value.tag, []).append(value.simple_value)
-    return values
-
-
 def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_path):
     """``fairseq-hydra-train`` with the repository's yaml config and ``fairseq-train`` with the same options build
     and train the same gated model: same parameters, bit-identical state dicts after 2 updates, gates included.
     The fairseq-train run also writes TensorBoard events: the per-head open probabilities and the expected L0 are
-    read back from the event file (when tensorboardX is installed: ``pip install -e .[tb]``)."""
+    read back from the event file (tensorboardX, in the ``tb`` and ``test`` extras)."""
     import os
 
     from conftest import REPO
@@ -340,15 +321,18 @@ def test_hydra_yaml_trains_the_same_gated_model_as_fairseq_train(data_dir, tmp_p
     options = ("gate_heads", "gate_init_log_alpha", "gate_lr_scale", "encoder_layers", "encoder_embed_dim")
     assert {k: hydra["cfg"]["model"][k] for k in options} == {k: train["cfg"]["model"][k] for k in options}
     assert hydra["cfg"]["model"]["encoder_embed_dim"] == 32  # the architecture's size, not the config default
-    try:
-        import tensorboardX  # noqa: F401
-    except ImportError:
-        pytest.skip("tensorboardX not installed (pip install -e .[tb]): event file not read back")
-    scalars = _tensorboard_scalars(logdir)
+    scalars = tensorboard_events.scalars(logdir / "train_inner")
     for tag in ("l0_penalty", "p_open_enc_l0_h0", "p_open_cross_l0_h1", "heads_dec_expected_open"):
-        assert tag in scalars, sorted(scalars)
-    total = scalars["l0_penalty"][-1]
-    assert total == pytest.approx(sum(v[-1] for k, v in scalars.items() if k.startswith("p_open_")), abs=1e-3)
+        assert [step for step, _ in scalars[tag]] == [1, 2], (tag, sorted(scalars))
+    # update 1 runs on the initial gates, log α = 1 for every head: 1 − P(g = 0) = 1 − σ(β log(−l/r) − log α) with
+    # β = 0.33, (l, r) = (−0.1, 1.1) (Hard Concrete, Louizos et al. 2018), by hand
+    p_open_initial = 1 - 1 / (1 + math.exp(-(0.33 * math.log(0.1 / 1.1) - 1.0)))
+    p_open = {k: v for k, v in scalars.items() if k.startswith("p_open_")}
+    assert len(p_open) == 6  # 3 gated attentions x 2 heads
+    assert [v[0][1] for v in p_open.values()] == pytest.approx([p_open_initial] * 6, abs=1e-4)
+    # L_C (Voita et al. 2019, §6.1) is the sum of the heads' open probabilities, at every logged step
+    assert scalars["l0_penalty"][0][1] == pytest.approx(6 * p_open_initial, abs=1e-3)
+    assert scalars["l0_penalty"][1][1] == pytest.approx(sum(v[1][1] for v in p_open.values()), abs=1e-3)
 
 
 def _close_some_heads(ckpt, out):

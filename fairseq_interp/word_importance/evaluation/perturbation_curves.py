@@ -37,7 +37,7 @@ def add_arguments(p):
                    help="skip sentences with fewer source words (default: --max-k; must be >= --max-k)")
     p.add_argument("--num-sentences", type=int, default=0, help="first N sentences of the split (0 = all)")
     p.add_argument("--repeats", type=int, default=10, help="seeds averaged for random and content (paper: 10)")
-    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--beam", type=int, default=5, help="beam size (default 5, fairseq's)")
     p.add_argument("--max-len-b", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--ig-steps", type=int, default=50)
