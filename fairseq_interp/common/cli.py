@@ -111,10 +111,18 @@ def install_error_hook():
             return previous(kind, error, tb)
         import atexit
 
+        import multiprocessing
+
         print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {error}", file=sys.stderr)
-        atexit._run_exitfuncs()  # what a normal exit runs (fairseq_interp's clean exit of prefetch threads, ...)
         sys.stdout.flush()
         sys.stderr.flush()
+        # the error is said; what the shutdown of data-loader workers and prefetch threads may print is not news
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        for child in multiprocessing.active_children():
+            child.kill()
+        atexit._run_exitfuncs()  # what a normal exit runs (fairseq_interp's clean exit of prefetch threads, ...)
+        sys.stdout.flush()
         os._exit(2)
 
     setattr(hook, _HOOK_MARK, True)

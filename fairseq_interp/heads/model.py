@@ -66,6 +66,11 @@ class GatedHeadsConfig(FairseqDataclass):
         "help": "train only the encoder and the gates (parameters shared with the encoder stay trainable)"})
 
 
+#: options fairseq reads from the model config before any architecture function runs (``distributed_init``
+#: compares ``base_layers`` with 0), so they need fairseq's own default rather than "unset"
+READ_BEFORE_THE_MODEL = {"base_layers": 0}
+
+
 def _transformer_fields():
     """Dataclass fields for every option ``fairseq``'s legacy ``transformer`` adds to the command line (its
     ``TransformerConfig`` flattened: ``encoder.layers`` → ``encoder_layers``), with fairseq's help and no default:
@@ -80,8 +85,10 @@ def _transformer_fields():
             kind = Optional[action.type]
         else:  # lists parsed by fairseq's helpers (layers to keep, adaptive softmax cut-offs)
             kind = Any
-        help_text = (action.help or "").replace("%%", "%") + " (default: set by the architecture)"
-        fields.append((action.dest, kind, field(default=None, metadata={"help": help_text})))
+        default = READ_BEFORE_THE_MODEL.get(action.dest)
+        help_text = (action.help or "").replace("%%", "%") + (
+            " (default: set by the architecture)" if default is None else f" (default: {default})")
+        fields.append((action.dest, kind, field(default=default, metadata={"help": help_text})))
     return fields
 
 

@@ -61,7 +61,7 @@ def test_neuron_masked_fine_tuning_under_ddp(data_dir, transformer_ckpt, tmp_pat
     imp, masks = tmp_path / "imp.pt", tmp_path / "masks.pt"
     run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
          "--pairs", "en-fr", "fr-en", "--subset", "valid", "--num-sentences", "20", "--out", str(imp),
-         "--user-dir", "fairseq_interp"])
+         "--user-dir", "fairseq_interp", "--allow-data-mismatch"])  # fr-en read through the en-fr model on purpose
     run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.5", "--k", "0.9", "--out", str(masks)])
     extra = ["--arch", "transformer_neuron_masked_test_tiny", "--share-all-embeddings", "--neuron-masks", str(masks),
              "--finetune-from-model", str(transformer_ckpt), "--task", "translation_neuron_masked"]
