@@ -125,3 +125,19 @@ def check_generation_options(args, one_hypothesis=True):
     check_dataset_options(args)
     parse_model_overrides(getattr(args, "model_overrides", "{}"))
     check_post_process(getattr(args, "post_process", None))
+
+
+def rename_options(argv, renamed, command):
+    """``argv`` with the earlier names of options replaced by the project's one vocabulary (fairseq's names where
+    fairseq has one: ``--gen-subset``, ``--results-path``, ``--beam``, ...). ``renamed`` maps an old name to the
+    new one for this command; each use logs one warning naming the new option. ``--old=value`` is handled too."""
+    import logging
+
+    out = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name in renamed:
+            logging.getLogger(command).warning(f"{name} is now called {renamed[name]}; the old name will be removed")
+            arg = renamed[name] + sep + value
+        out.append(arg)
+    return out

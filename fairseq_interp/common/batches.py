@@ -1,0 +1,86 @@
+"""Reading a split the way fairseq does: fairseq's batch iterator (``--max-tokens``, ``--batch-size``,
+``--num-shards``/``--shard-id``, ``--skip-invalid-size-inputs-valid-test``) restricted to the sentences with id
+< ``--num-sentences``, under fairseq's progress bar (``--log-format``, ``--log-interval``, ``--no-progress-bar``).
+
+Every command that reads a split of a data folder uses :func:`split_batches`; commands that loop over something
+else (curve points, sweep runs, IBM Model 1 iterations) use :func:`progress`.
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def first_sentences(dataset, n):
+    """``dataset`` restricted to ids < ``n`` (its ``ordered_indices`` filtered; ``n`` <= 0 = all)."""
+    if n is None or n <= 0:
+        return dataset
+    from fairseq.data import BaseWrapperDataset
+
+    class FirstSentences(BaseWrapperDataset):
+        def ordered_indices(self):
+            indices = self.dataset.ordered_indices()
+            return indices[indices < n]
+
+    return FirstSentences(dataset)
+
+
+def _get(options, name, default=None):
+    """``options.name`` for an argparse namespace or a fairseq config section (missing -> ``default``)."""
+    value = getattr(options, name, default)
+    return default if value is None and default is not None else value
+
+
+def split_batches(task, dataset, options, max_positions=None, num_sentences=0, default_batch_size=16, seed=1):
+    """The batches of ``dataset`` for this shard, in fairseq's order (by length), as ``(epoch_itr, batches)``.
+
+    ``options`` holds fairseq's dataset options (an argparse namespace or ``cfg.dataset``): ``max_tokens``,
+    ``batch_size`` (``default_batch_size`` when neither is given), ``num_shards``, ``shard_id``, ``num_workers``
+    and ``skip_invalid_size_inputs_valid_test``. ``epoch_itr.frozen_batches[shard_id::num_shards]`` are the ids
+    this shard reads. As in fairseq-generate, a shard with fewer batches than the others ends with an empty sample
+    (``{}``): skip samples without ``"net_input"``."""
+    max_tokens = _get(options, "max_tokens")
+    batch_size = _get(options, "batch_size")
+    if max_tokens is None and batch_size is None:
+        batch_size = default_batch_size
+    num_shards, shard_id = _get(options, "num_shards", 1), _get(options, "shard_id", 0)
+    epoch_itr = task.get_batch_iterator(
+        dataset=first_sentences(dataset, num_sentences), max_tokens=max_tokens, max_sentences=batch_size,
+        max_positions=max_positions, ignore_invalid_inputs=bool(_get(options, "skip_invalid_size_inputs_valid_test")),
+        required_batch_size_multiple=1, seed=seed, num_shards=num_shards, shard_id=shard_id,
+        num_workers=_get(options, "num_workers", 0) or 0, disable_iterator_cache=True)
+    return epoch_itr, epoch_itr.next_epoch_itr(shuffle=False)
+
+
+def planned_ids(epoch_itr, options):
+    """The sentence ids this shard of ``epoch_itr`` reads."""
+    num_shards, shard_id = _get(options, "num_shards", 1), _get(options, "shard_id", 0)
+    return [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
+
+
+def progress(iterable, options=None, prefix=None, total=None):
+    """``iterable`` under fairseq's progress bar: tqdm on a terminal unless ``--no-progress-bar``, else fairseq's
+    ``simple`` format every ``--log-interval`` items (``options``: an argparse namespace or ``cfg.common``; without
+    them, the defaults of fairseq's options). ``total`` for iterables without a length."""
+    from fairseq.logging import progress_bar
+
+    if total is not None and not hasattr(iterable, "__len__"):
+        iterable = _Sized(iterable, total)
+    no_bar = bool(_get(options, "no_progress_bar", False))
+    return progress_bar.progress_bar(
+        iterable, log_format=_get(options, "log_format"), log_interval=_get(options, "log_interval", 100),
+        prefix=prefix, default_log_format="simple" if no_bar else "tqdm")
+
+
+class _Sized:
+    """An iterable with a known length (fairseq's progress bars need ``len``)."""
+
+    def __init__(self, iterable, total):
+        self.iterable, self.total = iterable, total
+        self.n = 0
+
+    def __len__(self):
+        return self.total
+
+    def __iter__(self):
+        return iter(self.iterable)
