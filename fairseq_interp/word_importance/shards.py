@@ -123,6 +123,10 @@ def merge(results_path, out=None, overwrite=False):
                                      "with other options; rerun it into an empty --results-path")
             owner[rid] = shard_id
         paths.append(path)
+    if not owner:
+        raise InterpretError(f"the {num_shards} shards in {results_path} hold no attribution records (their plans "
+                             "name no sentence, or every sentence was skipped): nothing to merge; run "
+                             "fairseq-interpret on sentences it can attribute")
     merged = dict(provenances[0])
     merged["run"] = {"merged_from": [dict(p.get("run", {}), file=os.path.abspath(f))
                                      for p, f in zip(provenances, paths)]}

@@ -108,7 +108,7 @@ def test_sentencepiece_training_text_is_merged_like_the_records(tmp_path, capsys
     ("missing", "training text .*nope.en not found: pass the training source and target text"),
     ("lines", "has 9 lines but .* has 8: pass the two sides of the same parallel corpus"),
     ("empty", "hold no sentence pair: pass a non-empty training corpus"),
-    ("no_records", "no attribution records: attribute some sentences with fairseq-interpret first"),
+    ("no_records", "att.jsonl holds no attribution records: pass the attributions.jsonl of a fairseq-interpret run"),
     ("records_missing", "att2.jsonl not found: pass the attributions.jsonl written by fairseq-interpret"),
 ])
 def test_fertility_subcommand_bad_input(tmp_path, capsys, case, message):

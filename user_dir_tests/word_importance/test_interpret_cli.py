@@ -53,7 +53,7 @@ def test_interpret_plugin_checkpoint(data_dir, transformer_ckpt, lstm_ckpt, tmp_
     ckpt = transformer_ckpt if model == "transformer" else lstm_ckpt
     results, plots = tmp_path / "res", tmp_path / "plots"
     proc = interpret(data_dir, ckpt, results, "--num-sentences", "3", "--plot-dir", str(plots))
-    assert "attributions.jsonl" in proc.stdout
+    assert "attributions.jsonl" in proc.stderr and "attributions.jsonl" not in proc.stdout  # a summary: logged
     recs = records(results)
     assert sorted(r["id"] for r in recs) == [0, 1, 2]
     for r in recs:
@@ -186,7 +186,7 @@ def test_view_and_plot_subcommands(data_dir, transformer_ckpt, tmp_path):
     interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2")
     view = run(["fairseq-interp", "view", str(results / "attributions.jsonl"), "--ids", "1"])
     assert view.stdout.startswith("S-1\t")
-    run(["fairseq-interp", "plot", str(results / "attributions.jsonl"), "--plot-dir", str(tmp_path / "p")])
+    run(["fairseq-interp", "plot", str(results / "attributions.jsonl"), "--results-path", str(tmp_path / "p")])
     assert sorted(os.listdir(tmp_path / "p")) == ["sentence-0.png", "sentence-1.png"]
     bad = run(["fairseq-interp", "view", str(tmp_path / "none.jsonl")], check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr

@@ -215,3 +215,28 @@ print("ok")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout == "ok\n"
     assert "DEBUG" not in proc.stderr and "INFO" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_data_of_another_language_pair_is_refused(checkpoint, tmp_path):
+    """The checkpoint-vs-data check of the command line, before the model is loaded: data of en-de for an en->fr
+    checkpoint raises one line naming the keyword that allows it; with the keyword the model loads."""
+    import shutil
+
+    from fairseq_interp.word_importance import from_pretrained
+
+    folder, data, spm_model = checkpoint
+    other = tmp_path / "en-de"
+    other.mkdir()
+    shutil.copy(os.path.join(data, "dict.en.txt"), other / "dict.en.txt")
+    shutil.copy(os.path.join(data, "dict.fr.txt"), other / "dict.de.txt")
+    options = dict(tokenizer="moses", bpe="sentencepiece", sentencepiece_model=spm_model, source_lang="en",
+                   target_lang="de")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(InterpretError) as refused:
+        from_pretrained(folder, "checkpoint_best.pt", str(other), **options)
+    message = str(refused.value)
+    assert "\n" not in message and "translates en->fr" in message and "reads en->de" in message
+    assert "allow_data_mismatch=True" in message and "--allow-data-mismatch" not in message
+    assert sorted(os.listdir(tmp_path)) == before
+    hub = from_pretrained(folder, "checkpoint_best.pt", str(other), allow_data_mismatch=True, **options)
+    assert hub.task.cfg.target_lang == "de"

@@ -23,7 +23,7 @@ def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_p
              for line in open(sharded / f"attributions.shard{k}-of-2.jsonl", encoding="utf-8")]
     assert sorted(parts) == list(range(6)) and len(set(parts)) == 6  # a partition of the sentences
     merged = run(["fairseq-interp", "merge", str(sharded)])
-    assert "merged 6 sentences" in merged.stdout
+    assert "merged 6 sentences" in merged.stderr
     interpret(data_dir, transformer_ckpt, whole, "--num-sentences", "6")
     got, want = records(sharded), records(whole)
     assert [r["id"] for r in got] == list(range(6))  # sentence order

