@@ -10,6 +10,7 @@ Prints ``BLEU = ...`` and sacrebleu's signature.
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -19,7 +20,8 @@ COMMAND = "evaluate_bleu.py"
 def get_parser():
     from fairseq_interp.common.outputs import add_overwrite_argument
 
-    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--generate-output", required=True, help="fairseq-generate's stdout")
     p.add_argument("--reference", required=True, help="raw (untokenized) reference file, one line per id")
     p.add_argument("--lang", required=True, help="target language, for the Moses detokenizer")
@@ -64,7 +66,7 @@ def evaluate(args):
         raise InterpretError(f"{args.generate_output} has hypothesis id {ids[-1]} but {args.reference} has "
                              f"{len(refs)} lines: pass the references of the split that was translated")
     if len(ids) != len(refs):
-        print(f"| warning: {len(ids)} hypotheses for {len(refs)} references: scoring those ids only")
+        logging.getLogger(COMMAND).warning(f"{len(ids)} hypotheses for {len(refs)} references: scoring those ids only")
     hyps = moses_detokenize(hyps, args.lang)
     refs = [refs[i] for i in ids]
     if args.hypotheses_out:
@@ -78,7 +80,7 @@ def main(argv=None):
     from fairseq_interp.common.cli import run_command
 
     args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    run_command(COMMAND, evaluate, args, logging_setup=False)
+    run_command(COMMAND, evaluate, args)
 
 
 if __name__ == "__main__":

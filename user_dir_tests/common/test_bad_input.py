@@ -389,7 +389,52 @@ FAST_CASES = [
                                                     "--results-path", c.out], ["--num-sentences -2"]),
     ("probes-proxy-lr-0", V, lambda c: ["probes", "--path", c.records("m.pt"), "--proxy-lr", "0", "--results-path",
                                         c.out], ["--proxy-lr 0", "> 0"]),
+    # word importance: empty record files, the evaluation commands' output folder, batching and sharding
+    ("view-empty-jsonl", V, lambda c: ["view", c.records(records=[])], ["r.jsonl holds no attribution records"]),
+    ("html-empty-jsonl", V, lambda c: ["html", c.records(records=[]), "--out", c.out / "p.html"],
+     ["holds no attribution records"]),
+    ("plot-empty-jsonl", V, lambda c: ["plot", c.records(records=[]), "--results-path", c.out],
+     ["holds no attribution records"]),
+    ("plot-no-results-path", V, lambda c: ["plot", c.records()], ["--results-path is required"]),
+    ("plot-no-matrix", V, lambda c: ["plot", c.records(records=[dict(record(0), word_contributions=None)]),
+                                     "--results-path", c.out], ["has word_contributions"]),
+    ("merge-records-free-shards", V, lambda c: ["merge", _empty_shards(c.out)], ["hold no attribution records",
+                                                                              "nothing to merge"]),
+    ("perturbation-no-results-path", V, lambda c: ["perturbation", c.data, "--path", c.ckpt],
+     ["--results-path is required"]),
+    ("perturbation-results-path-is-a-file", V, lambda c: ["perturbation", c.data, "--path", c.ckpt, "--results-path",
+                                                          c.records("f.jsonl")], ["is a file, not a folder"]),
+    ("perturbation-old-out-name", V, lambda c: ["perturbation", c.data, "--path", c.ckpt, "--out",
+                                                c.records("f.jsonl")], ["--results-path", "is a file, not a folder"]),
+    ("perturbation-shards", V, lambda c: ["perturbation", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                          "--num-shards", "2"], ["--num-shards 2 is not supported",
+                                                                 "drop --num-shards/--shard-id"]),
+    ("perturbation-max-tokens-0", V, lambda c: ["perturbation", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                                "--max-tokens", "0"], ["--max-tokens 0"]),
+    ("perturbation-log-interval-0", V, lambda c: ["perturbation", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                                  "--log-interval", "0"], ["--log-interval 0"]),
+    ("undertranslation-no-results-path", V, lambda c: ["undertranslation", c.data, "--path", c.ckpt, "--labels",
+                                                       "omission"], ["needs --results-path"]),
+    ("undertranslation-shards", V, lambda c: ["undertranslation", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                              "--labels", "omission", "--num-shards", "3", "--shard-id", "1"],
+     ["--num-shards 3 is not supported"]),
+    ("aer-shard-id-too-large", V, lambda c: ["aer", "--data", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                             "--num-shards", "2", "--shard-id", "2"], ["--shard-id 2", "from 0 to 1"]),
+    ("aer-unknown-method", V, lambda c: ["aer", "--data", c.data, "--path", c.ckpt, "--results-path", c.out,
+                                         "--methods", "ig,nosuch"], ["unknown method 'nosuch'"]),
 ]
+
+
+def _empty_shards(folder):
+    """Two shards whose plans name no sentence (more shards than sentences): complete, and empty."""
+    write_shards(folder, skip=(0, 1))
+    for shard in (0, 1):
+        name = f"attributions.shard{shard}-of-2"
+        (folder / f"{name}.plan.json").write_text(json.dumps({"num_shards": 2, "shard_id": shard, "ids": [],
+                                                              "skipped": []}), encoding="utf-8")
+        (folder / f"{name}.jsonl").write_text("", encoding="utf-8")
+        (folder / f"{name}.provenance.json").write_text(json.dumps(provenance()), encoding="utf-8")
+    return folder
 
 
 def _heads(ctx, *extra, data=None):
@@ -651,6 +696,24 @@ OTHER_MODEL_CASES = [
     ("importance-reversed-pair", V, lambda c: _neurons(c, "importance")[:6]
      + ["fr-en", "--num-sentences", "2", "--train-subset", "valid", "--out", c.out / "imp.pt"],
      ["translates en->fr", "reads fr->en", "pass --pairs en-fr"]),
+    # word importance: the evaluation commands check the data against the checkpoint before anything runs
+    ("perturbation-other-language-pair", V, lambda c: ["perturbation", _data_copy(c, _rename_pair), "--path", c.ckpt,
+                                                       "--results-path", c.out, "--methods", "random",
+                                                       "--perturbations", "deletion", "--num-sentences", "2"],
+     ["translates en->fr", "reads en->de", "DATA of the pair en-fr", "--allow-data-mismatch"]),
+    ("perturbation-other-dictionary", V, lambda c: ["perturbation", _data_copy(c, _swap_dictionary_lines), "--path",
+                                                    c.ckpt, "--results-path", c.out, "--methods", "random"],
+     ["source dictionary differs", "symbol 14"]),
+    ("undertranslation-other-language-pair", V, lambda c: ["undertranslation", _data_copy(c, _rename_pair), "--path",
+                                                           c.ckpt, "--results-path", c.out, "--labels", "omission",
+                                                           "--methods", "attention", "--num-sentences", "2"],
+     ["translates en->fr", "reads en->de", "--allow-data-mismatch"]),
+    ("aer-other-language-pair", V, lambda c: ["aer", "--data", _data_copy(c, _rename_pair), "--path", c.ckpt,
+                                              "--results-path", c.out, "--num-sentences", "2"],
+     ["no dict.fr.txt", "English-French"]),
+    ("aer-other-dictionary", V, lambda c: ["aer", "--data", _data_copy(c, _swap_dictionary_lines), "--path", c.ckpt,
+                                           "--results-path", c.out, "--num-sentences", "2"],
+     ["source dictionary differs", "--allow-data-mismatch"]),
 ]
 
 

@@ -48,7 +48,7 @@ def _have_spacy():
 
 
 def _flow(data_dir, ckpt, out, mode, *extra):
-    return ["fairseq-interp", "undertranslation", str(data_dir / "bin"), "--path", str(ckpt), "--out", str(out),
+    return ["fairseq-interp", "undertranslation", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(out),
             "--labels", mode, "--num-sentences", "6", "--beam", "1", "--max-len-b", "12", "--ig-steps", "4",
             "--bootstrap", "50", "--ibm1-iterations", "3", *extra]
 
@@ -93,7 +93,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     # resume: nothing attributed twice, the same table
     lines = {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")}
     again = run(cmd + ["--resume"])
-    assert "0 sentences attributed" in again.stdout
+    assert "0 sentences attributed" in again.stderr  # logged
     assert {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")} == lines
     assert (out / "undertranslation.md").read_text(encoding="utf-8") == table
     # a killed run (a partial last record) resumes with the missing sentence only
@@ -101,7 +101,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     complete = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(complete[:-1]) + complete[-1][:20], encoding="utf-8")
     again = run(cmd + ["--resume"])
-    assert "| attention: 1 sentences attributed" in again.stdout
+    assert "attention: 1 sentences attributed" in again.stderr
     assert sorted(r["id"] for r in read_records(path)) == sorted(gold)
     # without --resume: refused, nothing overwritten
     refused = run(cmd, check=False)

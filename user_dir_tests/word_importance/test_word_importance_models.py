@@ -317,3 +317,4 @@ def test_alignment_aer_command(data_dir, transformer_ckpt, tmp_path):
         expected = aer([record_links(r) for r in recs], [golds[r["id"]] for r in recs])
         assert f"| {method} | {expected:.3f} | 4 | 0 |" in table  # the script's number, recomputed
     assert "| attention |" in proc.stdout
+    assert "--out is now called --results-path" in proc.stderr  # the earlier name still works, with a warning

@@ -151,10 +151,10 @@ def run(args):
     from .aer import read_talp
     from .perturbation_curves import check_evaluation_options
 
-    check_evaluation_options(args, COMMAND)
     unknown = [m for m in args.methods.split(",") if m not in METHOD_NAMES]
     if unknown:
         raise InterpretError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHOD_NAMES)}")
+    check_evaluation_options(args, COMMAND)
     check_checkpoint(args)
     bin_dir = os.path.join(args.results_path, "bin")
     prepare(args, bin_dir)
