@@ -422,6 +422,12 @@ FAST_CASES = [
                                              "--num-shards", "2", "--shard-id", "2"], ["--shard-id 2", "from 0 to 1"]),
     ("aer-unknown-method", V, lambda c: ["aer", "--data", c.data, "--path", c.ckpt, "--results-path", c.out,
                                          "--methods", "ig,nosuch"], ["unknown method 'nosuch'"]),
+    ("undertranslation-empty-annotations", V, lambda c: ["undertranslation", "--annotations", _file(c, "a.tsv", ""),
+                                                         "--records", f"ig={c.records()}"], ["annotates no sentence"]),
+    ("undertranslation-empty-records", V, lambda c: ["undertranslation", "--annotations", _file(c, "a.tsv", "0\t1\n"),
+                                                     "--records", f"ig={c.records(records=[])}"],
+     ["r.jsonl holds no attribution records"]),
+    ("pos-empty-jsonl", V, lambda c: ["pos", c.records(records=[])], ["holds no attribution records"]),
 ]
 
 
@@ -714,6 +720,10 @@ OTHER_MODEL_CASES = [
     ("aer-other-dictionary", V, lambda c: ["aer", "--data", _data_copy(c, _swap_dictionary_lines), "--path", c.ckpt,
                                            "--results-path", c.out, "--num-sentences", "2"],
      ["source dictionary differs", "--allow-data-mismatch"]),
+    ("perturbation-max-tokens-below-a-sentence", V, lambda c: ["perturbation", c.data, "--path", c.ckpt,
+                                                               "--results-path", c.out, "--methods", "random",
+                                                               "--perturbations", "deletion", "--max-tokens", "5"],
+     ["exceeds max_tokens", "pass a larger --max-tokens"]),
 ]
 
 

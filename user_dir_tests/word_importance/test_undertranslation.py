@@ -48,7 +48,8 @@ def _have_spacy():
 
 
 def _flow(data_dir, ckpt, out, mode, *extra):
-    return ["fairseq-interp", "undertranslation", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(out),
+    return ["fairseq-interp", "undertranslation", str(data_dir / "bin"), "--path", str(ckpt), "--results-path",
+            str(out),
             "--labels", mode, "--num-sentences", "6", "--beam", "1", "--max-len-b", "12", "--ig-steps", "4",
             "--bootstrap", "50", "--ibm1-iterations", "3", *extra]
 

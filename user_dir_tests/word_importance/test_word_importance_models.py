@@ -231,9 +231,9 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     perts = "deletion,mask,replacement" if HAVE_SPACY else "deletion,mask"
     out = tmp_path / "pe"
     cmd = ["fairseq-interp", "perturbation", str(data_dir / "bin"), "--path", str(transformer_ckpt),
-           "--results-path", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random", "--perturbations",
-           perts, "--max-k", "2", "--repeats", "3", "--beam", "1", "--max-len-b", "12", "--replacement-lines", "200",
-           "--ig-steps", "4", "--bootstrap", "100", "--setting", "tiny"]
+           "--results-path", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random",
+           "--perturbations", perts, "--max-k", "2", "--repeats", "3", "--beam", "1", "--max-len-b", "12",
+           "--replacement-lines", "200", "--ig-steps", "4", "--bootstrap", "100", "--setting", "tiny"]
     proc = run(cmd)
     assert "nrefs:1|case:mixed" in proc.stderr  # sacrebleu signature logged
     assert proc.stdout.strip() == (out / "perturbation.md").read_text(encoding="utf-8").strip()  # the tables

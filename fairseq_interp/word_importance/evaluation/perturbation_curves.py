@@ -157,8 +157,15 @@ def read_split(args, task, model, dataset, default_batch_size):
 
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
-                               seed=args.seed)
+    try:
+        _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
+                                   seed=args.seed)
+    except Exception as e:  # fairseq's batching refuses a sentence longer than the positions or --max-tokens
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "max_tokens" not in message and "skip_invalid_size_inputs_valid_test" not in message:
+            raise
+        raise InterpretError(f"{args.gen_subset}: {message.rstrip('.')}: pass a larger --max-tokens, or "
+                             "--skip-invalid-size-inputs-valid-test to skip such sentences") from None
     items = {}
     for sample in progress(batches, args, prefix=f"read {args.gen_subset}"):
         if "net_input" not in sample:

@@ -102,7 +102,11 @@ def _named_records(specs):
             name, path = os.path.splitext(os.path.basename(spec))[0], spec
         if not os.path.isfile(path):
             raise InterpretError(f"{path} not found: pass NAME=attributions.jsonl written by fairseq-interpret")
-        out.append((name, read_records(path)))
+        records = read_records(path)
+        if not records:
+            raise InterpretError(f"{path} holds no attribution records: pass the attributions.jsonl of a "
+                                 "fairseq-interpret run that attributed the annotated sentences")
+        out.append((name, records))
     return out
 
 
@@ -130,6 +134,9 @@ def score(args):
     if not args.records:
         raise InterpretError("--annotations needs --records NAME=attributions.jsonl (one per method)")
     annotations = read_annotations(args.annotations)
+    if not annotations:
+        raise InterpretError(f"{args.annotations} annotates no sentence: pass lines '<sentence id><TAB><0-based word "
+                             "indices>'")
     print(f1_table(_named_records(args.records), annotations, args.ratios, args.selection, args.bootstrap,
                    args.seed))
 
@@ -191,8 +198,8 @@ def run(args):
     """Both modes (module docstring) for parsed :func:`add_arguments` options."""
     if args.data is None:
         if not args.annotations:
-            raise InterpretError("undertranslation needs DATA --path --results-path --labels (build labels and attribute) "
-                                 "or --annotations with --records (score existing records)")
+            raise InterpretError("undertranslation needs DATA --path --results-path --labels (build labels and "
+                                 "attribute) or --annotations with --records (score existing records)")
         return score(args)
     check_flow_options(args)
 
