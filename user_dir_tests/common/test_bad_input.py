@@ -723,7 +723,7 @@ OTHER_MODEL_CASES = [
     ("perturbation-max-tokens-below-a-sentence", V, lambda c: ["perturbation", c.data, "--path", c.ckpt,
                                                                "--results-path", c.out, "--methods", "random",
                                                                "--perturbations", "deletion", "--max-tokens", "5"],
-     ["exceeds max_tokens", "pass a larger --max-tokens"]),
+     ["should not exceed max_tokens=5", "pass a larger --max-tokens"]),
 ]
 
 

@@ -162,10 +162,13 @@ def read_split(args, task, model, dataset, default_batch_size):
                                    seed=args.seed)
     except Exception as e:  # fairseq's batching refuses a sentence longer than the positions or --max-tokens
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "max_tokens" not in message and "skip_invalid_size_inputs_valid_test" not in message:
+        if "max_tokens" in message:
+            fix = "pass a larger --max-tokens, or --batch-size instead"
+        elif "skip_invalid_size_inputs_valid_test" in message:
+            fix = "pass --skip-invalid-size-inputs-valid-test to skip sentences longer than the model's positions"
+        else:
             raise
-        raise InterpretError(f"{args.gen_subset}: {message.rstrip('.')}: pass a larger --max-tokens, or "
-                             "--skip-invalid-size-inputs-valid-test to skip such sentences") from None
+        raise InterpretError(f"{args.gen_subset}: {message.rstrip('.!')}: {fix}") from None
     items = {}
     for sample in progress(batches, args, prefix=f"read {args.gen_subset}"):
         if "net_input" not in sample:
