@@ -318,3 +318,22 @@ def test_alignment_aer_command(data_dir, transformer_ckpt, tmp_path):
         assert f"| {method} | {expected:.3f} | 4 | 0 |" in table  # the script's number, recomputed
     assert "| attention |" in proc.stdout
     assert "--out is now called --results-path" in proc.stderr  # the earlier name still works, with a warning
+
+
+def test_evaluation_commands_read_the_split_as_the_dataset_holds_it(data_dir, transformer_ckpt):
+    """The perturbation curves and under-translation read a split through fairseq's batch iterator
+    (``--batch-size`` or ``--max-tokens``): the same sentences, ids < --num-sentences in id order, with the same
+    source and reference tokens as the dataset's items."""
+    import argparse
+
+    from fairseq_interp.word_importance.evaluation import perturbation_curves as curves
+
+    parser = curves.add_arguments(argparse.ArgumentParser())
+    for batching in (["--batch-size", "3"], ["--max-tokens", "60"]):
+        args = parser.parse_args([str(data_dir / "bin"), "--path", str(transformer_ckpt), "--results-path", "unused",
+                                  "--num-sentences", "7", "--no-progress-bar", *batching])
+        _, task, model, _, dataset = curves.load(args, curves.DEFAULT_BATCH_SIZE)
+        split = curves.read_split(args, task, model, dataset, curves.DEFAULT_BATCH_SIZE)
+        assert list(split) == list(range(7))
+        for i, (src, ref) in split.items():
+            assert torch.equal(src, dataset[i]["source"]) and torch.equal(ref, dataset[i]["target"])
