@@ -50,7 +50,7 @@ def add_arguments(p):
                    help="skip sentences with fewer source words (default: --max-k; must be >= --max-k)")
     p.add_argument("--num-sentences", type=int, default=0, help="sentences with id < N of the split (0 = all)")
     p.add_argument("--repeats", type=int, default=10, help="seeds averaged for random and content (paper: 10)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default)")
+    p.add_argument("--beam", type=int, default=5, help="beam size, as fairseq-generate's")
     p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
     add_split_arguments(p, batch_size=64)
     p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")

@@ -62,7 +62,7 @@ def add_arguments(p):
     p.add_argument("--methods", default="attention,erasure,ig", help="comma-separated --attribution methods")
     p.add_argument("--gen-subset", default="test", help="the split whose sentences are labelled")
     p.add_argument("--num-sentences", type=int, default=200, help="sentences with id < N of the split (0 = all)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default)")
+    p.add_argument("--beam", type=int, default=5, help="beam size, as fairseq-generate's")
     p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
     add_split_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
     p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")
