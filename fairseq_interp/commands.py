@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from .attention_learning import commands as attention_learning_commands
-from .common.cli import run_command
-from .common.options import check_counts
+from .common.cli import configure_logging, run_command
+from .common.options import check_counts, rename_options
 from .heads import commands as heads_commands
 from .lca import commands as lca_commands
 from .neurons import commands as neurons_commands
@@ -24,6 +24,15 @@ PACKAGES = (word_importance_commands, heads_commands, neurons_commands, lca_comm
 def fairseq_commands():
     """``{name: (help, entry point taking argv)}`` of the subcommands that parse with fairseq's parser."""
     return {name: entry for package in PACKAGES for name, entry in getattr(package, "FAIRSEQ_COMMANDS", {}).items()}
+
+
+def renamed_options():
+    """``{subcommand: {old option: new option}}`` of the earlier option names the packages still accept."""
+    found = {}
+    for package in PACKAGES:
+        for name, renamed in getattr(package, "RENAMED_OPTIONS", {}).items():
+            found.setdefault(name, {}).update(renamed)
+    return found
 
 
 def get_parser():
@@ -41,6 +50,9 @@ def cli_main(argv=None):
     raw = fairseq_commands()
     if argv and argv[0] in raw:
         return raw[argv[0]][1](argv[1:])
+    if argv and argv[0] in renamed_options():
+        configure_logging()
+        argv = [argv[0]] + rename_options(argv[1:], renamed_options()[argv[0]], f"{COMMAND} {argv[0]}")
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

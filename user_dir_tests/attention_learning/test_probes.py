@@ -272,15 +272,67 @@ def test_transformer_head_probe_equals_masking_all_other_positions():
         transformer_head_probes(model, src, tgt, d.eos(), layer=3)
 
 
-def test_probes_command_on_a_transformer(transformer_ckpt, data_dir, tmp_path):
+def test_probes_command_on_a_transformer(transformer_ckpt, data_dir, tmp_path, capsys):
     """Any fairseq Transformer: α, β^IBM, Δ and one row per encoder-decoder head of the last layer."""
     out = tmp_path / "tf"
-    run(["fairseq-interp", "probes", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
-         str(transformer_ckpt), "--num-sentences", "8", "--ibm1-iterations", "2", "--ibm1-max-pairs", "300",
-         "--results-path", str(out)])
+    _probes_in_process([data_dir / "bin", "--user-dir", "fairseq_interp", "--path", transformer_ckpt,
+                        "--num-sentences", "8", "--ibm1-iterations", "2", "--ibm1-max-pairs", "300",
+                        "--results-path", out], capsys)
     rows = {r["probe"]: r for r in json.loads((out / "probes.json").read_text())["rows"]}
     assert set(rows) == {"beta_ibm", "delta", "head0", "head1"}  # transformer_test_tiny: 2 heads
     assert all(0 <= r["agreement"] <= 1 and 0 < r["random_baseline"] < 1 for r in rows.values())
-    bad = run(["fairseq-interp", "probes", str(data_dir / "bin"), "--path", str(transformer_ckpt),
-               "--uniform-path", str(transformer_ckpt), "--results-path", str(tmp_path / "x")], check=False)
-    assert bad.returncode == 2 and "--uniform-attention" in bad.stderr
+    with pytest.raises(SystemExit) as exit_code:
+        _probes_in_process([data_dir / "bin", "--path", transformer_ckpt, "--uniform-path", transformer_ckpt,
+                            "--results-path", tmp_path / "x"], capsys)
+    assert exit_code.value.code == 2 and "--uniform-attention" in capsys.readouterr().err
+
+
+def _probes_in_process(argv, capsys):
+    from fairseq_interp.commands import cli_main
+
+    cli_main(["probes", *map(str, argv)])
+    return capsys.readouterr()
+
+
+def test_probes_reads_the_split_in_batches_with_the_same_numbers_and_records_provenance(
+        transformer_ckpt, data_dir, tmp_path, capsys):
+    """The split read through fairseq's batch iterator: any --batch-size/--max-tokens gives the table computed
+    sentence by sentence in id order; probes.json carries the provenance, which follows a number-changing option."""
+    from fairseq_interp.common.checkpoints import load_checkpoint, load_dataset, read_checkpoint
+    from fairseq_interp.common.provenance import files_fingerprint, split_files, weights_fingerprint
+
+    data = data_dir / "bin"
+    common = [data, "--path", transformer_ckpt, "--num-sentences", "6", "--ibm1-iterations", "0",
+              "--no-progress-bar", "--log-interval", "1"]
+    results, errors = {}, {}
+    for name, extra in (("one", ["--batch-size", "1"]), ("tokens", ["--max-tokens", "60"]),
+                        ("old-name", ["--subset", "valid"]), ("top", ["--top", "0.2"])):
+        captured = _probes_in_process([*common, *extra, "--results-path", tmp_path / name], capsys)
+        results[name], errors[name] = json.loads((tmp_path / name / "probes.json").read_text()), captured.err
+        assert (tmp_path / name / "probes.md").read_text().startswith(captured.out)
+    assert "--subset is now called --gen-subset" in errors["old-name"]
+    assert "--subset" not in errors["one"] and "probes valid:" in errors["one"]  # the progress bar's lines
+    # the numbers by definition: every sentence with id < 6, one at a time
+    task, _, model = load_checkpoint(str(transformer_ckpt), str(data))
+    model.eval()
+    dataset = load_dataset(task, "valid", task.cfg)
+    eos = task.target_dictionary.eos()
+    records = [sentence_probes(model, dataset[i]["source"], dataset[i]["target"], eos, head_layer=-1)
+               for i in range(6)]
+    expected = agreement_table(records)
+    for name in ("one", "tokens", "old-name"):
+        assert results[name]["sentences"] == 6
+        assert results[name]["rows"] == expected, name
+    # provenance: the checkpoint's weights, the split's files, the options; only the run section differs
+    provenance = results["one"]["provenance"]
+    assert provenance["format"] == "fairseq-interp-probes" and provenance["format_version"] == 1
+    assert provenance["checkpoint"]["weights_sha256"] == weights_fingerprint(
+        read_checkpoint(str(transformer_ckpt))["model"])
+    assert provenance["data"]["split_sha256"] == files_fingerprint(split_files(str(data), "valid", "en", "fr"))
+    assert provenance["run"]["sentence_ids"] == list(range(6))
+    for name in ("tokens", "old-name"):
+        assert {k: v for k, v in results[name]["provenance"].items() if k != "run"} == \
+            {k: v for k, v in provenance.items() if k != "run"}
+    changed = results["top"]["provenance"]
+    assert changed["options"]["top"] == 0.2 and provenance["options"]["top"] == 0.05
+    assert changed["checkpoint"] == provenance["checkpoint"] and changed["data"] == provenance["data"]
