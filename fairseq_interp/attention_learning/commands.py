@@ -222,10 +222,13 @@ def _probe_split(args, main, loaded, ibm, proxy, head_layer):
     try:
         _, batches = split_batches(task, dataset, args, max_positions, num_sentences=args.num_sentences,
                                    default_batch_size=16, seed=args.seed)
-    except Exception as e:  # fairseq's refusals of a too long sentence are bare Exceptions / AssertionErrors
-        if "invalid" in str(e) or "exceeds max_tokens" in str(e):
-            raise InterpretError(f"{str(e).splitlines()[0].rstrip('!.')}: pass --skip-invalid-size-inputs-valid-test "
-                                 "to skip such sentences, or a larger --max-tokens") from None
+    except Exception as e:  # fairseq refuses a too long sentence with a bare Exception / AssertionError
+        if "max_tokens" in str(e):
+            raise InterpretError(f"--max-tokens {args.max_tokens} is less than the length of a sentence of "
+                                 f"{args.gen_subset}: pass a larger --max-tokens, or --batch-size alone") from None
+        if "is invalid" in str(e):
+            raise InterpretError(f"{str(e).split(', skip')[0]}: pass --skip-invalid-size-inputs-valid-test to skip "
+                                 "such sentences") from None
         raise
     classify = probes.is_classifier(model)
     others = {name: loaded[name].model if name in loaded else None for name in ("uniform", "second_seed", "frozen")}

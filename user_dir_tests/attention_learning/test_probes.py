@@ -336,3 +336,8 @@ def test_probes_reads_the_split_in_batches_with_the_same_numbers_and_records_pro
     changed = results["top"]["provenance"]
     assert changed["options"]["top"] == 0.2 and provenance["options"]["top"] == 0.05
     assert changed["checkpoint"] == provenance["checkpoint"] and changed["data"] == provenance["data"]
+    # a batch limit below a sentence's length: one line, nothing written
+    with pytest.raises(SystemExit) as exit_code:
+        _probes_in_process([*common, "--max-tokens", "3", "--results-path", tmp_path / "small"], capsys)
+    assert exit_code.value.code == 2 and "pass a larger --max-tokens" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
