@@ -35,6 +35,7 @@ import shutil
 import sys
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
+from fairseq_interp.common.preparation import already_prepared, run_preprocess, write_lines
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -57,14 +58,6 @@ def read_split(data_root, split, lang, limit):
     with gzip.open(path, "rt", encoding="utf-8") as f:
         lines = [line.rstrip("\n") for line in f]
     return lines[:limit] if limit else lines
-
-
-def write_lines(path, lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, path)
 
 
 def moses_tokenize(lines, lang):
@@ -115,47 +108,6 @@ def parse_lang_pairs(value):
         raise PrepareError("--lang-pairs must list each direction once, e.g. en-de,de-en")
     langs = sorted({lang for pair in pairs for lang in pair.split("-")})
     return pairs, langs
-
-
-def run_preprocess(cmd_args):
-    from fairseq_interp.common.errors import InterpretError
-    from fairseq_interp.common.fairseq_runs import run
-
-    try:
-        run([sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args])
-    except InterpretError as e:  # one line: the last line fairseq-preprocess wrote
-        last = [line for line in str(e).splitlines() if line.strip()][-1]
-        raise PrepareError(f"fairseq-preprocess failed: {last.strip()}") from None
-
-
-def binarize_bilingual(out, src, tgt, workers):
-    prefix = os.path.join(out, "spm")
-    run_preprocess([
-        "--source-lang", src, "--target-lang", tgt,
-        "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
-        "--destdir", os.path.join(out, "bin"), "--joined-dictionary", "--workers", str(workers)])
-
-
-def binarize_multilingual(out, pairs, langs, workers):
-    """One dictionary over every language's training pieces, then each unordered pair binarized with it."""
-    prefix, bin_dir = os.path.join(out, "spm"), os.path.join(out, "bin")
-    joint = os.path.join(out, "spm", "train.all")
-    with open(joint, "w", encoding="utf-8") as f:
-        for lang in langs:
-            with open(f"{prefix}/train.{lang}", encoding="utf-8") as part:
-                f.write(part.read())
-    dict_dir = os.path.join(out, "dict")
-    run_preprocess(["--only-source", "--trainpref", joint, "--destdir", dict_dir, "--dict-only",
-                    "--workers", str(workers)])
-    shared = os.path.join(dict_dir, "dict.txt")
-    for src, tgt in sorted({tuple(sorted(p.split("-"))) for p in pairs}):
-        run_preprocess([
-            "--source-lang", src, "--target-lang", tgt, "--srcdict", shared, "--tgtdict", shared,
-            "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
-            "--destdir", bin_dir, "--workers", str(workers)])
-    os.remove(joint)
-    write_lines(os.path.join(bin_dir, "lang_pairs.txt"), [",".join(pairs)])
-    write_lines(os.path.join(bin_dir, "langs.txt"), [",".join(langs)])
 
 
 def check_options(args):
@@ -211,16 +163,8 @@ def prepare(args):
         options = {k: v for k, v in options.items() if k not in ("src", "tgt")}
         options["lang_pairs"] = pairs
     check_out(final_out, args.overwrite)
-    if os.path.exists(stamp_path) and not args.overwrite:
-        try:
-            with open(stamp_path) as f:
-                stamp = json.load(f)
-        except ValueError:
-            stamp = None
-        if stamp == options:
-            print(f"| {final_out} is already prepared with these options (use --overwrite to redo)")
-            return final_out
-        raise PrepareError(f"{final_out} was prepared with other options: use another --out or --overwrite")
+    if already_prepared(final_out, stamp_path, options, args.overwrite):
+        return final_out
 
     out = f"{final_out}.tmp{os.getpid()}"  # built here, renamed to --out at the end
     if os.path.exists(out):

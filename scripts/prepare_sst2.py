@@ -31,13 +31,16 @@ import json
 import os
 import sys
 
+from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
+from fairseq_interp.common.options import check_range
+from fairseq_interp.common.preparation import already_prepared, run_preprocess, write_lines
+
+COMMAND = "prepare_sst2.py"
+
 SPLITS = {"train": "train", "valid": "dev", "test": "test"}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "sst2")
 
-
-class PrepareError(Exception):
-    pass
 
 
 def read_rows(path):
@@ -74,38 +77,15 @@ def whole_sentences(rows):
     return [row for row in rows if " ".join(row[0]) not in inside]
 
 
-def write_lines(path, lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, path)
-
-
-def run_preprocess(cmd_args):
-    from fairseq_interp.common.errors import InterpretError
-    from fairseq_interp.common.fairseq_runs import run
-
-    try:
-        run([sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args])
-    except InterpretError as e:
-        raise PrepareError(str(e)) from None
-
-
 def prepare(args):
-    if args.min_count < 1:
-        raise PrepareError("--min-count must be >= 1 (1 keeps every training word)")
+    check_range(args.min_count, "--min-count", 1, what="1 keeps every training word")
+    check_range(args.train_size, "--train-size", 0, what="0 = all")
     out = os.path.abspath(args.out)
     stamp_path = os.path.join(out, "prepare.json")
     options = {"rows": args.rows, "min_count": args.min_count, "train_size": args.train_size,
                "data_root": os.path.abspath(args.data_root)}
-    if os.path.exists(stamp_path) and not args.force:
-        with open(stamp_path) as f:
-            stamp = json.load(f)
-        if stamp.get("options") == options:
-            print(f"| {out} is already prepared with these options (use --force to redo)")
-            return out
-        raise PrepareError(f"{out} was prepared with other options: use another --out or --force")
+    if already_prepared(out, stamp_path, options, args.overwrite, stamp_options=lambda stamp: stamp["options"]):
+        return out
 
     rows = {split: read_rows(os.path.join(args.data_root, f"{name}.tsv.gz")) for split, name in SPLITS.items()}
     counts = {f"{split}_rows_read": len(r) for split, r in rows.items()}
@@ -145,24 +125,28 @@ def prepare(args):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder with SST-2's gzip TSV files")
+    from fairseq_interp.common.outputs import OVERWRITE_HELP
+
+    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output folder (required)")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help="folder with SST-2's gzip TSV files (default: %(default)s)")
     p.add_argument("--rows", choices=["sentences", "all"], default="sentences",
-                   help="keep whole-sentence rows (default) or every phrase row of train and dev")
+                   help="keep whole-sentence rows or every phrase row of train and dev (default: %(default)s)")
     p.add_argument("--min-count", type=int, default=3,
-                   help="words seen fewer times in training become <unk> (appendix A.8: 3)")
-    p.add_argument("--train-size", type=int, default=0, help="keep only the first N training rows (0 = all)")
-    p.add_argument("--force", action="store_true", help="redo even if OUT is already prepared")
+                   help="words seen fewer times in training become <unk> (appendix A.8: 3; default: %(default)s)")
+    p.add_argument("--train-size", type=int, default=0,
+                   help="keep only the first N training rows (0 = all; default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; redo a prepared --out")
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
     return p
 
 
-def main():
-    try:
-        prepare(get_parser().parse_args())
-    except PrepareError as e:
-        print(f"prepare_sst2: error: {e}", file=sys.stderr)
-        sys.exit(2)
+def main(argv=None):
+    from fairseq_interp.common.cli import run_command
+
+    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    run_command(COMMAND, prepare, args, logging_setup=False)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,11 @@ import torch
 
 from fairseq.data import Dictionary, FairseqDataset, data_utils
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask
 
 from ..common.errors import InterpretError
 from ..common.registry import register_task
 from .classifier import LABELS
-
-_SPLIT_OFFSET = {"train": 0, "valid": 1, "test": 2}
+from .generated_data import GeneratedDataTask
 
 
 @dataclass
@@ -107,12 +105,12 @@ class ClassificationListDataset(FairseqDataset):
 
 
 @register_task("keyword_classification", dataclass=KeywordClassificationConfig)
-class KeywordClassificationTask(FairseqTask):
+class KeywordClassificationTask(GeneratedDataTask):
     """Snell et al. (2021) §6.1 toy task; data generated from ``--data-seed`` at load time."""
 
     def __init__(self, cfg, dictionary, label_dictionary):
-        super().__init__(cfg)
-        self.dictionary, self._label_dictionary = dictionary, label_dictionary
+        super().__init__(cfg, dictionary)
+        self._label_dictionary = label_dictionary
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -120,22 +118,18 @@ class KeywordClassificationTask(FairseqTask):
             raise InterpretError("--seq-len must be >= 1 and --vocab-size >= 2")
         if not 1 <= cfg.keyword <= cfg.vocab_size:
             raise InterpretError(f"--keyword {cfg.keyword} is not a word type 1..{cfg.vocab_size}")
-        if cfg.train_size < 1 or cfg.valid_size < 1:
-            raise InterpretError("--train-size and --valid-size must be >= 1")
+        cls.check_sizes(cfg)
         if cfg.num_classes != 2:
             raise InterpretError("keyword_classification is binary: --num-classes 2")
         return cls(cfg, *make_dictionaries(cfg.vocab_size))
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         cfg = self.cfg
-        base = split.rstrip("0123456789")
-        if base not in _SPLIT_OFFSET:
-            raise InterpretError(f"keyword_classification has splits train, valid, test, not {split!r}")
-        n = cfg.train_size if base == "train" else cfg.valid_size
-        rows, labels = generate(n, cfg.seq_len, cfg.vocab_size, cfg.keyword, seed=[cfg.data_seed, _SPLIT_OFFSET[base]])
+        n, seed = self.split_stream(split, "keyword_classification")
+        rows, labels = generate(n, cfg.seq_len, cfg.vocab_size, cfg.keyword, seed=seed)
         ids = rows - 1 + self.dictionary.nspecial  # word k has id nspecial + k - 1
-        self.datasets[split] = ClassificationListDataset(ids, labels, self.dictionary.pad(), shuffle=base == "train",
-                                                         seed=cfg.data_seed)
+        self.datasets[split] = ClassificationListDataset(ids, labels, self.dictionary.pad(),
+                                                         shuffle=split.startswith("train"), seed=cfg.data_seed)
         return self.datasets[split]
 
     def build_model(self, cfg, from_checkpoint=False):
@@ -143,14 +137,6 @@ class KeywordClassificationTask(FairseqTask):
         if hasattr(model, "register_classification_head"):
             model.register_classification_head("sentence_classification_head", num_classes=2)
         return model
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
 
     @property
     def label_dictionary(self):

@@ -24,14 +24,13 @@ from fairseq import utils
 from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
-from fairseq.tasks import FairseqTask
 
 from ..common.attention import attention_from_extra
 from ..common.errors import InterpretError
 from ..common.registry import register_task
+from .generated_data import GeneratedDataTask
 
 PERM_MODES = ChoiceEnum(["fixed_set", "sampled_set", "mixture", "permute"])
-_SPLIT_OFFSET = {"train": 0, "valid": 1, "test": 2}
 
 
 @dataclass
@@ -72,12 +71,8 @@ def generate(mode, n, seq_len, vocab_size, seed, permutation_seed=1):
 
 
 @register_task("permutation_copy", dataclass=PermutationCopyConfig)
-class PermutationCopyTask(FairseqTask):
+class PermutationCopyTask(GeneratedDataTask):
     """Snell et al. (2021) toy task; data generated from ``--data-seed`` at load time."""
-
-    def __init__(self, cfg, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -85,32 +80,20 @@ class PermutationCopyTask(FairseqTask):
         if cfg.seq_len < 1 or cfg.vocab_size < need:
             raise InterpretError(f"--perm-mode {cfg.perm_mode} with --seq-len {cfg.seq_len} needs --vocab-size >= "
                                  f"{need} (got {cfg.vocab_size}): raise --vocab-size or lower --seq-len")
-        if cfg.train_size < 1 or cfg.valid_size < 1:
-            raise InterpretError("--train-size and --valid-size must be >= 1")
+        cls.check_sizes(cfg)
         return cls(cfg, make_dictionary(cfg.vocab_size))
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         cfg = self.cfg
-        base = split.rstrip("0123456789")
-        if base not in _SPLIT_OFFSET:
-            raise InterpretError(f"permutation_copy has splits train, valid, test, not {split!r}")
-        n = cfg.train_size if base == "train" else cfg.valid_size
-        src, tgt = generate(cfg.perm_mode, n, cfg.seq_len, cfg.vocab_size,
-                            seed=[cfg.data_seed, _SPLIT_OFFSET[base]], permutation_seed=cfg.permutation_seed)
+        n, seed = self.split_stream(split, "permutation_copy")
+        src, tgt = generate(cfg.perm_mode, n, cfg.seq_len, cfg.vocab_size, seed=seed,
+                            permutation_seed=cfg.permutation_seed)
         offset, eos = self.dictionary.nspecial, self.dictionary.eos()
         to_tensors = lambda rows: [torch.tensor(list(r + offset) + [eos], dtype=torch.long) for r in rows]  # noqa
         sizes = np.full(n, cfg.seq_len + 1)
         self.datasets[split] = LanguagePairDataset(
             to_tensors(src), sizes, self.dictionary, to_tensors(tgt), sizes, self.dictionary,
-            left_pad_source=False, left_pad_target=False, shuffle=(base == "train"))
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
+            left_pad_source=False, left_pad_target=False, shuffle=split.startswith("train"))
 
     def max_positions(self):
         return (self.cfg.seq_len + 1, self.cfg.seq_len + 1)

@@ -3,6 +3,7 @@ scripts, data preparation, benchmarks. One place for the environment they run in
 gives, and resumable training.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -71,6 +72,39 @@ def train(save_dir, updates, train_args, threads=None):
     run(["fairseq-train", *train_args, "--max-update", str(updates), "--save-dir", save_dir],
         log=os.path.join(save_dir, "train.log"), threads=threads)
     return ckpt, time.time() - start
+
+
+def check_driver_records(paths, resume=False, overwrite=False, what="runs", option="--results-path"):
+    """Refuse record files of ``paths`` that already hold records, unless ``resume`` or ``overwrite``."""
+    for path in paths:
+        if os.path.exists(path) and os.path.getsize(path) > 0 and not (resume or overwrite):
+            raise InterpretError(f"{path} already holds {what}: pass --resume to continue them, --overwrite to start "
+                                 f"again, or choose another {option}")
+
+
+@contextlib.contextmanager
+def driver_records(path, config, command, resume=False, overwrite=False, what="runs", option="--results-path"):
+    """The record file of a driver (one JSON record per finished run, each carrying the driver's ``config``) as a
+    :class:`~.jsonl.JsonlWriter`, under a lock (:func:`~.outputs.output_lock`): existing records are continued only
+    with ``resume`` and only if every one was made with ``config``, replaced only with ``overwrite``."""
+    from .jsonl import JsonlWriter, read_records
+    from .outputs import check_output_folder, output_lock
+
+    folder = os.path.dirname(os.path.abspath(path))
+    check_output_folder(folder, option)
+    os.makedirs(folder, exist_ok=True)
+    with output_lock(folder, os.path.basename(path), command, option):
+        check_driver_records([path], resume, overwrite, what, option)
+        if os.path.exists(path) and not resume:
+            os.remove(path)
+        writer = JsonlWriter(path, resume=resume)
+        try:
+            if writer.done_ids and any(r.get("config") != config for r in read_records(path)):
+                raise InterpretError(f"{path} holds {what} made with other settings: resume with the options they "
+                                     f"were made with, or choose another {option}")
+            yield writer
+        finally:
+            writer.close()
 
 
 def script_main(name, main):

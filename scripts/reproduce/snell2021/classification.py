@@ -9,17 +9,17 @@ saved at the paper's evaluation steps (10, 50, 100, 150, 200, 250, then every 25
 checkpoint: fairseq-train saves none before its first update) by training to each step in turn
 (``CKPT/<run>/checkpoint_<epoch>_<step>.pt``, weights only). The probed checkpoint is the first run's most accurate
 on ``valid`` (the authors take their main run's most accurate checkpoint). Then ``fairseq-interp probes`` over
-``--subset`` with the second seed along training, β^uf and α^fr from their runs' best-agreeing checkpoints.
-Writes OUT/runs.jsonl (one record per saved step), OUT/accuracy.jsonl (accuracy of every checkpoint on valid and
-the probed split), OUT/probes/ (probes.json, probes.md), OUT/summary.md (the paper | ours tables) and
-OUT/accuracy.png.
+``--gen-subset`` with the second seed along training, β^uf and α^fr from their runs' best-agreeing checkpoints.
+Writes RESULTS/runs.jsonl (one record per saved step), RESULTS/accuracy.jsonl (accuracy of every checkpoint on valid and
+the probed split), RESULTS/probes/ (probes.json, probes.md), RESULTS/summary.md (the paper | ours tables) and
+RESULTS/accuracy.png.
 
 ``figure7``: the uniform-attention classifier on the keyword task, checkpoints every ``--save-every`` updates; for
-each, γ_{l*}, γ_{l*+1}, γ̄, γ_L over the positive validation sequences (Eq. 22–25). Writes OUT/gammas.jsonl,
-OUT/summary.md and OUT/figure7.png.
+each, γ_{l*}, γ_{l*+1}, γ̄, γ_L over the positive validation sequences (Eq. 22–25). Writes RESULTS/gammas.jsonl,
+RESULTS/summary.md and RESULTS/figure7.png.
 
-    python scripts/reproduce/snell2021/classification.py sst2 --out results/snell2021-sst2 --jobs 2
-    python scripts/reproduce/snell2021/classification.py figure7 --out results/snell2021-figure7
+    python scripts/reproduce/snell2021/classification.py sst2 --results-path results/snell2021-sst2 --jobs 2
+    python scripts/reproduce/snell2021/classification.py figure7 --results-path results/snell2021-figure7
 """
 
 import argparse
@@ -32,10 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, interval_checkpoints, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train
+from fairseq_interp.common.fairseq_runs import (REPO, check_driver_records, driver_records, run, script_main,
+                                                train)
 from fairseq_interp.common.figures import pyplot, save_figure
-from fairseq_interp.common.jsonl import JsonlWriter, read_records, write_atomic
+from fairseq_interp.common.jsonl import read_records, write_atomic
+from fairseq_interp.common.options import check_counts, check_range, rename_options
+from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+
+COMMAND = "classification.py"
 
 RUNS = ("main", "second_seed", "uniform", "frozen")
 RUN_OPTIONS = {"main": [], "second_seed": [], "uniform": ["--uniform-attention"],
@@ -47,18 +52,6 @@ def paper_steps(max_update, every=250):
     steps = [s for s in (10, 50, 100, 150, 200) if s < max_update]
     steps += list(range(every, max_update, every)) + [max_update]
     return sorted(set(steps))
-
-
-def _writer(path, resume, config, what):
-    """A JsonlWriter that refuses to mix settings: every kept record must carry ``config``."""
-    try:
-        writer = JsonlWriter(path, resume=resume)
-    except InterpretError as e:
-        raise InterpretError(str(e).replace("--results-path", "--out")) from None
-    if writer.done_ids and any(r.get("config") != config for r in read_records(path)):
-        writer.close()
-        raise InterpretError(f"{path} holds {what} made with other settings; choose another --out")
-    return writer
 
 
 def save_step(save_dir, step):
@@ -135,50 +128,54 @@ def checkpoint_accuracy(path, data, subsets):
 
 
 def sst2(args):
-    os.makedirs(args.out, exist_ok=True)
+    check_driver_records([os.path.join(args.results_path, "runs.jsonl")], args.resume, args.overwrite)
+    check_results_folder(args.results_path, ["summary.md", "accuracy.png"], "--results-path",
+                         args.overwrite or args.resume)
     prepare(args)
     seeds = dict(zip(RUNS, args.seeds))
     steps = paper_steps(args.max_update, args.every)
     config = {"arch": args.arch, "lr": args.lr, "batch_size": args.batch_size, "max_update": args.max_update,
               "every": args.every, "seeds": args.seeds, "rows": args.rows, "train_size": args.train_size,
-              "subset": args.subset, "proxy_epochs": args.proxy_epochs}
+              "subset": args.gen_subset, "proxy_epochs": args.proxy_epochs}
     start, lock = time.time(), threading.Lock()
-    with _writer(os.path.join(args.out, "runs.jsonl"), args.resume, config, "runs") as writer:
+    with driver_records(os.path.join(args.results_path, "runs.jsonl"), config, COMMAND, args.resume,
+                        args.overwrite) as writer:
         def one(name):
             train_steps(name, os.path.join(args.ckpt_dir, name), steps, train_args_for(name, seeds[name], args),
                         writer, lock, config)
 
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(one, RUNS))
-    runs = read_records(os.path.join(args.out, "runs.jsonl"))
+    runs = read_records(os.path.join(args.results_path, "runs.jsonl"))
     data = os.path.join(args.data, "bin")
-    subsets = ["valid"] + ([args.subset] if args.subset != "valid" else [])
-    with _writer(os.path.join(args.out, "accuracy.jsonl"), True, config, "accuracies") as writer:
+    subsets = ["valid"] + ([args.gen_subset] if args.gen_subset != "valid" else [])
+    with driver_records(os.path.join(args.results_path, "accuracy.jsonl"), config, COMMAND, resume=True,
+                        what="accuracies") as writer:
         for r in runs:
             if r["id"] not in writer.done_ids:
                 writer.write({"id": r["id"], "run": r["run"], "step": r["step"], "config": config,
                               "accuracy": checkpoint_accuracy(r["checkpoint"], data, subsets)})
-    accuracy = {r["id"]: r["accuracy"] for r in read_records(os.path.join(args.out, "accuracy.jsonl"))}
+    accuracy = {r["id"]: r["accuracy"] for r in read_records(os.path.join(args.results_path, "accuracy.jsonl"))}
     main = [r for r in runs if r["run"] == "main"]
     best = max(main, key=lambda r: (accuracy[r["id"]]["valid"], -r["step"]))
-    probes_dir = os.path.join(args.out, "probes")
+    probes_dir = os.path.join(args.results_path, "probes")
     if not os.path.exists(os.path.join(probes_dir, "probes.json")):
         last = {name: os.path.join(args.ckpt_dir, name, "checkpoint_last.pt") for name in RUNS}
         run(["fairseq-interp", "probes", data, "--path", best["checkpoint"], "--second-seed-path",
              last["second_seed"], "--along-training", "--uniform-path", last["uniform"], "--frozen-path",
-             last["frozen"], "--subset", args.subset, "--num-sentences", str(args.num_sentences),
+             last["frozen"], "--gen-subset", args.gen_subset, "--num-sentences", str(args.num_sentences),
              "--proxy-epochs", str(args.proxy_epochs), "--results-path", probes_dir, "--overwrite"], threads=1)
     with open(os.path.join(probes_dir, "probes.json")) as f:
         probes = json.load(f)
     summary = sst2_summary(args, config, runs, accuracy, best, probes, time.time() - start)
-    write_atomic(os.path.join(args.out, "summary.md"), summary)
-    plot_accuracy(runs, accuracy, args.subset, os.path.join(args.out, "accuracy.png"))
+    write_atomic(os.path.join(args.results_path, "summary.md"), summary)
+    plot_accuracy(runs, accuracy, args.gen_subset, os.path.join(args.results_path, "accuracy.png"))
     print(summary)
 
 
 def ours_setting(args, probes):
     return (f"SST-2 whole sentences ({args.rows}), {args.arch}, random embeddings, {args.max_update} updates, "
-            f"{probes['sentences']} {args.subset} sentences")
+            f"{probes['sentences']} {args.gen_subset} sentences")
 
 
 def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
@@ -194,7 +191,7 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
               for label, key in compared]
     xis = [("ξ(α, β^uf)", "xi(alpha, beta_uf)"), ("ξ(β^uf, β^px)", "xi(beta_px, beta_uf)"),
            ("ξ(Δ, β^uf)", "xi(delta, beta_uf)"), ("ξ(α, β)", "xi(alpha, beta)")]
-    final = max((accuracy[r["id"]][args.subset] for r in runs if r["run"] == "second_seed" and
+    final = max((accuracy[r["id"]][args.gen_subset] for r in runs if r["run"] == "second_seed" and
                  r["step"] == args.max_update), default=None)
     table5 += [(f"{label} (accuracy %)", numbers.get("Table 5", "SST", label).value, row.get(key), setting)
                for label, key in xis]
@@ -208,14 +205,14 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
              side_by_side(table5), "", "Table 10, SST (A(α, α^fr) at the frozen run's best-agreeing checkpoint):", "",
              side_by_side(table10), "",
              f"probed checkpoint: main run at update {best['step']} (most accurate on valid: "
-             f"{accuracy[best['id']]['valid']:.1f}%, {args.subset} {accuracy[best['id']][args.subset]:.1f}%); β^uf "
+             f"{accuracy[best['id']]['valid']:.1f}%, {args.gen_subset} {accuracy[best['id']][args.gen_subset]:.1f}%); β^uf "
              f"from the uniform run's update {row.get('update(alpha, beta_uf)')} for A(α, β^uf), "
              f"{row.get('update(beta_px, beta_uf)')} for A(β^px, β^uf), {row.get('update(delta, beta_uf)')} for "
              f"A(Δ, β^uf); α^fr from the frozen run's update {row.get('update(alpha, alpha_fr)')}", "",
-             f"accuracy % on {args.subset} at the paper's steps:", "",
+             f"accuracy % on {args.gen_subset} at the paper's steps:", "",
              "| step | " + " | ".join(RUNS) + " |", "|---|" + "---|" * len(RUNS)]
     for step in sorted({r["step"] for r in runs}):
-        cells = [accuracy.get(f"{name}/{step}", {}).get(args.subset) for name in RUNS]
+        cells = [accuracy.get(f"{name}/{step}", {}).get(args.gen_subset) for name in RUNS]
         lines.append(f"| {step} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells) + " |")
     lines += ["", f"wall time of this invocation {seconds:.0f} s; training seconds per run: " + ", ".join(
         f"{name} {sum(r['seconds'] or 0 for r in runs if r['run'] == name):.0f}" for name in RUNS), ""]
@@ -291,12 +288,16 @@ def ordering(record):
 
 
 def figure7(args):
-    os.makedirs(args.out, exist_ok=True)
-    config = {k: v for k, v in vars(args).items() if k not in ("out", "ckpt_dir", "resume", "func", "command")}
+    check_driver_records([os.path.join(args.results_path, "gammas.jsonl")], args.resume, args.overwrite,
+                         "measurements")
+    check_results_folder(args.results_path, ["summary.md", "figure7.png"], "--results-path",
+                         args.overwrite or args.resume)
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("results_path", "ckpt_dir", "resume", "overwrite", "func", "command")}
     start = time.time()
     _, seconds = train(args.ckpt_dir, args.max_update, keyword_train_args(args), threads=1)
-    path = os.path.join(args.out, "gammas.jsonl")
-    with _writer(path, args.resume, config, "measurements") as writer:
+    path = os.path.join(args.results_path, "gammas.jsonl")
+    with driver_records(path, config, COMMAND, args.resume, args.overwrite, "measurements") as writer:
         for update, ckpt in measured_checkpoints(args.ckpt_dir, args.save_every).items():
             if str(update) not in writer.done_ids and update <= args.max_update:
                 writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt)})
@@ -312,7 +313,7 @@ def figure7(args):
               "γ̄ ≈ γ_{l*}", "", f"training {'(already done)' if seconds is None else f'{seconds:.0f} s'}; "
               f"wall time of this invocation {time.time() - start:.0f} s", ""]
     summary = "\n".join(lines)
-    write_atomic(os.path.join(args.out, "summary.md"), summary)
+    write_atomic(os.path.join(args.results_path, "summary.md"), summary)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for key, label in ORDER_NAMES.items():
@@ -322,52 +323,72 @@ def figure7(args):
     ax.set_ylabel("log-odds γ (positive sequences)")
     ax.legend()
     fig.tight_layout()
-    save_figure(fig, os.path.join(args.out, "figure7.png"), dpi=120)
+    save_figure(fig, os.path.join(args.results_path, "figure7.png"), dpi=120)
     print(summary)
 
 
 # ------------------------------------------------------------------------------------------------------------ main
 
-def main():
+def check_options(args):
+    """The drivers' numbers, before any run starts."""
+    check_counts(args, {"train_size": 0 if args.command == "sst2" else 1, "valid_size": 1, "max_update": 1,
+                        "every": 1, "batch_size": 1, "num_sentences": 0, "proxy_epochs": 0, "jobs": 1, "seq_len": 1,
+                        "vocab_size": 2, "save_every": 1})
+    check_range(args.lr, "--lr", 0, strict_minimum=True)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sst2", help="Table 2's SST row (Table 5) and Table 10 on SST-2")
-    s.add_argument("--out", required=True, help="results folder")
+    s.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
     s.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
-                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing)")
-    s.add_argument("--rows", choices=["sentences", "all"], default="sentences", help="prepare_sst2.py --rows")
-    s.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all)")
+                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing; default: %(default)s)")
+    s.add_argument("--rows", choices=["sentences", "all"], default="sentences",
+                   help="prepare_sst2.py --rows (default: %(default)s)")
+    s.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all; default: "
+                                                             "%(default)s)")
     s.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-sst2"),
-                   help="folder of the four runs' checkpoints")
-    s.add_argument("--arch", default="lstm_attention_classifier")
+                   help="folder of the four runs' checkpoints (default: %(default)s)")
+    s.add_argument("--arch", default="lstm_attention_classifier", help="default: %(default)s")
     s.add_argument("--seeds", type=int, nargs=4, default=[1, 2, 3, 4], metavar="SEED",
-                   help="seeds of the main, second-seed, uniform and frozen runs")
-    s.add_argument("--max-update", type=int, default=4000, help="appendix A.8: 4000")
-    s.add_argument("--every", type=int, default=250, help="checkpoints every N updates after 250 (A.8: 250)")
-    s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the authors' code: Adam's default)")
-    s.add_argument("--batch-size", type=int, default=32, help="appendix A.8: 32")
-    s.add_argument("--subset", default="test", help="probed split (test = GLUE's SST-2 dev, 872 sentences)")
-    s.add_argument("--num-sentences", type=int, default=0, help="probe the first N sentences (0 = all)")
-    s.add_argument("--proxy-epochs", type=int, default=30, help="epochs of the β^px proxy (best by valid loss)")
-    s.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
-    s.add_argument("--resume", action="store_true", help="continue from OUT's records")
+                   help="seeds of the main, second-seed, uniform and frozen runs (default: %(default)s)")
+    s.add_argument("--max-update", type=int, default=4000, help="appendix A.8: 4000 (default: %(default)s)")
+    s.add_argument("--every", type=int, default=250,
+                   help="checkpoints every N updates after 250 (A.8: 250; default: %(default)s)")
+    s.add_argument("--lr", type=float, default=1e-3,
+                   help="Adam learning rate (the authors' code: Adam's default; default: %(default)s)")
+    s.add_argument("--batch-size", type=int, default=32, help="appendix A.8: 32 (default: %(default)s)")
+    s.add_argument("--gen-subset", default="test",
+                   help="probed split (test = GLUE's SST-2 dev, 872 sentences; default: %(default)s)")
+    s.add_argument("--num-sentences", type=int, default=0,
+                   help="probe the sentences with id < N (0 = all; default: %(default)s)")
+    s.add_argument("--proxy-epochs", type=int, default=30,
+                   help="epochs of the β^px proxy, best by valid loss (default: %(default)s)")
+    s.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default: %(default)s)")
+    s.add_argument("--resume", action="store_true", help="continue from the results folder's records")
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     s.set_defaults(func=sst2)
     f = sub.add_parser("figure7", help="γ_{l*}, γ_{l*+1}, γ̄, γ_L over training under uniform attention (Figure 7)")
-    f.add_argument("--out", required=True, help="results folder")
-    f.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-figure7"))
-    f.add_argument("--arch", default="lstm_attention_classifier")
-    f.add_argument("--seq-len", type=int, default=40, help="§6.1: 40")
-    f.add_argument("--vocab-size", type=int, default=40, help="§6.1: 40")
-    f.add_argument("--train-size", type=int, default=10000)
-    f.add_argument("--valid-size", type=int, default=1000)
-    f.add_argument("--max-update", type=int, default=3000)
-    f.add_argument("--save-every", type=int, default=100, help="measure every N updates")
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--seed", type=int, default=1, help="seed of the data and the model")
-    f.add_argument("--resume", action="store_true", help="continue from OUT's records")
+    f.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
+    f.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-figure7"),
+                   help="default: %(default)s")
+    f.add_argument("--arch", default="lstm_attention_classifier", help="default: %(default)s")
+    f.add_argument("--seq-len", type=int, default=40, help="§6.1: 40 (default: %(default)s)")
+    f.add_argument("--vocab-size", type=int, default=40, help="§6.1: 40 (default: %(default)s)")
+    f.add_argument("--train-size", type=int, default=10000, help="default: %(default)s")
+    f.add_argument("--valid-size", type=int, default=1000, help="default: %(default)s")
+    f.add_argument("--max-update", type=int, default=3000, help="default: %(default)s")
+    f.add_argument("--save-every", type=int, default=100, help="measure every N updates (default: %(default)s)")
+    f.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    f.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    f.add_argument("--seed", type=int, default=1, help="seed of the data and the model (default: %(default)s)")
+    f.add_argument("--resume", action="store_true", help="continue from the results folder's records")
+    f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.set_defaults(func=figure7)
-    args = parser.parse_args()
+    args = parser.parse_args(rename_options(sys.argv[1:] if argv is None else argv,
+                                            {"--out": "--results-path", "--subset": "--gen-subset"}, COMMAND))
+    check_options(args)
     args.func(args)
 
 

@@ -3,20 +3,20 @@
 ``lstm_dot_attention`` on the ``permutation_copy`` task; runs go in parallel (``--jobs``, one thread each).
 
 ``figure3`` (Figure 3): token and attention accuracy vs updates over seeds, per input distribution (fixed_set,
-sampled_set, mixture, permute). Writes OUT/runs.jsonl (one validation curve per run, appended as each run ends),
-OUT/summary.md and OUT/figure3.png; ``--resume`` keeps the finished runs of an interrupted sweep.
+sampled_set, mixture, permute). Writes RESULTS/runs.jsonl (one validation curve per run, appended as each run ends),
+RESULTS/summary.md and RESULTS/figure3.png; ``--resume`` keeps the finished runs of an interrupted sweep.
 
 ``multihead-init`` (Figure 6): multi-head attention escapes a hard distribution through learning dynamics. On
 ``fixed_set`` copying, single-head initializations of the attention matrix W are rejection-sampled as *good* (the
 single-head model learns to attend) or *bad* (it does not); then K-head models are built from K bad heads
 (``all_bad``), one good and K−1 bad heads (``one_good``) and unseeded heads (``random``) with
 ``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``. Writes
-OUT/candidates.jsonl, OUT/runs.jsonl (each run appended as it ends; ``--resume`` keeps them) and OUT/summary.md.
+RESULTS/candidates.jsonl, RESULTS/runs.jsonl (each run appended as it ends; ``--resume`` keeps them) and RESULTS/summary.md.
 
     python scripts/reproduce/snell2021/permutation_copy.py figure3 --modes fixed_set sampled_set --seeds 5 \\
-        --max-update 300 --jobs 2 --out results/snell2021-figure3
+        --max-update 300 --jobs 2 --results-path results/snell2021-figure3
     python scripts/reproduce/snell2021/permutation_copy.py multihead-init --candidates 10 --heads 8 --repeats 2 \\
-        --jobs 2 --out results/fig6
+        --jobs 2 --results-path results/fig6
 """
 
 import argparse
@@ -28,10 +28,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
-from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import run, script_main
+from fairseq_interp.common.fairseq_runs import check_driver_records, driver_records, run, script_main
 from fairseq_interp.common.figures import pyplot, save_figure
-from fairseq_interp.common.jsonl import JsonlWriter, read_records, write_atomic
+from fairseq_interp.common.jsonl import read_records, write_atomic
+from fairseq_interp.common.options import check_counts, check_range, rename_options
+from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
+
+COMMAND = "permutation_copy.py"
+#: options that never change a run's numbers (left out of the config every record carries)
+NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command")
 
 
 def train_command(mode, seed, args, extra=()):
@@ -97,18 +102,28 @@ def plot(runs, modes, path):
 
 
 def figure3(args):
-    os.makedirs(args.out, exist_ok=True)
-    config = {k: v for k, v in vars(args).items()
-              if k not in ("modes", "seeds", "jobs", "out", "resume", "func", "command")}
-    path = os.path.join(args.out, "runs.jsonl")
-    try:
-        writer = JsonlWriter(path, resume=args.resume)
-    except InterpretError as e:
-        raise InterpretError(str(e).replace("--results-path", "--out")) from None
-    old = [r for r in read_records(path) if r["id"] in writer.done_ids] if writer.done_ids else []
-    if any(r.get("config") != config for r in old):
-        raise InterpretError(f"{path} holds runs with other settings; choose another --out")
-    start, lock = time.time(), threading.Lock()
+    start = time.time()
+    check_driver_records([os.path.join(args.results_path, "runs.jsonl")], args.resume, args.overwrite)
+    check_results_folder(args.results_path, ["summary.md", "figure3.png"], "--results-path", args.overwrite or args.resume)
+    config = {k: v for k, v in vars(args).items() if k not in ("modes", "seeds") + NOT_CONFIG}
+    path = os.path.join(args.results_path, "runs.jsonl")
+    with driver_records(path, config, COMMAND, args.resume, args.overwrite) as writer:
+        new = figure3_runs(args, config, writer)
+        old = [r for r in read_records(path) if r["id"] in writer.done_ids]
+    wanted = {f"{m}/seed{s}" for m in args.modes for s in range(1, args.seeds + 1)}
+    runs = [r for r in old if r["id"] in wanted]
+    table = summarize(runs, args)
+    wall = time.time() - start
+    write_atomic(os.path.join(args.results_path, "summary.md"),
+                 f"{' '.join(sys.argv)}\n\n{table}\nwall time {wall:.0f} s for {len(new)} runs with {args.jobs} "
+                 f"parallel runs\n")
+    plot(runs, args.modes, os.path.join(args.results_path, "figure3.png"))
+    print(table + f"wall time {wall:.0f} s for {len(new)} runs with {args.jobs} parallel runs; results in {args.results_path}")
+
+
+def figure3_runs(args, config, writer):
+    """The runs of Figure 3 not yet in ``writer``'s records, in parallel; returns the new records."""
+    lock = threading.Lock()
     jobs = [(m, s) for m in args.modes for s in range(1, args.seeds + 1) if f"{m}/seed{s}" not in writer.done_ids]
     print(f"{len(jobs)} runs to do, {len(writer.done_ids)} kept", flush=True)
 
@@ -119,39 +134,21 @@ def figure3(args):
             print(f"{result['id']}: tokens {result['token_accuracy'][-1]:.1f}% in {result['seconds']} s", flush=True)
         return result
 
-    with writer, ThreadPoolExecutor(args.jobs) as pool:
-        new = list(pool.map(do, jobs))
-    wall = time.time() - start
-    wanted = {f"{m}/seed{s}" for m in args.modes for s in range(1, args.seeds + 1)}
-    runs = [r for r in old + new if r["id"] in wanted]
-    table = summarize(runs, args)
-    write_atomic(os.path.join(args.out, "summary.md"),
-                 f"{' '.join(sys.argv)}\n\n{table}\nwall time {wall:.0f} s for {len(new)} runs with {args.jobs} "
-                 f"parallel runs\n")
-    plot(runs, args.modes, os.path.join(args.out, "figure3.png"))
-    print(table + f"wall time {wall:.0f} s for {len(new)} runs with {args.jobs} parallel runs; results in {args.out}")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        return list(pool.map(do, jobs))
 
 
 # -------------------------------------------------------------------------------------------------- multihead-init
 
-def _resumable(path, resume, config):
-    try:
-        writer = JsonlWriter(path, resume=resume)
-    except InterpretError as e:
-        raise InterpretError(str(e).replace("--results-path", "--out")) from None
-    if writer.done_ids and any(r.get("config") != config for r in read_records(path)):
-        writer.close()
-        raise InterpretError(f"{path} holds runs with other settings; choose another --out")
-    return writer
-
-
 def multihead_init(args):
-    os.makedirs(args.out, exist_ok=True)
+    check_driver_records([os.path.join(args.results_path, name) for name in ("candidates.jsonl", "runs.jsonl")],
+                         args.resume, args.overwrite)
+    check_results_folder(args.results_path, ["summary.md"], "--results-path", args.overwrite or args.resume)
     start, lock = time.time(), threading.Lock()
-    config = {k: v for k, v in vars(args).items() if k not in ("jobs", "out", "resume", "func", "command")}
+    config = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
     single = argparse.Namespace(**{**vars(args), "heads": 1})
-    path = os.path.join(args.out, "candidates.jsonl")
-    with _resumable(path, args.resume, config) as writer:
+    path = os.path.join(args.results_path, "candidates.jsonl")
+    with driver_records(path, config, COMMAND, args.resume, args.overwrite, "candidates") as writer:
         def candidate(seed):
             result = dict(one_run(args.mode, 1, single, ["--head-init-seeds", str(seed)]), head_seed=seed,
                           config=config, id=f"head{seed}")
@@ -173,8 +170,8 @@ def multihead_init(args):
         configs["all_bad"] = bad[:args.heads]
     if good and len(bad) >= args.heads - 1:
         configs["one_good"] = [good[0]] + bad[:args.heads - 1]
-    path = os.path.join(args.out, "runs.jsonl")
-    with _resumable(path, args.resume, config) as writer:
+    path = os.path.join(args.results_path, "runs.jsonl")
+    with driver_records(path, config, COMMAND, args.resume, args.overwrite) as writer:
         def multi(job):
             name, rep = job
             extra = [] if configs[name] is None else ["--head-init-seeds", ",".join(map(str, configs[name]))]
@@ -205,61 +202,80 @@ def multihead_init(args):
     if missing:
         lines.append(f"\nnot run (not enough good/bad seeds among {args.candidates}): {', '.join(missing)}")
     table = "\n".join(lines) + f"\n\nwall time {time.time() - start:.0f} s with {args.jobs} parallel runs\n"
-    write_atomic(os.path.join(args.out, "summary.md"), " ".join(sys.argv) + "\n\n" + table)
+    write_atomic(os.path.join(args.results_path, "summary.md"), " ".join(sys.argv) + "\n\n" + table)
     print(table)
 
 
 # ------------------------------------------------------------------------------------------------------------ main
 
-def main():
+def check_options(args):
+    """The drivers' numbers, before any run starts."""
+    check_counts(args, {"seeds": 1, "max_update": 1, "validate_every": 1, "seq_len": 1, "vocab_size": 1,
+                        "train_size": 1, "valid_size": 1, "dim": 1, "heads": 1, "batch_size": 1, "jobs": 1,
+                        "candidates": 1, "repeats": 1})
+    check_range(args.lr, "--lr", 0, strict_minimum=True)
+    if args.command == "multihead-init":
+        check_range(args.good, "--good", 0, 100)
+        check_range(args.bad, "--bad", 0, args.good, what="at most --good")
+
+
+def add_common(parser, max_update, seq_len, vocab_size, train_size, valid_size, dim, lr, batch_size):
+    """The options of a training run both figures share."""
+    parser.add_argument("--max-update", type=int, default=max_update, help="updates per run (default: %(default)s)")
+    parser.add_argument("--validate-every", type=int, default=50, help="validate every N updates (default: "
+                                                                       "%(default)s)")
+    parser.add_argument("--seq-len", type=int, default=seq_len, help="tokens per sequence (default: %(default)s)")
+    parser.add_argument("--vocab-size", type=int, default=vocab_size,
+                        help="content tokens (mixture uses at least 2 x seq-len; default: %(default)s)")
+    parser.add_argument("--train-size", type=int, default=train_size, help="training sequences (default: "
+                                                                           "%(default)s)")
+    parser.add_argument("--valid-size", type=int, default=valid_size, help="validation sequences (default: "
+                                                                           "%(default)s)")
+    parser.add_argument("--dim", type=int, default=dim, help="embedding, LSTM and output hidden size (default: "
+                                                             "%(default)s)")
+    parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="default: %(default)s")
+    parser.add_argument("--output-activation", choices=["relu", "tanh"], default="relu",
+                        help="non-linearity of the output network (A.8: relu; the results in docs before it: tanh; "
+                             "default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default: "
+                                                            "%(default)s)")
+    parser.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
+    parser.add_argument("--resume", action="store_true", help="keep the finished runs in the results folder's "
+                                                              "records")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     f3 = sub.add_parser("figure3", help="accuracy vs updates over seeds, per input distribution (Figure 3)")
     f3.add_argument("--modes", nargs="+", default=["fixed_set", "sampled_set"],
-                    choices=["fixed_set", "sampled_set", "mixture", "permute"])
-    f3.add_argument("--seeds", type=int, default=5, help="seeds 1..N per mode")
-    f3.add_argument("--max-update", type=int, default=300)
-    f3.add_argument("--validate-every", type=int, default=50)
-    f3.add_argument("--seq-len", type=int, default=40)
-    f3.add_argument("--vocab-size", type=int, default=60, help="(mixture uses at least 2 x seq-len)")
-    f3.add_argument("--train-size", type=int, default=10000)
-    f3.add_argument("--valid-size", type=int, default=200)
-    f3.add_argument("--dim", type=int, default=64, help="embedding, LSTM and output hidden size")
-    f3.add_argument("--heads", type=int, default=1)
-    f3.add_argument("--lr", type=float, default=5e-3)
-    f3.add_argument("--batch-size", type=int, default=32)
-    f3.add_argument("--output-activation", choices=["relu", "tanh"], default="relu",
-                    help="non-linearity of the output network (A.8: relu; the results in docs before it: tanh)")
-    f3.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
-    f3.add_argument("--out", required=True)
-    f3.add_argument("--resume", action="store_true", help="keep the finished runs in OUT/runs.jsonl")
+                    choices=["fixed_set", "sampled_set", "mixture", "permute"], help="default: %(default)s")
+    f3.add_argument("--seeds", type=int, default=5, help="seeds 1..N per mode (default: %(default)s)")
+    f3.add_argument("--heads", type=int, default=1, help="attention heads (default: %(default)s)")
+    add_common(f3, 300, 40, 60, 10000, 200, 64, 5e-3, 32)
     f3.set_defaults(func=figure3)
     mh = sub.add_parser("multihead-init", help="K-head models from good and bad single-head initializations "
                                                "(Figure 6)")
-    mh.add_argument("--candidates", type=int, default=10, help="single-head initialization seeds 1..N to classify")
+    mh.add_argument("--candidates", type=int, default=10,
+                    help="single-head initialization seeds 1..N to classify (default: %(default)s)")
     mh.add_argument("--criterion", choices=["token", "attention"], default="token",
-                    help="classify single-head runs by final token or attention accuracy")
-    mh.add_argument("--good", type=float, default=75.0, help="final accuracy (%%) of a good head, at least")
-    mh.add_argument("--bad", type=float, default=65.0, help="final accuracy (%%) of a bad head, at most")
-    mh.add_argument("--heads", type=int, default=8)
-    mh.add_argument("--repeats", type=int, default=2, help="K-head runs per configuration (--seed 1..N)")
-    mh.add_argument("--mode", default="fixed_set")
-    mh.add_argument("--max-update", type=int, default=200)
-    mh.add_argument("--validate-every", type=int, default=50)
-    mh.add_argument("--seq-len", type=int, default=10)
-    mh.add_argument("--vocab-size", type=int, default=20)
-    mh.add_argument("--train-size", type=int, default=2000)
-    mh.add_argument("--valid-size", type=int, default=200)
-    mh.add_argument("--dim", type=int, default=32)
-    mh.add_argument("--lr", type=float, default=1e-2)
-    mh.add_argument("--batch-size", type=int, default=50)
-    mh.add_argument("--output-activation", choices=["relu", "tanh"], default="relu",
-                    help="non-linearity of the output network (A.8: relu; the results in docs before it: tanh)")
-    mh.add_argument("--jobs", type=int, default=2)
-    mh.add_argument("--out", required=True)
-    mh.add_argument("--resume", action="store_true", help="keep the finished runs in OUT's records")
+                    help="classify single-head runs by final token or attention accuracy (default: %(default)s)")
+    mh.add_argument("--good", type=float, default=75.0, help="final accuracy (%%) of a good head, at least "
+                                                             "(default: %(default)s)")
+    mh.add_argument("--bad", type=float, default=65.0, help="final accuracy (%%) of a bad head, at most (default: "
+                                                            "%(default)s)")
+    mh.add_argument("--heads", type=int, default=8, help="heads K of the multi-head models (default: %(default)s)")
+    mh.add_argument("--repeats", type=int, default=2, help="K-head runs per configuration, --seed 1..N (default: "
+                                                           "%(default)s)")
+    mh.add_argument("--mode", default="fixed_set", choices=["fixed_set", "sampled_set", "mixture", "permute"],
+                    help="default: %(default)s")
+    add_common(mh, 200, 10, 20, 2000, 200, 32, 1e-2, 50)
     mh.set_defaults(func=multihead_init)
-    args = parser.parse_args()
+    args = parser.parse_args(rename_options(sys.argv[1:] if argv is None else argv, {"--out": "--results-path"},
+                                            COMMAND))
+    check_options(args)
     args.func(args)
 
 

@@ -1,0 +1,44 @@
+"""What the data-preparation scripts share (``scripts/prepare_data.py``, ``scripts/prepare_sst2.py``): text files
+written atomically, fairseq-preprocess with a one-line error, and the ``prepare.json`` stamp that makes a second
+run with the same options a no-op."""
+
+import json
+import os
+import sys
+
+from .errors import InterpretError
+
+
+def write_lines(path, lines):
+    """One line per item of ``lines``, through a temporary file and a rename."""
+    from .jsonl import write_lines_atomic
+
+    write_lines_atomic(path, (line + "\n" for line in lines))
+
+
+def run_preprocess(cmd_args):
+    """``fairseq-preprocess CMD_ARGS``; a failure is one line: the last line fairseq-preprocess wrote."""
+    from .fairseq_runs import run
+
+    try:
+        run([sys.executable, "-m", "fairseq_cli.preprocess", *cmd_args])
+    except InterpretError as e:
+        last = [line for line in str(e).splitlines() if line.strip()][-1]
+        raise InterpretError(f"fairseq-preprocess failed: {last.strip()}") from None
+
+
+def already_prepared(out, stamp_path, options, overwrite, stamp_options=lambda stamp: stamp):
+    """True when ``out`` was prepared with ``options`` (its stamp says so) and ``overwrite`` is not given; an error
+    when it was prepared with other options; False when it is to be prepared. ``stamp_options`` picks the options
+    out of the stamp."""
+    if overwrite or not os.path.exists(stamp_path):
+        return False
+    try:
+        with open(stamp_path, encoding="utf-8") as f:
+            stamp = stamp_options(json.load(f))
+    except (ValueError, AttributeError, KeyError, TypeError):
+        stamp = None
+    if stamp == options:
+        print(f"| {out} is already prepared with these options (use --overwrite to redo)")
+        return True
+    raise InterpretError(f"{out} was prepared with other options: use another --out or --overwrite")
