@@ -35,7 +35,8 @@ import shutil
 import sys
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
-from fairseq_interp.common.preparation import already_prepared, run_preprocess, write_lines
+from fairseq_interp.common.preparation import (add_overwrite_option, already_prepared, preparation_main,
+                                                run_preprocess, write_lines)
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -225,8 +226,6 @@ def _build(args, out, pairs, langs, options):
 
 
 def get_parser():
-    from fairseq_interp.common.outputs import OVERWRITE_HELP
-
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--src", default="en", help="source language (en, de, fr, cs)")
     p.add_argument("--tgt", default="fr", help="target language (en, de, fr, cs)")
@@ -240,16 +239,12 @@ def get_parser():
     p.add_argument("--test-size", type=int, default=0, help="use only the first N test pairs (0 = all)")
     p.add_argument("--vocab-size", type=int, default=8000, help="joint sentencepiece vocabulary size")
     p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; redo a prepared --out")
-    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
+    add_overwrite_option(p)
     return p
 
 
 def main(argv=None):
-    from fairseq_interp.common.cli import run_command
-
-    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    run_command(COMMAND, prepare, args, logging_setup=False)
+    preparation_main(COMMAND, get_parser(), prepare, argv)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import sys
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
 from fairseq_interp.common.options import check_range
-from fairseq_interp.common.preparation import already_prepared, run_preprocess, write_lines
+from fairseq_interp.common.preparation import (add_overwrite_option, already_prepared, preparation_main,
+                                                run_preprocess, write_lines)
 
 COMMAND = "prepare_sst2.py"
 
@@ -105,6 +107,8 @@ def prepare(args):
               f"({100.0 * sum(y for _, y in split_rows) / max(1, len(split_rows)):.1f}% positive)")
 
     bin_dir = os.path.join(out, "bin")
+    if os.path.isdir(bin_dir):  # a preparation redone (--overwrite): fairseq-preprocess refuses existing files
+        shutil.rmtree(bin_dir)
     prefixes = ["--trainpref", f"{text_dir}/train", "--validpref", f"{text_dir}/valid", "--testpref",
                 f"{text_dir}/test"]
     run_preprocess(["--only-source", "--destdir", os.path.join(bin_dir, "input0"), "--thresholdsrc",
@@ -125,8 +129,6 @@ def prepare(args):
 
 
 def get_parser():
-    from fairseq_interp.common.outputs import OVERWRITE_HELP
-
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (required)")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
@@ -137,16 +139,12 @@ def get_parser():
                    help="words seen fewer times in training become <unk> (appendix A.8: 3; default: %(default)s)")
     p.add_argument("--train-size", type=int, default=0,
                    help="keep only the first N training rows (0 = all; default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; redo a prepared --out")
-    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
+    add_overwrite_option(p)
     return p
 
 
 def main(argv=None):
-    from fairseq_interp.common.cli import run_command
-
-    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    run_command(COMMAND, prepare, args, logging_setup=False)
+    preparation_main(COMMAND, get_parser(), prepare, argv)
 
 
 if __name__ == "__main__":

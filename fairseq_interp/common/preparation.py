@@ -42,3 +42,21 @@ def already_prepared(out, stamp_path, options, overwrite, stamp_options=lambda s
         print(f"| {out} is already prepared with these options (use --overwrite to redo)")
         return True
     raise InterpretError(f"{out} was prepared with other options: use another --out or --overwrite")
+
+
+def add_overwrite_option(parser):
+    """``--overwrite`` (redo a prepared ``--out``), with ``--force``, its former name, still accepted."""
+    import argparse
+
+    from .outputs import OVERWRITE_HELP
+
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; redo a prepared --out")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
+
+
+def preparation_main(command, parser, prepare, argv=None):
+    """Parse ``argv`` and run ``prepare(args)``; an error is one line ``command: error: ...`` (exit code 2)."""
+    from .cli import run_command
+
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    run_command(command, prepare, args, logging_setup=False)

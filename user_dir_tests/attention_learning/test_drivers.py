@@ -77,7 +77,7 @@ def test_hydra_yaml_trains_the_same_model_as_fairseq_train(tmp_path, config, ove
 
 def test_sst2_driver_end_to_end_and_resume(tmp_path):
     out, data, ckpt = tmp_path / "out", tmp_path / "data", tmp_path / "ckpt"
-    cmd = [sys.executable, os.path.join(DRIVERS, "classification.py"), "sst2", "--out", str(out), "--data", str(data),
+    cmd = [sys.executable, os.path.join(DRIVERS, "classification.py"), "sst2", "--results-path", str(out), "--data", str(data),
            "--train-size", "200", "--ckpt-dir", str(ckpt), "--arch", "lstm_attention_classifier_tiny",
            "--max-update", "20", "--every", "10", "--num-sentences", "30", "--proxy-epochs", "1", "--jobs", "2",
            "--seeds", "1", "2", "3", "4"]
@@ -109,7 +109,7 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
 
 def test_figure7_driver_and_resume(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, os.path.join(DRIVERS, "classification.py"), "figure7", "--out", str(out), "--ckpt-dir",
+    cmd = [sys.executable, os.path.join(DRIVERS, "classification.py"), "figure7", "--results-path", str(out), "--ckpt-dir",
            str(tmp_path / "ckpt"), "--arch", "lstm_attention_classifier_tiny", "--seq-len", "10", "--vocab-size",
            "8", "--train-size", "300", "--valid-size", "60", "--max-update", "40", "--save-every", "20", "--lr",
            "0.01"]
@@ -130,7 +130,7 @@ PERM = ["--seq-len", "6", "--vocab-size", "12", "--train-size", "200", "--valid-
 def test_permutation_copy_figure3_driver_and_resume(tmp_path):
     out = tmp_path / "f3"
     cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "figure3", "--modes", "fixed_set",
-           "sampled_set", "--seeds", "2", "--out", str(out), *PERM]
+           "sampled_set", "--seeds", "2", "--results-path", str(out), *PERM]
     run(cmd)
     runs = read_records(out / "runs.jsonl")
     assert sorted(r["id"] for r in runs) == ["fixed_set/seed1", "fixed_set/seed2", "sampled_set/seed1",
@@ -151,7 +151,7 @@ def test_permutation_copy_figure3_driver_and_resume(tmp_path):
 def test_multihead_init_driver_and_resume(tmp_path):
     out = tmp_path / "mh"
     cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "multihead-init", "--candidates", "3",
-           "--heads", "2", "--repeats", "1", "--good", "0", "--bad", "100", "--out", str(out),
+           "--heads", "2", "--repeats", "1", "--good", "0", "--bad", "100", "--results-path", str(out),
            *[a for a in PERM if a not in ("--validate-every", "10")], "--validate-every", "20"]
     run(cmd)
     candidates = read_records(out / "candidates.jsonl")

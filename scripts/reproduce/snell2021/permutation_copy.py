@@ -216,7 +216,7 @@ def check_options(args):
     check_range(args.lr, "--lr", 0, strict_minimum=True)
     if args.command == "multihead-init":
         check_range(args.good, "--good", 0, 100)
-        check_range(args.bad, "--bad", 0, args.good, what="at most --good")
+        check_range(args.bad, "--bad", 0, 100)
 
 
 def add_common(parser, max_update, seq_len, vocab_size, train_size, valid_size, dim, lr, batch_size):
