@@ -32,7 +32,6 @@ import gzip
 import json
 import os
 import shutil
-import sys
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
 from fairseq_interp.common.preparation import (add_overwrite_option, already_prepared, preparation_main,
@@ -49,7 +48,6 @@ DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "multi30k")
 COMMAND = "prepare_data.py"
 #: what an OUT folder of this script holds (anything else there is not ours to replace)
 OUTPUTS = {"raw", "tok", "spm", "bin", "dict", "spm.model", "spm.vocab", "prepare.json"}
-
 
 
 def read_split(data_root, split, lang, limit):
@@ -109,6 +107,36 @@ def parse_lang_pairs(value):
         raise PrepareError("--lang-pairs must list each direction once, e.g. en-de,de-en")
     langs = sorted({lang for pair in pairs for lang in pair.split("-")})
     return pairs, langs
+
+
+def binarize_bilingual(out, src, tgt, workers):
+    prefix = os.path.join(out, "spm")
+    run_preprocess([
+        "--source-lang", src, "--target-lang", tgt,
+        "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
+        "--destdir", os.path.join(out, "bin"), "--joined-dictionary", "--workers", str(workers)])
+
+
+def binarize_multilingual(out, pairs, langs, workers):
+    """One dictionary over every language's training pieces, then each unordered pair binarized with it."""
+    prefix, bin_dir = os.path.join(out, "spm"), os.path.join(out, "bin")
+    joint = os.path.join(out, "spm", "train.all")
+    with open(joint, "w", encoding="utf-8") as f:
+        for lang in langs:
+            with open(f"{prefix}/train.{lang}", encoding="utf-8") as part:
+                f.write(part.read())
+    dict_dir = os.path.join(out, "dict")
+    run_preprocess(["--only-source", "--trainpref", joint, "--destdir", dict_dir, "--dict-only",
+                    "--workers", str(workers)])
+    shared = os.path.join(dict_dir, "dict.txt")
+    for src, tgt in sorted({tuple(sorted(p.split("-"))) for p in pairs}):
+        run_preprocess([
+            "--source-lang", src, "--target-lang", tgt, "--srcdict", shared, "--tgtdict", shared,
+            "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid", "--testpref", f"{prefix}/test",
+            "--destdir", bin_dir, "--workers", str(workers)])
+    os.remove(joint)
+    write_lines(os.path.join(bin_dir, "lang_pairs.txt"), [",".join(pairs)])
+    write_lines(os.path.join(bin_dir, "langs.txt"), [",".join(langs)])
 
 
 def check_options(args):

@@ -30,7 +30,6 @@ import gzip
 import json
 import os
 import shutil
-import sys
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
 from fairseq_interp.common.options import check_range
@@ -42,7 +41,6 @@ COMMAND = "prepare_sst2.py"
 SPLITS = {"train": "train", "valid": "dev", "test": "test"}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "sst2")
-
 
 
 def read_rows(path):
