@@ -7,6 +7,7 @@ import os
 from types import SimpleNamespace
 
 from ..common.errors import InterpretError
+from .methods.quadrature import DEFAULT_RULE
 
 
 def default_frequency_text(data, lang):
@@ -29,7 +30,7 @@ def language_pair_dataset(dataset):
 
 #: the run options methods read, with the defaults of ``fairseq-interpret``
 DEFAULT_OPTIONS = dict(ig_steps=50, ig_method="gausslegendre", ig_internal_batch_size=0, ig_implementation="batched",
-                       ig_tolerance=0.0, ig_max_steps=128, ig_sentences_per_pass=1,
+                       ig_tolerance=0.0, ig_max_steps=128, ig_adaptive_rule=DEFAULT_RULE, ig_sentences_per_pass=1,
                        frequency_text=None, frequency_ignore_top=50, spacy_model=None, seed=1, batch_size=8,
                        data=None, gen_subset=None, source_lang=None)
 

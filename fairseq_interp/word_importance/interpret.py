@@ -42,6 +42,7 @@ def _attribution_config_class():
 
     from .methods import METHOD_NAMES
     from .methods.integrated_gradients import METHODS
+    from .methods.quadrature import DEFAULT_RULE, RULES
 
     @dataclass
     class AttributionConfig(FairseqDataclass):
@@ -69,6 +70,13 @@ def _attribution_config_class():
         ig_max_steps: int = field(
             default=128, metadata={"help": "with --ig-tolerance: quadrature points per target token at most; "
                                            "tokens that need more are marked ig_converged=false"})
+        ig_adaptive_rule: ChoiceEnum(list(RULES)) = field(
+            default=DEFAULT_RULE, metadata={"help": "with --ig-tolerance: how a target token's panels are refined: "
+                                                    "gauss-kronrod = extend a 4-point Gauss-Legendre panel to its "
+                                                    "9-point Kronrod rule (its points reused), halve it if that "
+                                                    "misses; also bounds the estimated error of every entry "
+                                                    "(ig_entry_error); gauss-legendre = halve the panel, bound the "
+                                                    "completeness error only"})
         ig_sentences_per_pass: int = field(
             default=1, metadata={"help": "attribute up to N sentences of a generation batch in one pass "
                                          "(padded, sorted by length; same records up to float rounding)"})

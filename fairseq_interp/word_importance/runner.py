@@ -116,14 +116,13 @@ class WordImportanceRunner:
         tgt_dict = ctx.tgt_dict
         src_strings = [ctx.src_dict[i] for i in src.tolist()]
         tgt_strings = [tgt_dict[i] for i in target.tolist()]
+        fields = {**provenance, **result.extras}  # what the method states of its own result wins (e.g. its rule)
         if result.contributions is not None:
             prefix = ([tgt_dict[i] for i in ctx.adapter.prefix_input_tokens(target).tolist()]
                       if self.target_prefix else None)
             return build_record(sample_id, src_strings, tgt_strings, result, ctx.scheme, prefix_tokens=prefix,
-                                contrast=None if step is None else (step[0], tgt_dict[step[1]]), **provenance,
-                                **result.extras)
-        return build_word_record(sample_id, src_strings, tgt_strings, result.word_importance, ctx.scheme,
-                                 **provenance, **result.extras)
+                                contrast=None if step is None else (step[0], tgt_dict[step[1]]), **fields)
+        return build_word_record(sample_id, src_strings, tgt_strings, result.word_importance, ctx.scheme, **fields)
 
 
 def contrast_step(target, alternative):

@@ -75,9 +75,9 @@ def sentences(task, n, src_len, tgt_len, seed=0):
     return out
 
 
-def trained(checkpoint, data, n, max_len):
-    """A trained checkpoint and the first ``n`` test sentences with at most ``max_len`` tokens (reference as
-    target, teacher-forced)."""
+def load_trained(checkpoint, data, beam=5, subset="test"):
+    """``(model, task, dataset, generator)`` of a trained checkpoint and its data's ``subset`` split (beam search
+    with ``beam``), loaded the way ``fairseq-interpret`` loads them."""
     import ast
 
     from fairseq import options
@@ -87,15 +87,24 @@ def trained(checkpoint, data, n, max_len):
     from fairseq_interp.common import checkpoints as loading
 
     parser = options.get_generation_parser()
-    args = options.parse_args_and_arch(parser, [data, "--path", checkpoint, "--cpu", "--gen-subset", "test",
-                                                "--user-dir", os.path.join(ROOT, "fairseq_interp")])
+    args = options.parse_args_and_arch(parser, [data, "--path", checkpoint, "--cpu", "--gen-subset", subset,
+                                                "--beam", str(beam), "--user-dir",
+                                                os.path.join(ROOT, "fairseq_interp")])
     cfg = convert_namespace_to_omegaconf(args)
     task = loading.setup_task(cfg.task)
     model, saved = loading.load_model(checkpoint, task, ast.literal_eval(cfg.common_eval.model_overrides))
-    dataset = loading.load_dataset(task, "test", saved.task)
+    dataset = loading.load_dataset(task, subset, saved.task)
+    model.eval()
+    return model, task, dataset, task.build_generator([model], cfg.generation)
+
+
+def trained(checkpoint, data, n, max_len):
+    """A trained checkpoint and the first ``n`` test sentences with at most ``max_len`` tokens (reference as
+    target, teacher-forced)."""
+    model, task, dataset, _ = load_trained(checkpoint, data)
     sents = [(dataset[i]["source"], dataset[i]["target"]) for i in range(len(dataset))
              if dataset[i]["source"].numel() <= max_len and dataset[i]["target"].numel() <= max_len][:n]
-    return model.eval(), task, sents
+    return model, task, sents
 
 
 def compare(name, n, src_len, tgt_len, checkpoint=None, data=None):

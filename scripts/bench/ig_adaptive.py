@@ -2,8 +2,9 @@
 """Error-controlled IG with several sentences per pass vs today's default, side by side on the same sentences.
 
 (a) default: ``--ig-steps 50 --ig-method gausslegendre``, one sentence at a time (the batched one-sentence path);
-(b) new: ``--ig-tolerance TOL --ig-max-steps MAX --ig-sentences-per-pass N`` (several TOL side by side):
-    Gauss–Legendre panels halved per target token until its relative completeness error
+(b) new: ``--ig-tolerance TOL --ig-adaptive-rule RULE --ig-max-steps MAX --ig-sentences-per-pass N`` (several TOL
+    and RULE side by side): per target token, Gauss–Legendre panels halved (``gauss-legendre``) or extended to
+    their Kronrod rule and halved where that misses (``gauss-kronrod``) until its relative completeness error
     |δ_n| / |F(x)_n − F(x′)_n| ≤ TOL, N sentences per pass.
 
 Both go through ``WordImportanceRunner.records`` as ``fairseq-interpret`` does, on the same generation batches
@@ -14,7 +15,8 @@ completeness error of each over all target tokens; the share of tokens (b) marks
 token; where the time goes: (a)'s gradient evaluations (50 per token) over (b)'s, and (b)'s CPU time per gradient
 evaluation over (a)'s (their ratio is the speed-up); the max |difference| of the two contribution matrices
 (absolute, and its per-column sum relative to |F(x)_n − F(x′)_n|); and each one's time over the beam-search time of
-the same sentences.
+the same sentences; for ``gauss-kronrod`` the distribution of the records' entry error estimate
+(``ig_entry_error``).
 
 Models: ``demo`` = a trained checkpoint (``--checkpoint``, ``--data``) on the first ``--sentences`` sentences of
 its test split, attributing the beam-search hypotheses (beam 5), as the demo does; ``base`` = fairseq
@@ -23,7 +25,7 @@ only: random weights give near-zero F(x) − F(x′)).
 
     OMP_NUM_THREADS=1 python scripts/bench/ig_adaptive.py --models demo \\
         --checkpoint checkpoints/demo.en-fr/checkpoint_last.pt --data data/multi30k.en-fr/bin --sentences 96 \\
-        --tolerance 0.02,0.03,0.04 --results results/bench-ig-adaptive
+        --tolerance 0.02,0.03,0.04 --rules gauss-legendre,gauss-kronrod --results results/bench-ig-adaptive
 
 Per generation batch, (a)'s and (b)'s records and times are appended to ``--results/<model>.jsonl``; a rerun
 continues from there (``--resume`` is implied).
@@ -38,28 +40,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_trained(checkpoint, data, beam):
-    import ast
-
-    from fairseq import options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    import fairseq_interp  # noqa: F401
-    from fairseq_interp.common import checkpoints as loading
-
-    parser = options.get_generation_parser()
-    args = options.parse_args_and_arch(parser, [data, "--path", checkpoint, "--cpu", "--gen-subset", "test",
-                                                "--beam", str(beam), "--user-dir",
-                                                os.path.join(ROOT, "fairseq_interp")])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = loading.setup_task(cfg.task)
-    model, saved = loading.load_model(checkpoint, task, ast.literal_eval(cfg.common_eval.model_overrides))
-    dataset = loading.load_dataset(task, "test", saved.task)
-    model.eval()
-    generator = task.build_generator([model], cfg.generation)
-    return model, task, dataset, generator
 
 
 def load_random(name, beam):
@@ -77,7 +57,8 @@ def generation_batches(sources, batch_size):
 
 
 def runners(model, task, args):
-    """``{label: runner}``: ``default`` and one ``new@TOL`` per tolerance of ``--tolerance``."""
+    """``{label: runner}``: ``default`` and one ``RULE@TOL`` per rule of ``--rules`` and tolerance of
+    ``--tolerance``."""
     from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
     from fairseq_interp.word_importance.context import MethodContext
     from fairseq_interp.word_importance.runner import WordImportanceRunner
@@ -85,16 +66,17 @@ def runners(model, task, args):
     adapter = TeacherForcedAdapter(model, eos=task.target_dictionary.eos(), score="prob")
     built = {"default": WordImportanceRunner("ig", MethodContext(
         adapter, task, "sentencepiece", options={"ig_steps": 50, "ig_method": "gausslegendre"}))}
-    for tolerance in tolerances(args):
-        options = {"ig_tolerance": tolerance, "ig_max_steps": args.max_steps,
+    for label, rule, tolerance in variants(args):
+        options = {"ig_tolerance": tolerance, "ig_adaptive_rule": rule, "ig_max_steps": args.max_steps,
                    "ig_sentences_per_pass": args.sentences_per_pass, "ig_internal_batch_size": args.internal_batch_size}
-        built[f"new@{tolerance:g}"] = WordImportanceRunner("ig", MethodContext(adapter, task, "sentencepiece",
-                                                                               options=options))
+        built[label] = WordImportanceRunner("ig", MethodContext(adapter, task, "sentencepiece", options=options))
     return built
 
 
-def tolerances(args):
-    return [float(t) for t in str(args.tolerance).split(",")]
+def variants(args):
+    """``[(label, rule, tolerance)]`` of (b): every rule of ``--rules`` at every tolerance of ``--tolerance``."""
+    return [(f"{rule}@{float(t):g}", rule, float(t)) for t in str(args.tolerance).split(",")
+            for rule in args.rules.split(",")]
 
 
 def run_model(name, args):
@@ -103,6 +85,8 @@ def run_model(name, args):
     from fairseq_interp.common.translation import Translator
 
     if name == "demo":
+        from ig import load_trained
+
         model, task, dataset, generator = load_trained(args.checkpoint, args.data, args.beam)
         count = min(args.sentences, len(dataset))
         pairs = [(dataset[i]["source"], None) for i in range(count)]
@@ -147,22 +131,23 @@ def run_model(name, args):
             print(f"| {name} batch {number + 1}/{len(batches)}: "
                   + ", ".join(f"{k} {v[0]:.1f}s" for k, v in timing.items()) + f", beam {beam_time:.2f}s",
                   flush=True)
-    return [report(name, path, model, f"new@{tolerance:g}") for tolerance in tolerances(args)]
+    return [report(name, path, model, label) for label, _, _ in variants(args)]
 
 
 def summary(record):
     """What the report needs of a record."""
     return {"id": record["id"], "contributions": record["contributions"], "target_scores": record["target_scores"],
             "baseline_scores": record["baseline_scores"], "convergence_delta": record["convergence_delta"],
-            "ig_points": record.get("ig_points"), "ig_converged": record.get("ig_converged")}
+            "ig_points": record.get("ig_points"), "ig_converged": record.get("ig_converged"),
+            "ig_entry_error": record.get("ig_entry_error")}
 
 
 def report(name, path, model, label):
-    """One table row: ``default`` against ``label`` (``new@TOL``)."""
+    """One table row: ``default`` against ``label`` (``RULE@TOL``)."""
     import numpy as np
 
     rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    rows = [{k.replace(label, "new"): v for k, v in r.items()} for r in rows]
+    rows = [{k.replace(label, "new"): v for k, v in r.items()} for r in rows if label in r]
     n_sent = sum(len(r["default"]) for r in rows)
     cpu = {k: sum(r[f"{k}_cpu"] for r in rows) for k in ("default", "new", "beam")}
     rel = {}
@@ -171,7 +156,7 @@ def report(name, path, model, label):
                            for d, t, b in zip(rec["convergence_delta"], rec["target_scores"],
                                               rec["baseline_scores"])])
     diff = rel_diff = 0.0
-    points, converged = [], []
+    points, converged, entry = [], [], []
     for r in rows:
         by_id = {rec["id"]: rec for rec in r["new"]}
         for a in r["default"]:
@@ -182,6 +167,7 @@ def report(name, path, model, label):
             rel_diff = max(rel_diff, float((np.abs(A - B).sum(0) / np.maximum(gap, 1e-30)).max()))
             points += b["ig_points"] or []
             converged += b["ig_converged"] or []
+            entry += [e for e in b.get("ig_entry_error") or [] if e is not None]
 
     def dist(v):
         return (f"{np.median(v):.1e} / {np.quantile(v, 0.9):.1e} / {np.quantile(v, 0.99):.1e} / "
@@ -192,20 +178,24 @@ def report(name, path, model, label):
     evaluation_ratio = 50 * tokens / sum(points)
     cost_per_evaluation = (cpu["new"] / sum(points)) / (cpu["default"] / (50 * tokens))
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    return (f"| {name} ({params:.1f} M) | {label.split('@')[1]} | {n_sent} | {n_sent / cpu['default']:.2f} | "
+    rule, tolerance = label.split("@")
+    return (f"| {name} ({params:.1f} M) | {rule} | {tolerance} | {n_sent} | {n_sent / cpu['default']:.2f} | "
             f"{n_sent / cpu['new']:.2f} | "
             f"**{cpu['default'] / cpu['new']:.2f}×** | {dist(rel['default'])} | {dist(rel['new'])} | "
-            f"{100 * np.mean(converged):.1f}% | {np.mean(points):.1f} | {evaluation_ratio:.2f}× | "
+            f"{100 * np.mean(converged):.1f}% | {np.mean(points):.1f} | "
+            f"{dist(np.array(entry)) if entry else '–'} | {evaluation_ratio:.2f}× | "
             f"{cost_per_evaluation:.2f}× | {diff:.1e} ({rel_diff:.1e}) | "
             f"{cpu['default'] / cpu['beam']:.0f}× | {cpu['new'] / cpu['beam']:.0f}× |")
 
 
-HEADER = ("| model | (b) --ig-tolerance | sentences | (a) default: sentences/s | (b) new: sentences/s | "
+HEADER = ("| model | (b) --ig-adaptive-rule | (b) --ig-tolerance | sentences | (a) default: sentences/s | "
+          "(b) new: sentences/s | "
           "speed-up (b)/(a) | "
           "(a) rel. completeness error: median / p90 / p99 / max | (b) same | (b) tokens converged | "
-          "(b) points per token | (a)/(b) gradient evaluations | (b)/(a) CPU per evaluation | "
+          "(b) points per token | (b) ig_entry_error: median / p90 / p99 / max | (a)/(b) gradient evaluations | "
+          "(b)/(a) CPU per evaluation | "
           "max \\|A − B\\| (per column, relative to \\|F(x) − F(x′)\\|) | (a) / beam time | (b) / beam time |"
-          "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main():
@@ -221,6 +211,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=8, help="generation batch (sentences)")
     p.add_argument("--tolerance", default="0.02",
                    help="(b): --ig-tolerance; several, comma-separated, run side by side")
+    p.add_argument("--rules", default="gauss-legendre,gauss-kronrod",
+                   help="(b): --ig-adaptive-rule; several, comma-separated, run side by side")
     p.add_argument("--max-steps", type=int, default=128, help="(b): --ig-max-steps")
     p.add_argument("--sentences-per-pass", type=int, default=8, help="(b): --ig-sentences-per-pass")
     p.add_argument("--internal-batch-size", type=int, default=0, help="(b): --ig-internal-batch-size")
@@ -233,7 +225,8 @@ def main():
     for name in args.models.split(","):
         lines += run_model(name, args)
         print("\n".join(lines), flush=True)
-    footer = (f"\n(b) = `--ig-tolerance TOL --ig-max-steps {args.max_steps} --ig-sentences-per-pass "
+    footer = (f"\n(b) = `--ig-tolerance TOL --ig-adaptive-rule RULE --ig-max-steps {args.max_steps} "
+              f"--ig-sentences-per-pass "
               f"{args.sentences_per_pass}`; generation batches of {args.batch_size}, beam {args.beam}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {time.strftime('%Y-%m-%d %H:%M')}\n")

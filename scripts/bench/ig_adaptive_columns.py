@@ -25,7 +25,8 @@ def main():
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--results", default="results/bench-ig-adaptive")
-    p.add_argument("--tolerance", default="0.04", help="which (b) of the records")
+    p.add_argument("--tolerance", default="0.04", help="which (b) of the records: its tolerance")
+    p.add_argument("--rule", default="gauss-legendre", help="which (b) of the records: its --ig-adaptive-rule")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--reference-steps", type=int, default=400)
     p.add_argument("--beam", type=int, default=5)
@@ -34,12 +35,12 @@ def main():
     import numpy as np
     import torch
 
-    from ig_adaptive import load_trained
+    from ig import load_trained
     from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
     from fairseq_interp.common.translation import Translator
     from fairseq_interp.word_importance.methods.integrated_gradients import IntegratedGradients
 
-    label = f"new@{float(args.tolerance):g}"
+    label = f"{args.rule}@{float(args.tolerance):g}"
     rows = [json.loads(line) for line in open(os.path.join(args.results, "demo.jsonl"), encoding="utf-8")]
     default = {rec["id"]: rec for r in rows for rec in r["default"]}
     new = {rec["id"]: rec for r in rows for rec in r[label]}

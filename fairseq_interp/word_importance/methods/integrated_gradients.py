@@ -17,8 +17,9 @@ Captum's, the same for every target token. Two ways to run it:
   (what inseq does); slower, kept as the reference.
 
 Error-controlled quadrature (``tolerance``, :meth:`IntegratedGradients.attribute_adaptive`): per target token,
-Gauss–Legendre panels are halved until the token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| is at
-most the tolerance (:mod:`.quadrature`). Several sentences can share one pass, fixed-step or error-controlled
+Gauss–Legendre panels are extended to their Kronrod rule and halved (``gauss-kronrod``) or only halved
+(``gauss-legendre``) until the token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| (and with
+``gauss-kronrod`` its estimated error per source token) is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass, fixed-step or error-controlled
 (:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
 """
 
@@ -27,7 +28,7 @@ import torch
 from ...common.errors import InterpretError
 from .base import AttributionMethod, AttributionResult, register_method
 from .ig_paths import PathBatch, Row, evaluate_rows
-from .quadrature import FIRST_RULE_POINTS, AdaptivePanels
+from .quadrature import DEFAULT_RULE, RULES, AdaptivePanels, first_rule_points
 
 METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -41,11 +42,12 @@ class IntegratedGradients(AttributionMethod):
         batched: share the forward pass across target positions (default) or call Captum per position.
         n_steps, method, internal_batch_size: the defaults of :meth:`attribute`.
         tolerance: relative completeness error per target token for the error-controlled quadrature (None: the
-            fixed ``n_steps`` points). max_steps: its quadrature points per target token at most.
+            fixed ``n_steps`` points). max_steps: its quadrature points per target token at most. adaptive_rule:
+            its refinement, one of :data:`~.quadrature.RULES`.
     """
 
     def __init__(self, adapter, batched=True, n_steps=50, method="gausslegendre", internal_batch_size=None,
-                 tolerance=None, max_steps=128):
+                 tolerance=None, max_steps=128, adaptive_rule=DEFAULT_RULE):
         self.adapter = adapter
         self.batched = batched
         self.n_steps = n_steps
@@ -53,8 +55,9 @@ class IntegratedGradients(AttributionMethod):
         self.internal_batch_size = internal_batch_size
         self.tolerance = tolerance
         self.max_steps = max_steps
+        self.adaptive_rule = adaptive_rule
         if tolerance is not None:
-            check_adaptive_options(tolerance, max_steps, batched)
+            check_adaptive_options(tolerance, max_steps, batched, adaptive_rule)
 
     @classmethod
     def from_context(cls, context):
@@ -65,7 +68,8 @@ class IntegratedGradients(AttributionMethod):
             raise InterpretError("--ig-tolerance must be positive (or 0 for fixed --ig-steps points)")
         return cls(context.adapter, batched=o.ig_implementation == "batched", n_steps=o.ig_steps,
                    method=o.ig_method, internal_batch_size=o.ig_internal_batch_size or None,
-                   tolerance=o.ig_tolerance or None, max_steps=o.ig_max_steps)
+                   tolerance=o.ig_tolerance or None, max_steps=o.ig_max_steps,
+                   adaptive_rule=getattr(o, "ig_adaptive_rule", DEFAULT_RULE))
 
     def attribute(self, src_tokens, target, *, sentence_id=0, reference=None, n_steps=None, method=None,
                   internal_batch_size=None, baselines=None):
@@ -113,22 +117,26 @@ class IntegratedGradients(AttributionMethod):
             return [self.attribute(*pairs[0])]
         return self.attribute_batch(pairs)
 
-    def attribute_adaptive(self, pairs, *, tolerance=None, max_steps=None, internal_batch_size=None):
+    def attribute_adaptive(self, pairs, *, tolerance=None, max_steps=None, internal_batch_size=None, rule=None):
         """Error-controlled IG of one or several sentences (:mod:`.quadrature`): per target token, Gauss–Legendre
-        panels halved where the exact local completeness error is largest, until the token's relative completeness
-        error |δ_n| / |F(x)_n − F(x′)_n| is at most ``tolerance`` or it has used ``max_steps`` points.
+        panels refined (``rule``: Kronrod-extended then halved, or halved) where the errors are largest, until the
+        token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| (and with ``gauss-kronrod`` its entry error
+        estimate) is at most ``tolerance`` or it has used ``max_steps`` points.
 
         Returns:
-            one :class:`~.base.AttributionResult` per pair; ``extras`` holds per target token ``ig_points`` (gradient
-            evaluations used) and ``ig_converged`` (the tolerance was met).
+            one :class:`~.base.AttributionResult` per pair; ``extras`` holds ``ig_method`` (the rule) and per target
+            token ``ig_points`` (gradient evaluations used), ``ig_converged`` (the tolerance was met) and, with
+            ``gauss-kronrod``, ``ig_entry_error``: max over source tokens l of Σ_p |K_p,l − G_p,l| relative to
+            |F(x)_n − F(x′)_n| (None for a token stopped before every panel was extended).
         """
         tolerance = self.tolerance if tolerance is None else tolerance
         max_steps = self.max_steps if max_steps is None else max_steps
+        rule = self.adaptive_rule if rule is None else rule
         internal_batch_size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
-        check_adaptive_options(tolerance, max_steps, self.batched)
+        check_adaptive_options(tolerance, max_steps, self.batched, rule)
         batch = PathBatch(self.adapter, pairs)
         quadratures = [AdaptivePanels(batch.target_scores[b, :batch.target_length(b)],
-                                      batch.baseline_scores[b, :batch.target_length(b)], tolerance, max_steps)
+                                      batch.baseline_scores[b, :batch.target_length(b)], tolerance, max_steps, rule)
                        for b in range(batch.size)]
         while True:
             rows = []
@@ -153,11 +161,14 @@ class IntegratedGradients(AttributionMethod):
                 quadratures[b].update(integrands[b], scores[b])
         results = []
         for b, quadrature in enumerate(quadratures):
-            totals, points, converged = quadrature.result()
+            totals, points, converged, entry_errors = quadrature.result()
             result = self._result(batch, b, totals.transpose(0, 1))
             gap = (result.target_scores - result.baseline_scores).abs()
             within = (result.convergence_delta.abs() <= tolerance * gap).tolist()  # as the record states it
-            result.extras = {"ig_points": points, "ig_converged": [c and w for c, w in zip(converged, within)]}
+            result.extras = {"ig_method": adaptive_method_name(rule), "ig_points": points,
+                             "ig_converged": [c and w for c, w in zip(converged, within)]}
+            if rule == "gauss-kronrod":
+                result.extras["ig_entry_error"] = entry_errors
             results.append(result)
         return results
 
@@ -252,12 +263,19 @@ class IntegratedGradients(AttributionMethod):
         return torch.stack(columns, dim=1)
 
 
-def check_adaptive_options(tolerance, max_steps, batched=True):
+def check_adaptive_options(tolerance, max_steps, batched=True, rule=DEFAULT_RULE):
     """One-line errors for options the error-controlled quadrature cannot run with."""
     if tolerance is None or not tolerance > 0:
         raise InterpretError("--ig-tolerance must be positive (or 0 for fixed --ig-steps points)")
     if not batched:
         raise InterpretError("--ig-tolerance needs --ig-implementation batched")
-    if max_steps < FIRST_RULE_POINTS:
-        raise InterpretError(f"--ig-max-steps {max_steps} is below the {FIRST_RULE_POINTS} points every target "
-                             "token starts with: raise it")
+    if rule not in RULES:
+        raise InterpretError(f"unknown --ig-adaptive-rule {rule!r}: choose one of {', '.join(RULES)}")
+    if max_steps < first_rule_points(rule):
+        raise InterpretError(f"--ig-max-steps {max_steps} is below the {first_rule_points(rule)} points every "
+                             f"target token starts with under --ig-adaptive-rule {rule}: raise it")
+
+
+def adaptive_method_name(rule):
+    """The records' ``ig_method`` of the error-controlled quadrature with ``rule``."""
+    return "adaptive_" + rule.replace("-", "")
