@@ -17,10 +17,10 @@ Captum's, the same for every target token. Two ways to run it:
   (what inseq does); slower, kept as the reference.
 
 Error-controlled quadrature (``tolerance``, :meth:`IntegratedGradients.attribute_adaptive`): per target token,
-Gauss–Legendre panels are extended to their Kronrod rule and halved (``gauss-kronrod``) or only halved
-(``gauss-legendre``) until the token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| (and with
-``gauss-kronrod`` its estimated error per source token) is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass, fixed-step or error-controlled
-(:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
+Gauss–Legendre panels are halved (``gauss-legendre``), or extended to their Kronrod rule before halving
+(``gauss-kronrod``, which also estimates the error per source token), until the token's relative completeness error
+|δ_n| / |F(x)_n − F(x′)_n| is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass,
+fixed-step or error-controlled (:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
 """
 
 import torch
@@ -119,9 +119,9 @@ class IntegratedGradients(AttributionMethod):
 
     def attribute_adaptive(self, pairs, *, tolerance=None, max_steps=None, internal_batch_size=None, rule=None):
         """Error-controlled IG of one or several sentences (:mod:`.quadrature`): per target token, Gauss–Legendre
-        panels refined (``rule``: Kronrod-extended then halved, or halved) where the errors are largest, until the
-        token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| (and with ``gauss-kronrod`` its entry error
-        estimate) is at most ``tolerance`` or it has used ``max_steps`` points.
+        panels refined (``rule``: halved, or Kronrod-extended before halving) where the exact local completeness
+        errors are largest, until the token's relative completeness error |δ_n| / |F(x)_n − F(x′)_n| is at most
+        ``tolerance`` or it has used ``max_steps`` points.
 
         Returns:
             one :class:`~.base.AttributionResult` per pair; ``extras`` holds ``ig_method`` (the rule) and per target
