@@ -400,27 +400,31 @@ def test_bad_options_are_one_line_errors(models):
 
 @pytest.mark.slow
 def test_interpret_cli_error_controlled_several_per_pass(data_dir, transformer_ckpt, tmp_path):
-    """fairseq-interpret with --ig-tolerance and --ig-sentences-per-pass on a trained tiny model and real Multi30k
-    sentences: converged tokens within the tolerance, flags and points in the records, the same sentences and
-    hypotheses as the default run."""
+    """fairseq-interpret with --ig-tolerance, each --ig-adaptive-rule and --ig-sentences-per-pass on a trained tiny
+    model and real Multi30k sentences: converged tokens within the tolerance, flags, points and the rule in the
+    records, the same sentences and hypotheses as the default run."""
     from test_interpret_cli import interpret, records
 
-    default, adaptive = tmp_path / "default", tmp_path / "adaptive"
+    default = tmp_path / "default"
     interpret(data_dir, transformer_ckpt, default, "--num-sentences", "6")
-    interpret(data_dir, transformer_ckpt, adaptive, "--num-sentences", "6", "--ig-tolerance", "0.01",
-              "--ig-max-steps", "64", "--ig-sentences-per-pass", "4")
     by_id = {r["id"]: r for r in records(default)}
-    got = records(adaptive)
-    assert sorted(r["id"] for r in got) == sorted(by_id) == list(range(6))
+    got = []
+    for rule in RULES:
+        interpret(data_dir, transformer_ckpt, tmp_path / rule, "--num-sentences", "6", "--ig-tolerance", "0.01",
+                  "--ig-max-steps", "64", "--ig-sentences-per-pass", "4", "--ig-adaptive-rule", rule)
+        got += [(rule, r) for r in records(tmp_path / rule)]
+    assert sorted(r["id"] for _, r in got) == sorted(list(by_id) * len(RULES)) == sorted(list(range(6)) * len(RULES))
     converged = 0
-    for r in got:
+    for rule, r in got:
         assert r["tgt_tokens"] == by_id[r["id"]]["tgt_tokens"]
         assert r["ig_tolerance"] == 0.01 and r["ig_max_steps"] == 64 and r["ig_steps"] is None
+        assert r["ig_method"] == "adaptive_" + rule.replace("-", "")
         assert len(r["ig_converged"]) == len(r["ig_points"]) == len(r["tgt_tokens"])
+        assert ("ig_entry_error" in r) == (rule == "gauss-kronrod")
         for delta, target, baseline, ok, points in zip(r["convergence_delta"], r["target_scores"],
                                                         r["baseline_scores"], r["ig_converged"], r["ig_points"]):
-            assert first_rule_points("gauss-legendre") <= points <= 64
+            assert first_rule_points(rule) <= points <= 64
             if ok:
                 assert abs(delta) <= 0.01 * abs(target - baseline)
                 converged += 1
-    assert converged >= 0.8 * sum(len(r["ig_converged"]) for r in got)
+    assert converged >= 0.8 * sum(len(r["ig_converged"]) for _, r in got)
