@@ -320,8 +320,10 @@ def main(argv=None, command=COMMAND):
                   "attribute_target": args.attribute_target, "ig_steps": args.ig_steps,
                   "ig_method": args.ig_method, "subword_scheme": scheme}
     if args.ig_tolerance > 0:
-        provenance.update(ig_steps=None, ig_method="adaptive_gausslegendre", ig_tolerance=args.ig_tolerance,
-                          ig_max_steps=args.ig_max_steps)
+        from .methods.integrated_gradients import adaptive_method_name
+
+        provenance.update(ig_steps=None, ig_method=adaptive_method_name(args.ig_adaptive_rule),
+                          ig_tolerance=args.ig_tolerance, ig_max_steps=args.ig_max_steps)
     with results.open(set(planned) - skipped_empty) as writer, masks:
         if writer.done_ids:
             logger.info(f"resuming: {len(writer.done_ids)} sentences already in {jsonl_path}")
