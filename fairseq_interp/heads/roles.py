@@ -117,6 +117,7 @@ class HeadStatistics:
 
     def __init__(self, attention, rare_words=None, positional_threshold=0.9, rare_threshold=0.5):
         self.attention = attention
+        self.head_counts = {kind: [m.num_heads for m in mods] for kind, mods in attention.items()}
         self.rare_words = rare_words
         self.positional_threshold = positional_threshold
         self.rare_threshold = rare_threshold
@@ -169,6 +170,30 @@ class HeadStatistics:
                         self._add(kind, i, "relevance_raw", rel.sum(0), rel.size(0))
             self.steps += max((rel.size(0) for layers in relevance.values() for rel in layers), default=0)
 
+    def state(self):
+        """The sums behind every statistic, as plain JSON: two states of disjoint sentences :meth:`merge` into the
+        state of all of them (every statistic is a sum over sentences, divided only in :meth:`result`)."""
+        return {"head_counts": self.head_counts, "sentences": self.sentences, "rare_sentences": self.rare_sentences,
+                "steps": self.steps,
+                "sums": [[kind, layer, name, total.tolist(), n] for (kind, layer, name), (total, n) in
+                         sorted(self.sums.items())],
+                "offsets": [[kind, layer, [sorted(counter.items()) for counter in counters]]
+                            for (kind, layer), counters in sorted(self.offsets.items())]}
+
+    def merge(self, state):
+        """Add the sums of another :meth:`state` (of other sentences, same model) to these."""
+        if state["head_counts"] != self.head_counts:
+            raise ValueError(f"head counts {state['head_counts']} differ from {self.head_counts}")
+        self.sentences += state["sentences"]
+        self.rare_sentences += state["rare_sentences"]
+        self.steps += state["steps"]
+        for kind, layer, name, total, n in state["sums"]:
+            self._add(kind, layer, name, torch.tensor(total, dtype=torch.float64), n)
+        for kind, layer, per_head in state["offsets"]:
+            counters = self.offsets.setdefault((kind, layer), [Counter() for _ in per_head])
+            for counter, items in zip(counters, per_head):
+                counter.update({offset: count for offset, count in items})
+
     def _positional(self, kind, layer, head):
         """(most frequent offset, its share, share of -1, share of +1), or Nones."""
         counters = self.offsets.get((kind, layer))
@@ -179,19 +204,20 @@ class HeadStatistics:
         offset, count = max(counter.items(), key=lambda kv: (kv[1], -abs(kv[0])))
         return offset, count / n, counter[-1] / n, (counter[1] / n if kind == "encoder_self" else None)
 
-    def result(self, syntax=None):
+    def result(self, syntax=None, gates=None):
         """JSON-ready dict: ``{"kinds": {kind: {"layers": [[head dict, ...], ...]}}, ...}``; ``syntax`` is
-        :meth:`~.syntax.SyntacticStatistics.result` for the encoder, if computed."""
+        :meth:`~.syntax.SyntacticStatistics.result` for the encoder, if computed; ``gates`` is
+        :func:`gate_states` of a gated model."""
         out = {"sentences": self.sentences, "steps": self.steps, "positional_threshold": self.positional_threshold,
                "rare_threshold": self.rare_threshold, "rare_sentences": self.rare_sentences,
                "rare_top_frequent": None if self.rare_words is None else self.rare_words.top_frequent, "kinds": {}}
-        for kind, mods in self.attention.items():
+        for kind, counts in self.head_counts.items():
             layers = []
-            for i, m in enumerate(mods):
+            for i, num_heads in enumerate(counts):
                 stats = {name: self._mean(kind, i, name) for name in
                          ("relevance", "relevance_raw", "confidence", "rare", "rare_top2")}
                 heads = []
-                for h in range(m.num_heads):
+                for h in range(num_heads):
                     head = {"head": h}
                     for name, values in stats.items():
                         head[name] = None if values is None else values[h]
@@ -206,12 +232,28 @@ class HeadStatistics:
                         head["syntactic"] = {key: r["accuracy"][i][h] for key, r in syntax.items()}
                         roles += [f"syntactic:{key}" for key, r in syntax.items() if r["syntactic"][i][h]]
                     head["roles"] = roles
-                    gate = getattr(m, "head_gate", None)
-                    if gate is not None:
-                        with torch.no_grad():
-                            head["gate_open"] = bool(gate.deterministic()[h] > 0)
-                            head["gate_p_closed"] = float(gate.prob_closed()[h])
+                    layer_gates = (gates or {}).get(kind)
+                    if layer_gates and layer_gates[i] is not None:
+                        head.update(layer_gates[i][h])
                     heads.append(head)
                 layers.append(heads)
             out["kinds"][kind] = {"layers": layers}
         return out
+
+
+def gate_states(attention):
+    """``{kind: [[{"gate_open", "gate_p_closed"} per head] or None per layer]}`` of a gated model's head gates
+    (evaluation gate open; P(g = 0)); ``None`` for a model without gates."""
+    found, any_gate = {}, False
+    for kind, mods in attention.items():
+        found[kind] = []
+        for m in mods:
+            gate = getattr(m, "head_gate", None)
+            if gate is None:
+                found[kind].append(None)
+                continue
+            any_gate = True
+            with torch.no_grad():
+                found[kind].append([{"gate_open": bool(gate.deterministic()[h] > 0),
+                                     "gate_p_closed": float(gate.prob_closed()[h])} for h in range(m.num_heads)])
+    return found if any_gate else None

