@@ -1,7 +1,14 @@
 """``fairseq-interp lca-plot``: Zhu et al.'s Figures 1–5 from LCA record files. Thin: parse → :mod:`.figures`
-→ write."""
+→ write.
+
+Writes into ``--results-path``: the figures (:data:`~.figures.FIGURES`), ``values.json`` (every value they show)
+and ``provenance.json`` (the fingerprint and header options of every record file read, the command's options and
+the package versions). The earlier names keep working with a warning: ``--plot-dir DIR`` is ``--results-path DIR``,
+and where ``--plot-dir`` is given an extra ``--results-path FILE`` is ``--out FILE``.
+"""
 
 import json
+import logging
 import os
 import sys
 
@@ -9,43 +16,84 @@ from ..common.errors import InterpretError
 from ..common.jsonl import write_atomic
 from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder
 
+COMMAND = "fairseq-interp lca-plot"
+logger = logging.getLogger(COMMAND)
+VALUES = "values.json"
+PROVENANCE = "provenance.json"
+PROVENANCE_FORMAT = "fairseq-interp-lca-plot"
+
+
+def _output_options(args):
+    """``(results folder, values file or None)`` from the options, the earlier names included (with a warning)."""
+    if args.plot_dir:
+        logger.warning("--plot-dir is now called --results-path (the folder of the figures); the old name will be "
+                       "removed")
+        if args.results_path:
+            logger.warning("--results-path FILE next to --plot-dir is now called --out FILE (the values JSON); the "
+                           "old form will be removed")
+            if args.out:
+                raise InterpretError("--out and the old --results-path FILE both name the values file: pass one")
+            args.out = args.results_path
+        args.results_path = args.plot_dir
+    if not args.results_path:
+        raise InterpretError("--results-path is required: the folder for the figures, values.json and "
+                             "provenance.json")
+    return args.results_path, args.out
+
 
 def lca_plot_command(args):
+    from ..common import provenance as prov
+    from ..common.batches import progress
     from .figures import FIGURES, figure_values, load_run, plot_runs, summary_table
 
+    folder, values_file = _output_options(args)
     labels = args.labels or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.lca_jsonl]
     if len(labels) != len(args.lca_jsonl):
         raise InterpretError(f"{len(labels)} --labels for {len(args.lca_jsonl)} record files: give one label per file")
     if len(set(labels)) != len(labels):
         raise InterpretError(f"the labels {' '.join(labels)} repeat: pass --labels with one distinct label per file")
-    check_results_folder(args.plot_dir, FIGURES, "--plot-dir", args.overwrite, inputs=args.lca_jsonl)
-    check_output_files([args.results_path], "--results-path", args.overwrite, inputs=args.lca_jsonl)
-    runs = []
-    for label, path in zip(labels, args.lca_jsonl):
+    check_results_folder(folder, [*FIGURES, VALUES, PROVENANCE], "--results-path", args.overwrite,
+                         inputs=args.lca_jsonl)
+    check_output_files([values_file], "--out", args.overwrite, inputs=args.lca_jsonl)
+    runs, inputs = [], []
+    for label, path in progress(list(zip(labels, args.lca_jsonl)), args, prefix="lca-plot: reading"):
         if not os.path.isfile(path):
             raise InterpretError(f"{path} not found: pass the lca.jsonl in the --lca-dir of fairseq-train")
         header, intervals = load_run(path)
         if not intervals:
             raise InterpretError(f"{path} holds no interval records yet: train for at least --lca-interval updates")
         runs.append((label, header, intervals))
+        inputs.append({"label": label, "path": os.path.abspath(path),
+                       "sha256": prov.files_fingerprint([path], names=False), "options": header.get("options"),
+                       "updates": [intervals[0]["start"], intervals[-1]["end"]]})
     values = figure_values(runs, args.statistic)
-    paths = plot_runs(runs, args.plot_dir, args.statistic, values)
-    if args.results_path:
-        write_atomic(args.results_path, json.dumps(values, indent=1) + "\n")
+    paths = plot_runs(runs, folder, args.statistic, values)
+    write_atomic(os.path.join(folder, VALUES), json.dumps(values, indent=1) + "\n")
+    prov.write_provenance(os.path.join(folder, PROVENANCE), {
+        "format": PROVENANCE_FORMAT, "format_version": 1, "inputs": inputs,
+        "options": {"statistic": args.statistic, "labels": labels}, "versions": prov.package_versions(),
+        "run": prov.run_info()})
+    if values_file:
+        write_atomic(values_file, json.dumps(values, indent=1) + "\n")
     sys.stdout.write(summary_table(values))
-    print(f"| {len(paths)} figures in {args.plot_dir}")
+    logger.info(f"{len(paths)} figures, {VALUES} and {PROVENANCE} in {folder}")
 
 
 def add_subcommands(sub):
+    import argparse
+
     lca = sub.add_parser("lca-plot", help="loss change allocation figures (Zhu et al. Figures 1-5) from lca.jsonl "
                                           "record files")
     lca.add_argument("lca_jsonl", nargs="+", help="lca.jsonl files written by fairseq-train --task translation_lca "
                      "(e.g. an approximate and an exact run: Figure 1; a train and a test run: Figures 2, 3, 5)")
-    lca.add_argument("--plot-dir", required=True, help="output folder of the figures")
+    lca.add_argument("--results-path", help="folder to write the figures, values.json and provenance.json into "
+                                            "(required)")
+    lca.add_argument("--out", help="also write the values JSON to this file (optional)")
+    lca.add_argument("--plot-dir", help=argparse.SUPPRESS)  # the earlier name of --results-path
     lca.add_argument("--labels", nargs="*", help="one label per file (default: the folder names)")
     lca.add_argument("--statistic", choices=["mean", "sum"], default="mean",
                      help="mean: LCA per parameter of a group (Zhu et al. Eq. 4); sum: the group's total LCA "
                           "(additive over groups) (default: %(default)s)")
-    lca.add_argument("--results-path", help="also write every value the figures show as JSON here")
+    lca.add_argument("--no-progress-bar", action="store_true", help="log progress lines instead of a progress bar")
     lca.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     lca.set_defaults(func=lca_plot_command)

@@ -11,6 +11,9 @@ and needs the ``lca_*`` fields of :class:`LcaConfigMixin` in the task's config. 
 2. copy θ_t, let the optimizer step, and add LCA_t = g_t · (θ_{t+1} − θ_t) per group to the interval sums;
 3. every ``--lca-interval`` updates append the interval means (Eq. 3) to ``<lca-dir>/lca.jsonl``.
 
+While training, rank 0 holds a lock on ``--lca-dir`` (taken when the criterion is built, before data and
+checkpoints are loaded): a second training into the same folder stops at once with one line.
+
 Extra memory: the copy of θ_t and g_t (2× the parameters). Each checkpoint save (``task.state_dict()``) appends
 the unfinished interval to the record file and stores it under ``task_state["lca"]`` (plain lists: loads with
 torch's safe loader); a run resumed from update N continues from the state saved at N (see
@@ -23,6 +26,7 @@ gradient at the middle of the step or by Simpson's weights (g_t + 4 g_mid + g_{t
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -36,8 +40,9 @@ from omegaconf import II
 
 from .allocation import EmbeddingRoleCapture, LcaAccumulator, LcaGroups, loss_and_grads, token_counts
 from ..common.errors import InterpretError
+from ..common.outputs import check_output_folder, output_lock
 from ..common.wrappers import unwrap
-from .records import FORMAT, LcaRecordFile, record_path
+from .records import FORMAT, LOCK_NAME, LcaRecordFile, record_path
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ def validate_lca_config(cfg):
     """Option checks with one-line messages naming the fix."""
     if not cfg.lca_dir:
         raise InterpretError("--lca-dir is required with an LCA task: pass a folder for lca.jsonl")
+    check_output_folder(cfg.lca_dir, "--lca-dir")
     splits = lca_splits(cfg)
     if not splits or len(set(splits)) != len(splits):
         raise InterpretError(f"--lca-split {cfg.lca_split!r}: give one or more distinct split names separated by "
@@ -94,6 +100,18 @@ def validate_lca_config(cfg):
         raise InterpretError("--lca-max-tokens is required when training without --max-tokens: pass a token count")
     if cfg.lca_max_tokens is not None and cfg.lca_max_tokens < 1:
         raise InterpretError(f"--lca-max-tokens must be >= 1 (got {cfg.lca_max_tokens})")
+
+
+def lock_lca_dir(lca_dir):
+    """Create ``--lca-dir`` and take its lock (:func:`~fairseq_interp.common.outputs.output_lock`): a second
+    training into the same folder is refused at once with one line. Returns the held lock (released when the
+    process ends, also after ``kill -9``)."""
+    import contextlib
+
+    os.makedirs(lca_dir, exist_ok=True)
+    held = contextlib.ExitStack()
+    held.enter_context(output_lock(lca_dir, LOCK_NAME, "fairseq-train", option="--lca-dir"))
+    return held
 
 
 def lca_max_tokens(cfg):
@@ -357,8 +375,12 @@ class LcaTaskMixin:
         self._lca_recorder = None
 
     def build_criterion(self, cfg, *args, **kwargs):
+        """The training criterion; training builds it before loading data or checkpoints, so this is where rank 0
+        takes the lock of ``--lca-dir`` (:func:`lock_lca_dir`), held until the process ends."""
         criterion = super().build_criterion(cfg, *args, **kwargs)
         self._lca_criterion = criterion
+        if _is_rank0() and getattr(self, "_lca_lock", None) is None:
+            self._lca_lock = lock_lca_dir(self.cfg.lca_dir)
         return criterion
 
     def optimizer_step(self, optimizer, model, update_num):

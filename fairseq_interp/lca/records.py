@@ -23,12 +23,18 @@ from ..common.jsonl import read_records, write_atomic
 
 FORMAT = "fairseq-interp-lca/1"
 FILENAME = "lca.jsonl"
+#: the lock a training holds on its ``--lca-dir`` (``<lca-dir>/.lca.jsonl.lock``)
+LOCK_NAME = FILENAME
 
 
 def read_lca(path, _objs=None):
     """(header, interval records, state lines) of a record file; a cut last line is ignored."""
     header, intervals, states = None, [], []
-    for obj in (_objs if _objs is not None else read_records(path)):
+    objs = _objs if _objs is not None else read_records(path)
+    if not objs:
+        raise InterpretError(f"{path} is empty (not even the header line): pass the lca.jsonl of a training that "
+                             "has started recording (fairseq-train --task translation_lca)")
+    for obj in objs:
         kind = obj.get("type")
         if kind == "header":
             header = obj

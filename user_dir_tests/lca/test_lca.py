@@ -326,11 +326,12 @@ def test_exact_mode_higher_order_integration_shrinks_residual(data_dir, tmp_path
 
 def test_lca_plot(sgd_run, tmp_path, capsys):
     from fairseq_interp.commands import cli_main
+    from fairseq_interp.common.provenance import files_fingerprint
 
     path = str(sgd_run / "lca" / "lca.jsonl")
     header, recs = lines(path)[0], intervals(sgd_run)
-    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--plot-dir", str(tmp_path / "figs"),
-              "--statistic", "sum", "--results-path", str(tmp_path / "sum.json")])
+    cli_main(["lca-plot", path, path, "--labels", "train", "again", "--results-path", str(tmp_path / "figs"),
+              "--statistic", "sum", "--out", str(tmp_path / "sum.json")])
     out = capsys.readouterr().out
     for name in ("figure1-occupation.png", "figure2-sparse-dense.png", "figure3-layers.png",
                  "figure4-intervals.png", "figure5-buckets.png"):
@@ -338,15 +339,22 @@ def test_lca_plot(sgd_run, tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("output_projection"))
     expected = sum(r["groups"]["output_projection"]["sum"] * r["n_updates"] for r in recs)
     assert [float(x) for x in row.split()[1:]] == pytest.approx([expected] * 2, rel=1e-5)
-    # Eq. 4 (the default): the same cumulative LCA divided by the group's size
+    assert (tmp_path / "sum.json").read_text() == (tmp_path / "figs" / "values.json").read_text()
+    provenance = json.loads((tmp_path / "figs" / "provenance.json").read_text())
+    assert provenance["options"] == {"statistic": "sum", "labels": ["train", "again"]}
+    assert [i["sha256"] for i in provenance["inputs"]] == [files_fingerprint([path], names=False)] * 2
+    assert provenance["inputs"][0]["options"] == header["options"]
+    # Eq. 4 (the default): the same cumulative LCA divided by the group's size; the earlier option names still work
     cli_main(["lca-plot", path, "--plot-dir", str(tmp_path / "figs"), "--overwrite",
               "--results-path", str(tmp_path / "mean.json")])
+    assert "--plot-dir is now called --results-path" in capsys.readouterr().err
     size = next(g["size"] for g in header["groups"] if g["name"] == "output_projection")
     values = json.loads((tmp_path / "mean.json").read_text())
     assert values["statistic"] == "mean"
     assert values["runs"]["lca"]["groups"]["output_projection"] == pytest.approx(expected / size)
+    assert json.loads((tmp_path / "figs" / "provenance.json").read_text())["options"]["statistic"] == "mean"
     with pytest.raises(SystemExit) as e:
-        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--plot-dir", str(tmp_path / "new")])
+        cli_main(["lca-plot", str(tmp_path / "missing.jsonl"), "--results-path", str(tmp_path / "new")])
     assert e.value.code == 2 and "not found" in capsys.readouterr().err
 
 
@@ -400,3 +408,23 @@ def test_missing_split_names_the_fix(data_dir, tmp_path):
                 "--max-update", "1", "--save-dir", str(tmp_path / "ckpt")], check=False)
     assert proc.returncode != 0
     assert "--lca-split test2: the data folder has no split 'test2'" in proc.stderr
+
+
+def test_a_second_training_into_the_same_lca_dir_is_refused_at_once(data_dir, tmp_path):
+    """While a training records into --lca-dir it holds the folder's lock; another fairseq-train into the same
+    folder stops with one line before it loads data or writes a record (here this test process holds the lock)."""
+    import os
+
+    from fairseq_interp.common.outputs import output_lock
+    from fairseq_interp.lca.records import LOCK_NAME
+
+    (tmp_path / "lca").mkdir()
+    with output_lock(str(tmp_path / "lca"), LOCK_NAME, "fairseq-train", option="--lca-dir"):
+        proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, "--task",
+                    "translation_lca", "--lca-dir", str(tmp_path / "lca"), *SPLITS, "--max-update", "1",
+                    "--save-dir", str(tmp_path / "ckpt")], check=False)
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert last == (f"fairseq-train: error: another fairseq-train (pid {os.getpid()}) is writing {LOCK_NAME} in "
+                    f"{tmp_path / 'lca'}: wait for it to finish, or pass another --lca-dir")
+    assert sorted(os.listdir(tmp_path / "lca")) == [f".{LOCK_NAME}.lock"]  # no record written
