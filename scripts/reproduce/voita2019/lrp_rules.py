@@ -13,13 +13,14 @@ of relevance for telling kept from pruned heads (``heads.survival.kept_predictio
 
 import argparse
 import itertools
-import json
 import os
 
 from fairseq_interp.common.checkpoints import read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.outputs import add_overwrite_argument, check_output_file
+from fairseq_interp.heads.report import read_report
 from fairseq_interp.heads.survival import kept_prediction, open_head_masks, rank_agreement
 
 
@@ -52,22 +53,24 @@ def main():
                     help="heads.json of fairseq-interp heads per LRP rule, on the same model")
     ap.add_argument("--gated", nargs="*", default=[], help="gated checkpoints fine-tuned from that model")
     ap.add_argument("--out", help="also write the tables here (refused if it exists, unless --overwrite)")
-    ap.add_argument("--overwrite", action="store_true")
+    add_overwrite_argument(ap)
     args = ap.parse_args()
-    reports = {}
+    reports, paths = {}, []
     for item in args.heads:
         rule, sep, path = item.partition("=")
-        if not sep or not os.path.isfile(path):
-            raise InterpretError(f"--heads {item!r}: pass RULE=PATH with an existing heads.json")
-        with open(path) as f:
-            reports[rule] = json.load(f)
+        if not sep or not rule or not path:
+            raise InterpretError(f"--heads {item!r}: pass RULE=PATH with the heads.json of that rule")
+        if rule in reports:
+            raise InterpretError(f"--heads names rule {rule!r} twice: pass one heads.json per rule")
+        reports[rule] = read_report(path)
+        paths.append(path)
     if len(reports) < 2:
         raise InterpretError("--heads needs the reports of at least two rules")
+    if args.out:
+        check_output_file(args.out, "--out", args.overwrite, inputs=paths + list(args.gated))
     gated = {os.path.relpath(path): open_head_masks(read_raw_checkpoint(path), path) for path in args.gated}
     text = tables(reports, gated)
     if args.out:
-        if os.path.exists(args.out) and not args.overwrite:
-            raise InterpretError(f"{args.out} exists: pass --overwrite to replace it")
         write_atomic(args.out, text)
     print(text, end="")
 

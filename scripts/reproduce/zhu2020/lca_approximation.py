@@ -27,6 +27,9 @@ import sys
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.options import check_range
+from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import approximation_agreement
 from fairseq_interp.lca.figures import load_run
@@ -52,6 +55,17 @@ def train_args(args, mode, work):
             "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
             "--no-progress-bar", "--log-interval", str(args.interval), "--save-interval-updates", str(args.interval),
             "--keep-interval-updates", "1", "--no-epoch-checkpoints"]
+
+
+def check_driver_options(args):
+    """Ranges of the numeric options, before anything runs (the counts and lr of the training, Zhu et al.'s
+    record interval)."""
+    check_range(args.updates, "--updates", 1)
+    check_range(args.interval, "--interval", 1)
+    check_range(args.max_tokens, "--max-tokens", 1)
+    check_range(args.lca_max_tokens, "--lca-max-tokens", 1)
+    check_range(args.lr, "--lr", 0, strict_minimum=True)
+    check_range(args.warmup, "--warmup", 0)
 
 
 def compared_records(path, updates):
@@ -87,11 +101,12 @@ def main():
     parser.add_argument("--results-path", help="also write the result as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --results-path and figures")
     args = parser.parse_args()
-    if args.updates < 1 or args.updates % args.interval:
+    check_driver_options(args)
+    if args.updates % args.interval:
         raise InterpretError(f"--updates {args.updates} is not a multiple of --interval {args.interval}: pick one "
                              f"that is (records are compared interval by interval)")
-    if args.results_path and os.path.exists(args.results_path) and not args.overwrite:
-        raise InterpretError(f"{args.results_path} exists: pass --overwrite to replace it")
+    if args.results_path:
+        check_output_file(args.results_path, "--results-path", args.overwrite)
 
     runs, seconds = {}, {}
     for mode in MODES:
@@ -111,7 +126,7 @@ def main():
                   lca_max_tokens=runs["approx"][0]["options"]["max_tokens"])
     plot_dir = args.plot_dir or os.path.join(args.work, "figures")
     run(["fairseq-interp", "lca-plot", *[os.path.join(args.work, m, "lca", "lca.jsonl") for m in MODES],
-         "--labels", *MODES, "--plot-dir", plot_dir, "--statistic", args.statistic, "--overwrite"],
+         "--labels", *MODES, "--results-path", plot_dir, "--statistic", args.statistic, "--overwrite"],
         log=os.path.join(args.work, "lca-plot.log"))
 
     print(f"| {'group':22s} {'approx':>12s} {'exact':>12s} {'ratio approx':>13s} {'ratio exact':>12s}")
@@ -130,8 +145,7 @@ def main():
                f"B' = {result['lca_max_tokens']} tokens, {args.statistic} per group")
     print(side_by_side([(f"{number.table}: {number.row}", number.value, result["tau"], setting)], digits=3))
     if args.results_path:
-        with open(args.results_path, "w") as f:
-            json.dump(result, f, indent=1)
+        write_atomic(args.results_path, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

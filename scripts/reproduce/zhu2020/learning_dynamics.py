@@ -23,6 +23,8 @@ from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates, re
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.options import check_range
+from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
 from fairseq_interp.lca.figures import load_run
@@ -96,17 +98,22 @@ def main():
     parser.add_argument("--results-path", help="also write the figures' values and the claims as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
     args = parser.parse_args()
-
-    if args.results_path and os.path.exists(args.results_path) and not args.overwrite:
-        raise InterpretError(f"{args.results_path} exists: pass --overwrite to replace it")
+    for option, minimum in (("updates", 1), ("interval", 1), ("max_tokens", 1), ("lca_max_tokens", 1),
+                            ("warmup", 0)):
+        check_range(getattr(args, option), "--" + option.replace("_", "-"), minimum)
+    check_range(args.lr, "--lr", 0, strict_minimum=True)
+    if len(set(args.splits)) != len(args.splits):
+        raise InterpretError(f"--splits {' '.join(args.splits)} names a split twice: pass each split once")
+    if args.results_path:
+        check_output_file(args.results_path, "--results-path", args.overwrite)
     checkpoint, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
     print("| " + ("already trained" if seconds is None else f"trained in {seconds:.0f} s"), flush=True)
     bleu, signature = test_bleu(args, checkpoint)
     records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
     plot_dir = args.plot_dir or os.path.join(args.work, "figures")
     values = os.path.join(args.work, "lca-plot.json")
-    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--plot-dir", plot_dir,
-         "--results-path", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
+    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", plot_dir,
+         "--out", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
     print(f"| figures in {plot_dir}")
 
     runs = {split: load_run(path) for split, path in zip(args.splits, records)}
@@ -129,9 +136,8 @@ def main():
     print(side_by_side(rows))
     print(f"\nour setting: {setting}")
     if args.results_path:
-        with open(args.results_path, "w") as f:
-            json.dump({"setting": setting, "claims": claims, "values": values, "test_bleu": bleu,
-                       "bleu_signature": signature}, f, indent=1)
+        write_atomic(args.results_path, json.dumps({"setting": setting, "claims": claims, "values": values,
+                                                    "test_bleu": bleu, "bleu_signature": signature}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
