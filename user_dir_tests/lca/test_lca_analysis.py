@@ -151,18 +151,19 @@ def test_lca_plot_refuses_to_overwrite_and_repeated_labels(tmp_path, capsys):
     records = [interval(1, 15, sums(encoder__layer0=-0.3)), interval(16, 30, sums(encoder__layer0=-0.1))]
     path.write_text("".join(json.dumps(x) + "\n" for x in [header()] + records))
     out = tmp_path / "figs"
-    cli_main(["lca-plot", str(path), "--plot-dir", str(out), "--results-path", str(tmp_path / "v.json")])
+    cli_main(["lca-plot", str(path), "--results-path", str(out), "--out", str(tmp_path / "v.json")])
     values = json.loads((tmp_path / "v.json").read_text())
     assert values["runs"][path.parent.name]["groups"]["encoder.layer0"] == pytest.approx(-0.6)
-    assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES[:4])  # no buckets in these records
-    for argv in (["lca-plot", str(path), "--plot-dir", str(out)],
-                 ["lca-plot", str(path), str(path), "--plot-dir", str(tmp_path / "f2"), "--labels", "a"]):
+    # no buckets in these records: four figures, the values and the provenance
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES[:4], "values.json", "provenance.json"])
+    for argv in (["lca-plot", str(path), "--results-path", str(out)],
+                 ["lca-plot", str(path), str(path), "--results-path", str(tmp_path / "f2"), "--labels", "a"]):
         with pytest.raises(SystemExit) as e:
             cli_main(argv)
         assert e.value.code == 2
     err = capsys.readouterr().err
     assert "exists: pass --overwrite" in err and "--labels for 2 record files" in err
     with pytest.raises(SystemExit):
-        cli_main(["lca-plot", str(path), str(path), "--labels", "a", "a", "--plot-dir", str(tmp_path / "f3")])
+        cli_main(["lca-plot", str(path), str(path), "--labels", "a", "a", "--results-path", str(tmp_path / "f3")])
     assert "repeat" in capsys.readouterr().err
 
