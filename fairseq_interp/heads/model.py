@@ -9,33 +9,26 @@
 * Fine-tuning a plain ``transformer`` checkpoint (``--finetune-from-model``) fills the missing gates fully open; with
   all gates open the model computes what the plain model computes.
 
-The model is registered with a :class:`~fairseq.dataclass.FairseqDataclass`, :data:`GatedHeadsTransformerConfig`:
-every option of fairseq's ``transformer`` under its command-line name (``encoder_layers``, ``share_all_embeddings``,
-...; unset = chosen by the architecture, ``--arch`` or ``model._name``) and the gate options above. So
-``fairseq-train``, ``fairseq-hydra-train`` and yaml configs (``configs/heads/``) build the same model: options
-arrive as a Namespace from the command line and as a DictConfig from hydra, and :meth:`build_model` reads both the
-same way (fairseq's ``TransformerConfig.from_namespace`` would silently drop the gate options of a DictConfig).
+The model is registered with :data:`GatedHeadsTransformerConfig` (:mod:`~fairseq_interp.common.model_config`:
+the gate options plus every option of fairseq's ``transformer``, unset until the architecture fills it), so
+``fairseq-train``, ``fairseq-hydra-train`` and yaml configs (``configs/heads/``) build the same model, with
+``model._name`` an architecture (``transformer_gated_heads_test_tiny``) or the model name and its sizes.
 """
 
-import argparse
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 import torch
 from fairseq.dataclass import FairseqDataclass
-from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models.transformer import (TransformerConfig, TransformerDecoderBase, TransformerEncoderBase,
                                         TransformerModel)
-from fairseq.models.transformer import transformer_legacy as presets
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 
-from ..common import architectures
 from ..common.attention import ATTENTION_KINDS, attention_modules
 from ..common.errors import InterpretError
-from ..common.registry import register_model, register_model_architecture
+from ..common.model_config import add_own_args, model_args, register_architectures, transformer_model_config
+from ..common.registry import register_model
 from .gated_attention import GatedMultiheadAttention
 from .hard_concrete import INIT_LOG_ALPHA, LOG_ALPHA_SCALE, STRETCH, TEMPERATURE
 
@@ -66,67 +59,8 @@ class GatedHeadsConfig(FairseqDataclass):
         "help": "train only the encoder and the gates (parameters shared with the encoder stay trainable)"})
 
 
-#: options fairseq reads from the model config before any architecture function runs (``distributed_init``
-#: compares ``base_layers`` with 0), so they need fairseq's own default rather than "unset"
-READ_BEFORE_THE_MODEL = {"base_layers": 0}
-
-
-def _transformer_fields():
-    """Dataclass fields for every option ``fairseq``'s legacy ``transformer`` adds to the command line (its
-    ``TransformerConfig`` flattened: ``encoder.layers`` → ``encoder_layers``), with fairseq's help and no default:
-    the architecture function fills what is unset, as it does for ``fairseq-train``."""
-    parser = argparse.ArgumentParser(add_help=False)
-    TransformerModel.add_args(parser)
-    fields = []
-    for action in parser._actions:
-        if isinstance(action, argparse._StoreTrueAction):
-            kind = Optional[bool]
-        elif action.type in (int, float, str):
-            kind = Optional[action.type]
-        else:  # lists parsed by fairseq's helpers (layers to keep, adaptive softmax cut-offs)
-            kind = Any
-        default = READ_BEFORE_THE_MODEL.get(action.dest)
-        help_text = (action.help or "").replace("%%", "%") + (
-            " (default: set by the architecture)" if default is None else f" (default: {default})")
-        fields.append((action.dest, kind, field(default=default, metadata={"help": help_text})))
-    return fields
-
-
-#: the registered model config: the transformer's options (unset → the architecture's value) + the gate options
-GatedHeadsTransformerConfig = dataclasses.make_dataclass(
-    "GatedHeadsTransformerConfig", _transformer_fields(), bases=(GatedHeadsConfig,))
-TRANSFORMER_OPTIONS = tuple(f.name for f in dataclasses.fields(GatedHeadsTransformerConfig)
-                            if f.name not in GatedHeadsConfig.__dataclass_fields__)
-
-
-def _namespace(cfg):
-    """A model config (Namespace, DictConfig or dict) as a flat Namespace without unset (None) transformer options,
-    so the architecture functions' ``getattr(args, name, default)`` see them as unset and ``TransformerConfig``
-    keeps every extra option (the gates)."""
-    from omegaconf import OmegaConf
-
-    if OmegaConf.is_config(cfg):
-        items = OmegaConf.to_container(cfg, resolve=True)
-    elif isinstance(cfg, dict):
-        items = dict(cfg)
-    else:
-        items = dict(vars(cfg))
-    return argparse.Namespace(**{k: v for k, v in items.items() if not (k in TRANSFORMER_OPTIONS and v is None)})
-
-
-def _unset_none(args):
-    """Remove the transformer options that are None (unset) from a Namespace or DictConfig in place."""
-    from omegaconf import OmegaConf, open_dict
-
-    names = [k for k in TRANSFORMER_OPTIONS if k in (args if OmegaConf.is_config(args) else vars(args))
-             and getattr(args, k, None) is None]
-    if OmegaConf.is_config(args):
-        with open_dict(args):
-            for k in names:
-                del args[k]
-    else:
-        for k in names:
-            delattr(args, k)
+#: the registered model config: the gate options + every Transformer option (unset -> the architecture's value)
+GatedHeadsTransformerConfig = transformer_model_config("GatedHeadsTransformerConfig", GatedHeadsConfig, __name__)
 
 
 def _option(cfg, name):
@@ -247,12 +181,11 @@ class GatedHeadsTransformerModel(TransformerModel):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        gen_parser_from_dataclass(parser, GatedHeadsConfig())
+        add_own_args(parser, GatedHeadsConfig)
 
     @classmethod
     def build_model(cls, args, task):
-        args = _namespace(args)
-        base_gated_heads(args)
+        args = model_args(args, GatedHeadsConfig)
         gated_kinds(args)
         model = super().build_model(args, task)
         if getattr(args, "freeze_decoder", False):
@@ -315,36 +248,6 @@ class GatedHeadsTransformerModel(TransformerModel):
                     "(e.g. transformer_X -> transformer_gated_heads_X) and the same embedding options")
 
 
-def _gate_defaults(args):
-    _unset_none(args)
-    for fld_name, fld in GatedHeadsConfig.__dataclass_fields__.items():
-        if not hasattr(args, fld_name) or getattr(args, fld_name) is None:
-            setattr(args, fld_name, fld.default)
-
-
-@register_model_architecture("transformer_gated_heads", "transformer_gated_heads")
-def base_gated_heads(args):
-    _gate_defaults(args)
-    presets.base_architecture(args)
-
-
-def _variant(name, preset):
-    @register_model_architecture("transformer_gated_heads", f"transformer_gated_heads_{name}")
-    def arch(args):
-        _gate_defaults(args)
-        preset(args)
-
-    arch.__name__ = f"transformer_gated_heads_{name}"
-    return arch
-
-
-# Sizes mirroring fairseq's transformer presets and the plugin's own sizes.
-for _name, _preset in (("iwslt_de_en", presets.transformer_iwslt_de_en),
-                       ("wmt_en_de", presets.transformer_wmt_en_de),
-                       ("vaswani_wmt_en_de_big", presets.transformer_vaswani_wmt_en_de_big),
-                       ("vaswani_wmt_en_fr_big", presets.transformer_vaswani_wmt_en_fr_big),
-                       ("wmt_en_de_big", presets.transformer_wmt_en_de_big),
-                       ("wmt_en_de_big_t2t", presets.transformer_wmt_en_de_big_t2t),
-                       ("multi30k", architectures.transformer_multi30k),
-                       ("test_tiny", architectures.transformer_test_tiny)):
-    globals()[f"transformer_gated_heads_{_name}"] = _variant(_name, _preset)
+# ``transformer_gated_heads`` itself is the base architecture (applied in ``build_model``); its sizes mirror
+# fairseq's transformer presets and the plugin's own sizes (``_iwslt_de_en``, ..., ``_multi30k``, ``_test_tiny``)
+register_architectures("transformer_gated_heads", GatedHeadsConfig)

@@ -25,54 +25,47 @@ wider FFN, then masked fine-tuning) is :func:`expand_ffn`.
 
 import contextlib
 import copy
-import dataclasses
 import math
-from dataclasses import field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models.transformer import TransformerModel
 from fairseq.modules import MultiheadAttention
 
 from ..common.errors import InterpretError
-from ..common.registry import register_model, register_model_architecture
-from .model import as_flat_config, flat_transformer_fields
+from ..common.model_config import add_own_args, model_args, register_architectures, transformer_model_config
+from ..common.registry import register_model
 
 _PAIRS = "lang_specific_pairs"
 
 
-def _model_pairs_field():
-    return ("model_lang_pairs", str, field(default="", metadata={
-        "help": "language pairs SRC-TGT of the per-pair modules, comma-separated (default: the task's "
-                "--lang-pairs)"}))
+@dataclass
+class PairModulesConfig(FairseqDataclass):
+    model_lang_pairs: str = field(default="", metadata={
+        "help": "language pairs SRC-TGT of the per-pair modules, comma-separated (default: the task's --lang-pairs)"})
 
 
-def _config(name, doc, own_fields):
-    return dataclasses.make_dataclass(name, flat_transformer_fields() + [_model_pairs_field(), *own_fields],
-                                      bases=(FairseqDataclass,), namespace={"__module__": __name__, "__doc__": doc})
+@dataclass
+class LangAdapterOptions(PairModulesConfig):
+    lang_adapter_dim: int = field(default=128, metadata={
+        "help": "width of each adapter's projection (Bapna and Firat 2019; 128 in Xie et al. 2021)"})
+    lang_adapter_init: ChoiceEnum(["zero", "xavier"]) = field(default="zero", metadata={
+        "help": "initial up projection: zero (a new adapter is the identity) or xavier"})
 
 
-LangAdapterConfig = _config("LangAdapterConfig", "fairseq's Transformer options plus the language-pair adapters", [
-    ("lang_adapter_dim", int, field(default=128, metadata={
-        "help": "width of each adapter's projection (Bapna and Firat 2019; 128 in Xie et al. 2021)"})),
-    ("lang_adapter_init", ChoiceEnum(["zero", "xavier"]), field(default="zero", metadata={
-        "help": "initial up projection: zero (a new adapter is the identity) or xavier"}))])
-
-TargetAttentionConfig = _config("TargetAttentionConfig", "fairseq's Transformer options plus target-specific "
-                                                         "attention", [
-    ("target_attention", ChoiceEnum(["all", "cross"]), field(default="all", metadata={
-        "help": "attention modules copied per target language: all (encoder self, decoder self and cross; "
-                "the parameter count of Xie et al.'s +TS) or cross (encoder-decoder attention only)"}))])
+@dataclass
+class TargetAttentionOptions(PairModulesConfig):
+    target_attention: ChoiceEnum(["all", "cross"]) = field(default="all", metadata={
+        "help": "attention modules copied per target language: all (encoder self, decoder self and cross; the "
+                "parameter count of Xie et al.'s +TS) or cross (encoder-decoder attention only)"})
 
 
-def _own_options(config, names):
-    """A dataclass holding only ``names`` of ``config`` (for ``add_args``: the Transformer ones come from fairseq)."""
-    picked = [(f.name, f.type, field(default=f.default, metadata=dict(f.metadata)))
-              for f in dataclasses.fields(config) if f.name in names]
-    return dataclasses.make_dataclass(config.__name__ + "Options", picked, bases=(FairseqDataclass,))
+#: the registered configs: the model's own options + every Transformer option (unset -> the architecture's value)
+LangAdapterConfig = transformer_model_config("LangAdapterConfig", LangAdapterOptions, __name__)
+TargetAttentionConfig = transformer_model_config("TargetAttentionConfig", TargetAttentionOptions, __name__)
 
 
 def _pair_names(args, task):
@@ -207,15 +200,14 @@ class LangAdapterTransformerModel(PairRoutedMixin, TransformerModel):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        gen_parser_from_dataclass(parser, _own_options(LangAdapterConfig, ("model_lang_pairs", "lang_adapter_dim",
-                                                                           "lang_adapter_init"))())
+        add_own_args(parser, LangAdapterOptions)
 
     @classmethod
     def build_model(cls, args, task):
+        args = model_args(args, LangAdapterOptions)
         pairs = _pair_names(args, task)
-        dim = int(getattr(args, "lang_adapter_dim", 128) or 128)
-        init = str(getattr(args, "lang_adapter_init", "zero") or "zero")
-        model = super().build_model(as_flat_config(args), task)
+        dim, init = int(args.lang_adapter_dim), str(args.lang_adapter_init)
+        model = super().build_model(args, task)
         model._init_pairs(pairs)
         model.encoder_adapters = nn.ModuleList(
             PairAdapters(layer.embed_dim, dim, len(pairs), init) for layer in model.encoder.layers)
@@ -315,14 +307,14 @@ class TargetAttentionTransformerModel(PairRoutedMixin, TransformerModel):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        gen_parser_from_dataclass(parser, _own_options(TargetAttentionConfig, ("model_lang_pairs",
-                                                                               "target_attention"))())
+        add_own_args(parser, TargetAttentionOptions)
 
     @classmethod
     def build_model(cls, args, task):
+        args = model_args(args, TargetAttentionOptions)
         pairs = _pair_names(args, task)
-        which = str(getattr(args, "target_attention", "all") or "all")
-        model = super().build_model(as_flat_config(args), task)
+        which = str(args.target_attention)
+        model = super().build_model(args, task)
         model._init_pairs(pairs)
         targets, target_of_pair = _targets(pairs)
         model.target_langs = targets
@@ -377,16 +369,6 @@ def expand_ffn(state_dict, ffn_dim, seed=1):
     return out
 
 
-@register_model_architecture("transformer_lang_adapter", "transformer_lang_adapter_test_tiny")
-def lang_adapter_test_tiny(args):
-    from ..common.architectures import transformer_test_tiny
-
-    transformer_test_tiny(args)
-
-
-@register_model_architecture("transformer_target_attention", "transformer_target_attention_test_tiny")
-def target_attention_test_tiny(args):
-    from ..common.architectures import transformer_test_tiny
-
-    transformer_test_tiny(args)
-
+#: ``transformer_lang_adapter_{size}``, ``transformer_target_attention_{size}``: fairseq's presets and the plugin's
+register_architectures("transformer_lang_adapter", LangAdapterOptions)
+register_architectures("transformer_target_attention", TargetAttentionOptions)

@@ -19,19 +19,16 @@ collater adds each sample's ``pair_ids``). Generation uses one pair per batch (:
 import contextlib
 import logging
 import os
-import dataclasses
-from argparse import Namespace
 from dataclasses import dataclass, field
 
 import torch
 from fairseq.dataclass import FairseqDataclass
-from fairseq.dataclass.utils import gen_parser_from_dataclass
-from fairseq.models.transformer import TransformerConfig, TransformerModel
-from fairseq.models.transformer.transformer_config import DecoderConfig, EncDecBaseConfig, QuantNoiseConfig
+from fairseq.models.transformer import TransformerModel
 
 from ..common.attention import disable_fused_attention
 from ..common.errors import InterpretError
-from ..common.registry import register_model, register_model_architecture
+from ..common.model_config import add_own_args, model_args, register_architectures, transformer_model_config
+from ..common.registry import register_model
 from ..common.wrappers import unwrap
 
 _PAIRS = "neuron_mask_pairs"
@@ -44,55 +41,11 @@ class NeuronMaskedConfig(FairseqDataclass):
         "help": "mask file of fairseq-interp neurons allocate (general + language-specific neurons per pair)"})
 
 
-@dataclass
-class _NestedNeuronMaskedConfig(TransformerConfig):
-    """``TransformerConfig`` with ``neuron_masks``: what :meth:`NeuronMaskedTransformerModel.build_model` converts
-    every config to (it reads and writes the flat names ``encoder_layers`` etc. the legacy Transformer code uses)."""
-
-    neuron_masks: str = field(default="", metadata={"help": NeuronMaskedConfig.__dataclass_fields__[
-        "neuron_masks"].metadata["help"]})
-
-
-def flat_transformer_fields():
-    """fairseq's ``TransformerConfig`` fields with the nested ``encoder``/``decoder``/``quant_noise`` ones flattened
-    to the command-line names (``encoder_layers``, ``decoder_embed_dim``, ``quant_noise_pq``), same defaults and
-    help. fairseq turns a registered model dataclass into command-line overrides field by field and cannot do so
-    for nested config classes, so a registered Transformer config must be flat."""
-    nested = {"encoder": EncDecBaseConfig, "decoder": DecoderConfig, "quant_noise": QuantNoiseConfig}
-    out = []
-    for f in dataclasses.fields(TransformerConfig):
-        if f.name.startswith("_"):
-            continue
-        members = [(f"{f.name}_{g.name}", g) for g in dataclasses.fields(nested[f.name])
-                   if not g.name.startswith("_")] if f.name in nested else [(f.name, f)]
-        for name, g in members:
-            default = g.default
-            if isinstance(default, str) and default.startswith("${model.decoder."):
-                default = default.replace("${model.decoder.", "${model.decoder_")
-            spec = (field(default_factory=g.default_factory, metadata=dict(g.metadata))
-                    if g.default is dataclasses.MISSING else field(default=default, metadata=dict(g.metadata)))
-            out.append((name, g.type, spec))
-    return out
-
-
-NeuronMaskedTransformerConfig = dataclasses.make_dataclass(
-    "NeuronMaskedTransformerConfig",
-    flat_transformer_fields() + [("neuron_masks", str, field(default="", metadata=dict(
-        NeuronMaskedConfig.__dataclass_fields__["neuron_masks"].metadata)))],
-    bases=(FairseqDataclass,), namespace={"__module__": __name__, "__doc__": (
-        "The registered config of ``transformer_neuron_masked``: fairseq's Transformer options under their "
-        "command-line names (defaults of the base ``transformer`` architecture) plus ``neuron_masks``, so "
-        "``fairseq-hydra-train`` and yaml files (``model._name: transformer_neuron_masked``, ``encoder_layers: "
-        "3``, ...) build the same model as ``fairseq-train --arch transformer_neuron_masked``.")})
-
-
-def as_flat_config(cfg):
-    """Any model config (a Namespace, an omegaconf ``DictConfig`` of hydra, a :data:`NeuronMaskedTransformerConfig`)
-    as a Namespace or a ``TransformerConfig`` instance, the two kinds the legacy Transformer code reads and
-    writes through flat names."""
-    if isinstance(cfg, (Namespace, TransformerConfig)):
-        return cfg
-    return _NestedNeuronMaskedConfig.from_namespace(cfg)
+#: the registered config: ``neuron_masks`` + every Transformer option (unset -> the architecture's value), so
+#: ``fairseq-train``, ``fairseq-hydra-train`` and yaml (``model._name: transformer_neuron_masked`` with sizes, or
+#: an architecture such as ``transformer_neuron_masked_test_tiny``) build the same model
+NeuronMaskedTransformerConfig = transformer_model_config("NeuronMaskedTransformerConfig", NeuronMaskedConfig,
+                                                         __name__)
 
 
 def _buffer(module_name):
@@ -106,11 +59,11 @@ class NeuronMaskedTransformerModel(TransformerModel):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        gen_parser_from_dataclass(parser, NeuronMaskedConfig())
+        add_own_args(parser, NeuronMaskedConfig)
 
     @classmethod
     def build_model(cls, args, task):
-        args = as_flat_config(args)
+        args = model_args(args, NeuronMaskedConfig)
         model = super().build_model(args, task)
         model.install_masks(getattr(args, "neuron_masks", "") or "")
         return model
@@ -216,8 +169,5 @@ def using_pair(models, pair, task):
     return stack
 
 
-@register_model_architecture("transformer_neuron_masked", "transformer_neuron_masked_test_tiny")
-def neuron_masked_test_tiny(args):
-    from ..common.architectures import transformer_test_tiny
-
-    transformer_test_tiny(args)
+#: ``transformer_neuron_masked_{size}`` for the sizes of fairseq's presets and the plugin's (``_multi30k``, ``_test_tiny``)
+register_architectures("transformer_neuron_masked", NeuronMaskedConfig)
