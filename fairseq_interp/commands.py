@@ -27,7 +27,8 @@ def fairseq_commands():
 
 
 def renamed_options():
-    """``{subcommand: {old option: new option}}`` of the earlier option names the packages still accept."""
+    """``{subcommand: {old option: new option}}`` of the earlier option names the packages still accept; a key
+    ``"subcommand step"`` (``"neurons erase"``) holds the names of one step of a subcommand with steps."""
     found = {}
     for package in PACKAGES:
         for name, renamed in getattr(package, "RENAMED_OPTIONS", {}).items():
@@ -50,9 +51,13 @@ def cli_main(argv=None):
     raw = fairseq_commands()
     if argv and argv[0] in raw:
         return raw[argv[0]][1](argv[1:])
-    if argv and argv[0] in renamed_options():
-        configure_logging()
-        argv = [argv[0]] + rename_options(argv[1:], renamed_options()[argv[0]], f"{COMMAND} {argv[0]}")
+    renamed = renamed_options()
+    for key in (" ".join(argv[:2]), " ".join(argv[:1])):
+        if key in renamed:
+            configure_logging()
+            words = len(key.split())
+            argv = argv[:words] + rename_options(argv[words:], renamed[key], f"{COMMAND} {key}")
+            break
     parser = get_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

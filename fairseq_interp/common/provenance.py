@@ -148,7 +148,9 @@ def plain(value):
         return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return str(value)  # a str subclass (torch's TorchVersion) would not pass torch's safe loader
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)
 

@@ -4,7 +4,7 @@
   boolean mask of token positions whose encoder token embedding is set to the zero vector (the replacement
   :class:`~.teacher_forcing.TeacherForcedAdapter` uses for integrated gradients); the generator sees an ordinary
   fairseq batch (left-padded like ``LanguagePairDataset``). Erasure and the perturbation curves use it.
-* :func:`translate_split`: the first sentences of a split as post-processed strings, as
+* :func:`translate_batches`: the sentences of a split's batches as post-processed strings, as
   ``fairseq-generate --post-process sentencepiece`` prints them.
 """
 
@@ -84,26 +84,23 @@ class Translator:
         return restored
 
 
-def translate_split(task, model, dataset, generator, count, batch_size=64, post_process="sentencepiece"):
-    """Best hypothesis of the first ``count`` samples of ``dataset`` in id order: ``(strings, scores)``, the score
-    being the generator's (length-normalized log-probability).
+def translate_batches(task, model, batches, generator, post_process="sentencepiece"):
+    """Best hypothesis of every sentence of ``batches`` (fairseq samples, e.g. of
+    :func:`~.batches.split_batches`; samples without ``net_input`` are skipped) as ``{id: (string, score)}``, the
+    score being the generator's (length-normalized log-probability).
 
-    Batches are formed by source length (fewer pads); each goes through ``task.inference_step`` (so a masked task
-    applies its pair's mask) and is post-processed with fairseq's ``post_process_prediction``.
+    Each batch goes through ``task.inference_step`` (so a masked task applies its pair's mask) and is
+    post-processed with fairseq's ``post_process_prediction``, as ``fairseq-generate --post-process`` prints it.
     """
     from fairseq import utils
 
     tgt_dict = task.target_dictionary
     strip = getattr(generator, "symbols_to_strip_from_output", None) or {tgt_dict.eos()}
-    try:
-        order = sorted(range(count), key=lambda i: int(dataset.num_tokens(i)))
-    except (NotImplementedError, AttributeError):
-        order = list(range(count))
-    items = {i: dataset[i] for i in order}
     out = {}
     model.eval()
-    for start in range(0, count, batch_size):
-        sample = dataset.collater([items[i] for i in order[start:start + batch_size]])
+    for sample in batches:
+        if not sample or "net_input" not in sample:
+            continue
         with torch.no_grad():
             hypos = task.inference_step(generator, [model], sample)
         for j, sample_id in enumerate(sample["id"].tolist()):
@@ -111,6 +108,4 @@ def translate_split(task, model, dataset, generator, count, batch_size=64, post_
                 hypo_tokens=hypos[j][0]["tokens"].int().cpu(), src_str="", alignment=None, align_dict=None,
                 tgt_dict=tgt_dict, remove_bpe=post_process, extra_symbols_to_ignore=strip)
             out[sample_id] = (text, float(hypos[j][0]["score"]))
-    if sorted(out) != list(range(count)):
-        raise InterpretError(f"translated ids {min(out)}..{max(out)} are not the first {count} sentences of the split")
-    return [out[i][0] for i in range(count)], [out[i][1] for i in range(count)]
+    return out

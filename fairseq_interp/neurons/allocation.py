@@ -31,9 +31,11 @@ import torch
 
 from ..common.errors import InterpretError
 from ..common.figures import pyplot, save_figure
-from .importance import check_fingerprint
+from .importance import check_fingerprint, check_shapes
 
 FORMAT = "fairseq-interp/neuron-masks/1"
+#: version of the file's provenance section (files without one are read, but nothing can be checked against them)
+FORMAT_VERSION = 2
 _LAYER = re.compile(r"^(encoder|decoder)\.layers\.(\d+)\.(.+)$")
 
 
@@ -70,7 +72,28 @@ def allocate(importance_state, rho, k, criterion="taylor"):
         general[module], specific[module] = allocate_module(importance_state[criterion][module], rho, k)
     return {"format": FORMAT, "fingerprint": importance_state["fingerprint"],
             "pairs": list(importance_state["pairs"]), "rho": float(rho), "k": float(k), "criterion": criterion,
-            "modules": list(importance_state["modules"]), "general": general, "specific": specific}
+            "modules": list(importance_state["modules"]), "general": general, "specific": specific,
+            "provenance": masks_provenance(importance_state.get("provenance"), rho, k, criterion)}
+
+
+def masks_provenance(importance_provenance, rho, k, criterion):
+    """The provenance of a mask file: its importance file's (checkpoint, data, options) under ``importance``, the
+    allocation's options (Eq. 9: ρ, k, criterion), package versions and the run. ``importance`` is None for
+    importance without provenance (files of earlier versions)."""
+    from ..common import provenance as prov
+
+    return prov.plain({"format": FORMAT, "format_version": FORMAT_VERSION,
+                       "importance": {key: importance_provenance[key] for key in ("checkpoint", "data", "options")}
+                       if importance_provenance else None,
+                       "options": {"rho": float(rho), "k": float(k), "criterion": criterion},
+                       "versions": prov.package_versions(), "run": prov.run_info()})
+
+
+def source_checkpoint(masks):
+    """The ``checkpoint`` section (path, weights fingerprint) of the checkpoint whose importance the masks were
+    allocated from, or None when the file does not say."""
+    importance = (masks.get("provenance") or {}).get("importance") or {}
+    return importance.get("checkpoint")
 
 
 def pair_masks(masks, pair):
@@ -159,6 +182,8 @@ def load_masks(path, fingerprint=None, pair=None):
     masks = load_plain_file(path, "mask file", "fairseq-interp neurons allocate")
     if not isinstance(masks, dict) or masks.get("format") != FORMAT:
         raise InterpretError(f"{path} is not a neuron mask file (format {FORMAT})")
+    check_shapes(masks, ("general", "specific"), f"mask file {path}", "reallocate it with fairseq-interp neurons "
+                                                                       "allocate")
     if fingerprint is not None:
         check_fingerprint(fingerprint, masks["fingerprint"], f"mask file {path}")
     if pair is not None:

@@ -5,6 +5,7 @@ erasure at inference (Xie et al. 2021). Thin: parse → load → :mod:`.importan
 import argparse
 import contextlib
 import json
+import logging
 import os
 from argparse import Namespace
 
@@ -12,37 +13,77 @@ from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_paths, load_ch
                                   saved_task_config)
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
-from ..common.options import check_range
+from ..common.options import check_dataset_options, check_range
+from ..common.provenance import plain
 from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder, folder_files
+
+
+logger = logging.getLogger("fairseq_interp.neurons")
+
+#: earlier option names of each step (still accepted, with one warning; :func:`~..common.options.rename_options`)
+RENAMED_OPTIONS = {
+    "neurons importance": {"--subset": "--train-subset", "--force": "--overwrite"},
+    "neurons erase": {"--subset": "--gen-subset", "--out-dir": "--results-path", "--force": "--overwrite"},
+    "neurons expand": {"--force": "--overwrite"},
+    "neurons allocate": {"--force": "--overwrite"},
+}
+
+
+class _DefaultsShown(argparse.HelpFormatter):
+    """Every option's default in ``--help``, except for required options, flags and options without default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.required or any(action.default is v for v in (None, False)) \
+                or action.default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _add_batching(parser, default_batch_size, what):
+    """fairseq's batching and sharding options, read through :func:`~..common.batches.split_batches`."""
+    parser.add_argument("--batch-size", type=int, help=f"sentences per {what} (default: {default_batch_size} when "
+                                                        "--max-tokens is not given)")
+    parser.add_argument("--max-tokens", type=int, help=f"tokens per {what} (fairseq's batching by length)")
+    parser.add_argument("--num-shards", type=int, default=1, help="split the data into N shards (only 1: the "
+                                                                  "results of shards cannot be merged)")
+    parser.add_argument("--shard-id", type=int, default=0, help="the shard read")
+    parser.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
+                        help="skip sentences longer than the model's positions instead of stopping")
+    parser.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar: log every --log-interval")
+    parser.add_argument("--log-format", choices=["json", "none", "simple", "tqdm"], help="fairseq's progress format")
+    parser.add_argument("--log-interval", type=int, default=100, help="batches between progress lines")
 
 
 def add_subcommands(sub):
     p = sub.add_parser("neurons", help="multilingual neuron importance and allocation (Xie et al. 2021)")
     nsub = p.add_subparsers(dest="neurons_command", metavar="STEP")
-    imp = nsub.add_parser("importance", help="Θ_TE and Θ_AV of every neuron for each language pair")
-    imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's SUBSET (one direction, "
+    imp = nsub.add_parser("importance", help="Θ_TE and Θ_AV of every neuron for each language pair",
+                          formatter_class=_DefaultsShown)
+    imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's split (one direction, "
                                   "or a translation_multi_simple_epoch data-bin)")
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
     imp.add_argument("--pairs", nargs="+", required=True,
                      help="language pairs SRC-TGT, e.g. en-fr de-en (a multilingual model: among its --lang-pairs)")
-    imp.add_argument("--train-subset", "--subset", dest="subset", default="train",
-                     help="split importance is measured on (default: train, as the paper's Eq. 7-8; valid is "
-                          "the cheaper option)")
-    imp.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each pair (0 = all)")
+    imp.add_argument("--train-subset", default="train",
+                     help="split importance is measured on: the training data, as the paper's Eq. 7-8 (valid is "
+                          "the cheaper option, and the authors' released code's)")
+    imp.add_argument("--num-sentences", type=int, default=0, help="sentences with id < N of each pair (0 = all)")
     imp.add_argument("--ffn-point", choices=["activation", "linear"], default="activation",
-                     help="FFN hidden units read after their activation (the paper's 'activation value', default) "
-                          "or at fc1's linear output (the authors' released code)")
-    imp.add_argument("--batch-size", type=int, default=32, help="sentences per forward/backward")
+                     help="FFN hidden units read after their activation (the paper's 'activation value') or at "
+                          "fc1's linear output (the authors' released code)")
+    _add_batching(imp, 32, "forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     imp.set_defaults(func=run_importance)
-    alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore")
+    alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore",
+                            formatter_class=_DefaultsShown)
     alloc.add_argument("importance", help="file written by fairseq-interp neurons importance")
-    alloc.add_argument("--rho", type=float, default=0.9, help="share of general neurons per module (default 0.9)")
+    alloc.add_argument("--rho", type=float, default=0.9, help="share of general neurons per module")
     alloc.add_argument("--k", type=float, default=0.7, help="a pair gets a neuron if its importance >= k x the max "
-                                                            "over pairs (default 0.7)")
+                                                            "over pairs")
     alloc.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor",
                        help="Taylor expansion (Θ_TE) or absolute value (Θ_AV) importance")
     alloc.add_argument("--out", required=True, help="mask file to write (.pt)")
@@ -50,8 +91,7 @@ def add_subcommands(sub):
     alloc.add_argument("--plot", help="PNG of Figure 3: LScore per layer and pair, MScore per layer and module "
                                       "(encoder and decoder panels)")
     alloc.add_argument("--score-modules", choices=["paper", "linear"], default="paper",
-                       help="modules of MScore: the paper's self_attn / encoder_attn / ffn (default), or one per "
-                            "linear map")
+                       help="modules of MScore: the paper's self_attn / encoder_attn / ffn, or one per linear map")
     alloc.add_argument("--plot-importance", metavar="PNG",
                        help="PNG of the importance curves (Figure 2): per pair, --criterion importance sorted "
                             "in decreasing order, one panel per --curve-group")
@@ -59,7 +99,8 @@ def add_subcommands(sub):
                        help="panels of --plot-importance: one per layer, or one per module type over all layers")
     alloc.set_defaults(func=run_allocate)
     erase = nsub.add_parser("erase", help="BLEU change per direction after erasing general or one pair's "
-                                          "language-specific neurons at inference (Figure 5)")
+                                          "language-specific neurons at inference (Figure 5)",
+                            formatter_class=_DefaultsShown)
     erase.add_argument("data", help="fairseq-preprocess output folder the masked model was trained on")
     erase.add_argument("--path", required=True, help="transformer_neuron_masked checkpoint (masks stored in it)")
     erase.add_argument("--references", required=True,
@@ -68,35 +109,36 @@ def add_subcommands(sub):
     erase.add_argument("--pairs", nargs="+", help="directions to translate and score (default: every pair of the "
                                                   "checkpoint)")
     erase.add_argument("--general-fraction", type=float, default=0.2,
-                       help="share of the general neurons erased in condition 'general' (default 0.2)")
+                       help="share of the general neurons erased in condition 'general'")
     erase.add_argument("--specific-fraction", type=float, default=0.5,
-                       help="share of one pair's specific neurons erased in condition 'specific:PAIR' (default 0.5)")
+                       help="share of one pair's specific neurons erased in condition 'specific:PAIR'")
     erase.add_argument("--specific-pairs", nargs="*",
                        help="pairs whose specific neurons are erased, one condition each (default: every pair of "
                             "the checkpoint; none: only the general condition)")
     erase.add_argument("--specific-set", choices=["specific", "exclusive"], default="specific",
                        help="a pair's neurons erased per condition: every neuron specific to it (shared with "
-                            "other pairs or not; default), or only those no other pair uses (exclusive:PAIR)")
+                            "other pairs or not), or only those no other pair uses (exclusive:PAIR)")
     erase.add_argument("--random-control", action="store_true",
                        help="for every specific:PAIR (exclusive:PAIR) condition, also erase as many neurons drawn "
                             "at random from all neurons (condition random:PAIR), the control of Figure 5")
     erase.add_argument("--seed", type=int, default=1, help="seed of the random choice of erased neurons")
-    erase.add_argument("--subset", default="test", help="split to translate (default: test)")
-    erase.add_argument("--num-sentences", type=int, default=0, help="first N sentences of each direction (0 = all)")
-    erase.add_argument("--beam", type=int, default=5, help="beam size (default 5, fairseq's; Xie et al. 2021: 4)")
+    erase.add_argument("--gen-subset", default="test", help="split to translate")
+    erase.add_argument("--num-sentences", type=int, default=0, help="sentences with id < N of each direction "
+                                                                    "(0 = all)")
+    erase.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default; Xie et al. 2021: 4)")
     erase.add_argument("--max-len-a", type=float, default=1.5, help="max length = a x source length + b")
     erase.add_argument("--max-len-b", type=int, default=10, help="max length = a x source length + b")
-    erase.add_argument("--batch-size", type=int, default=64, help="sentences per generator call")
+    _add_batching(erase, 64, "generator call")
     erase.add_argument("--detokenize", choices=["moses", "none"], default="moses",
-                       help="undo Moses tokenization of the hypotheses before sacrebleu (default: moses)")
-    erase.add_argument("--out-dir", required=True, help="folder for erasure.json, erasure.md and erasure.png")
+                       help="undo Moses tokenization of the hypotheses before sacrebleu")
+    erase.add_argument("--results-path", required=True, help="folder for erasure.json, erasure.md and erasure.png")
     erase.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     erase.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     erase.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     erase.set_defaults(func=run_erase)
     expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
                                             "start with zero output weights, so the model's outputs are unchanged "
-                                            "(+Expansion of Table 2)")
+                                            "(+Expansion of Table 2)", formatter_class=_DefaultsShown)
     expand.add_argument("--path", required=True, help="trained Transformer checkpoint")
     expand.add_argument("--ffn-dim", type=int, required=True,
                         help="new FFN width of every encoder and decoder layer (Xie et al.: 2048 -> 3000)")
@@ -104,7 +146,6 @@ def add_subcommands(sub):
     expand.add_argument("--out", required=True, help="checkpoint to write (weights only; continue training it with "
                                                      "--finetune-from-model and the new --encoder/decoder-ffn-embed-dim)")
     expand.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    expand.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # former name
     expand.set_defaults(func=run_expand)
     p.set_defaults(func=lambda args: _no_step(p, nsub))
     return p
@@ -149,37 +190,85 @@ def _load_for_pair(path, data, src, tgt, overrides=None, allow_data_mismatch=Fal
         raise
 
 
+def _check_batching(args, results):
+    """``--batch-size``/``--max-tokens``/sharding: ranges, and one shard only (``results`` cannot be merged)."""
+    check_dataset_options(args)
+    check_range(args.log_interval, "--log-interval", 1)
+    if args.num_shards > 1:
+        raise InterpretError(f"--num-shards {args.num_shards}: {results} of shards cannot be merged; run the whole "
+                             "split in one process (drop --num-shards/--shard-id)")
+
+
+def _pair_batches(task, model, dataset, args, default_batch_size, name):
+    """The split's batches (fairseq's iterator: ``--max-tokens``, ``--batch-size``, ids < ``--num-sentences``)."""
+    from fairseq import utils
+
+    from ..common.batches import split_batches
+
+    max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
+    try:
+        _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size)
+    except Exception as e:  # fairseq's filter raises a bare Exception for sentences longer than the positions
+        if "skip-invalid-size-inputs-valid-test" not in str(e):
+            raise
+        raise InterpretError(f"language pair {name}: a sentence is longer than the model's positions "
+                             f"{max_positions}: pass --skip-invalid-size-inputs-valid-test to skip it") from None
+    return batches
+
+
+def _split_of_pair(task, task_cfg, split, name, data):
+    try:
+        return load_dataset(task, split, task_cfg)
+    except (InterpretError, FileNotFoundError):
+        raise InterpretError(f"language pair {name} has no {split!r} split in {data}") from None
+
+
+def _data_provenance(task, data, split, src, tgt):
+    """The data section of one pair (its language pair named even when the task is many-to-many)."""
+    from ..common import provenance as prov
+
+    section = prov.data_provenance(task, data, split)
+    files = prov.split_files(data, split, src, tgt)
+    section.update(source_lang=src, target_lang=tgt, split_sha256=prov.files_fingerprint(files) if files else None)
+    return section
+
+
 def run_importance(args):
-    from .importance import ImportanceAccumulator, model_fingerprint, save_importance
+    """Θ_TE and Θ_AV (Xie et al. 2021, Eq. 7-8) of every neuron, per pair, over ``--train-subset``."""
+    from ..common.batches import progress
+    from .importance import ImportanceAccumulator, importance_provenance, model_fingerprint, save_importance
 
     import_user_dir(args.user_dir)
-    if args.batch_size < 1:
-        raise InterpretError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _check_batching(args, "importance (a mean over all tokens of a pair)")
     check_output_files([args.out], "--out", args.overwrite, inputs=[args.path] + folder_files(args.data))
     check_paths([args.path], args.data)
-    fingerprint, per_pair, tokens = None, {}, {}
+    state = read_checkpoint(args.path)
+    fingerprint, per_pair, tokens, data = None, {}, {}, {}
     for name in args.pairs:
         src, tgt = _pair(name)
         task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt,
                                                allow_data_mismatch=args.allow_data_mismatch)
-        try:
-            dataset = load_dataset(task, args.subset, task_cfg)
-        except (InterpretError, FileNotFoundError):
-            raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
+        dataset = _split_of_pair(task, task_cfg, args.train_subset, name, args.data)
         fingerprint = fingerprint or model_fingerprint(model)
         acc = ImportanceAccumulator(model, args.ffn_point)
-        n = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
-        pad = task.target_dictionary.pad()
-        for start in range(0, n, args.batch_size):
-            batch = dataset.collater([dataset[i] for i in range(start, min(n, start + args.batch_size))])
+        sentences = 0
+        for sample in progress(_pair_batches(task, model, dataset, args, 32, name), args, prefix=f"importance {name}"):
+            if not sample or "net_input" not in sample:
+                continue
             if hasattr(task, "with_model_pair_ids"):  # a masked many-to-many checkpoint: the pair's own mask
-                batch = task.with_model_pair_ids(batch, model)
-            acc.add_batch(batch, pad)
-        per_pair[name], tokens[name] = acc.result(), dict(acc.tokens)
-        print(f"| {name}: {n} sentences, {acc.tokens['src']} source and {acc.tokens['tgt']} target tokens")
-    save_importance(args.out, fingerprint, per_pair, tokens)
-    print(f"| importance of {sum(fingerprint['modules'].values())} neurons in {len(fingerprint['modules'])} modules "
-          f"for {len(per_pair)} pairs -> {args.out}")
+                sample = task.with_model_pair_ids(sample, model)
+            acc.add_batch(sample, task.target_dictionary.pad())
+            sentences += int(sample["nsentences"])
+        per_pair[name], tokens[name] = acc.result(), {**acc.tokens, "sentences": sentences}
+        data[name] = _data_provenance(task, args.data, args.train_subset, src, tgt)
+        logger.info(f"{name}: {sentences} sentences, {acc.tokens['src']} source and {acc.tokens['tgt']} target tokens")
+    options = {"train_subset": args.train_subset, "num_sentences": args.num_sentences, "ffn_point": args.ffn_point,
+               "skip_invalid_size_inputs_valid_test": args.skip_invalid_size_inputs_valid_test,
+               "loss": "summed token NLL, teacher forcing, eval mode"}
+    save_importance(args.out, fingerprint, per_pair, tokens,
+                    importance_provenance(args.path, state, data, options))
+    logger.info(f"importance of {sum(fingerprint['modules'].values())} neurons in {len(fingerprint['modules'])} "
+                f"modules for {len(per_pair)} pairs -> {args.out}")
 
 
 def run_allocate(args):
@@ -197,7 +286,7 @@ def run_allocate(args):
     table = scores(masks, args.score_modules)
     general = sum(int(g.sum()) for g in masks["general"].values())
     total = sum(g.numel() for g in masks["general"].values())
-    print(f"| {general}/{total} general neurons (rho {args.rho}, k {args.k}, {args.criterion}) -> {args.out}")
+    logger.info(f"{general}/{total} general neurons (rho {args.rho}, k {args.k}, {args.criterion}) -> {args.out}")
 
     def rounded(row):
         return {n: (None if v is None else round(v, 4)) for n, v in row.items()}
@@ -206,13 +295,13 @@ def run_allocate(args):
         print(json.dumps({key: {layer: rounded(row) for layer, row in table[key].items()}}))
     if args.plot:
         plot_scores(table, args.plot)
-        print(f"| plot: {args.plot}")
+        logger.info(f"plot: {args.plot}")
     if args.plot_importance:
         from .curves import importance_curves, plot_importance_curves
 
         curves = importance_curves(load_importance(args.importance), args.criterion, args.curve_group)
         plot_importance_curves(curves, args.plot_importance, args.criterion)
-        print(f"| importance curves ({len(curves)} {args.curve_group} panels): {args.plot_importance}")
+        logger.info(f"importance curves ({len(curves)} {args.curve_group} panels): {args.plot_importance}")
 
 
 def run_expand(args):
@@ -236,12 +325,13 @@ def run_expand(args):
     tmp = args.out + ".tmp"
     torch.save(state, tmp)
     os.replace(tmp, args.out)
-    print(f"| FFN widened to {args.ffn_dim} units in every layer (new output weights zero) -> {args.out}")
+    logger.info(f"FFN widened to {args.ffn_dim} units in every layer (new output weights zero) -> {args.out}")
 
 
 def _erase_pairs(args, state):
-    """The checkpoint's mask pairs; refuses bad fractions and pairs before anything is loaded."""
-    from .erasure import check_fraction
+    """The checkpoint's mask pairs; refuses bad fractions and pairs, and masks that do not fit the checkpoint's
+    model, before anything is loaded."""
+    from .erasure import check_fraction, check_stored_masks
 
     check_fraction("--general-fraction", args.general_fraction, allow_zero=False)
     check_fraction("--specific-fraction", args.specific_fraction, allow_zero=False)
@@ -250,6 +340,7 @@ def _erase_pairs(args, state):
     if pairs == ["*"]:
         raise InterpretError(f"{args.path} holds no neuron masks: pass a transformer_neuron_masked checkpoint "
                              "fine-tuned with --neuron-masks")
+    check_stored_masks(state["model"], pairs, args.path)
     for option, chosen in (("--pairs", args.pairs), ("--specific-pairs", args.specific_pairs)):
         missing = [p for p in chosen or [] if p not in pairs]
         if missing:
@@ -300,31 +391,34 @@ def run_erase(args):
 
     from fairseq.dataclass.configs import GenerationConfig
 
+    from ..common.batches import progress
     from ..common.bleu import corpus_bleu, read_references
     from ..common.jsonl import write_atomic
-    from ..common.translation import translate_split
-    from .erasure import affected_pairs, erasing, plot_changes
+    from ..common.provenance import files_fingerprint
+    from ..common.translation import translate_batches
+    from .erasure import affected_pairs, erasing, erasure_provenance, plot_changes
 
     import_user_dir(args.user_dir)
-    check_results_folder(args.out_dir, ["erasure.json", "erasure.md", "erasure.png"], "--out-dir", args.overwrite,
-                         inputs=[args.path] + folder_files(args.data))
-    if os.path.exists(os.path.join(args.out_dir, "translations")) and not args.overwrite:
-        raise InterpretError(f"{os.path.join(args.out_dir, 'translations')} exists: pass --overwrite to replace the "
-                             "translations there, or another --out-dir")
+    _check_batching(args, "BLEU (a corpus statistic)")
+    check_results_folder(args.results_path, ["erasure.json", "erasure.md", "erasure.png"], "--results-path",
+                         args.overwrite, inputs=[args.path] + folder_files(args.data))
+    if os.path.exists(os.path.join(args.results_path, "translations")) and not args.overwrite:
+        raise InterpretError(f"{os.path.join(args.results_path, 'translations')} exists: pass --overwrite to replace "
+                             "the translations there, or another --results-path")
     check_paths([args.path], args.data)
     if "{tgt}" not in args.references:
         raise InterpretError(f"--references {args.references!r} has no {{tgt}} placeholder: name each direction's "
                              "reference file, e.g. DATA/raw/test.{tgt}")
     t0 = time.time()
     state = read_checkpoint(args.path)
-    pairs = args.pairs or _erase_pairs(args, state)  # checks --pairs, --specific-pairs and the fractions
+    pairs = args.pairs or _erase_pairs(args, state)  # checks --pairs, --specific-pairs, the fractions, the masks
     if args.pairs:
         _erase_pairs(args, state)
     task_cfg = state["cfg"]["task"] if state.get("cfg") is not None else None
     # a one-direction task trained with --neuron-pair: every direction here uses its own pair's mask
     overrides = {"neuron_pair": ""} if task_cfg is not None and "neuron_pair" in task_cfg else None
     gen_cfg = GenerationConfig(beam=args.beam, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
-    record, conditions = None, None
+    record, conditions, data = None, None, {}
     for name in pairs:
         src, tgt = _pair(name)
         task, task_cfg, model = _load_for_pair(args.path, args.data, src, tgt, overrides, args.allow_data_mismatch)
@@ -338,34 +432,45 @@ def run_erase(args):
                                          "affected_pairs": affected_pairs(masks, model.pairs, erased)}
                                      for c, erased in conditions.items()},
                       "bleu": {"none": {}, **{c: {} for c in conditions}}}
-        try:
-            dataset = load_dataset(task, args.subset, task_cfg)
-        except (InterpretError, FileNotFoundError):
-            raise InterpretError(f"language pair {name} has no {args.subset!r} split in {args.data}") from None
+        dataset = _split_of_pair(task, task_cfg, args.gen_subset, name, args.data)
         count = len(dataset) if args.num_sentences <= 0 else min(args.num_sentences, len(dataset))
-        refs = read_references(args.references.format(src=src, tgt=tgt), count)
+        reference_file = args.references.format(src=src, tgt=tgt)
+        refs = read_references(reference_file, count)
+        data[name] = {**_data_provenance(task, args.data, args.gen_subset, src, tgt),
+                      "references_sha256": files_fingerprint([reference_file], names=False)}
         generator = task.build_generator([model], gen_cfg)
         started = time.time()
         for condition in ["none", *conditions]:
+            batches = _pair_batches(task, model, dataset, args, 64, name)
             with erasing(model, conditions[condition]) if condition != "none" else contextlib.nullcontext():
-                hyps, scores = translate_split(task, model, dataset, generator, count, args.batch_size)
-            folder = os.path.join(args.out_dir, "translations", condition)
+                found = translate_batches(task, model, progress(batches, args, prefix=f"{name} {condition}"),
+                                          generator)
+            if sorted(found) != list(range(count)):
+                raise InterpretError(f"language pair {name}: {count - len(found)} of the first {count} sentences "
+                                     "were skipped (too long for the model): BLEU needs every reference; pass "
+                                     "--num-sentences or a split without them")
+            hyps, scores = [found[i][0] for i in range(count)], [found[i][1] for i in range(count)]
+            folder = os.path.join(args.results_path, "translations", condition)
             os.makedirs(folder, exist_ok=True)
             write_atomic(os.path.join(folder, f"{name}.txt"), "".join(h + "\n" for h in hyps))
             write_atomic(os.path.join(folder, f"{name}.scores"), "".join(f"{v!r}\n" for v in scores))
             record["bleu"][condition][name] = round(corpus_bleu(hyps, refs, tgt, args.detokenize).score, 4)
-        print(f"| {name}: {count} sentences, BLEU {record['bleu']['none'][name]:.2f} unerased, "
-              f"{len(conditions)} conditions in {time.time() - started:.0f} s", flush=True)
+        logger.info(f"{name}: {count} sentences, BLEU {record['bleu']['none'][name]:.2f} unerased, "
+                    f"{len(conditions)} conditions in {time.time() - started:.0f} s")
     record["delta"] = {c: {p: round(record["bleu"][c][p] - record["bleu"]["none"][p], 4) for p in pairs}
                        for c in record["conditions"]}
     record["seconds"] = round(time.time() - t0, 1)
-    os.makedirs(args.out_dir, exist_ok=True)
+    options = {name: getattr(args, name) for name in (
+        "general_fraction", "specific_fraction", "specific_pairs", "specific_set", "random_control", "seed",
+        "gen_subset", "num_sentences", "beam", "max_len_a", "max_len_b", "detokenize", "pairs")}
+    record["provenance"] = erasure_provenance(args.path, state, data, options)
+    os.makedirs(args.results_path, exist_ok=True)
     md = erasure_markdown(record)
-    write_atomic(os.path.join(args.out_dir, "erasure.json"), json.dumps(record, indent=1) + "\n")
-    write_atomic(os.path.join(args.out_dir, "erasure.md"), md + "\n")
-    plot_changes(record["delta"], list(pairs), os.path.join(args.out_dir, "erasure.png"),
+    write_atomic(os.path.join(args.results_path, "erasure.json"), json.dumps(plain(record), indent=1) + "\n")
+    write_atomic(os.path.join(args.results_path, "erasure.md"), md + "\n")
+    plot_changes(record["delta"], list(pairs), os.path.join(args.results_path, "erasure.png"),
                  title=f"BLEU change: {args.general_fraction:g} of general / {args.specific_fraction:g} of a pair's "
                        f"{args.specific_set} neurons erased")
     print(md)
-    print(f"| {len(pairs)} directions x {len(conditions) + 1} conditions in {record['seconds']:.0f} s -> "
-          f"{os.path.join(args.out_dir, 'erasure')}.{{json,md,png}}")
+    logger.info(f"{len(pairs)} directions x {len(conditions) + 1} conditions in {record['seconds']:.0f} s -> "
+                f"{os.path.join(args.results_path, 'erasure')}.{{json,md,png}}")

@@ -28,12 +28,44 @@ import torch
 from ..common.errors import InterpretError
 from ..common.figures import pyplot, save_figure
 
+FORMAT = "fairseq-interp/neuron-erasure"
+FORMAT_VERSION = 1
+
 
 def check_fraction(name, value, allow_zero=True):
     low_ok = value >= 0.0 if allow_zero else value > 0.0
     if not (low_ok and value <= 1.0):
         interval = "[0, 1]" if allow_zero else "(0, 1]"
         raise InterpretError(f"{name} must be in {interval}, got {value}")
+
+
+def check_stored_masks(state_dict, pairs, path):
+    """Refuse a checkpoint whose stored masks do not fit its own model: one row per stored pair, one column per
+    output feature of the module they mask (a state dict edited or joined from checkpoints of different shapes)."""
+    buffers = [k for k in state_dict if k.startswith("neuron_mask__")]
+    for key in buffers:
+        module = key[len("neuron_mask__"):].replace("__", ".")
+        weight = state_dict.get(module + ".weight")
+        mask = state_dict[key]
+        expected = (len(pairs), None if weight is None else int(weight.shape[0]))
+        if weight is None or tuple(mask.shape) != expected:
+            raise InterpretError(f"{path}: the stored mask of {module} has shape {tuple(mask.shape)}, but the "
+                                 f"checkpoint's pairs and model give {expected}: the masks come from another model; "
+                                 "fine-tune with --neuron-masks of this model's allocation")
+    if not buffers:
+        raise InterpretError(f"{path} holds no neuron masks: pass a transformer_neuron_masked checkpoint fine-tuned "
+                             "with --neuron-masks")
+
+
+def erasure_provenance(checkpoint, state, data, options):
+    """The provenance of ``erasure.json``: the masked checkpoint (path, weights fingerprint, arch), ``data``
+    (``{pair: data section + references fingerprint}``), the options that change the numbers (fractions, seed,
+    sets, beam, lengths, sentences, detokenization), package versions and the run."""
+    from ..common import provenance as prov
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "checkpoint": prov.checkpoint_provenance(checkpoint, state), "data": data, "options": options,
+            "versions": prov.package_versions(), "run": prov.run_info()}
 
 
 def model_masks(model):

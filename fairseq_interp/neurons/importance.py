@@ -39,6 +39,8 @@ from ..common.attention import fused_attention_disabled
 from ..common.errors import InterpretError
 
 FORMAT = "fairseq-interp/neuron-importance/1"
+#: version of the file's provenance section (files without one are read, but nothing can be checked against them)
+FORMAT_VERSION = 2
 CRITERIA = ("taylor", "absolute")
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
@@ -92,6 +94,27 @@ def check_fingerprint(expected, found, what):
         detail = (f"{key}: model {expected.get(key)!r}, file {found.get(key)!r}" if key != "modules"
                   else "module widths differ")
         raise InterpretError(f"{what} was computed for another model ({detail}); recompute it for this checkpoint")
+
+
+def check_shapes(state, keys, what, fix):
+    """Raise when the tensors of an importance or mask file do not have the shapes its own fingerprint and pair
+    list give (``(pairs, neurons)`` per module; ``general``: ``(neurons,)``): a file edited, truncated or joined
+    from files of different models."""
+    fingerprint, pairs = state.get("fingerprint"), state.get("pairs")
+    if not isinstance(fingerprint, dict) or not isinstance(pairs, list) or not pairs:
+        raise InterpretError(f"{what} has no model fingerprint or pair list: {fix}")
+    widths = fingerprint.get("modules") or {}
+    if list(state.get("modules") or []) != list(widths):
+        raise InterpretError(f"{what} lists other modules than its model fingerprint: {fix}")
+    for key in keys:
+        table = state.get(key)
+        for module, width in widths.items():
+            value = table.get(module) if isinstance(table, dict) else None
+            expected = (width,) if key == "general" else (len(pairs), width)
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+                found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise InterpretError(f"{what}: {key} of {module} has shape {found}, but the file's model and pairs "
+                                     f"give {expected}: {fix}")
 
 
 FFN_POINTS = ("activation", "linear")
@@ -198,8 +221,21 @@ def pair_importance(model, batches, pad, ffn_point="activation"):
     return acc.result(), dict(acc.tokens)
 
 
-def save_importance(path, fingerprint, per_pair, tokens=None):
-    """Write ``{criterion: {module: (pairs, neurons) tensor}}`` with the fingerprint and pair names."""
+def importance_provenance(checkpoint, state, data, options):
+    """The provenance of an importance file (:mod:`~fairseq_interp.common.provenance`): the checkpoint (path,
+    weights fingerprint, arch), ``data`` (``{pair: data section}``), the ``options`` that change the numbers
+    (split, sentences, FFN point), package versions and the run."""
+    from ..common import provenance as prov
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "checkpoint": prov.checkpoint_provenance(checkpoint, state), "data": data, "options": options,
+            "versions": prov.package_versions(), "run": prov.run_info()}
+
+
+def save_importance(path, fingerprint, per_pair, tokens=None, provenance=None):
+    """Write ``{criterion: {module: (pairs, neurons) tensor}}`` with the fingerprint, pair names and provenance."""
+    from ..common.provenance import plain
+
     pairs = list(per_pair)
     if not pairs:
         raise InterpretError("no language pair to save")
@@ -210,6 +246,7 @@ def save_importance(path, fingerprint, per_pair, tokens=None):
         "pairs": pairs,
         "modules": modules,
         "tokens": {p: dict((tokens or {}).get(p, {})) for p in pairs},
+        "provenance": plain(provenance) if provenance is not None else None,
         **{c: {m: torch.stack([per_pair[p][c][m] for p in pairs]) for m in modules} for c in CRITERIA},
     }
     torch.save(state, path)
@@ -223,6 +260,7 @@ def load_importance(path, fingerprint=None):
     state = load_plain_file(path, "importance file", "fairseq-interp neurons importance")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InterpretError(f"{path} is not a neuron importance file (format {FORMAT})")
+    check_shapes(state, CRITERIA, f"importance file {path}", "recompute it with fairseq-interp neurons importance")
     if fingerprint is not None:
         check_fingerprint(fingerprint, state["fingerprint"], f"importance file {path}")
     return state

@@ -70,7 +70,7 @@ class NeuronMaskedTransformerModel(TransformerModel):
 
     def install_masks(self, path):
         """Read the mask file (if any), register the mask buffers and the hooks."""
-        from .allocation import load_masks, pair_masks
+        from .allocation import load_masks, pair_masks, source_checkpoint
         from .importance import model_fingerprint, neuron_modules
 
         self._pair_ids = None
@@ -80,6 +80,7 @@ class NeuronMaskedTransformerModel(TransformerModel):
             logger.warning(f"neuron mask file {path} not found: the masks must come from the checkpoint")
             path = ""
         masks = load_masks(path, model_fingerprint(self)) if path else None
+        self._mask_file, self._mask_source = path, (source_checkpoint(masks) if masks else None)
         pairs = masks["pairs"] if masks else ["*"]  # placeholder until a checkpoint's buffers arrive
         per_pair = [pair_masks(masks, p) for p in pairs] if masks else None
         self.register_buffer(_PAIRS, torch.tensor(list(",".join(pairs).encode()), dtype=torch.uint8))
@@ -141,9 +142,14 @@ class NeuronMaskedTransformerModel(TransformerModel):
             return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
 
     def upgrade_state_dict_named(self, state_dict, name):
-        """Keep this model's masks for a baseline checkpoint; take a masked checkpoint's (re-sizing buffers)."""
-        super().upgrade_state_dict_named(state_dict, name)
+        """Keep this model's masks for a baseline checkpoint; take a masked checkpoint's (re-sizing buffers).
+
+        A baseline checkpoint must be the one the masks were allocated for (the weights fingerprint their
+        importance file recorded), when the mask file says which it was."""
         prefix = name + "." if name else ""
+        if prefix + _PAIRS not in state_dict:
+            self._check_mask_source(state_dict)
+        super().upgrade_state_dict_named(state_dict, name)
         for key, value in list(self.named_buffers()):
             if not (key == _PAIRS or key.startswith("neuron_mask__")):
                 continue
@@ -154,6 +160,19 @@ class NeuronMaskedTransformerModel(TransformerModel):
                 state_dict[prefix + key] = value.clone()
             elif state_dict[prefix + key].shape != value.shape:
                 self.register_buffer(key, torch.empty_like(state_dict[prefix + key]))
+
+
+    def _check_mask_source(self, state_dict):
+        from ..common.provenance import weights_fingerprint
+
+        source = getattr(self, "_mask_source", None)
+        if not source or not source.get("weights_sha256"):
+            return
+        if weights_fingerprint(state_dict) != source["weights_sha256"]:
+            raise InterpretError(
+                f"mask file {self._mask_file} was allocated from the importance of another checkpoint "
+                f"({source.get('path')}): fine-tune from that checkpoint, or recompute importance and masks for this "
+                "one (fairseq-interp neurons importance / allocate)")
 
 
 def using_pair(models, pair, task):

@@ -377,12 +377,14 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
 
 
 def _masked_model(masks_path, seed=0):
-    from fairseq_interp.neurons.model import NeuronMaskedTransformerModel, neuron_masked_test_tiny
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    from fairseq_interp.neurons.model import NeuronMaskedTransformerModel
 
     base, d = _tiny_model(seed=seed)
     args = argparse.Namespace(encoder_ffn_embed_dim=64, decoder_ffn_embed_dim=64, neuron_masks=str(masks_path),
                               arch="transformer_neuron_masked_test_tiny")
-    neuron_masked_test_tiny(args)
+    ARCH_CONFIG_REGISTRY["transformer_neuron_masked_test_tiny"](args)
     masked = NeuronMaskedTransformerModel.build_model(args, SimpleNamespace(source_dictionary=d,
                                                                            target_dictionary=d))
     state = base.state_dict()
