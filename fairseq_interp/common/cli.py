@@ -96,6 +96,21 @@ def run_command(command, func, *args, logging_setup=True):
 
 _HOOK_MARK = "_fairseq_interp_error_hook"
 
+#: fairseq re-raises what fails while a checkpoint's weights load as a bare ``Exception("Cannot load model
+#: parameters from checkpoint ...")``; the plugin's own error inside it is the one to report
+_FAIRSEQ_WRAPPERS = ("Cannot load model parameters from checkpoint",)
+
+
+def _interpret_cause(error):
+    """``error`` if it is an :class:`InterpretError`, or the one fairseq's checkpoint loader wrapped; else None."""
+    if isinstance(error, InterpretError):
+        return error
+    if type(error) is Exception and str(error).startswith(_FAIRSEQ_WRAPPERS):
+        inner = error.__cause__ or error.__context__
+        if isinstance(inner, InterpretError):
+            return inner
+    return None
+
 
 def install_error_hook():
     """One line and exit code 2 for an :class:`InterpretError` that reaches the top of a command the plugin does
@@ -107,8 +122,10 @@ def install_error_hook():
         return
 
     def hook(kind, error, tb):
-        if not issubclass(kind, InterpretError):
+        cause = _interpret_cause(error)
+        if cause is None:
             return previous(kind, error, tb)
+        error = cause
         import atexit
 
         import multiprocessing

@@ -200,8 +200,21 @@ def test_cli_erase_changes_only_pairs_holding_erased_neurons(m2m_data, m2m_maske
     out = tmp_path / "erase"
     run(["fairseq-interp", "neurons", "erase", str(m2m_data), "--path", str(m2m_masked), "--references", refs,
          "--pairs", "en-de", "fr-de", "--specific-pairs", "en-de", "--specific-fraction", "1", "--beam", "2",
-         "--max-len-b", "8", "--seed", "3", "--random-control", "--out-dir", str(out)])
+         "--max-len-b", "8", "--seed", "3", "--random-control", "--gen-subset", "test", "--max-tokens", "300",
+         "--results-path", str(out)])
     record = json.loads((out / "erasure.json").read_text())
+    # provenance: the masked checkpoint by content, each direction's split and references, the options
+    from fairseq_interp.common.checkpoints import read_checkpoint
+    from fairseq_interp.common.provenance import weights_fingerprint
+
+    provenance = record["provenance"]
+    assert provenance["format"] == "fairseq-interp/neuron-erasure" and provenance["format_version"] == 1
+    assert provenance["checkpoint"]["weights_sha256"] == weights_fingerprint(read_checkpoint(str(m2m_masked))["model"])
+    assert sorted(provenance["data"]) == ["en-de", "fr-de"]
+    assert provenance["data"]["fr-de"]["split"] == "test" and provenance["data"]["fr-de"]["target_lang"] == "de"
+    assert len(provenance["data"]["fr-de"]["references_sha256"]) == 64
+    assert (provenance["options"]["beam"], provenance["options"]["seed"]) == (2, 3)
+    assert set(provenance["versions"]) >= {"fairseq", "torch", "fairseq_interp"}
     assert list(record["conditions"]) == ["general", "specific:en-de", "random:en-de"]
     assert record["conditions"]["random:en-de"]["erased"] == record["conditions"]["specific:en-de"]["erased"]
     specific = record["conditions"]["specific:en-de"]

@@ -567,8 +567,8 @@ def sweep(args):
         if not os.path.exists(os.path.join(out, "erasure.json")):
             run(["fairseq-interp", "neurons", "erase", exp.bin, "--path",
                  os.path.join(exp.folder(1, f"masked-{system}"), "checkpoint_last.pt"), "--references",
-                 os.path.join(exp.data, "raw", "test.{tgt}"), "--subset", "test", "--beam", str(args.beam),
-                 "--seed", str(args.erasure_seed), "--random-control", "--out-dir", out, "--overwrite"],
+                 os.path.join(exp.data, "raw", "test.{tgt}"), "--gen-subset", "test", "--beam", str(args.beam),
+                 "--seed", str(args.erasure_seed), "--random-control", "--results-path", out, "--overwrite"],
                 threads=THREADS)
         with open(os.path.join(out, "erasure.md")) as f:
             state["erasure"] = {"model": system, "markdown": f.read().strip()}
