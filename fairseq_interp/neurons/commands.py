@@ -463,10 +463,10 @@ def run_erase(args):
     options = {name: getattr(args, name) for name in (
         "general_fraction", "specific_fraction", "specific_pairs", "specific_set", "random_control", "seed",
         "gen_subset", "num_sentences", "beam", "max_len_a", "max_len_b", "detokenize", "pairs")}
-    record["provenance"] = erasure_provenance(args.path, state, data, options)
+    record["provenance"] = plain(erasure_provenance(args.path, state, data, options))
     os.makedirs(args.results_path, exist_ok=True)
     md = erasure_markdown(record)
-    write_atomic(os.path.join(args.results_path, "erasure.json"), json.dumps(plain(record), indent=1) + "\n")
+    write_atomic(os.path.join(args.results_path, "erasure.json"), json.dumps(record, indent=1) + "\n")
     write_atomic(os.path.join(args.results_path, "erasure.md"), md + "\n")
     plot_changes(record["delta"], list(pairs), os.path.join(args.results_path, "erasure.png"),
                  title=f"BLEU change: {args.general_fraction:g} of general / {args.specific_fraction:g} of a pair's "

@@ -13,15 +13,14 @@ PAPER_PACKAGES = ("word_importance", "heads", "neurons", "lca", "attention_learn
 
 #: everything ``import fairseq_interp`` adds to fairseq's registries
 REGISTERED = {
-    "arch": ["lstm_attention_classifier", "lstm_attention_classifier_tiny", "lstm_dot_attention",
-             "lstm_dot_attention_multi30k", "lstm_dot_attention_paper", "lstm_test_tiny", "transformer_gated_heads",
-             "transformer_gated_heads_iwslt_de_en", "transformer_gated_heads_multi30k",
-             "transformer_gated_heads_test_tiny", "transformer_gated_heads_vaswani_wmt_en_de_big",
-             "transformer_gated_heads_vaswani_wmt_en_fr_big", "transformer_gated_heads_wmt_en_de",
-             "transformer_gated_heads_wmt_en_de_big", "transformer_gated_heads_wmt_en_de_big_t2t",
-             "transformer_lang_adapter", "transformer_lang_adapter_test_tiny", "transformer_multi30k",
-             "transformer_neuron_masked", "transformer_neuron_masked_test_tiny", "transformer_target_attention",
-             "transformer_target_attention_test_tiny", "transformer_test_tiny"],
+    "arch": sorted(["lstm_attention_classifier", "lstm_attention_classifier_tiny", "lstm_dot_attention",
+             "lstm_dot_attention_multi30k", "lstm_dot_attention_paper", "lstm_test_tiny",
+             # every plugin Transformer in fairseq's sizes and the plugin's (common/model_config.py)
+             *(f"{model}{size}" for model in ("transformer_gated_heads", "transformer_lang_adapter",
+                                               "transformer_neuron_masked", "transformer_target_attention")
+               for size in ("", "_iwslt_de_en", "_multi30k", "_test_tiny", "_vaswani_wmt_en_de_big",
+                            "_vaswani_wmt_en_fr_big", "_wmt_en_de", "_wmt_en_de_big", "_wmt_en_de_big_t2t")),
+             "transformer_multi30k", "transformer_test_tiny"]),
     "model": ["lstm_attention_classifier", "lstm_dot_attention", "transformer_gated_heads", "transformer_lang_adapter",
               "transformer_neuron_masked", "transformer_target_attention"],
     "task": ["keyword_classification", "permutation_copy", "translation_lca", "translation_multi_lang_specific",

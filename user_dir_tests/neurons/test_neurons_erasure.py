@@ -173,7 +173,7 @@ def test_cli_allocate_plots_importance_curves(tmp_path):
     png = tmp_path / "curves.png"
     proc = run(["fairseq-interp", "neurons", "allocate", str(tmp_path / "imp.pt"), "--out", str(tmp_path / "m.pt"),
                 "--plot-importance", str(png), "--curve-group", "module"])
-    assert "importance curves (2 module panels)" in proc.stdout
+    assert "importance curves (2 module panels)" in proc.stderr  # a summary: logged
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -143,7 +143,9 @@ class Experiment:
                   threads=THREADS)
         os.replace(masks + ".tmp.pt", masks)
         lines = out.splitlines()
-        summary = lines[0].lstrip("| ").split(" -> ")[0]
+        # the logged summary "... | fairseq_interp.neurons | N/M general neurons (rho, k, criterion) -> FILE"
+        summary = next(line for line in lines if " general neurons (" in line)
+        summary = summary.rsplit(" | ", 1)[-1].lstrip("| ").split(" -> ")[0]
         scores = {}
         for line in lines:
             if line.startswith('{"lscore"') or line.startswith('{"mscore"'):
