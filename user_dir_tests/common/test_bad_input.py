@@ -511,7 +511,7 @@ def _allocate(ctx, *extra):
 
 
 def _erase(ctx, out_dir, *extra):
-    return ["neurons", "erase", ctx.data, "--path", ctx.ckpt, "--references", ctx.tmp / "ref.{tgt}", "--out-dir",
+    return ["neurons", "erase", ctx.data, "--path", ctx.ckpt, "--references", ctx.tmp / "ref.{tgt}", "--results-path",
             out_dir, *extra]
 
 
