@@ -40,8 +40,9 @@ class _DefaultsShown(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def _add_batching(parser, default_batch_size, what):
-    """fairseq's batching and sharding options, read through :func:`~..common.batches.split_batches`."""
+def _add_split_reading(parser, default_batch_size, what):
+    """fairseq's batching, sharding and progress options: the split is read through :func:`~..common.batches.split_batches`
+    under :func:`~..common.batches.progress`."""
     parser.add_argument("--batch-size", type=int, help=f"sentences per {what} (default: {default_batch_size} when "
                                                         "--max-tokens is not given)")
     parser.add_argument("--max-tokens", type=int, help=f"tokens per {what} (fairseq's batching by length)")
@@ -72,7 +73,7 @@ def add_subcommands(sub):
     imp.add_argument("--ffn-point", choices=["activation", "linear"], default="activation",
                      help="FFN hidden units read after their activation (the paper's 'activation value') or at "
                           "fc1's linear output (the authors' released code)")
-    _add_batching(imp, 32, "forward/backward")
+    _add_split_reading(imp, 32, "forward/backward")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
@@ -128,7 +129,7 @@ def add_subcommands(sub):
     erase.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default; Xie et al. 2021: 4)")
     erase.add_argument("--max-len-a", type=float, default=1.5, help="max length = a x source length + b")
     erase.add_argument("--max-len-b", type=int, default=10, help="max length = a x source length + b")
-    _add_batching(erase, 64, "generator call")
+    _add_split_reading(erase, 64, "generator call")
     erase.add_argument("--detokenize", choices=["moses", "none"], default="moses",
                        help="undo Moses tokenization of the hypotheses before sacrebleu")
     erase.add_argument("--results-path", required=True, help="folder for erasure.json, erasure.md and erasure.png")

@@ -5,7 +5,6 @@ examples of each pair), provenance in the files, and the refusals of inputs made
 import argparse
 import importlib.util
 import os
-import shutil
 
 import pytest
 import torch
