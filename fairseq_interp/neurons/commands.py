@@ -41,8 +41,8 @@ class _DefaultsShown(argparse.HelpFormatter):
 
 
 def _add_split_reading(parser, default_batch_size, what):
-    """fairseq's batching, sharding and progress options: the split is read through :func:`~..common.batches.split_batches`
-    under :func:`~..common.batches.progress`."""
+    """fairseq's batching, sharding and progress options: the split is read through
+    :func:`~..common.batches.split_batches` under :func:`~..common.batches.progress`."""
     parser.add_argument("--batch-size", type=int, help=f"sentences per {what} (default: {default_batch_size} when "
                                                         "--max-tokens is not given)")
     parser.add_argument("--max-tokens", type=int, help=f"tokens per {what} (fairseq's batching by length)")
