@@ -188,5 +188,6 @@ def using_pair(models, pair, task):
     return stack
 
 
-#: ``transformer_neuron_masked_{size}`` for the sizes of fairseq's presets and the plugin's (``_multi30k``, ``_test_tiny``)
+#: ``transformer_neuron_masked_{size}``: the sizes of fairseq's presets and the plugin's (``_multi30k``,
+#: ``_test_tiny``)
 register_architectures("transformer_neuron_masked", NeuronMaskedConfig)
