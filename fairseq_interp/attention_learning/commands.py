@@ -19,7 +19,7 @@ from ..common.checkpoints import ALLOW_DATA_MISMATCH_HELP, interval_checkpoints,
     read_checkpoint
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
-from ..common.options import check_counts, check_dataset_options, check_range
+from ..common.options import add_split_arguments, check_counts, check_dataset_options, check_range
 from ..common.outputs import OVERWRITE_HELP, check_results_folder, folder_files, output_lock
 
 logger = logging.getLogger(__name__)
@@ -82,21 +82,9 @@ def add_subcommands(sub):
     p.add_argument("--top", type=float, default=0.05, help="top fraction of Eq. 10, in (0, 1] (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="seed of the proxy training (default: %(default)s)")
     batching = p.add_argument_group("reading the split (fairseq's batch iterator)")
-    batching.add_argument("--batch-size", type=int, help="sentences per batch read (default: 16 unless --max-tokens)")
-    batching.add_argument("--max-tokens", type=int, help="tokens per batch read (default: no limit)")
-    batching.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
-                          help="skip sentences longer than the model's or task's positions (default: refuse them)")
-    batching.add_argument("--num-shards", type=int, default=1,
-                          help="refused above 1: the agreements, their random baseline, Kendall τ, the best "
-                               "checkpoint of a run and ξ are statistics of all probed sentences at once and cannot "
-                               "be merged from shards (default: %(default)s)")
-    batching.add_argument("--shard-id", type=int, default=0, help="see --num-shards (default: %(default)s)")
-    batching.add_argument("--log-format", choices=["none", "simple", "json", "tqdm"],
-                          help="progress format (default: tqdm on a terminal, else simple)")
-    batching.add_argument("--log-interval", type=int, default=100,
-                          help="with the simple/json format: log every N batches or checkpoints (default: "
-                               "%(default)s)")
-    batching.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar (fairseq's simple format)")
+    add_split_arguments(batching, 16, "batch read", shards_help=(
+        "refused above 1: the agreements, their random baseline, Kendall τ, the best checkpoint of a run and ξ are "
+        "statistics of all probed sentences at once and cannot be merged from shards"))
     p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     p.add_argument("--results-path", required=True,
                    help="folder for probes.json and probes.md (required; created if missing)")
@@ -219,17 +207,8 @@ def _probe_split(args, main, loaded, ibm, proxy, head_layer):
     eos = task.target_dictionary.eos()
     dataset = load_dataset(task, args.gen_subset, main.task_cfg)
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    try:
-        _, batches = split_batches(task, dataset, args, max_positions, num_sentences=args.num_sentences,
-                                   default_batch_size=16, seed=args.seed)
-    except Exception as e:  # fairseq refuses a too long sentence with a bare Exception / AssertionError
-        if "max_tokens" in str(e):
-            raise InterpretError(f"--max-tokens {args.max_tokens} is less than the length of a sentence of "
-                                 f"{args.gen_subset}: pass a larger --max-tokens, or --batch-size alone") from None
-        if "is invalid" in str(e):
-            raise InterpretError(f"{str(e).split(', skip')[0]}: pass --skip-invalid-size-inputs-valid-test to skip "
-                                 "such sentences") from None
-        raise
+    _, batches = split_batches(task, dataset, args, max_positions, num_sentences=args.num_sentences,
+                               default_batch_size=16, seed=args.seed)
     classify = probes.is_classifier(model)
     others = {name: loaded[name].model if name in loaded else None for name in ("uniform", "second_seed", "frozen")}
     found = []

@@ -7,8 +7,14 @@ else (curve points, sweep runs, IBM Model 1 iterations) use :func:`progress`.
 """
 
 import logging
+import warnings
+
+from .errors import InterpretError
 
 logger = logging.getLogger(__name__)
+
+# fairseq's data loader asks for pinned memory whatever the device; on a CPU-only machine torch warns once per run
+warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found.*")
 
 
 def first_sentences(dataset, n):
@@ -31,25 +37,51 @@ def _get(options, name, default=None):
     return default if value is None and default is not None else value
 
 
-def split_batches(task, dataset, options, max_positions=None, num_sentences=0, default_batch_size=16, seed=1):
+def split_batches(task, dataset, options, max_positions=None, num_sentences=0, default_batch_size=16, seed=1,
+                  what=None):
     """The batches of ``dataset`` for this shard, in fairseq's order (by length), as ``(epoch_itr, batches)``.
 
     ``options`` holds fairseq's dataset options (an argparse namespace or ``cfg.dataset``): ``max_tokens``,
     ``batch_size`` (``default_batch_size`` when neither is given), ``num_shards``, ``shard_id``, ``num_workers``
     and ``skip_invalid_size_inputs_valid_test``. ``epoch_itr.frozen_batches[shard_id::num_shards]`` are the ids
     this shard reads. As in fairseq-generate, a shard with fewer batches than the others ends with an empty sample
-    (``{}``): skip samples without ``"net_input"``."""
+    (``{}``): skip samples without ``"net_input"``.
+
+    A sentence longer than the model's positions (without ``--skip-invalid-size-inputs-valid-test``) or than
+    ``--max-tokens`` is one :class:`InterpretError` naming the fix; ``what`` names the data in it (default: the
+    split, ``options.gen_subset``)."""
     max_tokens = _get(options, "max_tokens")
     batch_size = _get(options, "batch_size")
     if max_tokens is None and batch_size is None:
         batch_size = default_batch_size
     num_shards, shard_id = _get(options, "num_shards", 1), _get(options, "shard_id", 0)
-    epoch_itr = task.get_batch_iterator(
-        dataset=first_sentences(dataset, num_sentences), max_tokens=max_tokens, max_sentences=batch_size,
-        max_positions=max_positions, ignore_invalid_inputs=bool(_get(options, "skip_invalid_size_inputs_valid_test")),
-        required_batch_size_multiple=1, seed=seed, num_shards=num_shards, shard_id=shard_id,
-        num_workers=_get(options, "num_workers", 0) or 0, disable_iterator_cache=True)
+    try:
+        epoch_itr = task.get_batch_iterator(
+            dataset=first_sentences(dataset, num_sentences), max_tokens=max_tokens, max_sentences=batch_size,
+            max_positions=max_positions,
+            ignore_invalid_inputs=bool(_get(options, "skip_invalid_size_inputs_valid_test")),
+            required_batch_size_multiple=1, seed=seed, num_shards=num_shards, shard_id=shard_id,
+            num_workers=_get(options, "num_workers", 0) or 0, disable_iterator_cache=True)
+    except Exception as e:  # fairseq refuses sentences that do not fit with bare Exceptions / AssertionErrors
+        error = _size_error(e, what or _get(options, "gen_subset") or "the split")
+        if error is None:
+            raise
+        raise error from None
     return epoch_itr, epoch_itr.next_epoch_itr(shuffle=False)
+
+
+def _size_error(error, what):
+    """fairseq's refusal of a sentence that does not fit, as one line naming the fix (``None``: another error)."""
+    lines = str(error).strip().splitlines()
+    message = lines[0].rstrip(".!") if lines else ""
+    if "max_tokens" in message:
+        fix = "pass a larger --max-tokens, or --batch-size instead"
+    elif "skip-invalid-size-inputs-valid-test" in message or "skip_invalid_size_inputs_valid_test" in message:
+        message = message.split(", skip")[0]
+        fix = "pass --skip-invalid-size-inputs-valid-test to skip sentences longer than the model's positions"
+    else:
+        return None
+    return InterpretError(f"{what}: {message}: {fix}")
 
 
 def planned_ids(epoch_itr, options):

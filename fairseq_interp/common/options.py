@@ -141,3 +141,47 @@ def rename_options(argv, renamed, command):
             arg = renamed[name] + sep + value
         out.append(arg)
     return out
+
+
+def defaults_help_formatter():
+    """argparse's help formatter class that adds ``(default: ...)`` to every option whose help does not state its
+    default (required options, flags, options without a default and hidden ones excepted)."""
+    import argparse
+
+    class DefaultsShown(argparse.HelpFormatter):
+        def _get_help_string(self, action):
+            text = action.help or ""
+            if (not action.option_strings or text is argparse.SUPPRESS or "default" in text.lower()
+                    or action.required or action.default is None or action.default is False
+                    or action.default is argparse.SUPPRESS):
+                return text
+            return f"{text} (default: %(default)s)"
+
+    return DefaultsShown
+
+
+def add_progress_arguments(parser):
+    """fairseq's progress-bar options (``--log-format``, ``--log-interval``, ``--no-progress-bar``), read by
+    :func:`~fairseq_interp.common.batches.progress`."""
+    parser.add_argument("--log-format", choices=("json", "none", "simple", "tqdm"), default=None,
+                        help="progress format (default: tqdm on a terminal, else simple)")
+    parser.add_argument("--log-interval", type=int, default=100,
+                        help="log progress every N items with the simple/json formats (default: %(default)s)")
+    parser.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar (fairseq's simple format)")
+
+
+def add_split_arguments(parser, batch_size, what="batch", shards_help=None):
+    """The batching, sharding and progress options of a command that reads a split through
+    :func:`~fairseq_interp.common.batches.split_batches` (fairseq's names). ``shards_help``: what ``--num-shards``
+    does in this command (e.g. why it is refused above 1)."""
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"sentences per {what} (default: {batch_size} unless --max-tokens is given)")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help=f"tokens per {what}, fairseq's batching by length (default: no limit)")
+    parser.add_argument("--num-shards", type=int, default=1,
+                        help=(shards_help or "split the sentences into N shards") + " (default: %(default)s)")
+    parser.add_argument("--shard-id", type=int, default=0, help="the shard this run reads, 0 .. N-1 (default: "
+                                                                "%(default)s)")
+    parser.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
+                        help="skip sentences longer than the model's positions (default: refuse them)")
+    add_progress_arguments(parser)

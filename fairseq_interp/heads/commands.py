@@ -147,7 +147,8 @@ def main(argv=None):
         scheme = guess_scheme(src_dict)
         syntax = SyntacticStatistics([m.num_heads for m in attention["encoder_self"]])
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    _, batches = _split_batches(split_batches, task, dataset, cfg, max_positions, args.num_sentences)
+    _, batches = split_batches(task, dataset, cfg.dataset, max_positions=max_positions,
+                               num_sentences=args.num_sentences, seed=cfg.common.seed)
     started = time.time()
     for sample in progress(batches, cfg.common, prefix=f"heads {cfg.dataset.gen_subset}"):
         if "net_input" not in sample:  # the empty batch that ends a short shard
@@ -177,23 +178,6 @@ def main(argv=None):
     else:
         logger.info(f"JSON: {path}; grids: {args.results_path}/heads-<kind>.png")
     return report
-
-
-def _split_batches(split_batches, task, dataset, cfg, max_positions, num_sentences):
-    """:func:`~fairseq_interp.common.batches.split_batches` with fairseq's size errors as one line."""
-    try:
-        return split_batches(task, dataset, cfg.dataset, max_positions=max_positions, num_sentences=num_sentences,
-                             seed=cfg.common.seed)
-    except Exception as e:  # fairseq raises bare Exceptions (or ValueErrors) for sentences that do not fit
-        text = str(e)
-        if "skip this example with --skip-invalid-size-inputs-valid-test" in text:
-            raise InterpretError(f"{text.split(', skip')[0]}: pass --skip-invalid-size-inputs-valid-test to skip "
-                                 "such sentences") from None
-        if "exceed max_tokens" in text or "exceeds max_tokens" in text:
-            raise InterpretError(f"a sentence of {cfg.dataset.gen_subset} (source or reference) has more tokens than "
-                                 f"--max-tokens {cfg.dataset.max_tokens}: pass a larger --max-tokens, or --batch-size "
-                                 "instead") from None
-        raise
 
 
 def check_heads_options(args):

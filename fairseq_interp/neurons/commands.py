@@ -2,7 +2,6 @@
 erasure at inference (Xie et al. 2021). Thin: parse → load → :mod:`.importance` / :mod:`.allocation` /
 :mod:`.curves` / :mod:`.erasure` → write."""
 
-import argparse
 import contextlib
 import json
 import logging
@@ -13,7 +12,7 @@ from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_paths, load_ch
                                   saved_task_config)
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
-from ..common.options import check_dataset_options, check_range
+from ..common.options import add_split_arguments, check_dataset_options, check_range, defaults_help_formatter
 from ..common.provenance import plain
 from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder, folder_files
 
@@ -29,38 +28,11 @@ RENAMED_OPTIONS = {
 }
 
 
-class _DefaultsShown(argparse.HelpFormatter):
-    """Every option's default in ``--help``, except for required options, flags and options without default."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "%(default)" in text or action.required or any(action.default is v for v in (None, False)) \
-                or action.default == argparse.SUPPRESS or not action.option_strings:
-            return text
-        return text + " (default: %(default)s)"
-
-
-def _add_split_reading(parser, default_batch_size, what):
-    """fairseq's batching, sharding and progress options: the split is read through
-    :func:`~..common.batches.split_batches` under :func:`~..common.batches.progress`."""
-    parser.add_argument("--batch-size", type=int, help=f"sentences per {what} (default: {default_batch_size} when "
-                                                        "--max-tokens is not given)")
-    parser.add_argument("--max-tokens", type=int, help=f"tokens per {what} (fairseq's batching by length)")
-    parser.add_argument("--num-shards", type=int, default=1, help="split the data into N shards (only 1: the "
-                                                                  "results of shards cannot be merged)")
-    parser.add_argument("--shard-id", type=int, default=0, help="the shard read")
-    parser.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
-                        help="skip sentences longer than the model's positions instead of stopping")
-    parser.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar: log every --log-interval")
-    parser.add_argument("--log-format", choices=["json", "none", "simple", "tqdm"], help="fairseq's progress format")
-    parser.add_argument("--log-interval", type=int, default=100, help="batches between progress lines")
-
-
 def add_subcommands(sub):
     p = sub.add_parser("neurons", help="multilingual neuron importance and allocation (Xie et al. 2021)")
     nsub = p.add_subparsers(dest="neurons_command", metavar="STEP")
     imp = nsub.add_parser("importance", help="Θ_TE and Θ_AV of every neuron for each language pair",
-                          formatter_class=_DefaultsShown)
+                          formatter_class=defaults_help_formatter())
     imp.add_argument("data", help="fairseq-preprocess output folder holding every pair's split (one direction, "
                                   "or a translation_multi_simple_epoch data-bin)")
     imp.add_argument("--path", required=True, help="checkpoint of the (multilingual) Transformer")
@@ -73,14 +45,14 @@ def add_subcommands(sub):
     imp.add_argument("--ffn-point", choices=["activation", "linear"], default="activation",
                      help="FFN hidden units read after their activation (the paper's 'activation value') or at "
                           "fc1's linear output (the authors' released code)")
-    _add_split_reading(imp, 32, "forward/backward")
+    add_split_arguments(imp, 32, "forward/backward", shards_help="only 1: importance is a mean over all sentences")
     imp.add_argument("--out", required=True, help="importance file to write (.pt)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
     imp.add_argument("--user-dir", help="another plugin folder to import (this plugin is already loaded)")
     imp.set_defaults(func=run_importance)
     alloc = nsub.add_parser("allocate", help="general and language-specific neurons (Eq. 9), LScore/MScore",
-                            formatter_class=_DefaultsShown)
+                            formatter_class=defaults_help_formatter())
     alloc.add_argument("importance", help="file written by fairseq-interp neurons importance")
     alloc.add_argument("--rho", type=float, default=0.9, help="share of general neurons per module")
     alloc.add_argument("--k", type=float, default=0.7, help="a pair gets a neuron if its importance >= k x the max "
@@ -101,7 +73,7 @@ def add_subcommands(sub):
     alloc.set_defaults(func=run_allocate)
     erase = nsub.add_parser("erase", help="BLEU change per direction after erasing general or one pair's "
                                           "language-specific neurons at inference (Figure 5)",
-                            formatter_class=_DefaultsShown)
+                            formatter_class=defaults_help_formatter())
     erase.add_argument("data", help="fairseq-preprocess output folder the masked model was trained on")
     erase.add_argument("--path", required=True, help="transformer_neuron_masked checkpoint (masks stored in it)")
     erase.add_argument("--references", required=True,
@@ -129,7 +101,7 @@ def add_subcommands(sub):
     erase.add_argument("--beam", type=int, default=5, help="beam size (fairseq's default; Xie et al. 2021: 4)")
     erase.add_argument("--max-len-a", type=float, default=1.5, help="max length = a x source length + b")
     erase.add_argument("--max-len-b", type=int, default=10, help="max length = a x source length + b")
-    _add_split_reading(erase, 64, "generator call")
+    add_split_arguments(erase, 64, "generator call", shards_help="only 1: BLEU of shards cannot be merged")
     erase.add_argument("--detokenize", choices=["moses", "none"], default="moses",
                        help="undo Moses tokenization of the hypotheses before sacrebleu")
     erase.add_argument("--results-path", required=True, help="folder for erasure.json, erasure.md and erasure.png")
@@ -139,7 +111,7 @@ def add_subcommands(sub):
     erase.set_defaults(func=run_erase)
     expand = nsub.add_parser("expand", help="widen the FFN of a trained Transformer checkpoint; the new units "
                                             "start with zero output weights, so the model's outputs are unchanged "
-                                            "(+Expansion of Table 2)", formatter_class=_DefaultsShown)
+                                            "(+Expansion of Table 2)", formatter_class=defaults_help_formatter())
     expand.add_argument("--path", required=True, help="trained Transformer checkpoint")
     expand.add_argument("--ffn-dim", type=int, required=True,
                         help="new FFN width of every encoder and decoder layer (Xie et al.: 2048 -> 3000)")
@@ -207,13 +179,8 @@ def _pair_batches(task, model, dataset, args, default_batch_size, name):
     from ..common.batches import split_batches
 
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    try:
-        _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size)
-    except Exception as e:  # fairseq's filter raises a bare Exception for sentences longer than the positions
-        if "skip-invalid-size-inputs-valid-test" not in str(e):
-            raise
-        raise InterpretError(f"language pair {name}: a sentence is longer than the model's positions "
-                             f"{max_positions}: pass --skip-invalid-size-inputs-valid-test to skip it") from None
+    _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
+                               what=f"language pair {name}")
     return batches
 
 

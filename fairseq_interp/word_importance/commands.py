@@ -21,9 +21,14 @@ import os
 import sys
 
 from ..common.errors import InterpretError
+from ..common.options import add_progress_arguments, defaults_help_formatter
 from ..common.subwords import SCHEMES
 from .evaluation.fertility import READINGS
 from .evaluation.paper_tables import PAPER_PAIRS
+
+#: earlier option names (still accepted, with one warning; :func:`~..common.options.rename_options`)
+RENAMED_OPTIONS = {"perturbation": {"--out": "--results-path"}, "undertranslation": {"--out": "--results-path"},
+                   "aer": {"--out": "--results-path"}, "plot": {"--plot-dir": "--results-path"}}
 
 logger = logging.getLogger("fairseq_interp.word_importance")
 
@@ -259,8 +264,6 @@ def cmd_aer(args):
 
 def _add_parser(sub, name, **kwargs):
     """A subcommand whose ``--help`` shows every default."""
-    from .options import defaults_help_formatter
-
     return sub.add_parser(name, formatter_class=defaults_help_formatter(), **kwargs)
 
 
@@ -275,7 +278,6 @@ def _records_parser(sub, name, help_text, func):
 
 def _alignment_options(parser):
     from .evaluation.fertility import ALIGN_TO
-    from .options import add_progress_arguments
     from .evaluation.word_alignment import HEURISTICS
 
     parser.add_argument("--train-src", required=True, help="source side of the training corpus, split like the "
@@ -311,12 +313,10 @@ def add_subcommands(sub):
     from .evaluation.undertranslation_flow import add_arguments as add_undertranslation_arguments
 
     from ..common.outputs import add_overwrite_argument
-    from .options import add_renamed_argument
 
     _records_parser(sub, "view", "print attribution records as text", cmd_view)
     plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
-    add_renamed_argument(plot, "--results-path", ["--plot-dir"], "fairseq-interp plot",
-                         help="folder for the heatmaps sentence-<id>.png (required)")
+    plot.add_argument("--results-path", help="folder for the heatmaps sentence-<id>.png (required)")
     add_overwrite_argument(plot)
     merge = _add_parser(sub, "merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
     merge.add_argument("results_path", help="the --results-path the shards wrote to")

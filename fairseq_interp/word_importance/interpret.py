@@ -24,11 +24,11 @@ from ..common.checkpoints import (ALLOW_DATA_MISMATCH_HELP, check_checkpoint_dat
 from ..common.cli import normalize_user_dir, run_command
 from ..common.errors import InterpretError
 from ..common.multilingual import check_langtoks, decoder_langtok_prefix, inference_direction, is_multilingual
-from ..common.options import check_generation_options, check_range, parse_model_overrides
+from ..common.options import check_generation_options, check_range, defaults_help_formatter, parse_model_overrides
 from ..common.outputs import OVERWRITE_HELP, check_output_folder, folder_files, make_parent
 from ..common.subwords import guess_scheme, scheme_from_post_process
 from ..common.wrappers import unwrap
-from .options import add_input_and_method_options, defaults_help_formatter
+from .options import add_input_and_method_options
 from .raw_text import TextInputs, tokenizer_languages
 
 logger = logging.getLogger("fairseq_interp.interpret")

@@ -3,7 +3,6 @@ builds from the command line: same parameters and buffers (neuron masks) after t
 
 import os
 import random
-import sys
 
 import pytest
 import torch

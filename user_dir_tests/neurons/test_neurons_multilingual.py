@@ -12,7 +12,7 @@ from fairseq_interp.neurons.allocation import FORMAT as MASKS_FORMAT, allocate, 
 from fairseq_interp.neurons.importance import model_fingerprint, save_importance
 from fairseq_interp.common.errors import InterpretError
 
-from conftest import SHARED_DATA, built_once, run
+from conftest import built_once, run
 
 PAIRS = ["en-de", "de-en", "en-fr", "fr-de"]  # reversed, non-English and English-centric directions
 # source language token + target language token as the decoder's first token: each direction is visible in the

@@ -5,8 +5,6 @@ closed form, the per-entry error estimate, tokens that cannot converge flagged, 
 fixed 50 points, batched sentences equal to one at a time (padding of different lengths included), and the
 fixed-step default untouched."""
 
-import json
-import os
 
 import numpy as np
 import pytest

@@ -1,14 +1,11 @@
 """The Python API on fairseq's hub interface: a tiny random checkpoint with a real sentencepiece model, raw
 sentences in, results shown, plotted, tabulated, saved and loaded in the JSONL schema of the command line."""
 
-import io
-import json
 import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from tiny_translation import WORDS, build, save_checkpoint, sentencepiece_folder, write_dictionaries
 

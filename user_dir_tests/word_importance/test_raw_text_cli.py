@@ -1,7 +1,6 @@
 """Raw text on the command line (``fairseq-interpret --input``), contrastive and target-prefix attribution from the
 command line, and the Python API on the same real checkpoint: end to end on Multi30k En-Fr (slow)."""
 
-import json
 import os
 import subprocess
 

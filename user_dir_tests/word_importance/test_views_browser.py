@@ -3,7 +3,6 @@ source word is present, visible and not cut, near-uniform importance stays pale.
 Chromium is installed (Debian/Ubuntu: ``apt-get install -y chromium``)."""
 
 import json
-import os
 import re
 import shutil
 import subprocess

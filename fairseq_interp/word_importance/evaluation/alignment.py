@@ -32,23 +32,21 @@ GOLD_DIR = os.path.join(os.path.dirname(PLUGIN_DIR), "..", "shared", "data", "al
 def add_arguments(p):
     """The options of ``fairseq-interp aer`` (every default shown by ``--help``)."""
     from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
-    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+    from ...common.options import add_split_arguments
 
     p.add_argument("--data", required=True, help="the model's fairseq data directory (prepare_data.py OUT/bin) of "
                                                  "an English-French model")
     p.add_argument("--path", required=True, help="checkpoint")
-    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
-                         help="folder for bin/ (the gold text binarized), METHOD/ (fairseq-interpret's results) and "
-                              "aer.md (required)")
+    p.add_argument("--results-path", help="folder for bin/ (the gold text binarized), METHOD/ (fairseq-interpret's "
+                                          "results) and aer.md (required)")
     p.add_argument("--text", default=os.path.join(GOLD_DIR, "test.en-fr"), help="gold 'source ||| target' text")
     p.add_argument("--gold", default=os.path.join(GOLD_DIR, "enfr.talp"), help="gold links (i-j sure, ipj possible)")
     p.add_argument("--spm-model", help="sentencepiece model of the data (default: DATA/../spm.model)")
     p.add_argument("--methods", default="ig,attention", help="comma-separated --attribution methods with a matrix")
     p.add_argument("--num-sentences", type=int, default=0, help="pairs with id < N (0 = all 447)")
     p.add_argument("--ig-steps", type=int, default=50, help="--ig-steps of fairseq-interpret")
-    add_split_arguments(p, batch_size=8)
+    add_split_arguments(p, 8, shards_help="refused above 1: corpus-level scores of shards cannot be joined")
     p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
-    add_progress_arguments(p)
     return p
 
 

@@ -35,12 +35,11 @@ COMMAND = "fairseq-interp perturbation"
 def add_arguments(p):
     """The options of ``fairseq-interp perturbation`` (every default shown by ``--help``)."""
     from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
-    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+    from ...common.options import add_split_arguments
 
     p.add_argument("data", help="fairseq-preprocess folder (prepare_data.py's OUT/bin)")
     p.add_argument("--path", required=True, help="checkpoint")
-    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
-                         help="folder for results.jsonl, perturbation.csv/.md/.png (required)")
+    p.add_argument("--results-path", help="folder for results.jsonl, perturbation.csv/.md/.png (required)")
     p.add_argument("--gen-subset", default="test", help="the split whose sentences are perturbed")
     p.add_argument("--methods", default="ig,attention,frequency,content,random",
                    help="comma-separated --attribution methods (erasure works too, slowly)")
@@ -52,7 +51,7 @@ def add_arguments(p):
     p.add_argument("--repeats", type=int, default=10, help="seeds averaged for random and content (paper: 10)")
     p.add_argument("--beam", type=int, default=5, help="beam size, as fairseq-generate's")
     p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
-    add_split_arguments(p, batch_size=64)
+    add_split_arguments(p, 64, shards_help="refused above 1: corpus-level scores of shards cannot be joined")
     p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")
     p.add_argument("--ig-method", default="gausslegendre", help="Captum's quadrature rule of ig")
     p.add_argument("--reference", help="raw reference file (default: DATA/../raw/SPLIT.TGT)")
@@ -67,7 +66,6 @@ def add_arguments(p):
     p.add_argument("--setting", help="our setting, printed in the paper comparison (default: split and checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
     p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
-    add_progress_arguments(p)
     p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
     return p
 
@@ -157,18 +155,8 @@ def read_split(args, task, model, dataset, default_batch_size):
 
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
-    try:
-        _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
-                                   seed=args.seed)
-    except Exception as e:  # fairseq's batching refuses a sentence longer than the positions or --max-tokens
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "max_tokens" in message:
-            fix = "pass a larger --max-tokens, or --batch-size instead"
-        elif "skip_invalid_size_inputs_valid_test" in message:
-            fix = "pass --skip-invalid-size-inputs-valid-test to skip sentences longer than the model's positions"
-        else:
-            raise
-        raise InterpretError(f"{args.gen_subset}: {message.rstrip('.!')}: {fix}") from None
+    _, batches = split_batches(task, dataset, args, max_positions, args.num_sentences, default_batch_size,
+                               seed=args.seed)
     items = {}
     for sample in progress(batches, args, prefix=f"read {args.gen_subset}"):
         if "net_input" not in sample:

@@ -49,13 +49,13 @@ def add_arguments(p):
     from .word_alignment import HEURISTICS
 
     from ...common.checkpoints import ALLOW_DATA_MISMATCH_HELP
-    from ..options import add_progress_arguments, add_renamed_argument, add_split_arguments
+    from ...common.options import add_split_arguments
 
     p.add_argument("data", nargs="?", help="fairseq-preprocess folder (prepare_data.py's OUT/bin); omit it to score "
                                            "existing records with --annotations and --records")
     p.add_argument("--path", help="checkpoint (required with DATA)")
-    add_renamed_argument(p, "--results-path", ["--out"], COMMAND,
-                         help="folder for labels.tsv/.txt, METHOD.jsonl and undertranslation.md (required with DATA)")
+    p.add_argument("--results-path", help="folder for labels.tsv/.txt, METHOD.jsonl and undertranslation.md "
+                                          "(required with DATA)")
     p.add_argument("--labels", choices=LABELS, help="omission: controlled omissions in the references; natural: "
                                                     "content words the model's own translation leaves unaligned "
                                                     "(required with DATA)")
@@ -64,7 +64,8 @@ def add_arguments(p):
     p.add_argument("--num-sentences", type=int, default=200, help="sentences with id < N of the split (0 = all)")
     p.add_argument("--beam", type=int, default=5, help="beam size, as fairseq-generate's")
     p.add_argument("--max-len-b", type=int, default=200, help="longest translation: max-len-b tokens")
-    add_split_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
+    add_split_arguments(p, DEFAULT_BATCH_SIZE,
+                        shards_help="refused above 1: corpus-level scores of shards cannot be joined")
     p.add_argument("--ig-steps", type=int, default=50, help="integration points of ig")
     p.add_argument("--ig-method", default="gausslegendre", help="Captum's quadrature rule of ig")
     p.add_argument("--spacy-model", help="spaCy model of the source language (content words; default: the "
@@ -87,7 +88,6 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=1, help="choice of the omitted word; bootstrap")
     p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
     p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
-    add_progress_arguments(p)
     p.add_argument("--user-dir", default=PLUGIN_DIR, help="plugin folder to load the checkpoint with")
     return p
 

@@ -88,7 +88,7 @@ def paper_comparison(rows, args, report=None):
     setting = (f"{os.path.basename(os.path.normpath(args.data))} → {args.tgt}, transformer_{args.size}, "
                f"{args.finetune_updates} L0 updates (lr {args.finetune_lr}, gate lr ×{args.gate_lr_scale:g}), "
                f"one seed, test BLEU beam 5")
-    out = [(f"BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
+    out = [("BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
     if pruned and gated == ["encoder_self"]:
         for number in paper.table("Figure 7"):
             kept = int(number.row.split()[-5])
