@@ -11,8 +11,9 @@ and needs the ``lca_*`` fields of :class:`LcaConfigMixin` in the task's config. 
 2. copy θ_t, let the optimizer step, and add LCA_t = g_t · (θ_{t+1} − θ_t) per group to the interval sums;
 3. every ``--lca-interval`` updates append the interval means (Eq. 3) to ``<lca-dir>/lca.jsonl``.
 
-While training, rank 0 holds a lock on ``--lca-dir`` (taken when the criterion is built, before data and
-checkpoints are loaded): a second training into the same folder stops at once with one line.
+While training, rank 0 holds a lock on ``--lca-dir`` (taken at the first update, before anything is written into
+the folder): a second training into the same folder stops there with one line. Building the task and criterion
+alone (loading a checkpoint for analysis) takes no lock.
 
 Extra memory: the copy of θ_t and g_t (2× the parameters). Each checkpoint save (``task.state_dict()``) appends
 the unfinished interval to the record file and stores it under ``task_state["lca"]`` (plain lists: loads with
@@ -375,12 +376,8 @@ class LcaTaskMixin:
         self._lca_recorder = None
 
     def build_criterion(self, cfg, *args, **kwargs):
-        """The training criterion; training builds it before loading data or checkpoints, so this is where rank 0
-        takes the lock of ``--lca-dir`` (:func:`lock_lca_dir`), held until the process ends."""
         criterion = super().build_criterion(cfg, *args, **kwargs)
         self._lca_criterion = criterion
-        if _is_rank0() and getattr(self, "_lca_lock", None) is None:
-            self._lca_lock = lock_lca_dir(self.cfg.lca_dir)
         return criterion
 
     def optimizer_step(self, optimizer, model, update_num):
@@ -390,6 +387,8 @@ class LcaTaskMixin:
         if self._lca_recorder is None:
             if self._lca_criterion is None:
                 raise InterpretError("LCA needs the training criterion: build it with task.build_criterion")
+            if getattr(self, "_lca_lock", None) is None:  # held until the process ends (also after kill -9)
+                self._lca_lock = lock_lca_dir(self.cfg.lca_dir)
             self._lca_recorder = LcaSession(self, model, self._lca_criterion, update_num)
         self._lca_recorder.step(lambda: parent.optimizer_step(optimizer, model, update_num), update_num)
 

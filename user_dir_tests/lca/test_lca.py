@@ -412,7 +412,8 @@ def test_missing_split_names_the_fix(data_dir, tmp_path):
 
 def test_a_second_training_into_the_same_lca_dir_is_refused_at_once(data_dir, tmp_path):
     """While a training records into --lca-dir it holds the folder's lock; another fairseq-train into the same
-    folder stops with one line before it loads data or writes a record (here this test process holds the lock)."""
+    folder stops with one line at its first update, before it writes a record (here this test process holds the
+    lock)."""
     import os
 
     from fairseq_interp.common.outputs import output_lock
