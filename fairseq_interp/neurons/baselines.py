@@ -270,6 +270,11 @@ class TargetSpecificAttention(nn.Module):
         except AttributeError:
             return getattr(self._modules["copies"][0], name)
 
+    def reorder_incremental_state(self, incremental_state, new_order):
+        """Nothing: each copy is a module of its own, reordered by the decoder's walk over its modules (forwarding
+        to the first copy would reorder its cache twice per beam step)."""
+        return incremental_state
+
     def forward(self, query, key, value, key_padding_mask=None, incremental_state=None, **kwargs):
         batch = query.size(1)
         targets = torch.tensor(self._target_of_pair, dtype=torch.long)[self._router.expanded(batch).cpu()]

@@ -164,3 +164,65 @@ def test_a_checkpoint_of_all_pairs_loads_into_a_model_built_for_one_direction(cl
     batch = _batch(d)
     for pair in range(3):
         torch.testing.assert_close(_logits(one, batch, pair), _logits(trained, batch, pair), rtol=0, atol=0)
+
+
+
+@pytest.mark.parametrize("which", ["all", "cross"])
+def test_target_specific_attention_caches_are_reordered_once_per_beam_step(which):
+    """Beam search reorders every attention cache by ``new_order`` once per step (fairseq walks the decoder's
+    modules): a copy reordered twice would hold rows of the wrong hypotheses, or index past a shrunken batch."""
+    ts, d = _build(TargetAttentionTransformerModel, target_attention=which)
+    for pair in (0, 2):  # the first target language's copy (the module the others were copied from), another
+        _check_reordered_once(ts, d, pair)
+
+
+def _check_reordered_once(ts, d, pair):
+    from fairseq.modules import MultiheadAttention
+
+    batch = _batch(d, b=4, seed=4)
+    state = {}
+    with ts.using_pairs(torch.tensor(pair)), torch.no_grad():
+        encoder_out = ts.encoder(batch["src_tokens"], src_lengths=batch["src_lengths"])
+        ts.decoder(batch["prev_output_tokens"][:, :1], encoder_out=encoder_out, incremental_state=state)
+        attention, before = [], []  # the modules that ran (the other target languages' copies hold no cache)
+        for module in ts.decoder.modules():
+            if isinstance(module, MultiheadAttention) and module._get_input_buffer(state):
+                attention.append(module)
+                before.append({k: v.clone() for k, v in module._get_input_buffer(state).items() if v is not None})
+        assert len(attention) == 2  # the decoder layer's self and cross attention
+        # a cycle (applying it twice differs from once), then finished sentences dropped (the batch shrinks);
+        # fairseq leaves encoder-decoder caches alone while the batch keeps its size
+        for order in (torch.tensor([1, 2, 3, 0]), torch.tensor([3, 1])):
+            ts.decoder.reorder_incremental_state_scripting(state, order)
+            for i, module in enumerate(attention):
+                if module.encoder_decoder_attention and len(order) == len(next(iter(before[i].values()))):
+                    continue
+                before[i] = {key: value.index_select(0, order) for key, value in before[i].items()}
+                after = module._get_input_buffer(state)
+                for key, value in before[i].items():
+                    torch.testing.assert_close(after[key], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("which", ["all", "cross"])
+def test_target_specific_attention_beam_search_equals_its_copy_as_a_plain_model(which):
+    """Incremental decoding with beam reordering: the +TS model translating into one target language gives the
+    hypotheses and scores of a plain Transformer holding that language's attention copies (each cache reordered
+    once per step)."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    ts, d = _build(TargetAttentionTransformerModel, target_attention=which)
+    for p in ts.parameters():  # copies that differ from each other
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = _batch(d, b=5, seed=4)
+    sample = {"net_input": {"src_tokens": batch["src_tokens"], "src_lengths": batch["src_lengths"]}}
+    for pair, target in ((0, 0), (2, 2)):  # en-de -> copy of de (the first), en-fr -> copy of fr
+        generator = SequenceGenerator([ts], d, beam_size=4, max_len_b=8)
+        with ts.using_pairs(torch.tensor(pair)), torch.no_grad():
+            got = generator.generate([ts], sample)
+        plain = _attention_copy(ts, target)
+        with torch.no_grad():
+            want = SequenceGenerator([plain], d, beam_size=4, max_len_b=8).generate([plain], sample)
+        for g, w in zip(got, want):
+            assert [h["tokens"].tolist() for h in g] == [h["tokens"].tolist() for h in w]
+            torch.testing.assert_close(torch.stack([h["score"] for h in g]), torch.stack([h["score"] for h in w]),
+                                       rtol=1e-5, atol=1e-5)
