@@ -134,3 +134,17 @@ def test_sweep_driver_with_erasure_and_random_control(tmp_path):
     again = run(cmd, timeout=3600)
     assert "k0.7-rho0.9: kept" in again.stdout
     assert json.loads((work / "sweep.json").read_text())["runs"] == state["runs"]
+
+
+@pytest.mark.parametrize("step,option,value,expected", [
+    ("table1", "--rho", "1.5", "--rho 1.5 is out of range: pass a value in (0, 1]"),
+    ("table2", "--beam", "0", "--beam 0 is out of range: pass a value >= 1"),
+    ("sweep", "--ks", "0", "--ks 0.0 is out of range: pass a value in (0, 1]"),
+    ("table1", "--baseline-updates", "-3", "--baseline-updates -3 is out of range: pass a value >= 1"),
+])
+def test_driver_options_are_checked_before_any_step(tmp_path, step, option, value, expected):
+    work = tmp_path / "work"
+    proc = run([sys.executable, DRIVER, step, "--work", str(work), option, value], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"masked_finetuning: error: {expected}"
+    assert not work.exists()  # refused before the work folder is made

@@ -749,6 +749,23 @@ def add_table_arguments(p, which):
     p.set_defaults(func=lambda args: table(args, which))
 
 
+def check_driver_options(args):
+    """Counts and ranges before any step runs (one line naming the option); 0 = "all" or "derive" where the help
+    says so."""
+    from fairseq_interp.common.options import check_counts, check_range
+
+    check_counts(args, {"train_size": 1, "valid_size": 1, "test_size": 1, "vocab_size": 8, "layers": 1, "dim": 2,
+                        "max_tokens": 1, "baseline_updates": 1, "finetune_updates": 1, "importance_sentences": 0,
+                        "beam": 1, "individual_updates": 1, "adapter_dim": 0, "expansion_ffn": 0})
+    for seed in getattr(args, "seeds", None) or []:
+        check_range(seed, "--seeds", 0)
+    for name in ("rho", "k"):
+        check_range(getattr(args, name, None), "--" + name, 0, 1, strict_minimum=True)
+    for name in ("ks", "rhos"):
+        for value in getattr(args, name, None) or []:
+            check_range(value, "--" + name, 0, 1, strict_minimum=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -767,6 +784,7 @@ def main():
     sw.add_argument("--erasure-seed", type=int, default=1, help="--seed of the erasure")
     sw.set_defaults(func=sweep)
     args = parser.parse_args()
+    check_driver_options(args)
     if getattr(args, "expansion_ffn", None) == 0:
         args.expansion_ffn = int(round(2 * args.dim * 3000 / 2048))
     if getattr(args, "adapter_dim", None) == 0:
