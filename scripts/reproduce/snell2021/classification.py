@@ -14,12 +14,17 @@ Writes RESULTS/runs.jsonl (one record per saved step), RESULTS/accuracy.jsonl (a
 the probed split), RESULTS/probes/ (probes.json, probes.md), RESULTS/summary.md (the paper | ours tables) and
 RESULTS/accuracy.png.
 
+``figure5``: the count-table model of §4 (Eq. 16–19, T = 1) counted over the first N training sentences for several
+N: its accuracy, how much attention α^IBM the most polar word draws, and β^IBM / α^IBM of a few example sentences
+(the view of Figure 5, on SST-2; no training). Writes RESULTS/figure5.{json,md,png}.
+
 ``figure7``: the uniform-attention classifier on the keyword task, checkpoints every ``--save-every`` updates; for
 each, γ_{l*}, γ_{l*+1}, γ̄, γ_L over the positive validation sequences (Eq. 22–25). Writes RESULTS/gammas.jsonl,
 RESULTS/summary.md and RESULTS/figure7.png.
 
     python scripts/reproduce/snell2021/classification.py sst2 --results-path results/snell2021-sst2 --jobs 2
     python scripts/reproduce/snell2021/classification.py figure7 --results-path results/snell2021-figure7
+    python scripts/reproduce/snell2021/classification.py figure5 --results-path results/snell2021-figure5
 """
 
 import argparse
@@ -329,12 +334,102 @@ def figure7(args):
 
 # ------------------------------------------------------------------------------------------------------------ main
 
+# --------------------------------------------------------------------------------------------------------- figure5
+
+def read_text_split(data, split):
+    """(word lists, labels) of a split prepared by ``scripts/prepare_sst2.py`` (``text/SPLIT.input0``, ``.label``)."""
+    paths = [os.path.join(data, "text", f"{split}.{ext}") for ext in ("input0", "label")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass --data of a scripts/prepare_sst2.py folder that has the "
+                                 f"split {split!r}")
+    with open(paths[0], encoding="utf-8") as f:
+        sentences = [line.split() for line in f]
+    with open(paths[1], encoding="utf-8") as f:
+        labels = [int(line) for line in f]
+    if len(sentences) != len(labels):
+        raise InterpretError(f"{paths[0]} has {len(sentences)} lines but {paths[1]} {len(labels)}: prepare again")
+    return sentences, labels
+
+
+def count_table_point(train, train_labels, test, test_labels, n, examples):
+    """The count-table model on the first ``n`` training sentences: its accuracy on ``test`` (label of the larger
+    Σ_l Trans(y | x_l)), the mean largest α^IBM toward the gold label, and β^IBM, α^IBM of the ``examples``."""
+    import numpy as np
+
+    from fairseq_interp.attention_learning.count_table import count_table, polarity_and_attention
+
+    model = count_table(train[:n], train_labels[:n])
+    correct, peaks = 0, []
+    for words, label in zip(test, test_labels):
+        scores = [polarity_and_attention(model, words, y)[0].sum() for y in (0, 1)]
+        correct += int(int(np.argmax(scores)) == label) if scores[0] != scores[1] else 0
+        peaks.append(float(polarity_and_attention(model, words, label)[1].max()) if words else 0.0)
+    views = []
+    for i in examples:
+        beta, alpha = polarity_and_attention(model, test[i], test_labels[i])
+        views.append({"id": i, "words": test[i], "label": test_labels[i], "beta": [round(float(b), 6) for b in beta],
+                      "alpha": [round(float(a), 6) for a in alpha]})
+    return {"train_sentences": n, "accuracy": 100.0 * correct / len(test), "mean_max_alpha": float(np.mean(peaks)),
+            "uniform_max_alpha": float(np.mean([1.0 / len(w) for w in test if w])), "examples": views}
+
+
+def plot_figure5(points, path):
+    plt = pyplot()
+    examples = len(points[0]["examples"])
+    fig, axes = plt.subplots(examples, len(points), figsize=(3.2 * len(points), 2.2 * examples), squeeze=False)
+    for col, point in enumerate(points):
+        for row, view in enumerate(point["examples"]):
+            ax = axes[row][col]
+            x = range(len(view["words"]))
+            ax.bar([i - 0.2 for i in x], view["beta"], width=0.4, label="β^IBM = Trans(y | x_l) (polarity)")
+            ax.bar([i + 0.2 for i in x], view["alpha"], width=0.4, label="α^IBM (attention)")
+            ax.set_xticks(list(x))
+            ax.set_xticklabels(view["words"], rotation=60, fontsize=7)
+            ax.set_ylim(0, 1)
+            if row == 0:
+                ax.set_title(f"{point['train_sentences']} training sentences", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"label {view['label']}", fontsize=8)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def figure5(args):
+    outputs = ["figure5.json", "figure5.md", "figure5.png"]
+    check_results_folder(args.results_path, outputs, "--results-path", args.overwrite)
+    prepare(args)
+    train, train_labels = read_text_split(args.data, "train")
+    test, test_labels = read_text_split(args.data, args.gen_subset)
+    counts = sorted({len(train) if n == 0 else min(n, len(train)) for n in args.counts})
+    examples = [i for i, w in enumerate(test) if args.min_words <= len(w) <= args.max_words][:args.sentences]
+    if not examples:
+        raise InterpretError(f"no {args.gen_subset} sentence has {args.min_words}..{args.max_words} words: widen "
+                             "--min-words/--max-words")
+    points = [count_table_point(train, train_labels, test, test_labels, n, examples) for n in counts]
+    lines = ["| training sentences counted | accuracy on " + args.gen_subset + " (%) | mean max α^IBM (gold label) "
+             "| uniform 1/L |", "|---|---|---|---|"]
+    lines += [f"| {p['train_sentences']} | {p['accuracy']:.1f} | {p['mean_max_alpha']:.3f} | "
+              f"{p['uniform_max_alpha']:.3f} |" for p in points]
+    summary = "\n".join(lines) + "\n"
+    os.makedirs(args.results_path, exist_ok=True)
+    write_atomic(os.path.join(args.results_path, "figure5.json"), json.dumps(
+        {"options": {"data": args.data, "gen_subset": args.gen_subset, "counts": counts, "examples": examples},
+         "points": points}, indent=1))
+    write_atomic(os.path.join(args.results_path, "figure5.md"), summary)
+    plot_figure5(points, os.path.join(args.results_path, "figure5.png"))
+    print(summary)
+
+
 def check_options(args):
     """The drivers' numbers, before any run starts."""
-    check_counts(args, {"train_size": 0 if args.command == "sst2" else 1, "valid_size": 1, "max_update": 1,
+    check_counts(args, {"train_size": 1 if args.command == "figure7" else 0, "valid_size": 1, "max_update": 1,
                         "every": 1, "batch_size": 1, "num_sentences": 0, "proxy_epochs": 0, "jobs": 1, "seq_len": 1,
-                        "vocab_size": 2, "save_every": 1})
-    check_range(args.lr, "--lr", 0, strict_minimum=True)
+                        "vocab_size": 2, "save_every": 1, "sentences": 1, "min_words": 1, "max_words": 1})
+    for count in getattr(args, "counts", None) or []:
+        check_range(count, "--counts", 0, what="0 = all")
+    check_range(getattr(args, "lr", None), "--lr", 0, strict_minimum=True)
 
 
 def main(argv=None):
@@ -386,6 +481,22 @@ def main(argv=None):
     f.add_argument("--resume", action="store_true", help="continue from the results folder's records")
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.set_defaults(func=figure7)
+    g = sub.add_parser("figure5", help="the count-table model's word polarity and attention on SST-2 (Figure 5)")
+    g.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
+    g.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
+                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing; default: %(default)s)")
+    g.add_argument("--rows", choices=["sentences", "all"], default="sentences",
+                   help="prepare_sst2.py --rows (default: %(default)s)")
+    g.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all; default: "
+                                                             "%(default)s)")
+    g.add_argument("--gen-subset", default="test", help="the split shown and scored (default: %(default)s)")
+    g.add_argument("--counts", type=int, nargs="+", default=[10, 100, 1000, 0],
+                   help="training sentences counted at each point (0 = all; default: %(default)s)")
+    g.add_argument("--sentences", type=int, default=3, help="example sentences drawn (default: %(default)s)")
+    g.add_argument("--min-words", type=int, default=5, help="shortest example sentence (default: %(default)s)")
+    g.add_argument("--max-words", type=int, default=9, help="longest example sentence (default: %(default)s)")
+    g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    g.set_defaults(func=figure5)
     args = parser.parse_args(rename_options(sys.argv[1:] if argv is None else argv,
                                             {"--out": "--results-path", "--subset": "--gen-subset"}, COMMAND))
     check_options(args)
