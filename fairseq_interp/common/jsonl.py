@@ -152,3 +152,19 @@ def write_lines_atomic(path, lines):
         for line in lines:
             f.write(line)
     os.replace(tmp, path)
+
+
+def read_json_object(path, what, fix, unreadable=None):
+    """The JSON object in ``path`` (a whole-file JSON, not JSONL); one line naming the file, ``what`` it should be
+    (``unreadable``: the wording when it does not parse, default ``what``) and the ``fix`` if it is missing,
+    unreadable or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        raise InterpretError(f"{path} not found: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise InterpretError(f"{path} is not {unreadable or what} ({e}): {fix}") from None
+    if not isinstance(value, dict):
+        raise InterpretError(f"{path} is not {what}: {fix}")
+    return value

@@ -208,15 +208,12 @@ def write_provenance(path, provenance):
 
 def read_provenance(path, expected_format=None):
     """The provenance in ``path``; a one-line error if it is not readable JSON of ``expected_format``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            provenance = json.load(f)
-    except FileNotFoundError:
-        raise InterpretError(f"{path} not found: the results beside it have no provenance") from None
-    except (OSError, ValueError) as e:
-        raise InterpretError(f"{path} is not a readable provenance file ({e}): remove the results beside it or "
-                             "rerun them") from None
-    if not isinstance(provenance, dict) or (expected_format and provenance.get("format") != expected_format):
+    from .jsonl import read_json_object
+
+    if not os.path.exists(path):
+        raise InterpretError(f"{path} not found: the results beside it have no provenance")
+    provenance = read_json_object(path, "a readable provenance file", "remove the results beside it or rerun them")
+    if expected_format and provenance.get("format") != expected_format:
         raise InterpretError(f"{path} is not a {expected_format or 'provenance'} file: pass results written by "
                              "fairseq-interp")
     return provenance

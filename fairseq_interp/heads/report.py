@@ -23,7 +23,7 @@ import re
 from ..common import provenance as prov
 from ..common.attention import ATTENTION_KINDS
 from ..common.errors import InterpretError
-from ..common.jsonl import write_atomic
+from ..common.jsonl import read_json_object, write_atomic
 from ..common.outputs import check_results_folder, output_lock
 
 FORMAT = "fairseq-interp-heads"
@@ -107,15 +107,9 @@ def write_report(folder, report, outputs, overwrite, command, inputs=()):
 
 def read_report(path):
     """A report written by ``heads`` (one line naming the file if it is not one)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
-    except FileNotFoundError:
-        raise InterpretError(f"{path} not found: pass the heads.json written by fairseq-interp heads") from None
-    except (OSError, ValueError) as e:
-        raise InterpretError(f"{path} is not readable JSON ({e}): pass the heads.json written by fairseq-interp "
-                             "heads") from None
-    if not isinstance(report, dict) or not isinstance(report.get("kinds"), dict):
+    report = read_json_object(path, "a heads.json of fairseq-interp heads",
+                              "pass the heads.json written by fairseq-interp heads", unreadable="readable JSON")
+    if not isinstance(report.get("kinds"), dict):
         raise InterpretError(f"{path} is not a heads.json of fairseq-interp heads: pass one")
     return report
 

@@ -422,6 +422,18 @@ def figure5(args):
     print(summary)
 
 
+def add_sst2_options(parser):
+    """The results folder and the SST-2 preparation options of the subcommands that read SST-2."""
+    parser.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
+    parser.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
+                        help="prepared folder (scripts/prepare_sst2.py; prepared here when missing; default: "
+                             "%(default)s)")
+    parser.add_argument("--rows", choices=["sentences", "all"], default="sentences",
+                        help="prepare_sst2.py --rows (default: %(default)s)")
+    parser.add_argument("--train-size", type=int, default=0,
+                        help="prepare_sst2.py --train-size (0 = all; default: %(default)s)")
+
+
 def check_options(args):
     """The drivers' numbers, before any run starts."""
     check_counts(args, {"train_size": 1 if args.command == "figure7" else 0, "valid_size": 1, "max_update": 1,
@@ -436,13 +448,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sst2", help="Table 2's SST row (Table 5) and Table 10 on SST-2")
-    s.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
-    s.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
-                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing; default: %(default)s)")
-    s.add_argument("--rows", choices=["sentences", "all"], default="sentences",
-                   help="prepare_sst2.py --rows (default: %(default)s)")
-    s.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all; default: "
-                                                             "%(default)s)")
+    add_sst2_options(s)
     s.add_argument("--ckpt-dir", default=os.path.join(REPO, "checkpoints", "snell2021-sst2"),
                    help="folder of the four runs' checkpoints (default: %(default)s)")
     s.add_argument("--arch", default="lstm_attention_classifier", help="default: %(default)s")
@@ -482,13 +488,7 @@ def main(argv=None):
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.set_defaults(func=figure7)
     g = sub.add_parser("figure5", help="the count-table model's word polarity and attention on SST-2 (Figure 5)")
-    g.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
-    g.add_argument("--data", default=os.path.join(REPO, "data", "sst2"),
-                   help="prepared folder (scripts/prepare_sst2.py; prepared here when missing; default: %(default)s)")
-    g.add_argument("--rows", choices=["sentences", "all"], default="sentences",
-                   help="prepare_sst2.py --rows (default: %(default)s)")
-    g.add_argument("--train-size", type=int, default=0, help="prepare_sst2.py --train-size (0 = all; default: "
-                                                             "%(default)s)")
+    add_sst2_options(g)
     g.add_argument("--gen-subset", default="test", help="the split shown and scored (default: %(default)s)")
     g.add_argument("--counts", type=int, nargs="+", default=[10, 100, 1000, 0],
                    help="training sentences counted at each point (0 = all; default: %(default)s)")
