@@ -72,11 +72,12 @@ def _attribution_config_class():
                                            "tokens that need more are marked ig_converged=false"})
         ig_adaptive_rule: ChoiceEnum(list(RULES)) = field(
             default=DEFAULT_RULE, metadata={"help": "with --ig-tolerance: how a target token's panels are refined: "
-                                                    "gauss-kronrod = extend a 4-point Gauss-Legendre panel to its "
-                                                    "9-point Kronrod rule (its points reused), halve it if that "
-                                                    "misses; also bounds the estimated error of every entry "
-                                                    "(ig_entry_error); gauss-legendre = halve the panel, bound the "
-                                                    "completeness error only"})
+                                                    "gauss-legendre = start from 2 panels of 4 Gauss-Legendre "
+                                                    "points, halve a panel that misses; gauss-kronrod = start from "
+                                                    "[0, 1] extended to its 9-point Kronrod rule, extend a panel "
+                                                    "(its 4 points reused) before halving it, and record an error "
+                                                    "estimate per entry (ig_entry_error); legendre-kronrod = start "
+                                                    "as gauss-legendre, refine as gauss-kronrod (fewest points)"})
         ig_sentences_per_pass: int = field(
             default=1, metadata={"help": "attribute up to N sentences of a generation batch in one pass "
                                          "(padded, sorted by length; same records up to float rounding)"})

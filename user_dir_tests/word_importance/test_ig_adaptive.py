@@ -13,11 +13,13 @@ import torch
 from tiny_translation import build, sentence, write_dictionaries
 
 import fairseq_interp.word_importance.methods.ig_paths as ig_paths
+import fairseq_interp.word_importance.methods.integrated_gradients as integrated_gradients
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter
 from fairseq_interp.word_importance.context import MethodContext
 from fairseq_interp.word_importance.methods.integrated_gradients import IntegratedGradients
-from fairseq_interp.word_importance.methods.quadrature import RULES, first_rule_points, gauss_kronrod, gauss_legendre
+from fairseq_interp.word_importance.methods.quadrature import (KRONROD_RULES, RULES, first_rule_points, gauss_kronrod,
+                                                              gauss_legendre)
 from fairseq_interp.word_importance.runner import WordImportanceRunner
 
 ARCHS = ("transformer_shared", "transformer_separate", "lstm")
@@ -170,9 +172,10 @@ def test_adaptive_result_matches_the_closed_form_path_integral(rule, tolerance):
                 continue
             converged += 1
             assert abs(float(result.contributions[:, n].sum() - exact[:, n].sum())) <= tolerance * gap[n]
-            if rule == "gauss-kronrod":
+            estimate = result.extras.get("ig_entry_error", [None] * len(gap))[n]
+            if rule == "gauss-kronrod" or estimate is not None:
                 # the recorded estimate max_l Σ_p |K − G| bounds the true error of every entry (smooth integrand)
-                assert entry_errors[n] <= result.extras["ig_entry_error"][n]
+                assert entry_errors[n] <= estimate
     tokens = sum(t.numel() for _, t in SEPARABLE_PAIRS)
     assert converged == tokens and refined > 0
 
@@ -197,6 +200,8 @@ def test_entry_errors_that_cancel_in_completeness_are_estimated():
         assert error > 10 * 1e-2
         if rule == "gauss-kronrod":
             assert result.extras["ig_entry_error"][0] >= error
+        elif rule == "legendre-kronrod":  # stopped on its first Gauss panels: no panel extended, no estimate
+            assert result.extras["ig_entry_error"] == [None]
         else:
             assert "ig_entry_error" not in result.extras
 
@@ -268,6 +273,62 @@ def test_refinement_uses_fewer_gradient_evaluations_than_fixed_50(models, monkey
     assert adaptive < 0.6 * fixed
 
 
+@pytest.mark.parametrize("arch,tolerance", [("transformer_separate", 3e-3), ("lstm", 1e-5)])
+def test_legendre_kronrod_starts_as_gauss_legendre_and_reuses_its_points(models, arch, tolerance):
+    """``legendre-kronrod`` makes the first decision of ``gauss-legendre`` on the same 2 × 4 Gauss points: the same
+    tokens stop there with the same contributions; the others extend before halving, which discards no point, and
+    need fewer gradient evaluations in all."""
+    model, task = models[arch]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    pairs = pairs_of(task)
+    halving, extending = (IntegratedGradients(adapter, tolerance=tolerance, adaptive_rule=rule).attribute_adaptive(pairs)
+                          for rule in ("gauss-legendre", "legendre-kronrod"))
+    first = first_rule_points("gauss-legendre")
+    assert first == first_rule_points("legendre-kronrod") == 8
+    stopped = 0
+    for a, b in zip(halving, extending):
+        for n, (points_a, points_b) in enumerate(zip(a.extras["ig_points"], b.extras["ig_points"])):
+            assert (points_a == first) == (points_b == first)
+            if points_a == first:
+                torch.testing.assert_close(b.contributions[:, n], a.contributions[:, n], atol=0, rtol=0)
+                assert b.extras["ig_converged"][n] == a.extras["ig_converged"][n]
+                stopped += 1
+            else:  # 8 + 5 per extension + 8 per halving; the first refinement of a panel extends it
+                assert points_b >= first + 5
+    tokens = sum(r.contributions.size(1) for r in halving)
+    assert 0 < stopped < tokens
+    assert (sum(sum(r.extras["ig_points"]) for r in extending)
+            < sum(sum(r.extras["ig_points"]) for r in halving))
+
+
+@pytest.mark.parametrize("rule", ["gauss-kronrod", "legendre-kronrod"])
+def test_halving_an_extended_panel_needs_no_new_forward_pass(models, monkeypatch, rule):
+    """The middle Kronrod node of a panel is its midpoint, so F(γ(mid)) of a token that halves an extended panel
+    comes from that token's own gradient point: the only forward passes without gradients are those of the first
+    panels' inner end (α = 1/2 under ``legendre-kronrod``, none under ``gauss-kronrod``)."""
+    nodes, _, _ = gauss_kronrod(4)
+    assert nodes[4] == 0.5
+    model, task = models["transformer_separate"]
+    adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
+    pairs = pairs_of(task)
+    ends = []
+    original = ig_paths.evaluate_rows
+
+    def recording(batch, rows, rows_per_pass=None):
+        ends.extend((r.sentence, r.alpha) for r in rows if not len(r.positions))
+        return original(batch, rows, rows_per_pass)
+
+    monkeypatch.setattr(integrated_gradients, "evaluate_rows", recording)
+    results = IntegratedGradients(adapter, tolerance=3e-3, adaptive_rule=rule).attribute_adaptive(pairs)
+    assert max(p for r in results for p in r.extras["ig_points"]) > first_rule_points(rule) + 5  # halved
+    assert sorted(ends) == ([(b, 0.5) for b in range(len(pairs))] if rule == "legendre-kronrod" else [])
+    for result in results:  # the panel ends taken from gradient points keep completeness exact as recorded
+        residual = result.contributions.sum(0) - (result.target_scores - result.baseline_scores)
+        torch.testing.assert_close(residual, result.convergence_delta)
+        errors = relative_errors(result)
+        assert all(errors[n] <= 3e-3 for n, ok in enumerate(result.extras["ig_converged"]) if ok)
+
+
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_several_sentences_per_pass_equal_one_at_a_time(models, arch, rule):
@@ -295,7 +356,7 @@ def test_several_sentences_per_pass_equal_one_at_a_time(models, arch, rule):
                 torch.testing.assert_close(several.contributions[:, n], single.contributions[:, n], atol=1e-5,
                                            rtol=1e-5)
                 assert several.extras["ig_converged"][n] == single.extras["ig_converged"][n]
-                if rule == "gauss-kronrod":
+                if rule in KRONROD_RULES:
                     estimates = several.extras["ig_entry_error"][n], single.extras["ig_entry_error"][n]
                     assert estimates[0] is estimates[1] is None or estimates[0] == pytest.approx(estimates[1],
                                                                                                  rel=1e-3, abs=1e-6)
@@ -330,16 +391,24 @@ def test_records_state_the_rule_and_its_estimates(models, rule):
     runner = WordImportanceRunner("ig", MethodContext(adapter, task, "none", options=options))
     sentences = [(sid, src, tgt, tgt, None) for sid, (src, tgt) in enumerate(pairs_of(task))]
     # the run-level provenance names the default rule; the record names the rule that made it
+    seen = 0
     for record in runner.records(sentences, ig_method="adaptive_gausslegendre"):
         assert record["ig_method"] == {"gauss-legendre": "adaptive_gausslegendre",
-                                       "gauss-kronrod": "adaptive_gausskronrod"}[rule]
+                                       "gauss-kronrod": "adaptive_gausskronrod",
+                                       "legendre-kronrod": "adaptive_legendrekronrod"}[rule]
         assert len(record["ig_points"]) == len(record["ig_converged"]) == len(record["tgt_tokens"])
-        if rule == "gauss-kronrod":
+        if rule in KRONROD_RULES:
             estimates = record["ig_entry_error"]
             assert len(estimates) == len(record["tgt_tokens"])
-            assert all(e is None or e >= 0 for e in estimates) and any(e is not None for e in estimates)
+            assert all(e is None or e >= 0 for e in estimates)
+            # a token that stopped on its first rule has an estimate when that rule is extended (gauss-kronrod), none
+            # when it is two Gauss panels (legendre-kronrod)
+            first = [e for e, p in zip(estimates, record["ig_points"]) if p == first_rule_points(rule)]
+            assert all((e is not None) == (rule == "gauss-kronrod") for e in first)
+            seen += len(first)
         else:
             assert "ig_entry_error" not in record
+    assert seen > 0 or rule not in KRONROD_RULES
 
 
 def test_default_options_take_the_fixed_step_path_unchanged(models, monkeypatch):
@@ -418,7 +487,7 @@ def test_interpret_cli_error_controlled_several_per_pass(data_dir, transformer_c
         assert r["ig_tolerance"] == 0.01 and r["ig_max_steps"] == 64 and r["ig_steps"] is None
         assert r["ig_method"] == "adaptive_" + rule.replace("-", "")
         assert len(r["ig_converged"]) == len(r["ig_points"]) == len(r["tgt_tokens"])
-        assert ("ig_entry_error" in r) == (rule == "gauss-kronrod")
+        assert ("ig_entry_error" in r) == (rule in KRONROD_RULES)
         for delta, target, baseline, ok, points in zip(r["convergence_delta"], r["target_scores"],
                                                         r["baseline_scores"], r["ig_converged"], r["ig_points"]):
             assert first_rule_points(rule) <= points <= 64

@@ -18,7 +18,7 @@ Captum's, the same for every target token. Two ways to run it:
 
 Error-controlled quadrature (``tolerance``, :meth:`IntegratedGradients.attribute_adaptive`): per target token,
 Gauss–Legendre panels are halved (``gauss-legendre``), or extended to their Kronrod rule before halving
-(``gauss-kronrod``, which also estimates the error per source token), until the token's relative completeness error
+(``gauss-kronrod``, ``legendre-kronrod``, which also estimate the error per source token), until the token's relative completeness error
 |δ_n| / |F(x)_n − F(x′)_n| is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass,
 fixed-step or error-controlled (:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
 """
@@ -28,7 +28,7 @@ import torch
 from ...common.errors import InterpretError
 from .base import AttributionMethod, AttributionResult, register_method
 from .ig_paths import PathBatch, Row, evaluate_rows
-from .quadrature import DEFAULT_RULE, RULES, AdaptivePanels, first_rule_points
+from .quadrature import DEFAULT_RULE, KRONROD_RULES, RULES, AdaptivePanels, first_rule_points
 
 METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -126,8 +126,9 @@ class IntegratedGradients(AttributionMethod):
         Returns:
             one :class:`~.base.AttributionResult` per pair; ``extras`` holds ``ig_method`` (the rule) and per target
             token ``ig_points`` (gradient evaluations used), ``ig_converged`` (the tolerance was met) and, with
-            ``gauss-kronrod``, ``ig_entry_error``: max over source tokens l of Σ_p |K_p,l − G_p,l| relative to
-            |F(x)_n − F(x′)_n| (None for a token stopped before every panel was extended).
+            ``gauss-kronrod`` or ``legendre-kronrod``, ``ig_entry_error``: max over source tokens l of
+            Σ_p |K_p,l − G_p,l| relative to |F(x)_n − F(x′)_n| (None for a token stopped before every panel was
+            extended).
         """
         tolerance = self.tolerance if tolerance is None else tolerance
         max_steps = self.max_steps if max_steps is None else max_steps
@@ -151,14 +152,16 @@ class IntegratedGradients(AttributionMethod):
             evaluate_rows(batch, rows, internal_batch_size)
             integrands = [{} for _ in range(batch.size)]
             scores = [{} for _ in range(batch.size)]
+            point_scores = [{} for _ in range(batch.size)]
             for row in rows:
                 if len(row.positions):
-                    for j, n in enumerate(row.positions):
+                    for j, (n, value) in enumerate(zip(row.positions, row.scores.tolist())):
                         integrands[row.sentence][(row.alpha, n)] = row.integrand[j]
+                        point_scores[row.sentence][(row.alpha, n)] = value
                 else:
                     scores[row.sentence][row.alpha] = row.scores
             for b in {row.sentence for row in rows}:
-                quadratures[b].update(integrands[b], scores[b])
+                quadratures[b].update(integrands[b], scores[b], point_scores[b])
         results = []
         for b, quadrature in enumerate(quadratures):
             totals, points, converged, entry_errors = quadrature.result()
@@ -167,7 +170,7 @@ class IntegratedGradients(AttributionMethod):
             within = (result.convergence_delta.abs() <= tolerance * gap).tolist()  # as the record states it
             result.extras = {"ig_method": adaptive_method_name(rule), "ig_points": points,
                              "ig_converged": [c and w for c, w in zip(converged, within)]}
-            if rule == "gauss-kronrod":
+            if rule in KRONROD_RULES:
                 result.extras["ig_entry_error"] = entry_errors
             results.append(result)
         return results

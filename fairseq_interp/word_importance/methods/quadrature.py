@@ -22,7 +22,10 @@ without knowing the integral. The method here uses that:
 * rule ``gauss-kronrod``: every token starts from [0, 1] with G extended to its (2m+1)-point Kronrod rule K
   (Kronrod 1965: the m Gauss nodes are kept, m + 1 nodes are added; exact for polynomials of degree 3m + 1 instead
   of 2m − 1), and K is the panel's estimate; a panel is refined by extending it to K if it is not yet (its m points
-  reused), else by halving it (each half starts with G). Per source token l, |K_p,l − G_p,l| estimates the error
+  reused), else by halving it (each half starts with G);
+* rule ``legendre-kronrod``: every token starts as with ``gauss-legendre`` (2 panels of G, 2m points); a panel is
+  refined as with ``gauss-kronrod`` (extended to K first, its m points reused, then halved). The tokens that stop
+  on the first rule pay no extension; the refined ones discard no point before a panel is halved. Per source token l, |K_p,l − G_p,l| estimates the error
   of G on the panel (K's is smaller), which the completeness error cannot show: entry errors of opposite sign cancel
   in the sum over l. The token's *entry error estimate* max_l Σ_p |K_p,l − G_p,l| is reported; the tolerance does
   not bound it (it controls the completeness error, as with ``gauss-legendre``).
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 
 #: the refinement rules (``--ig-adaptive-rule``)
-RULES = ("gauss-legendre", "gauss-kronrod")
+RULES = ("gauss-legendre", "gauss-kronrod", "legendre-kronrod")
 #: the rule of `--ig-adaptive-rule` by default
 DEFAULT_RULE = "gauss-legendre"
 #: the bound on the sum of local errors, as a multiple of the tolerance on the completeness error
@@ -49,7 +52,9 @@ REFINE_FRACTION = 0.25
 #: m of the Gauss–Legendre rule of every panel
 POINTS_PER_PANEL = 4
 #: per rule, the first panels of every token: (number of equal panels, Kronrod-extended from the start)
-FIRST_PANELS = {"gauss-legendre": (2, False), "gauss-kronrod": (1, True)}
+FIRST_PANELS = {"gauss-legendre": (2, False), "gauss-kronrod": (1, True), "legendre-kronrod": (2, False)}
+#: the rules that extend a panel to its Kronrod rule before halving it
+KRONROD_RULES = ("gauss-kronrod", "legendre-kronrod")
 
 
 def gauss_legendre(m):
@@ -82,7 +87,9 @@ def gauss_kronrod(m):
     roots = legendre.legroots(np.append(coefficients, 1.0))
     if np.iscomplexobj(roots) or len(roots) != m + 1:
         raise ArithmeticError(f"the Stieltjes polynomial of degree {m + 1} has no {m + 1} real zeros")
-    nodes = np.concatenate([gauss_nodes, np.sort(roots)])
+    roots = np.sort(roots)
+    roots = (roots - roots[::-1]) / 2  # the zeros are symmetric about 0 (E_{m+1} has parity m + 1): exactly so
+    nodes = np.concatenate([gauss_nodes, roots])
     # weights: exact on P_0 .. P_{2m} (∫ P_0 = 2, ∫ P_k = 0)
     moments = np.zeros(2 * m + 1)
     moments[0] = 2.0
@@ -153,7 +160,7 @@ class AdaptivePanels:
             raise ValueError(f"unknown rule {rule!r}: one of {', '.join(RULES)}")
         self.tolerance = tolerance
         self.max_steps = max_steps
-        self.kronrod = rule == "gauss-kronrod"
+        self.kronrod = rule in KRONROD_RULES
         self.gauss_nodes, self.gauss_weights = gauss_legendre(POINTS_PER_PANEL)
         nodes, kronrod_weights, gauss_weights = gauss_kronrod(POINTS_PER_PANEL)
         is_new = gauss_weights == 0
@@ -162,6 +169,8 @@ class AdaptivePanels:
                                  for t in self.gauss_nodes]
         self.new_nodes, self.new_weights = nodes[is_new], kronrod_weights[is_new]
         self.scores_at = {0.0: baseline_scores.double(), 1.0: target_scores.double()}
+        #: F(γ(α))_n of single tokens, from the forward passes of their gradient points: (α, n) → float
+        self.point_scores = {}
         gaps = (target_scores.double() - baseline_scores.double()).tolist()
         self.tokens = [TokenState(gap) for gap in gaps]
         panels, extended = FIRST_PANELS[rule]
@@ -182,18 +191,27 @@ class AdaptivePanels:
         for (a, b, stage), positions in self.pending.items():
             for t in (self.gauss_nodes if stage == "gauss" else self.new_nodes):
                 gradient_points.append((a + (b - a) * float(t), positions))
-        ends = {x for a, b, _ in self.pending for x in (a, b) if x not in self.scores_at}
+        ends = {x for (a, b, _), positions in self.pending.items() for x in (a, b)
+                if x not in self.scores_at and any((x, n) not in self.point_scores for n in positions)}
         return gradient_points, sorted(ends)
+
+    def score(self, x, n):
+        """F(γ(x))_n: from a forward pass of all tokens at x, else from token n's gradient point at x."""
+        values = self.scores_at.get(x)
+        return float(values[n]) if values is not None else self.point_scores[(x, n)]
 
     def finished(self):
         return not self.pending
 
     # --- what was computed ----------------------------------------------------------------------------------
-    def update(self, integrands, scores):
+    def update(self, integrands, scores, point_scores=None):
         """``integrands``: {(α, position): g (L,)} for the requested gradient points; ``scores``: {α: F (T,)} for
-        the requested panel ends. Then decide, per token, to stop or which panels to refine."""
+        the requested panel ends; ``point_scores``: {(α, position): F} at the gradient points (a Kronrod rule's
+        middle node is the midpoint of its panel: a halved extended panel needs no new forward pass for its new
+        end). Then decide, per token, to stop or which panels to refine."""
         for x, values in scores.items():
             self.scores_at[x] = values.double()
+        self.point_scores.update(point_scores or {})
         asked = {}
         for (a, b, stage), positions in self.pending.items():
             for n in positions:
@@ -202,7 +220,7 @@ class AdaptivePanels:
         for n, panels in asked.items():
             token = self.tokens[n]
             for a, b, stage in sorted(panels, key=lambda p: p[2] == "kronrod"):  # a panel's Gauss nodes first
-                exact = float(self.scores_at[b][n] - self.scores_at[a][n])
+                exact = self.score(b, n) - self.score(a, n)
                 if stage == "gauss":
                     values = [integrands[(a + (b - a) * float(t), n)] for t in self.gauss_nodes]
                     q = (b - a) * sum(float(w) * v for w, v in zip(self.gauss_weights, values))
