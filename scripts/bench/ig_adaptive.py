@@ -4,7 +4,8 @@
 (a) default: ``--ig-steps 50 --ig-method gausslegendre``, one sentence at a time (the batched one-sentence path);
 (b) new: ``--ig-tolerance TOL --ig-adaptive-rule RULE --ig-max-steps MAX --ig-sentences-per-pass N`` (several TOL
     and RULE side by side): per target token, Gauss–Legendre panels halved (``gauss-legendre``) or extended to
-    their Kronrod rule and halved where that misses (``gauss-kronrod``) until its relative completeness error
+    their Kronrod rule and halved where that misses (``gauss-kronrod``; ``legendre-kronrod`` starts as
+    ``gauss-legendre``) until its relative completeness error
     |δ_n| / |F(x)_n − F(x′)_n| ≤ TOL, N sentences per pass.
 
 Both go through ``WordImportanceRunner.records`` as ``fairseq-interpret`` does, on the same generation batches
@@ -25,7 +26,8 @@ only: random weights give near-zero F(x) − F(x′)).
 
     OMP_NUM_THREADS=1 python scripts/bench/ig_adaptive.py --models demo \\
         --checkpoint checkpoints/demo.en-fr/checkpoint_last.pt --data data/multi30k.en-fr/bin --sentences 96 \\
-        --tolerance 0.02,0.03,0.04 --rules gauss-legendre,gauss-kronrod --results results/bench-ig-adaptive
+        --tolerance 0.02,0.04 --rules gauss-legendre,legendre-kronrod --also gauss-kronrod@0.04 \\
+        --results results/bench-ig-adaptive
 
 Per generation batch, (a)'s and (b)'s records and times are appended to ``--results/<model>.jsonl``; a rerun
 continues from there (``--resume`` is implied).
@@ -74,9 +76,13 @@ def runners(model, task, args):
 
 
 def variants(args):
-    """``[(label, rule, tolerance)]`` of (b): every rule of ``--rules`` at every tolerance of ``--tolerance``."""
-    return [(f"{rule}@{float(t):g}", rule, float(t)) for t in str(args.tolerance).split(",")
-            for rule in args.rules.split(",")]
+    """``[(label, rule, tolerance)]`` of (b): every rule of ``--rules`` at every tolerance of ``--tolerance``, then
+    the ``RULE@TOL`` pairs of ``--also``."""
+    pairs = [(rule, float(t)) for t in str(args.tolerance).split(",") for rule in args.rules.split(",")]
+    for extra in filter(None, (getattr(args, "also", None) or "").split(",")):
+        rule, tolerance = extra.split("@")
+        pairs.append((rule, float(tolerance)))
+    return [(f"{rule}@{tolerance:g}", rule, tolerance) for rule, tolerance in pairs]
 
 
 def run_model(name, args):
@@ -213,6 +219,8 @@ def main():
                    help="(b): --ig-tolerance; several, comma-separated, run side by side")
     p.add_argument("--rules", default="gauss-legendre,gauss-kronrod",
                    help="(b): --ig-adaptive-rule; several, comma-separated, run side by side")
+    p.add_argument("--also", default="", help="(b): further RULE@TOL pairs, comma-separated (e.g. "
+                                                 "gauss-kronrod@0.04)")
     p.add_argument("--max-steps", type=int, default=128, help="(b): --ig-max-steps")
     p.add_argument("--sentences-per-pass", type=int, default=8, help="(b): --ig-sentences-per-pass")
     p.add_argument("--internal-batch-size", type=int, default=0, help="(b): --ig-internal-batch-size")
