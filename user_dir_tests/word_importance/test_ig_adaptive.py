@@ -281,8 +281,9 @@ def test_legendre_kronrod_starts_as_gauss_legendre_and_reuses_its_points(models,
     model, task = models[arch]
     adapter = TeacherForcedAdapter(model, task.target_dictionary.eos())
     pairs = pairs_of(task)
-    halving, extending = (IntegratedGradients(adapter, tolerance=tolerance, adaptive_rule=rule).attribute_adaptive(pairs)
-                          for rule in ("gauss-legendre", "legendre-kronrod"))
+    halving, extending = (
+        IntegratedGradients(adapter, tolerance=tolerance, adaptive_rule=rule).attribute_adaptive(pairs)
+        for rule in ("gauss-legendre", "legendre-kronrod"))
     first = first_rule_points("gauss-legendre")
     assert first == first_rule_points("legendre-kronrod") == 8
     stopped = 0

@@ -18,8 +18,8 @@ Captum's, the same for every target token. Two ways to run it:
 
 Error-controlled quadrature (``tolerance``, :meth:`IntegratedGradients.attribute_adaptive`): per target token,
 Gauss–Legendre panels are halved (``gauss-legendre``), or extended to their Kronrod rule before halving
-(``gauss-kronrod``, ``legendre-kronrod``, which also estimate the error per source token), until the token's relative completeness error
-|δ_n| / |F(x)_n − F(x′)_n| is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass,
+(``gauss-kronrod``, ``legendre-kronrod``, which also estimate the error per source token), until the token's
+relative completeness error |δ_n| / |F(x)_n − F(x′)_n| is at most the tolerance (:mod:`.quadrature`). Several sentences can share one pass,
 fixed-step or error-controlled (:meth:`IntegratedGradients.attribute_sentences`, :mod:`.ig_paths`).
 """
 

@@ -22,13 +22,16 @@ without knowing the integral. The method here uses that:
 * rule ``gauss-kronrod``: every token starts from [0, 1] with G extended to its (2m+1)-point Kronrod rule K
   (Kronrod 1965: the m Gauss nodes are kept, m + 1 nodes are added; exact for polynomials of degree 3m + 1 instead
   of 2m − 1), and K is the panel's estimate; a panel is refined by extending it to K if it is not yet (its m points
-  reused), else by halving it (each half starts with G);
-* rule ``legendre-kronrod``: every token starts as with ``gauss-legendre`` (2 panels of G, 2m points); a panel is
-  refined as with ``gauss-kronrod`` (extended to K first, its m points reused, then halved). The tokens that stop
-  on the first rule pay no extension; the refined ones discard no point before a panel is halved. Per source token l, |K_p,l − G_p,l| estimates the error
+  reused), else by halving it (each half starts with G). Per source token l, |K_p,l − G_p,l| estimates the error
   of G on the panel (K's is smaller), which the completeness error cannot show: entry errors of opposite sign cancel
   in the sum over l. The token's *entry error estimate* max_l Σ_p |K_p,l − G_p,l| is reported; the tolerance does
-  not bound it (it controls the completeness error, as with ``gauss-legendre``).
+  not bound it (it controls the completeness error, as with ``gauss-legendre``);
+* rule ``legendre-kronrod``: every token starts as with ``gauss-legendre`` (2 panels of G, 2m points); a panel is
+  refined as with ``gauss-kronrod`` (extended to K first, its m points reused, then halved). The tokens that stop
+  on the first rule pay no extension; the refined ones discard no point before a panel is halved. The entry error
+  estimate exists for a token once all its panels are extended;
+* with both Kronrod rules (m even) the middle node of K is the panel's midpoint, so the new end of a halved
+  extended panel is already scored, for exactly the tokens that halve it, by their gradient points there.
 
 Tokens of a sentence start from the same panels and refine the same panels where they need it, so a new point is
 computed once (one forward) and differentiated for exactly the tokens that asked for it (one backward per token).
