@@ -17,12 +17,16 @@ The Multilingual baseline is the plain ``translation_multi_simple_epoch`` task w
 (or this task with masks of ρ = 1); masked fine-tuning starts from it with ``--finetune-from-model``.
 """
 
+from typing import Optional
+
 import torch
 from fairseq.data import BaseWrapperDataset
 from fairseq.data.multilingual.multilingual_data_manager import MultilingualDatasetManager
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
+from omegaconf import II
 
 from ..common.errors import InterpretError
+from ..common.legacy_task_config import arguments_namespace, config_of_arguments, string_options
 from ..common.multilingual import decoder_langtok_prefix, inference_direction
 from ..common.registry import register_task
 from ..common.wrappers import unwrap
@@ -30,6 +34,15 @@ from .model import using_pair
 
 TASK = "translation_multi_neuron_masked"
 LANG_SPECIFIC_TASK = "translation_multi_lang_specific"
+
+#: options of other groups that fairseq's multilingual data manager reads from the task's namespace
+OTHER_GROUPS = (("seed", int, II("common.seed")), ("dataset_impl", Optional[str], II("dataset.dataset_impl")),
+                ("train_subset", str, II("dataset.train_subset")))
+
+#: the yaml / hydra config of the many-to-many tasks: ``translation_multi_simple_epoch``'s options, same names,
+#: help and defaults (``task.lang_pairs: en-de,de-en`` as ``--lang-pairs en-de,de-en``)
+TranslationMultiNeuronMaskedConfig = config_of_arguments("TranslationMultiNeuronMaskedConfig",
+                                                         TranslationMultiSimpleEpochTask.add_args, OTHER_GROUPS)
 
 
 class PairIdDataset(BaseWrapperDataset):
@@ -65,15 +78,22 @@ class PairIdDataManager(MultilingualDatasetManager):
         return PairIdDataset(dataset, self.lang_pairs.index(f"{src}-{tgt}"))
 
 
-@register_task(TASK)
+@register_task(TASK, dataclass=TranslationMultiNeuronMaskedConfig)
 class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
     """Many-to-many translation with per-sample neuron masks of each sample's language pair (Xie et al. 2021).
 
-    No options of its own: it takes ``translation_multi_simple_epoch``'s (a legacy argparse task, so there is no
-    dataclass config to extend) and the model's ``--neuron-masks``.
+    No options of its own: it takes ``translation_multi_simple_epoch``'s (the command line's, or the same names in
+    a yaml config, :data:`TranslationMultiNeuronMaskedConfig`) and the model's ``--neuron-masks``.
     """
 
     task_name = TASK
+    add_args = staticmethod(string_options(TranslationMultiSimpleEpochTask.add_args))
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        """The parent's setup on the namespace ``argparse`` would give for ``cfg`` (a yaml config or the CLI's)."""
+        return super().setup_task(arguments_namespace(cfg, TranslationMultiSimpleEpochTask.add_args, OTHER_GROUPS),
+                                  **kwargs)
 
     def __init__(self, args, langs, dicts, training):
         super().__init__(args, langs, dicts, training)
@@ -131,7 +151,7 @@ class TranslationMultiNeuronMaskedTask(TranslationMultiSimpleEpochTask):
                                           prefix_tokens=prefix_tokens, constraints=constraints)
 
 
-@register_task(LANG_SPECIFIC_TASK)
+@register_task(LANG_SPECIFIC_TASK, dataclass=TranslationMultiNeuronMaskedConfig)
 class TranslationMultiLangSpecificTask(TranslationMultiNeuronMaskedTask):
     """Many-to-many translation for the models with per-language-pair modules of Xie et al.'s baselines
     (``transformer_lang_adapter``, ``transformer_target_attention``, :mod:`.baselines`): the same pair ids per
