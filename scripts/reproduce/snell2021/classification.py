@@ -111,24 +111,33 @@ def train_args_for(name, seed, args):
             "--cpu", "--disable-validation", "--no-epoch-checkpoints", "--no-progress-bar", "--log-format", "json"]
 
 
-def checkpoint_accuracy(path, data, subsets):
-    """{subset: accuracy %} of one classifier checkpoint (argmax of [0, γ] = label)."""
+def checkpoint_accuracy(path, data, subsets, options):
+    """{subset: accuracy %} of one classifier checkpoint (argmax of [0, γ] = label), each split loaded by its name
+    and read through fairseq's batch iterator (``options``: ``--batch-size`` and the progress options)."""
     import torch
+    from fairseq import utils
 
-    from fairseq_interp.attention_learning.probes import classification_item
+    from fairseq_interp.common.batches import progress, split_batches
     from fairseq_interp.common.checkpoints import load_checkpoint, load_dataset
 
     task, task_cfg, model = load_checkpoint(path, data, require_encoder_decoder=False)
     model.eval()
+    max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
     out = {}
     for subset in subsets:
         dataset = load_dataset(task, subset, task_cfg)
-        correct = 0
+        _, batches = split_batches(task, dataset, options, max_positions, what=subset)
+        correct = seen = 0
         with torch.no_grad():
-            for i in range(len(dataset)):
-                src, label = classification_item(dataset[i])
-                correct += int(int(model(src[None])[0][0].argmax()) == label)
-        out[subset] = 100.0 * correct / len(dataset)
+            for sample in progress(batches, options, prefix=f"accuracy {subset} {os.path.basename(path)}"):
+                if "net_input" not in sample:
+                    continue
+                predicted = model(**sample["net_input"])[0].argmax(-1)
+                correct += int((predicted == sample["target"].view(-1)).sum())
+                seen += len(predicted)
+        if seen != len(dataset):
+            raise InterpretError(f"{path}: read {seen} of the {len(dataset)} sentences of {subset}")
+        out[subset] = 100.0 * correct / seen
     return out
 
 
@@ -159,7 +168,7 @@ def sst2(args):
         for r in runs:
             if r["id"] not in writer.done_ids:
                 writer.write({"id": r["id"], "run": r["run"], "step": r["step"], "config": config,
-                              "accuracy": checkpoint_accuracy(r["checkpoint"], data, subsets)})
+                              "accuracy": checkpoint_accuracy(r["checkpoint"], data, subsets, args)})
     accuracy = {r["id"]: r["accuracy"] for r in read_records(os.path.join(args.results_path, "accuracy.jsonl"))}
     main = [r for r in runs if r["run"] == "main"]
     best = max(main, key=lambda r: (accuracy[r["id"]]["valid"], -r["step"]))
