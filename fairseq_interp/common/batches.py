@@ -104,6 +104,17 @@ def progress(iterable, options=None, prefix=None, total=None):
         prefix=prefix, default_log_format="simple" if no_bar else "tqdm")
 
 
+def progress_loop(items, options=None, prefix=None, total=None):
+    """The items of ``items`` under :func:`progress`, logging after each item's turn of the loop (``done``: how
+    many so far, ``of``: how many; with the simple/json formats every ``--log-interval`` items). For loops over a
+    few long items: a driver's runs, systems, seeds, λ values. ``total`` for an iterable without a length."""
+    total = len(items) if total is None else total
+    bar = progress(items, options, prefix=prefix, total=total)
+    for done, item in enumerate(bar, start=1):
+        yield item
+        bar.log({"done": done, "of": total}, step=done)
+
+
 class _Sized:
     """An iterable with a known length (fairseq's progress bars need ``len``)."""
 

@@ -54,12 +54,12 @@ def fail(command, message):
     sys.exit(2)
 
 
-def configure_logging():
-    """fairseq's log format at INFO (``LOGLEVEL`` overrides). Importing fairseq runs
+def configure_logging(stream=None):
+    """fairseq's log format at INFO (``LOGLEVEL`` overrides) on ``stream`` (default stderr). Importing fairseq runs
     ``logging.basicConfig(level=DEBUG)`` in ``fairseq.models.wav2vec.wav2vec2_classification``, which would print
     every library's debug messages (matplotlib's font search, ...) in fairseq's place."""
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
-                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr, force=True)
+                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=stream or sys.stderr, force=True)
 
 
 #: errors of the environment rather than of the program: reported in one line

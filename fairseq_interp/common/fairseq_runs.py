@@ -108,9 +108,10 @@ def driver_records(path, config, command, resume=False, overwrite=False, what="r
 
 
 def script_main(name, main):
-    """Run a driver's ``main()``; an :class:`InterpretError` becomes ``NAME: error: ...`` and exit code 2."""
-    try:
-        return main()
-    except InterpretError as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """Run a driver's ``main()`` with fairseq's log format on stdout, as ``fairseq-train`` logs (its progress and
+    summaries go through ``logging``; the tables it prints stay on stdout and in its results files); an
+    :class:`InterpretError` becomes ``NAME: error: ...`` and exit code 2."""
+    from .cli import configure_logging, run_command
+
+    configure_logging(sys.stdout)
+    return run_command(name, main, logging_setup=False)

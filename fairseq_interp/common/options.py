@@ -160,12 +160,17 @@ def defaults_help_formatter():
     return DefaultsShown
 
 
-def add_progress_arguments(parser):
+#: the destinations of :func:`add_progress_arguments`: how a run shows its progress, never a setting of its results
+PROGRESS_OPTIONS = ("log_format", "log_interval", "no_progress_bar")
+
+
+def add_progress_arguments(parser, log_interval=100):
     """fairseq's progress-bar options (``--log-format``, ``--log-interval``, ``--no-progress-bar``), read by
-    :func:`~fairseq_interp.common.batches.progress`."""
+    :func:`~fairseq_interp.common.batches.progress`; ``log_interval``: the default of ``--log-interval`` (1 for
+    a loop over a few long items, e.g. a driver's runs)."""
     parser.add_argument("--log-format", choices=("json", "none", "simple", "tqdm"), default=None,
                         help="progress format (default: tqdm on a terminal, else simple)")
-    parser.add_argument("--log-interval", type=int, default=100,
+    parser.add_argument("--log-interval", type=int, default=log_interval,
                         help="log progress every N items with the simple/json formats (default: %(default)s)")
     parser.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar (fairseq's simple format)")
 

@@ -24,17 +24,21 @@ reuses a finished one. ``--seeds 1 2 3`` runs them one after another; ``table`` 
 import argparse
 import glob
 import json
+import logging
 import os
 import sys
 import time
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import REPO, run, script_main
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.statistics import format_mean_sd
 
+logger = logging.getLogger("baselines")
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
 RECIPES = {
     "transformer": ["--arch", "transformer_multi30k", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
@@ -93,7 +97,7 @@ def train_one(args, data, seed):
     save = os.path.join(args.work, name)
     summary_path = os.path.join(save, "summary.json")
     if os.path.exists(summary_path):
-        print(f"| {name}: done ({summary_path})", flush=True)
+        logger.info(f"{name}: done ({summary_path})")
         return
     os.makedirs(save, exist_ok=True)
     log = os.path.join(save, "train.log")
@@ -128,13 +132,12 @@ def train_one(args, data, seed):
                "test_bleu": round(bleu.score, 2), "test_bleu_signature": bleu.signature,
                "train_seconds_last_run": round(train_seconds), "threads": THREADS}
     write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
-    print(f"| {name}: {summary['updates']} updates (best {best_update}), test BLEU {summary['test_bleu']:.2f}",
-          flush=True)
+    logger.info(f"{name}: {summary['updates']} updates (best {best_update}), test BLEU {summary['test_bleu']:.2f}")
 
 
 def train(args):
     data = prepare(args)
-    for seed in args.seeds:
+    for seed in progress_loop(args.seeds, args, prefix="baselines seeds"):
         train_one(args, data, seed)
 
 
@@ -165,7 +168,7 @@ def positive(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train (or continue) converged baselines")
+    t = sub.add_parser("train", help="train (or continue) converged baselines", formatter_class=defaults_help_formatter())
     t.add_argument("--recipe", choices=sorted(RECIPES), default="transformer")
     t.add_argument("--src", default="en")
     t.add_argument("--tgt", default="fr")
@@ -176,6 +179,7 @@ def main():
     t.add_argument("--arch", help="another architecture for the recipe's optimizer and criterion (say why in the notes)")
     t.add_argument("--data", help="a prepared data folder (scripts/prepare_data.py) instead of the full pair")
     t.add_argument("--work", required=True)
+    add_progress_arguments(t, log_interval=1)
     t.set_defaults(func=train)
     s = sub.add_parser("table", help="mean ± sd of test BLEU over seeds of every finished baseline")
     s.add_argument("--work", required=True)

@@ -29,23 +29,27 @@ RESULTS/summary.md and RESULTS/figure7.png.
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, interval_checkpoints, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import (REPO, check_driver_records, driver_records, run, script_main,
                                                 train)
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import read_records, write_atomic
-from fairseq_interp.common.options import check_counts, check_range, rename_options
+from fairseq_interp.common.options import (PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range,
+                                           rename_options)
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 
 COMMAND = "classification.py"
+logger = logging.getLogger("classification")
 
 RUNS = ("main", "second_seed", "uniform", "frozen")
 RUN_OPTIONS = {"main": [], "second_seed": [], "uniform": ["--uniform-attention"],
@@ -89,7 +93,7 @@ def train_steps(name, save_dir, steps, train_args, writer, lock, config):
         with lock:
             writer.write({"id": rid, "run": name, "step": step, "checkpoint": path, "config": config,
                           "seconds": None if seconds is None else round(time.time() - start, 1)})
-        print(f"| {rid} saved ({path})", flush=True)
+        logger.info(f"{rid} saved ({path})")
 
 
 # ------------------------------------------------------------------------------------------------------------ sst2
@@ -159,13 +163,13 @@ def sst2(args):
                         writer, lock, config)
 
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(one, RUNS))
+            list(progress_loop(pool.map(one, RUNS), args, prefix="sst2 runs", total=len(RUNS)))
     runs = read_records(os.path.join(args.results_path, "runs.jsonl"))
     data = os.path.join(args.data, "bin")
     subsets = ["valid"] + ([args.gen_subset] if args.gen_subset != "valid" else [])
     with driver_records(os.path.join(args.results_path, "accuracy.jsonl"), config, COMMAND, resume=True,
                         what="accuracies") as writer:
-        for r in runs:
+        for r in progress_loop(runs, args, prefix="accuracy of checkpoints"):
             if r["id"] not in writer.done_ids:
                 writer.write({"id": r["id"], "run": r["run"], "step": r["step"], "config": config,
                               "accuracy": checkpoint_accuracy(r["checkpoint"], data, subsets, args)})
@@ -307,12 +311,13 @@ def figure7(args):
     check_results_folder(args.results_path, ["summary.md", "figure7.png"], "--results-path",
                          args.overwrite or args.resume)
     config = {k: v for k, v in vars(args).items()
-              if k not in ("results_path", "ckpt_dir", "resume", "overwrite", "func", "command")}
+              if k not in ("results_path", "ckpt_dir", "resume", "overwrite", "func", "command", *PROGRESS_OPTIONS)}
     start = time.time()
     _, seconds = train(args.ckpt_dir, args.max_update, keyword_train_args(args), threads=1)
     path = os.path.join(args.results_path, "gammas.jsonl")
     with driver_records(path, config, COMMAND, args.resume, args.overwrite, "measurements") as writer:
-        for update, ckpt in measured_checkpoints(args.ckpt_dir, args.save_every).items():
+        for update, ckpt in progress_loop(measured_checkpoints(args.ckpt_dir, args.save_every).items(), args,
+                                          prefix="figure7 checkpoints"):
             if str(update) not in writer.done_ids and update <= args.max_update:
                 writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt)})
     records = sorted(read_records(path), key=lambda r: r["update"])
@@ -416,7 +421,8 @@ def figure5(args):
     if not examples:
         raise InterpretError(f"no {args.gen_subset} sentence has {args.min_words}..{args.max_words} words: widen "
                              "--min-words/--max-words")
-    points = [count_table_point(train, train_labels, test, test_labels, n, examples) for n in counts]
+    points = [count_table_point(train, train_labels, test, test_labels, n, examples)
+              for n in progress_loop(counts, args, prefix="figure5 counts")]
     lines = ["| training sentences counted | accuracy on " + args.gen_subset + " (%) | mean max α^IBM (gold label) "
              "| uniform 1/L |", "|---|---|---|---|"]
     lines += [f"| {p['train_sentences']} | {p['accuracy']:.1f} | {p['mean_max_alpha']:.3f} | "
@@ -478,6 +484,7 @@ def main(argv=None):
     s.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default: %(default)s)")
     s.add_argument("--resume", action="store_true", help="continue from the results folder's records")
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_progress_arguments(s, log_interval=1)
     s.set_defaults(func=sst2)
     f = sub.add_parser("figure7", help="γ_{l*}, γ_{l*+1}, γ̄, γ_L over training under uniform attention (Figure 7)")
     f.add_argument("--results-path", required=True, help="results folder (required; created if missing)")
@@ -495,6 +502,7 @@ def main(argv=None):
     f.add_argument("--seed", type=int, default=1, help="seed of the data and the model (default: %(default)s)")
     f.add_argument("--resume", action="store_true", help="continue from the results folder's records")
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_progress_arguments(f, log_interval=1)
     f.set_defaults(func=figure7)
     g = sub.add_parser("figure5", help="the count-table model's word polarity and attention on SST-2 (Figure 5)")
     add_sst2_options(g)
@@ -505,6 +513,7 @@ def main(argv=None):
     g.add_argument("--min-words", type=int, default=5, help="shortest example sentence (default: %(default)s)")
     g.add_argument("--max-words", type=int, default=9, help="longest example sentence (default: %(default)s)")
     g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_progress_arguments(g, log_interval=1)
     g.set_defaults(func=figure5)
     args = parser.parse_args(rename_options(sys.argv[1:] if argv is None else argv,
                                             {"--out": "--results-path", "--subset": "--gen-subset"}, COMMAND))

@@ -21,22 +21,26 @@ RESULTS/candidates.jsonl, RESULTS/runs.jsonl (each run appended as it ends; ``--
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.fairseq_runs import check_driver_records, driver_records, run, script_main
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import read_records, write_atomic
-from fairseq_interp.common.options import check_counts, check_range, rename_options
+from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range, \
+    rename_options
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
 
 COMMAND = "permutation_copy.py"
+logger = logging.getLogger("permutation_copy")
 #: options that never change a run's numbers (left out of the config every record carries)
-NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command")
+NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command", *PROGRESS_OPTIONS)
 
 
 def train_command(mode, seed, args, extra=()):
@@ -125,17 +129,17 @@ def figure3_runs(args, config, writer):
     """The runs of Figure 3 not yet in ``writer``'s records, in parallel; returns the new records."""
     lock = threading.Lock()
     jobs = [(m, s) for m in args.modes for s in range(1, args.seeds + 1) if f"{m}/seed{s}" not in writer.done_ids]
-    print(f"{len(jobs)} runs to do, {len(writer.done_ids)} kept", flush=True)
+    logger.info(f"{len(jobs)} runs to do, {len(writer.done_ids)} kept")
 
     def do(job):
         result = dict(one_run(*job, args), config=config)
         with lock:
             writer.write(result)
-            print(f"{result['id']}: tokens {result['token_accuracy'][-1]:.1f}% in {result['seconds']} s", flush=True)
+            logger.info(f"{result['id']}: tokens {result['token_accuracy'][-1]:.1f}% in {result['seconds']} s")
         return result
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        return list(pool.map(do, jobs))
+        return list(progress_loop(pool.map(do, jobs), args, prefix="figure3 runs", total=len(jobs)))
 
 
 # -------------------------------------------------------------------------------------------------- multihead-init
@@ -158,13 +162,13 @@ def multihead_init(args):
 
         todo = [s for s in range(1, args.candidates + 1) if f"head{s}" not in writer.done_ids]
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(candidate, todo))
+            list(progress_loop(pool.map(candidate, todo), args, prefix="single-head runs", total=len(todo)))
     candidates = sorted((r for r in read_records(path) if r["head_seed"] <= args.candidates),
                         key=lambda r: r["head_seed"])
     key = f"{args.criterion}_accuracy"
     good = [r["head_seed"] for r in candidates if r[key][-1] >= args.good]
     bad = [r["head_seed"] for r in candidates if r[key][-1] <= args.bad]
-    print(f"| good head seeds {good}, bad head seeds {bad}")
+    logger.info(f"good head seeds {good}, bad head seeds {bad}")
     configs = {"random": None}
     if len(bad) >= args.heads:
         configs["all_bad"] = bad[:args.heads]
@@ -185,7 +189,7 @@ def multihead_init(args):
         jobs = [(name, rep) for name in configs for rep in range(1, args.repeats + 1)
                 if f"{name}/seed{rep}" not in writer.done_ids]
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(multi, jobs))
+            list(progress_loop(pool.map(multi, jobs), args, prefix="multi-head runs", total=len(jobs)))
     wanted = {f"{name}/seed{rep}" for name in configs for rep in range(1, args.repeats + 1)}
     runs = [r for r in read_records(path) if r["id"] in wanted]
     lines = [f"single-head {args.criterion} accuracy at {args.max_update}: "
@@ -244,6 +248,7 @@ def add_common(parser, max_update, seq_len, vocab_size, train_size, valid_size, 
     parser.add_argument("--resume", action="store_true", help="keep the finished runs in the results folder's "
                                                               "records")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_progress_arguments(parser, log_interval=1)
 
 
 def main(argv=None):

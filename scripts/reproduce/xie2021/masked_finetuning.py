@@ -42,18 +42,22 @@ replaced.
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
 import time
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train as train_until
 from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
 
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
+logger = logging.getLogger("masked_finetuning")
 TABLE1_MARK = ("<!-- xie2021-table1 -->", "<!-- /xie2021-table1 -->")
 TABLE2_MARK = ("<!-- xie2021-table2 -->", "<!-- /xie2021-table2 -->")
 SWEEP_MARK = ("<!-- xie2021-sweep -->", "<!-- /xie2021-sweep -->")
@@ -205,7 +209,7 @@ def replace_section(path, marks, section, heading):
 
 
 def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure")):
-    return {k: v for k, v in vars(args).items() if k not in exclude}
+    return {k: v for k, v in vars(args).items() if k not in exclude + PROGRESS_OPTIONS}
 
 
 def load_state(path, settings, empty, keys=MODEL_KEYS):
@@ -348,9 +352,9 @@ def table(args, which):
         key = f"seed{seed}"
         runner = TableRun(exp, args, seed, state)
         rows = state["bleu"].setdefault(key, {})
-        for system in systems:
+        for system in progress_loop(systems, args, prefix=f"{which} seed {seed} systems"):
             if system in rows:
-                print(f"| seed {seed} {system}: kept", flush=True)
+                logger.info(f"seed {seed} {system}: kept")
                 continue
             plan = runner.system(system)
             rows[system] = {pair: round(exp.bleu(ckpt, task, pair, exp.generate_path(seed, system, pair), langs), 4)
@@ -359,7 +363,7 @@ def table(args, which):
                 state["params"][system] = sum(parameter_count(c) for c in dict.fromkeys(c for c, _, _ in
                                                                                        plan.values()))
             save_state(state_path, state)
-            print(f"| seed {seed} {system}: avg BLEU {exp.average(rows[system]):.2f}", flush=True)
+            logger.info(f"seed {seed} {system}: avg BLEU {exp.average(rows[system]):.2f}")
         bootstrap(exp, state, seed, systems)
         save_state(state_path, state)
     state["last_run_seconds"] = round(time.time() - t_start)
@@ -548,10 +552,10 @@ def sweep(args):
             state["runs"]["baseline+ft"] = {"bleu": exp.score(ckpt, BASELINE_TASK, "baseline+ft", 2),
                                             "train_seconds": seconds}
             save_state(state_path, state)
-    for k, rho in grid(args):
+    for k, rho in progress_loop(grid(args), args, prefix="sweep (k, ρ)"):
         system = system_name(k, rho)
         if system in state["runs"]:
-            print(f"| {system}: kept", flush=True)
+            logger.info(f"{system}: kept")
             continue
         masks = os.path.join(exp.work, f"masks-{system}.pt")
         if not os.path.exists(masks):
@@ -562,7 +566,7 @@ def sweep(args):
         state["runs"][system] = {"k": k, "rho": rho, "specific_share": share, "general": general, "neurons": total,
                                  "bleu": exp.score(ckpt, MASKED_TASK, system, 2), "train_seconds": seconds}
         save_state(state_path, state)
-        print(f"| {system}: avg BLEU {exp.average(state['runs'][system]['bleu']):.2f}", flush=True)
+        logger.info(f"{system}: avg BLEU {exp.average(state['runs'][system]['bleu']):.2f}")
     if args.erasure:
         system = system_name(args.k, args.rho)
         out = os.path.join(exp.work, "erasure")
@@ -728,6 +732,7 @@ def add_scale_arguments(p, lang_pairs=XIE2021_M2M):
                    help="sentences per direction for importance (0 = the whole split)")
     p.add_argument("--beam", type=int, default=4, help="beam size (the paper's: 4)")
     p.add_argument("--report", help="markdown file whose marked section is replaced by the results")
+    add_progress_arguments(p, log_interval=1)
 
 
 def add_table_arguments(p, which):
@@ -769,9 +774,13 @@ def check_driver_options(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    add_table_arguments(sub.add_parser("table1", help="Table 1: many-to-many, every system of the paper"), "table1")
-    add_table_arguments(sub.add_parser("table2", help="Table 2: one-to-many, with +Expansion"), "table2")
-    sw = sub.add_parser("sweep", help="Figure 4 / Table 3: sweeps of k and ρ, optional erasure (Figure 5)")
+    shown = defaults_help_formatter()
+    add_table_arguments(sub.add_parser("table1", help="Table 1: many-to-many, every system of the paper",
+                                       formatter_class=shown), "table1")
+    add_table_arguments(sub.add_parser("table2", help="Table 2: one-to-many, with +Expansion", formatter_class=shown),
+                        "table2")
+    sw = sub.add_parser("sweep", help="Figure 4 / Table 3: sweeps of k and ρ, optional erasure (Figure 5)",
+                        formatter_class=shown)
     add_scale_arguments(sw)
     sw.add_argument("--criterion", choices=["taylor", "absolute"], default="taylor", help="importance criterion")
     sw.add_argument("--ks", type=float, nargs="+", default=[0.5, 0.7, 0.9], help="k values at --rho")

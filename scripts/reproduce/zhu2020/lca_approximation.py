@@ -21,19 +21,22 @@ Exact mode runs a forward/backward over the whole training split at every update
 
 import argparse
 import json
+import logging
 import os
 import sys
 
+from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
-from fairseq_interp.common.options import check_range
+from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter
 from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import approximation_agreement
 from fairseq_interp.lca.figures import load_run
 
+logger = logging.getLogger("lca_approximation")
 MODES = ("approx", "exact")
 MODEL_ARGS = ("--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 64 --decoder-embed-dim 64 "
               "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --max-source-positions 128 "
@@ -80,7 +83,7 @@ def compared_records(path, updates):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=defaults_help_formatter())
     parser.add_argument("--data", required=True, help="binarized training data (fairseq-preprocess output)")
     parser.add_argument("--work", required=True, help="checkpoints and LCA records of each mode (resumable)")
     parser.add_argument("--arch", default="transformer_test_tiny")
@@ -100,6 +103,7 @@ def main():
                                            "WORK/figures)")
     parser.add_argument("--results-path", help="also write the result as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --results-path and figures")
+    add_progress_arguments(parser, log_interval=1)
     args = parser.parse_args()
     check_driver_options(args)
     if args.updates % args.interval:
@@ -109,16 +113,16 @@ def main():
         check_output_file(args.results_path, "--results-path", args.overwrite)
 
     runs, seconds = {}, {}
-    for mode in MODES:
+    for mode in progress_loop(MODES, args, prefix="LCA modes"):
         work = os.path.join(args.work, mode)
         _, seconds[mode] = train(os.path.join(work, "ckpt"), args.updates, train_args(args, mode, work), threads=1)
         records = os.path.join(work, "lca", "lca.jsonl")
         runs[mode] = compared_records(records, args.updates)
         header = runs[mode][0]
-        print(f"| {mode}: {len(runs[mode][1])} intervals, B' = "
-              + (f"the whole split ({header['options']['sentences']} sentences)" if header["options"]["exact"]
-                 else f"{header['options']['max_tokens']} tokens")
-              + ("" if seconds[mode] is None else f", trained in {seconds[mode]:.0f} s"), flush=True)
+        logger.info(f"{mode}: {len(runs[mode][1])} intervals, B' = "
+                    + (f"the whole split ({header['options']['sentences']} sentences)" if header["options"]["exact"]
+                       else f"{header['options']['max_tokens']} tokens")
+                    + ("" if seconds[mode] is None else f", trained in {seconds[mode]:.0f} s"))
 
     result = approximation_agreement(runs["approx"], runs["exact"], args.statistic)
     result.update(updates=args.updates, data=args.data, seconds=seconds,

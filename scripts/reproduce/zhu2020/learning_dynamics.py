@@ -15,6 +15,7 @@ a killed one continues from its last checkpoint (the records continue from the s
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -29,6 +30,8 @@ from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
 from fairseq_interp.lca.figures import load_run
 from fairseq_interp.lca.records import record_path
+
+logger = logging.getLogger("learning_dynamics")
 
 MODEL_ARGS = ("--encoder-layers 6 --decoder-layers 6 --encoder-embed-dim 64 --decoder-embed-dim 64 "
               "--encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 "
@@ -107,14 +110,14 @@ def main():
     if args.results_path:
         check_output_file(args.results_path, "--results-path", args.overwrite)
     checkpoint, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
-    print("| " + ("already trained" if seconds is None else f"trained in {seconds:.0f} s"), flush=True)
+    logger.info("already trained" if seconds is None else f"trained in {seconds:.0f} s")
     bleu, signature = test_bleu(args, checkpoint)
     records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
     plot_dir = args.plot_dir or os.path.join(args.work, "figures")
     values = os.path.join(args.work, "lca-plot.json")
     run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", plot_dir,
          "--out", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
-    print(f"| figures in {plot_dir}")
+    logger.info(f"figures in {plot_dir}")
 
     runs = {split: load_run(path) for split, path in zip(args.splits, records)}
     paper = load_paper_numbers("lca")
