@@ -2,6 +2,7 @@
 options: every looping subcommand accepts ``--log-format``, ``--log-interval`` (default 1: one line per run) and
 ``--no-progress-bar``; a loop logs one line per item through ``logging``, and a run's summary is a log record."""
 
+import argparse
 import importlib.util
 import json
 import logging
@@ -73,3 +74,51 @@ def test_baselines_loop_logs_each_seed_under_fairseqs_simple_progress(tmp_path, 
         _main(driver, [*argv, "--log-interval", "2"], monkeypatch)
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("baselines seeds:")] == \
         [progress[1]]
+
+
+class _Parsed(Exception):
+    pass
+
+
+def _parser_of(path, monkeypatch):
+    """The argument parser a driver's ``main()`` builds (stopped when it parses)."""
+    seen = []
+
+    def stop(parser, *args, **kwargs):
+        seen.append(parser)
+        raise _Parsed
+
+    module = _driver(path)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+    with pytest.raises(_Parsed):
+        _main(module, [], monkeypatch)
+    return seen[0]
+
+
+def _parsers(parser, name):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {command}")
+    yield name, parser
+
+
+DRIVERS = sorted({path for path, _ in LOOPING} | {"voita2019/head_roles.py", "voita2019/lrp_rules.py",
+                                                  "zhu2020/learning_dynamics.py"})
+
+
+@pytest.mark.parametrize("path", DRIVERS)
+def test_every_driver_option_with_a_default_shows_it_in_help(path, monkeypatch):
+    hidden = []
+    for name, parser in _parsers(_parser_of(path, monkeypatch), path):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if (not action.option_strings or action.required or action.help == argparse.SUPPRESS
+                    or isinstance(action, argparse._HelpAction) or action.default in (None, False, "", [])):
+                continue
+            text = formatter._expand_help(action) if action.help else ""
+            if "default" not in text:
+                hidden.append(f"{name} {action.option_strings[0]}")
+        for action in parser._actions:
+            assert not (action.required and "(optional)" in (action.help or "")), action.option_strings
+    assert not hidden

@@ -143,11 +143,13 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--size", default="multi30k", help="architecture size suffix (transformer_<size>)")
     ap.add_argument("--baseline", help="an existing plain checkpoint of that size (else one is trained)")
-    ap.add_argument("--baseline-updates", type=int, default=4000)
-    ap.add_argument("--finetune-updates", type=int, default=1500)
-    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--finetune-lr", type=float, default=5e-4)
+    ap.add_argument("--baseline-updates", type=int, default=4000,
+                    help="updates of the baseline (and of each from-scratch run)")
+    ap.add_argument("--finetune-updates", type=int, default=1500, help="updates of each L0 fine-tuning")
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2],
+                    help="weights λ of the L0 penalty, one fine-tuning each")
+    ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the baseline and from-scratch runs")
+    ap.add_argument("--finetune-lr", type=float, default=5e-4, help="learning rate of the L0 fine-tuning")
     ap.add_argument("--init-log-alpha", type=float, default=1.0,
                     help="initial log α of the gates (> 0: open in evaluation). Adam moves log α by about --lr per "
                          "update, so from the model default 3.0 a gate needs ~3/lr updates to close")

@@ -86,7 +86,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=defaults_help_formatter())
     parser.add_argument("--data", required=True, help="binarized training data (fairseq-preprocess output)")
     parser.add_argument("--work", required=True, help="checkpoints and LCA records of each mode (resumable)")
-    parser.add_argument("--arch", default="transformer_test_tiny")
+    parser.add_argument("--arch", default="transformer_test_tiny", help="architecture (sizes: --model-args)")
     parser.add_argument("--model-args", default=MODEL_ARGS, help="architecture options (default: 3+3 layers, "
                         "64-dim, FFN 128)")
     parser.add_argument("--updates", type=int, default=150, help="a multiple of --interval")
@@ -94,9 +94,9 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=2048, help="training batch, and batch of the exact pass")
     parser.add_argument("--lca-max-tokens", type=int,
                         help="size of B' in the approximation (default: --max-tokens, a training mini-batch)")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    parser.add_argument("--warmup", type=int, default=50, help="inverse-sqrt warm-up updates")
+    parser.add_argument("--seed", type=int, default=1, help="training seed (both modes)")
     parser.add_argument("--statistic", choices=["mean", "sum"], default="mean",
                         help="rank the groups by LCA per parameter (Eq. 4, the paper's) or by their sums")
     parser.add_argument("--plot-dir", help="Figure 1 and the others of fairseq-interp lca-plot (default: "

@@ -24,7 +24,7 @@ from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates, re
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
-from fairseq_interp.common.options import check_range
+from fairseq_interp.common.options import check_range, defaults_help_formatter
 from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
@@ -81,20 +81,20 @@ def test_bleu(args, checkpoint):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=defaults_help_formatter())
     parser.add_argument("--data", required=True, help="binarized data with the LCA splits (fairseq-preprocess output)")
     parser.add_argument("--work", required=True, help="checkpoints and LCA records of each run (resumable)")
     parser.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to record LCA on")
-    parser.add_argument("--arch", default="transformer_test_tiny")
+    parser.add_argument("--arch", default="transformer_test_tiny", help="architecture (sizes: --model-args)")
     parser.add_argument("--model-args", default=MODEL_ARGS, help="architecture options (default: 6+6 layers, "
                         "64-dim, FFN 256, 4 heads, dropout 0.1)")
-    parser.add_argument("--updates", type=int, default=2400)
+    parser.add_argument("--updates", type=int, default=2400, help="training updates")
     parser.add_argument("--interval", type=int, default=15, help="--lca-interval (Zhu et al. Eq. 3: 15)")
-    parser.add_argument("--max-tokens", type=int, default=2048)
+    parser.add_argument("--max-tokens", type=int, default=2048, help="tokens per training batch")
     parser.add_argument("--lca-max-tokens", type=int, help="size of B' (default: --max-tokens, a training batch)")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    parser.add_argument("--warmup", type=int, default=200, help="inverse-sqrt warm-up updates")
+    parser.add_argument("--seed", type=int, default=1, help="training seed")
     parser.add_argument("--references", help="raw test references for BLEU (default: DATA/../raw/test.<tgt>, as "
                                              "scripts/prepare_data.py writes them)")
     parser.add_argument("--plot-dir", help="figures (default: WORK/figures)")
