@@ -107,16 +107,18 @@ def _write_table(path, text):
 
 def cmd_pos(args):
     """He et al. 2019 §5.2, Table 3: share of words vs of word importance per POS category."""
+    from ..common.batches import progress_loop
     from ..common.spacy_models import PosTagger, load_spacy, spacy_model_for
     from .evaluation.pos import group_distribution, markdown, pos_distribution
 
     _check_out(args)
     tagger = PosTagger(load_spacy(spacy_model_for("en", args.spacy_model)))
     records = _records(args.jsonl, None)
+    tagged = progress_loop(records, args, prefix="POS tags")
     if args.groups == "paper":
-        rows = group_distribution(records, tagger)
+        rows = group_distribution(tagged, tagger)
     else:
-        rows = pos_distribution(records, tagger)
+        rows = pos_distribution(tagged, tagger)
     text = markdown(rows)
     if args.paper_column:
         from .evaluation.paper_tables import shares_side_by_side
@@ -210,7 +212,9 @@ def cmd_importance_regression(args):
     classes = occurrence_classes_of(args, records, pairs)
     analyser = regression.SyntaxAnalyser(load_spacy(spacy_model_for("en", args.spacy_model),
                                                     needed_for="dependency depths"))
-    data = regression.word_features(records, analyser, classes)
+    from ..common.batches import progress_loop
+
+    data = regression.word_features(progress_loop(records, args, prefix="POS tags and parses"), analyser, classes)
     rows = regression.importance_table(data, tuple(args.depth_edges), seeds=range(1, args.trees + 1),
                                        max_depth=args.max_depth, resamples=args.bootstrap, bootstrap_seed=args.seed)
     text = (f"| {len(records)} records, {len(data.target)} source words; depth levels Low < {args.depth_edges[0]} "
@@ -318,6 +322,7 @@ def add_subcommands(sub):
     plot = _records_parser(sub, "plot", "heatmap PNGs from attribution records", cmd_plot)
     plot.add_argument("--results-path", help="folder for the heatmaps sentence-<id>.png (required)")
     add_overwrite_argument(plot)
+    add_progress_arguments(plot)
     merge = _add_parser(sub, "merge", help="join the shards of fairseq-interpret --num-shards N --shard-id I")
     merge.add_argument("results_path", help="the --results-path the shards wrote to")
     merge.add_argument("--out", help="merged JSONL (default: RESULTS_PATH/attributions.jsonl)")
@@ -344,6 +349,7 @@ def add_subcommands(sub):
                      help="the paper's Table 3 categories with content / content-free totals (default), or one row "
                           "per universal POS tag")
     _paper_options(pos)
+    add_progress_arguments(pos)
     pos.set_defaults(func=cmd_pos)
     fert = _add_parser(sub, "fertility", help="fertility classes: share of words vs of word importance "
                                             "(He et al. 2019, Table 4)")
