@@ -212,11 +212,12 @@ def cmd_importance_regression(args):
     classes = occurrence_classes_of(args, records, pairs)
     analyser = regression.SyntaxAnalyser(load_spacy(spacy_model_for("en", args.spacy_model),
                                                     needed_for="dependency depths"))
-    from ..common.batches import progress_loop
+    from ..common.batches import progress, progress_loop
 
     data = regression.word_features(progress_loop(records, args, prefix="POS tags and parses"), analyser, classes)
     rows = regression.importance_table(data, tuple(args.depth_edges), seeds=range(1, args.trees + 1),
-                                       max_depth=args.max_depth, resamples=args.bootstrap, bootstrap_seed=args.seed)
+                                       max_depth=args.max_depth, resamples=args.bootstrap, bootstrap_seed=args.seed,
+                                       loop=lambda draws: progress(draws, args, prefix="bootstrap resamples"))
     text = (f"| {len(records)} records, {len(data.target)} source words; depth levels Low < {args.depth_edges[0]} "
             f"<= Middle < {args.depth_edges[1]} <= High; {args.trees} trees (random_state 1..{args.trees}), "
             f"max depth {args.max_depth}; {args.bootstrap} bootstrap samples over sentences\n\n"

@@ -121,6 +121,16 @@ def test_table2_bootstrap_intervals_and_paper_column():
     assert noun.value == "Noun" and noun.low <= noun.importance <= noun.high and noun.high <= 100.0
     depth = [r for r in rows if r.kind == "Syntactic" and r.value != "total"]
     assert all(r.low == r.high == 0.0 for r in depth)  # a constant feature never splits
+    # the resamples under fairseq's progress bar: each one drawn once, the same intervals
+    import argparse
+
+    from fairseq_interp.common.batches import progress
+
+    drawn = []
+    options = argparse.Namespace(log_format="simple", log_interval=10, no_progress_bar=True)
+    shown = regression.importance_table(data, resamples=30, bootstrap_seed=3, loop=lambda draws: (
+        drawn.append(k) or k for k in progress(draws, options, prefix="bootstrap resamples")))
+    assert drawn == list(range(30)) and shown == rows
     table = regression_side_by_side(rows, "En⇒Fr", "hand-made")
     assert "| POS Tags: Noun (%) | 1.9 | 80.0 | +78.1 | hand-made |" in table
     assert "| Fertility: total (%) | 30.7 | 20.0 | -10.7 | hand-made |" in table  # 21.4 + 7.0 + 0.4 + 1.9

@@ -141,9 +141,10 @@ def tree_importances(x, y, seeds=(1, 2, 3, 4, 5), max_depth=None, min_samples_le
     return 100.0 * total / len(seeds)
 
 
-def bootstrap_importances(x, y, sentence, resamples=200, seed=1, level=0.95, **tree_options):
+def bootstrap_importances(x, y, sentence, resamples=200, seed=1, level=0.95, loop=iter, **tree_options):
     """Percentile intervals ``(low, high)`` arrays of :func:`tree_importances` over ``resamples`` bootstrap
-    samples of the sentences (all words of a drawn sentence enter together)."""
+    samples of the sentences (all words of a drawn sentence enter together); ``loop`` wraps the range of resamples
+    (a progress bar)."""
     import numpy as np
 
     sentence = np.asarray(sentence)
@@ -151,7 +152,7 @@ def bootstrap_importances(x, y, sentence, resamples=200, seed=1, level=0.95, **t
     rows_of = [np.flatnonzero(sentence == s) for s in range(n_sentences)]
     rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(resamples):
+    for _ in loop(range(resamples)):
         rows = np.concatenate([rows_of[s] for s in rng.integers(0, n_sentences, n_sentences)])
         draws.append(tree_importances(x[rows], y[rows], **tree_options))
     draws = np.asarray(draws)
@@ -170,8 +171,9 @@ class FeatureRow:
 
 
 def importance_table(data, depth_edges=(2, 4), seeds=(1, 2, 3, 4, 5), max_depth=None, resamples=200,
-                     bootstrap_seed=1):
-    """Table 2: one :class:`FeatureRow` per feature (order :data:`FEATURES`), then one per kind (its total)."""
+                     bootstrap_seed=1, loop=iter):
+    """Table 2: one :class:`FeatureRow` per feature (order :data:`FEATURES`), then one per kind (its total);
+    ``loop`` wraps the bootstrap's range of resamples (a progress bar)."""
     import numpy as np
 
     x, y = design_matrix(data, depth_edges)
@@ -179,7 +181,8 @@ def importance_table(data, depth_edges=(2, 4), seeds=(1, 2, 3, 4, 5), max_depth=
     values = tree_importances(x, y, **options)
     low = high = [None] * len(FEATURES)
     if resamples:
-        low, high = bootstrap_importances(x, y, data.sentence, resamples=resamples, seed=bootstrap_seed, **options)
+        low, high = bootstrap_importances(x, y, data.sentence, resamples=resamples, seed=bootstrap_seed,
+                                          loop=loop, **options)
     rows = [FeatureRow(kind, value, int(x[:, c].sum()), float(values[c]),
                        None if low[c] is None else float(low[c]), None if high[c] is None else float(high[c]))
             for c, (kind, value) in enumerate(FEATURES)]
