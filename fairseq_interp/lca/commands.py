@@ -23,22 +23,64 @@ PROVENANCE = "provenance.json"
 PROVENANCE_FORMAT = "fairseq-interp-lca-plot"
 
 
+def earlier_output_names(args, log, json_file_alone=False):
+    """``args`` with the earlier names of the output options applied, one warning each: ``--plot-dir DIR`` is
+    ``--results-path DIR``; next to ``--plot-dir`` a ``--results-path FILE`` is ``--out FILE``, and so (with
+    ``json_file_alone``, the reproduction drivers' earlier form) is a ``--results-path`` ending in ``.json`` alone."""
+    earlier_file = None
+    if args.plot_dir:
+        log.warning("--plot-dir is now called --results-path (the folder of the figures); the old name will be "
+                    "removed")
+        earlier_file, args.results_path = args.results_path, args.plot_dir
+    elif (json_file_alone and args.results_path and args.results_path.endswith(".json")
+          and not os.path.isdir(args.results_path)):
+        earlier_file, args.results_path = args.results_path, None
+    if earlier_file:
+        log.warning("--results-path FILE (a JSON file) is now called --out FILE; --results-path is the folder of "
+                    "the figures; the old form will be removed")
+        if args.out:
+            raise InterpretError("--out and the old --results-path FILE both name the JSON file: pass one")
+        args.out = earlier_file
+    return args
+
+
 def _output_options(args):
     """``(results folder, values file or None)`` from the options, the earlier names included (with a warning)."""
-    if args.plot_dir:
-        logger.warning("--plot-dir is now called --results-path (the folder of the figures); the old name will be "
-                       "removed")
-        if args.results_path:
-            logger.warning("--results-path FILE next to --plot-dir is now called --out FILE (the values JSON); the "
-                           "old form will be removed")
-            if args.out:
-                raise InterpretError("--out and the old --results-path FILE both name the values file: pass one")
-            args.out = args.results_path
-        args.results_path = args.plot_dir
+    earlier_output_names(args, logger)
     if not args.results_path:
         raise InterpretError("--results-path is required: the folder for the figures, values.json and "
                              "provenance.json")
     return args.results_path, args.out
+
+
+def driver_outputs(args, result_name, log):
+    """``(results folder, result JSON in it, --out file or None)`` of a Zhu et al. reproduction driver, checked.
+
+    The folder (``--results-path``, default ``WORK/figures``) receives ``fairseq-interp lca-plot``'s outputs and the
+    driver's ``result_name``; a rerun with the same ``--work`` replaces them (they are made again from its records,
+    the result JSON names the ``--work`` it came from), anything else there needs ``--overwrite``, as does an
+    existing ``--out``."""
+    from .figures import FIGURES
+
+    earlier_output_names(args, log, json_file_alone=True)
+    folder = args.results_path or os.path.join(args.work, "figures")
+    result = os.path.join(folder, result_name)
+    replace = args.overwrite or _made_from(result, args.work)
+    check_results_folder(folder, [*FIGURES, VALUES, PROVENANCE, result_name], "--results-path", replace)
+    if args.out and os.path.abspath(args.out) == os.path.abspath(result):
+        args.out = None  # the folder's own copy
+    check_output_files([args.out], "--out", args.overwrite)
+    return folder, result, args.out
+
+
+def _made_from(result, work):
+    """Whether the driver result JSON ``result`` was made from the records under ``work``."""
+    try:
+        with open(result) as f:
+            made_from = json.load(f).get("work")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(made_from, str) and os.path.abspath(made_from) == os.path.abspath(work)
 
 
 def lca_plot_command(args):

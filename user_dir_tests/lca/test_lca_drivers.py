@@ -33,7 +33,7 @@ def intervals(path):
 @pytest.fixture(scope="module")
 def approx_work(data_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("zhu_approx")
-    proc = approximation(data_dir, work, 4, "--results-path", str(work / "result.json"))
+    proc = approximation(data_dir, work, 4, "--out", str(work / "result.json"))
     return work, proc
 
 
@@ -88,7 +88,7 @@ def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
     args = [sys.executable, "scripts/reproduce/zhu2020/learning_dynamics.py", "--data", str(data_dir / "bin"),
             "--work", str(tmp_path / "w"), "--updates", "4", "--interval", "2", "--max-tokens", "1000",
             "--warmup", "2", "--model-args", "--encoder-layers 3 --decoder-layers 3 " + TINY_MODEL,
-            "--results-path", str(tmp_path / "claims.json")]
+            "--out", str(tmp_path / "claims.json")]
     proc = run(args)
     result = json.loads((tmp_path / "claims.json").read_text())
     values = json.loads((tmp_path / "w" / "lca-plot.json").read_text())

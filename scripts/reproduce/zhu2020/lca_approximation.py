@@ -14,7 +14,10 @@ checkpoint (fairseq's resume; the LCA records continue from the state saved with
     python scripts/prepare_data.py --src en --tgt de --train-size 10000 --valid-size 500 --vocab-size 4000 \\
         --out data/m30k-10k.en-de
     OMP_NUM_THREADS=1 python scripts/reproduce/zhu2020/lca_approximation.py --data data/m30k-10k.en-de/bin \\
-        --updates 150 --work results/zhu2020-approximation --results-path results/zhu2020-approximation/result.json
+        --updates 150 --work results/zhu2020-approximation --results-path results/zhu2020-approximation/figures
+
+Writes into ``--results-path`` (default ``WORK/figures``) the figures, ``values.json`` and ``provenance.json`` of
+``fairseq-interp lca-plot`` and the result, ``approximation.json``; ``--out FILE`` also writes the result there.
 
 Exact mode runs a forward/backward over the whole training split at every update: keep the data and model small.
 """
@@ -31,12 +34,13 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter
-from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import approximation_agreement
+from fairseq_interp.lca.commands import driver_outputs
 from fairseq_interp.lca.figures import load_run
 
 logger = logging.getLogger("lca_approximation")
+RESULT = "approximation.json"
 MODES = ("approx", "exact")
 MODEL_ARGS = ("--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 64 --decoder-embed-dim 64 "
               "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --max-source-positions 128 "
@@ -99,18 +103,19 @@ def main():
     parser.add_argument("--seed", type=int, default=1, help="training seed (both modes)")
     parser.add_argument("--statistic", choices=["mean", "sum"], default="mean",
                         help="rank the groups by LCA per parameter (Eq. 4, the paper's) or by their sums")
-    parser.add_argument("--plot-dir", help="Figure 1 and the others of fairseq-interp lca-plot (default: "
-                                           "WORK/figures)")
-    parser.add_argument("--results-path", help="also write the result as JSON here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --results-path and figures")
+    parser.add_argument("--results-path", help="folder for Figure 1, the other outputs of fairseq-interp lca-plot "
+                        f"and {RESULT} (default: WORK/figures)")
+    parser.add_argument("--out", help="also write the result JSON to this file")
+    parser.add_argument("--plot-dir", help=argparse.SUPPRESS)  # the earlier name of --results-path
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out and outputs in "
+                        "--results-path not made from this --work")
     add_progress_arguments(parser, log_interval=1)
     args = parser.parse_args()
     check_driver_options(args)
     if args.updates % args.interval:
         raise InterpretError(f"--updates {args.updates} is not a multiple of --interval {args.interval}: pick one "
                              f"that is (records are compared interval by interval)")
-    if args.results_path:
-        check_output_file(args.results_path, "--results-path", args.overwrite)
+    folder, result_file, out = driver_outputs(args, RESULT, logger)
 
     runs, seconds = {}, {}
     for mode in progress_loop(MODES, args, prefix="LCA modes"):
@@ -127,10 +132,9 @@ def main():
     result = approximation_agreement(runs["approx"], runs["exact"], args.statistic)
     result.update(updates=args.updates, data=args.data, seconds=seconds,
                   sentences=runs["exact"][0]["options"]["sentences"],
-                  lca_max_tokens=runs["approx"][0]["options"]["max_tokens"])
-    plot_dir = args.plot_dir or os.path.join(args.work, "figures")
+                  lca_max_tokens=runs["approx"][0]["options"]["max_tokens"], work=os.path.abspath(args.work))
     run(["fairseq-interp", "lca-plot", *[os.path.join(args.work, m, "lca", "lca.jsonl") for m in MODES],
-         "--labels", *MODES, "--results-path", plot_dir, "--statistic", args.statistic, "--overwrite"],
+         "--labels", *MODES, "--results-path", folder, "--statistic", args.statistic, "--overwrite"],
         log=os.path.join(args.work, "lca-plot.log"))
 
     print(f"| {'group':22s} {'approx':>12s} {'exact':>12s} {'ratio approx':>13s} {'ratio exact':>12s}")
@@ -148,8 +152,10 @@ def main():
     setting = (f"{result['sentences']} training sentences, {args.arch} {args.model_args}, {args.updates} updates, "
                f"B' = {result['lca_max_tokens']} tokens, {args.statistic} per group")
     print(side_by_side([(f"{number.table}: {number.row}", number.value, result["tau"], setting)], digits=3))
-    if args.results_path:
-        write_atomic(args.results_path, json.dumps(result, indent=1) + "\n")
+    for path in (result_file, out):
+        if path:
+            write_atomic(path, json.dumps(result, indent=1) + "\n")
+    logger.info(f"figures and {RESULT} in {folder}")
 
 
 if __name__ == "__main__":

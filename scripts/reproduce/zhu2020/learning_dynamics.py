@@ -11,6 +11,10 @@ a killed one continues from its last checkpoint (the records continue from the s
         --out data/m30k-10k.en-de
     OMP_NUM_THREADS=1 python scripts/reproduce/zhu2020/learning_dynamics.py --data data/m30k-10k.en-de/bin \\
         --work results/zhu2020-dynamics
+
+Writes into ``--results-path`` (default ``WORK/figures``) the figures, ``values.json`` and ``provenance.json`` of
+``fairseq-interp lca-plot`` and the claims beside the paper's, ``claims.json``; ``--out FILE`` also writes the
+claims there.
 """
 
 import argparse
@@ -25,13 +29,14 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import check_range, defaults_help_formatter
-from fairseq_interp.common.outputs import check_output_file
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
+from fairseq_interp.lca.commands import driver_outputs
 from fairseq_interp.lca.figures import load_run
 from fairseq_interp.lca.records import record_path
 
 logger = logging.getLogger("learning_dynamics")
+RESULT = "claims.json"
 
 MODEL_ARGS = ("--encoder-layers 6 --decoder-layers 6 --encoder-embed-dim 64 --decoder-embed-dim 64 "
               "--encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 "
@@ -97,9 +102,12 @@ def main():
     parser.add_argument("--seed", type=int, default=1, help="training seed")
     parser.add_argument("--references", help="raw test references for BLEU (default: DATA/../raw/test.<tgt>, as "
                                              "scripts/prepare_data.py writes them)")
-    parser.add_argument("--plot-dir", help="figures (default: WORK/figures)")
-    parser.add_argument("--results-path", help="also write the figures' values and the claims as JSON here")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing figures and --results-path")
+    parser.add_argument("--results-path", help=f"folder for the figures, the other outputs of fairseq-interp "
+                        f"lca-plot and {RESULT} (default: WORK/figures)")
+    parser.add_argument("--out", help="also write the claims JSON to this file")
+    parser.add_argument("--plot-dir", help=argparse.SUPPRESS)  # the earlier name of --results-path
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out and outputs in "
+                        "--results-path not made from this --work")
     args = parser.parse_args()
     for option, minimum in (("updates", 1), ("interval", 1), ("max_tokens", 1), ("lca_max_tokens", 1),
                             ("warmup", 0)):
@@ -107,17 +115,15 @@ def main():
     check_range(args.lr, "--lr", 0, strict_minimum=True)
     if len(set(args.splits)) != len(args.splits):
         raise InterpretError(f"--splits {' '.join(args.splits)} names a split twice: pass each split once")
-    if args.results_path:
-        check_output_file(args.results_path, "--results-path", args.overwrite)
+    folder, result_file, out = driver_outputs(args, RESULT, logger)
     checkpoint, seconds = train(os.path.join(args.work, "ckpt"), args.updates, train_args(args), threads=1)
     logger.info("already trained" if seconds is None else f"trained in {seconds:.0f} s")
     bleu, signature = test_bleu(args, checkpoint)
     records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
-    plot_dir = args.plot_dir or os.path.join(args.work, "figures")
     values = os.path.join(args.work, "lca-plot.json")
-    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", plot_dir,
+    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", folder,
          "--out", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
-    logger.info(f"figures in {plot_dir}")
+    logger.info(f"figures in {folder}")
 
     runs = {split: load_run(path) for split, path in zip(args.splits, records)}
     paper = load_paper_numbers("lca")
@@ -138,9 +144,11 @@ def main():
                  f"Multi30k test, beam 5, {signature}"))
     print(side_by_side(rows))
     print(f"\nour setting: {setting}")
-    if args.results_path:
-        write_atomic(args.results_path, json.dumps({"setting": setting, "claims": claims, "values": values,
-                                                    "test_bleu": bleu, "bleu_signature": signature}, indent=1) + "\n")
+    claims_json = json.dumps({"setting": setting, "claims": claims, "values": values, "test_bleu": bleu,
+                              "bleu_signature": signature, "work": os.path.abspath(args.work)}, indent=1) + "\n"
+    for path in (result_file, out):
+        if path:
+            write_atomic(path, claims_json)
 
 
 if __name__ == "__main__":
