@@ -246,8 +246,10 @@ def _train_probes(args, main, classify):
 
     def pairs_of(split):
         data = load_dataset(task, split, main.task_cfg)
-        return (probes.classification_pairs(data, args.ibm1_max_pairs) if classify
-                else probes.training_pairs(data, tgt_dict.eos(), tgt_dict.pad(), args.ibm1_max_pairs))
+        what = f"--train-subset {split}" if split == args.train_subset else f"--proxy-valid-subset {split}"
+        return (probes.classification_pairs(task, data, args, src_dict.pad(), args.ibm1_max_pairs, what) if classify
+                else probes.training_pairs(task, data, args, tgt_dict.eos(), tgt_dict.pad(), args.ibm1_max_pairs,
+                                           what))
 
     train_pairs = pairs_of(args.train_subset)
     ibm = probes.train_ibm1(train_pairs, ibm_iterations) if ibm_iterations > 0 else None

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..common.attention import attention_from_extra
+from ..common.batches import rows_by_id
 from ..common.errors import InterpretError
 from ..common.ibm1 import IBM1
 from ..common.teacher_forcing import prev_output_tokens
@@ -45,15 +46,15 @@ def _strip(tokens, eos, pad):
     return [int(t) for t in tokens if int(t) not in (eos, pad)]
 
 
-def training_pairs(dataset, eos, pad, max_pairs=0):
-    """(source ids, target ids) of a fairseq language-pair dataset, EOS and padding removed."""
-    n = len(dataset) if not max_pairs else min(max_pairs, len(dataset))
+def training_pairs(task, dataset, options, eos, pad, max_pairs=0, what="the training split"):
+    """(source ids, target ids) of the first ``max_pairs`` (0 = all) pairs of a fairseq language-pair dataset in id
+    order, EOS and padding removed, read through fairseq's batch iterator (``options``: ``--max-tokens`` /
+    ``--batch-size`` and the progress options)."""
     pairs = []
-    for i in range(n):
-        item = dataset[i]
-        if item.get("target") is None:
+    for source, target in rows_by_id(task, dataset, options, max_pairs, what):
+        if target is None:
             raise InterpretError("the training split has no targets: probes need a parallel training set")
-        pairs.append((_strip(item["source"], eos, pad), _strip(item["target"], eos, pad)))
+        pairs.append((_strip(source, eos, pad), _strip(target, eos, pad)))
     return pairs
 
 
@@ -276,13 +277,14 @@ def classification_probes(model, src, label, uniform_model=None, proxy=None, gra
     return out
 
 
-def classification_pairs(dataset, max_pairs=0):
-    """(word ids, [label]) of a classification dataset (EOS, BOS and padding removed), for the proxy."""
-    n = len(dataset) if not max_pairs else min(max_pairs, len(dataset))
+def classification_pairs(task, dataset, options, pad, max_pairs=0, what="the training split"):
+    """(word ids, [label]) of the first ``max_pairs`` (0 = all) sentences of a classification dataset in id order,
+    padding removed, read through fairseq's batch iterator (``options`` as :func:`training_pairs`)."""
     pairs = []
-    for i in range(n):
-        src, label = classification_item(dataset[i])
-        pairs.append(([int(t) for t in src], [label]))
+    for source, target in rows_by_id(task, dataset, options, max_pairs, what):
+        if target is None:
+            raise InterpretError("the split has no labels: probes of a classifier need labelled sentences")
+        pairs.append(([int(t) for t in source if int(t) != pad], [int(target.view(-1)[0])]))
     return pairs
 
 

@@ -84,6 +84,31 @@ def _size_error(error, what):
     return InterpretError(f"{what}: {message}: {fix}")
 
 
+def rows_by_id(task, dataset, options, num_sentences=0, what=None, default_batch_size=16):
+    """``[(source row, target row or None)]`` of the sentences with id < ``num_sentences`` (0 = all) of ``dataset``
+    in id order, read through :func:`split_batches` (every sentence kept, whatever its length) under
+    :func:`progress`. Rows are the collated batches' rows, padding included (the caller strips it). A sentence
+    dropped or read twice is an :class:`InterpretError`; so is sharding (the whole split is read)."""
+    what = what or _get(options, "gen_subset") or "the split"
+    if (_get(options, "num_shards", 1) or 1) > 1:
+        raise InterpretError(f"{what} is read whole: drop --num-shards")
+    _, batches = split_batches(task, dataset, options, None, num_sentences, default_batch_size, what=what)
+    ids, rows = [], []
+    for sample in progress(batches, options, prefix=f"reading {what}"):
+        if "net_input" not in sample:
+            continue
+        target = sample.get("target")
+        for k, sentence_id in enumerate(sample["id"].tolist()):
+            ids.append(int(sentence_id))
+            rows.append((sample["net_input"]["src_tokens"][k], None if target is None else target[k]))
+    expected = len(dataset) if not num_sentences or num_sentences <= 0 else min(num_sentences, len(dataset))
+    if sorted(ids) != list(range(expected)):
+        raise InterpretError(f"{what}: read {len(ids)} sentences ({len(set(ids))} distinct) of the {expected} "
+                             "asked for")
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return [rows[k] for k in order]
+
+
 def planned_ids(epoch_itr, options):
     """The sentence ids this shard of ``epoch_itr`` reads."""
     num_shards, shard_id = _get(options, "num_shards", 1), _get(options, "shard_id", 0)

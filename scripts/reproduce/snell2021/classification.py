@@ -281,18 +281,21 @@ def measured_checkpoints(ckpt_dir, every):
     return dict(sorted(found.items()))
 
 
-def gammas_of(path):
-    """Figure 7's four means and the validation accuracy of one checkpoint of the uniform keyword classifier."""
+def gammas_of(path, options):
+    """Figure 7's four means and the validation accuracy of one checkpoint of the uniform keyword classifier, over
+    the validation sequences read through fairseq's batch iterator (``options``: ``--batch-size`` and the progress
+    options; the sequences have one length, so they stack)."""
     import torch
 
     from fairseq_interp.attention_learning.keyword import keyword_log_odds
+    from fairseq_interp.common.batches import rows_by_id
     from fairseq_interp.common.checkpoints import load_checkpoint, load_dataset
 
     task, task_cfg, model = load_checkpoint(path, require_encoder_decoder=False)
     model.eval()
     dataset = load_dataset(task, "valid", task_cfg)
-    batch = dataset.collater([dataset[i] for i in range(len(dataset))])
-    src, labels = batch["net_input"]["src_tokens"], batch["target"]
+    rows = rows_by_id(task, dataset, options, what="valid")
+    src, labels = torch.stack([source for source, _ in rows]), torch.stack([label for _, label in rows])
     keyword = task.dictionary.index(str(task_cfg.keyword))
     out = keyword_log_odds(model, src, labels, keyword)
     with torch.no_grad():
@@ -319,7 +322,7 @@ def figure7(args):
         for update, ckpt in progress_loop(measured_checkpoints(args.ckpt_dir, args.save_every).items(), args,
                                           prefix="figure7 checkpoints"):
             if str(update) not in writer.done_ids and update <= args.max_update:
-                writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt)})
+                writer.write({"id": str(update), "update": update, "config": config, **gammas_of(ckpt, args)})
     records = sorted(read_records(path), key=lambda r: r["update"])
     lines = [" ".join(sys.argv), "", f"uniform-attention {args.arch} on the keyword task (length {args.seq_len}, "
              f"{args.vocab_size} word types, keyword 1), positive validation sequences; γ_l = Wᵀh_l (Eq. 22)", "",
