@@ -34,6 +34,7 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter
+from fairseq_interp.common.outputs import make_parent
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import approximation_agreement
 from fairseq_interp.lca.commands import driver_outputs
@@ -133,6 +134,9 @@ def main():
     result.update(updates=args.updates, data=args.data, seconds=seconds,
                   sentences=runs["exact"][0]["options"]["sentences"],
                   lca_max_tokens=runs["approx"][0]["options"]["max_tokens"], work=os.path.abspath(args.work))
+    for path in (result_file, out):  # before the figures: a rerun after a failure there replaces the folder's outputs
+        if path:
+            write_atomic(make_parent(path), json.dumps(result, indent=1) + "\n")
     run(["fairseq-interp", "lca-plot", *[os.path.join(args.work, m, "lca", "lca.jsonl") for m in MODES],
          "--labels", *MODES, "--results-path", folder, "--statistic", args.statistic, "--overwrite"],
         log=os.path.join(args.work, "lca-plot.log"))
@@ -152,9 +156,6 @@ def main():
     setting = (f"{result['sentences']} training sentences, {args.arch} {args.model_args}, {args.updates} updates, "
                f"B' = {result['lca_max_tokens']} tokens, {args.statistic} per group")
     print(side_by_side([(f"{number.table}: {number.row}", number.value, result["tau"], setting)], digits=3))
-    for path in (result_file, out):
-        if path:
-            write_atomic(path, json.dumps(result, indent=1) + "\n")
     logger.info(f"figures and {RESULT} in {folder}")
 
 

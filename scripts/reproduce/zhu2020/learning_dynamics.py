@@ -29,6 +29,7 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import check_range, defaults_help_formatter
+from fairseq_interp.common.outputs import make_parent
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.lca.analysis import dynamics_claims
 from fairseq_interp.lca.commands import driver_outputs
@@ -120,11 +121,6 @@ def main():
     logger.info("already trained" if seconds is None else f"trained in {seconds:.0f} s")
     bleu, signature = test_bleu(args, checkpoint)
     records = [record_path(os.path.join(args.work, "lca"), split, len(args.splits)) for split in args.splits]
-    values = os.path.join(args.work, "lca-plot.json")
-    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", folder,
-         "--out", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
-    logger.info(f"figures in {folder}")
-
     runs = {split: load_run(path) for split, path in zip(args.splits, records)}
     paper = load_paper_numbers("lca")
     setting = (f"{args.data} ({runs[args.splits[0]][0]['options']['sentences']} pairs in the LCA split "
@@ -142,13 +138,17 @@ def main():
     bleu_number = paper.get("§3.1", "BLEU (test)", "IWSLT14 De→En")
     rows.append((f"{bleu_number.table}: {bleu_number.row} of the model whose LCA is recorded", bleu_number.value, bleu,
                  f"Multi30k test, beam 5, {signature}"))
-    print(side_by_side(rows))
-    print(f"\nour setting: {setting}")
+    values = os.path.join(args.work, "lca-plot.json")
     claims_json = json.dumps({"setting": setting, "claims": claims, "values": values, "test_bleu": bleu,
                               "bleu_signature": signature, "work": os.path.abspath(args.work)}, indent=1) + "\n"
-    for path in (result_file, out):
+    for path in (result_file, out):  # before the figures: a rerun after a failure there replaces the folder's outputs
         if path:
-            write_atomic(path, claims_json)
+            write_atomic(make_parent(path), claims_json)
+    run(["fairseq-interp", "lca-plot", *records, "--labels", *args.splits, "--results-path", folder,
+         "--out", values, "--overwrite"], log=os.path.join(args.work, "lca-plot.log"))
+    logger.info(f"figures in {folder}")
+    print(side_by_side(rows))
+    print(f"\nour setting: {setting}")
 
 
 if __name__ == "__main__":
