@@ -33,15 +33,64 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("slow")
 
 
-def run(cmd, cwd=REPO, check=True, timeout=600):
-    """Run a command of the venv (``fairseq-train``, ``fairseq-interpret``, ...); return the CompletedProcess."""
-    exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None):
+    """Run a command of the venv (``fairseq-train``, ``fairseq-interpret``, ...); return the CompletedProcess.
+
+    ``check=False`` (a run expected to be refused) runs a command of this package (``fairseq-interpret``,
+    ``fairseq-interp``, ``python SCRIPT``) in this process (:func:`run_in_process`) unless ``in_process=False``:
+    a new Python spends seconds importing torch and fairseq before it refuses. ``in_process=True`` does so for any
+    run of such a command (a rerun that is to find everything done)."""
+    if in_process is None:
+        in_process = not check and _entry_point(cmd, cwd) is not None
+    if in_process:
+        proc = run_in_process(cmd, cwd)
+    else:
+        exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
+        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+        proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")
     return proc
+
+
+def _entry_point(cmd, cwd):
+    """``(program name, argv, entry(argv))`` of a command of this package, or None (fairseq's own commands)."""
+    import runpy
+
+    name, argv = os.path.basename(str(cmd[0])), [str(a) for a in cmd[1:]]
+    if name == "fairseq-interpret":
+        from fairseq_interp.word_importance.interpret import cli_main
+        return name, argv, cli_main
+    if name == "fairseq-interp":
+        from fairseq_interp.commands import cli_main
+        return name, argv, cli_main
+    if cmd[0] == sys.executable and argv and argv[0].endswith(".py"):
+        return argv[0], argv[1:], lambda _: runpy.run_path(os.path.join(cwd, argv[0]), run_name="__main__")
+    return None
+
+
+def run_in_process(cmd, cwd=REPO):
+    """Run a command of this package as :func:`run` does, in this process: the console script's entry point (or
+    the script run as ``__main__``) with ``sys.argv`` and the working directory set; its exit code, stdout and
+    stderr as a CompletedProcess."""
+    import contextlib
+    import io
+
+    name, argv, entry = _entry_point(cmd, cwd)
+    out, err = io.StringIO(), io.StringIO()
+    old_argv = sys.argv
+    sys.argv = [name, *argv]
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                entry(argv)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old_argv
+    return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
 
 
 def error_lines(proc):
@@ -50,9 +99,19 @@ def error_lines(proc):
             if line.strip() and ("error" in line.lower()) and "Warning" not in line]
 
 
+_BUILT = {}
+
+
 def built_once(tmp_path_factory, name, build):
     """The path ``build()`` returns, built once per test run: with pytest-xdist the first worker to need it builds it
-    under a file lock and the others reuse it; without xdist, ``build()``."""
+    under a file lock and the others reuse it; in one process, once (a session fixture imported into a second test
+    module is a second fixture of that name)."""
+    if name not in _BUILT:
+        _BUILT[name] = _built_once_across_workers(tmp_path_factory, name, build)
+    return _BUILT[name]
+
+
+def _built_once_across_workers(tmp_path_factory, name, build):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return build()
     import filelock

@@ -98,7 +98,7 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
     assert probes["checkpoint"] == best["checkpoint"] and probes["sentences"] == 30
     # resume: nothing is trained or written twice; without --resume the records are refused
     mtimes = {p: p.stat().st_mtime for p in ckpt.rglob("checkpoint_*_*.pt")}
-    run(cmd + ["--resume"], timeout=900)
+    run(cmd + ["--resume"], in_process=True)
     assert len(read_records(out / "runs.jsonl")) == len(runs) and len(read_records(out / "accuracy.jsonl")) == 8
     assert {p: p.stat().st_mtime for p in ckpt.rglob("checkpoint_*_*.pt")} == mtimes
     bad = run(cmd, check=False)
@@ -119,7 +119,7 @@ def test_figure7_driver_and_resume(tmp_path):
     summary = (out / "summary.md").read_text()
     for r in records:
         assert f"| {r['update']} | {r['gamma_keyword']:.2f} |" in summary
-    run(cmd + ["--resume"])
+    run(cmd + ["--resume"], in_process=True)
     assert len(read_records(out / "gammas.jsonl")) == 2
 
 
@@ -142,7 +142,7 @@ def test_permutation_copy_figure3_driver_and_resume(tmp_path):
     for mode in ("fixed_set", "sampled_set"):
         tok = np.array([r["token_accuracy"][-1] for r in runs if r["mode"] == mode])
         assert f"| {mode} | 2 | {tok.mean():.1f} ± {tok.std():.1f} |" in summary
-    run(cmd + ["--resume"])
+    run(cmd + ["--resume"], in_process=True)
     assert len(read_records(out / "runs.jsonl")) == 4
     bad = run(cmd, check=False)
     assert bad.returncode == 2 and "--resume" in bad.stderr
@@ -150,13 +150,13 @@ def test_permutation_copy_figure3_driver_and_resume(tmp_path):
 
 def test_multihead_init_driver_and_resume(tmp_path):
     out = tmp_path / "mh"
-    cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "multihead-init", "--candidates", "3",
+    cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "multihead-init", "--candidates", "2",
            "--heads", "2", "--repeats", "1", "--good", "0", "--bad", "100", "--results-path", str(out),
            *[a for a in PERM if a not in ("--validate-every", "10")], "--validate-every", "20"]
     run(cmd)
     candidates = read_records(out / "candidates.jsonl")
     runs = read_records(out / "runs.jsonl")
-    assert sorted(r["head_seed"] for r in candidates) == [1, 2, 3]
+    assert sorted(r["head_seed"] for r in candidates) == [1, 2]
     # every candidate is both good (>= 0) and bad (<= 100): all three configurations run
     assert sorted(r["id"] for r in runs) == ["all_bad/seed1", "one_good/seed1", "random/seed1"]
     summary = (out / "summary.md").read_text()
@@ -164,5 +164,5 @@ def test_multihead_init_driver_and_resume(tmp_path):
         assert f"| {r['configuration']} | 1 | {r['token_accuracy'][-1]:.1f} | {r['attention_accuracy'][-1]:.1f} |" \
             in summary
     assert next(r for r in runs if r["configuration"] == "all_bad")["head_seeds"] == [1, 2]
-    run(cmd + ["--resume"])
-    assert len(read_records(out / "candidates.jsonl")) == 3 and len(read_records(out / "runs.jsonl")) == 3
+    run(cmd + ["--resume"], in_process=True)
+    assert len(read_records(out / "candidates.jsonl")) == 2 and len(read_records(out / "runs.jsonl")) == 3

@@ -139,17 +139,25 @@ def attention_on_eos(model, src, tgt, eos):
     return extra["attn"][0, :-1, -1].detach().numpy()
 
 
-@pytest.mark.slow
-def test_probes_command_on_a_trained_copy_model(tmp_path):
-    """A sampled_set copy model attends to the copied token: every probe then agrees with α far above Â."""
+@pytest.fixture(scope="module")
+def copy_runs(tmp_path_factory):
+    """sampled_set copy models trained for 150 updates, checkpoints every 50 kept: ``s1`` (seed 1), ``s2`` (seed 2)
+    and ``uf`` (uniform attention, seed 1), each ``{name: folder}``."""
     from test_attention_learning import TRAIN
 
-    ckpts = {}
-    for name, extra in (("main", []), ("uniform", ["--uniform-attention"])):
-        save = tmp_path / name
-        run(["fairseq-train", *TRAIN, "--perm-mode", "sampled_set", "--max-update", "150", "--disable-validation",
-             "--save-dir", str(save), *extra])
-        ckpts[name] = save / "checkpoint_last.pt"
+    folder = tmp_path_factory.mktemp("copy_runs")
+    runs = {}
+    for name, extra in (("s1", []), ("s2", ["--seed", "2"]), ("uf", ["--uniform-attention"])):
+        runs[name] = folder / name
+        run(["fairseq-train", *TRAIN, "--perm-mode", "sampled_set", "--max-update", "150", "--save-interval-updates",
+             "50", "--keep-interval-updates", "-1", "--disable-validation", "--save-dir", str(runs[name]), *extra])
+    return runs
+
+
+@pytest.mark.slow
+def test_probes_command_on_a_trained_copy_model(copy_runs, tmp_path):
+    """A sampled_set copy model attends to the copied token: every probe then agrees with α far above Â."""
+    ckpts = {"main": copy_runs["s1"] / "checkpoint_last.pt", "uniform": copy_runs["uf"] / "checkpoint_last.pt"}
     out = tmp_path / "probes"
     proc = run(["fairseq-interp", "probes", "--path", str(ckpts["main"]), "--uniform-path", str(ckpts["uniform"]),
                 "--num-sentences", "60", "--proxy-epochs", "2", "--results-path", str(out)])
@@ -168,24 +176,20 @@ def test_probes_command_on_a_trained_copy_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_probes_along_training_gives_the_second_seed_curve_and_xi(tmp_path):
+def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp_path):
     """--along-training: A(α, α'_τ) and the accuracy of every interval checkpoint of the second seed, then ξ."""
     from test_attention_learning import TRAIN
 
-    interval = ["--max-update", "100", "--save-interval-updates", "25", "--keep-interval-updates", "-1",
-                "--disable-validation", "--perm-mode", "sampled_set"]
-    for name, extra in (("s1", []), ("s2", ["--seed", "2"]), ("uf", ["--uniform-attention"])):
-        run(["fairseq-train", *TRAIN, *interval, "--save-dir", str(tmp_path / name), *extra])
-    last = str(tmp_path / "s1" / "checkpoint_last.pt")
+    last = str(copy_runs["s1"] / "checkpoint_last.pt")
     common = ["--num-sentences", "30", "--ibm1-iterations", "2", "--proxy-epochs", "1", "--no-gradients",
-              "--uniform-path", str(tmp_path / "uf" / "checkpoint_last.pt"), "--along-training"]
+              "--uniform-path", str(copy_runs["uf"] / "checkpoint_last.pt"), "--along-training"]
     out = tmp_path / "probes"
     proc = run(["fairseq-interp", "probes", "--path", last, "--second-seed-path",
-                str(tmp_path / "s2" / "checkpoint_last.pt"), *common, "--results-path", str(out)])
+                str(copy_runs["s2"] / "checkpoint_last.pt"), *common, "--results-path", str(out)])
     result = json.loads((out / "probes.json").read_text())
     curve = result["second_seed_curve"]
-    assert [p["update"] for p in curve] == [25, 50, 75, 100] and "| update | A(α, α') |" in proc.stdout
-    assert all(p["checkpoint"].startswith(str(tmp_path / "s2")) and p["checkpoint"].endswith(f"_{p['update']}.pt")
+    assert [p["update"] for p in curve] == [50, 100, 150] and "| update | A(α, α') |" in proc.stdout
+    assert all(p["checkpoint"].startswith(str(copy_runs["s2"])) and p["checkpoint"].endswith(f"_{p['update']}.pt")
                for p in curve)
     for row in result["rows"]:
         passing = [p["accuracy"] for p in curve if p["agreement"] > row["agreement_alpha_first"]]
@@ -199,7 +203,7 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(tmp_path):
         key = f"A({name}, beta_uf)" if name != "alpha, beta" else "A(alpha, beta)"
         passing = [p["accuracy"] for p in curve if p["agreement"] > paper[key]]
         assert paper[key.replace("A(", "xi(")] == (passing[0] if passing else None), key
-    # the "second seed" being the run itself: its update-100 checkpoint is the probed model, so its attention agrees
+    # the "second seed" being the run itself: its update-150 checkpoint is the probed model, so its attention agrees
     # with α everywhere and its accuracy is the probed model's
     out2 = tmp_path / "same"
     run(["fairseq-interp", "probes", "--path", last, "--second-seed-path", last, *common, "--results-path", str(out2)])
@@ -213,7 +217,7 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(tmp_path):
     assert bad.returncode == 2 and "pass --second-seed-path" in bad.stderr
     lonely = tmp_path / "lonely"
     lonely.mkdir()
-    (lonely / "checkpoint_last.pt").write_bytes((tmp_path / "s2" / "checkpoint_last.pt").read_bytes())
+    (lonely / "checkpoint_last.pt").write_bytes((copy_runs["s2"] / "checkpoint_last.pt").read_bytes())
     bad = run(["fairseq-interp", "probes", "--path", last, "--second-seed-path", str(lonely / "checkpoint_last.pt"),
                "--along-training", "--results-path", str(tmp_path / "x")], check=False)
     assert bad.returncode == 2 and "--save-interval-updates" in bad.stderr

@@ -40,11 +40,11 @@ def test_baselines_driver_summary_comes_from_the_log_and_a_rerun_reuses_it(data_
     assert summaries[0]["curve"] != summaries[1]["curve"]  # two seeds, two trainings
 
     stamp = os.path.getmtime(work / "transformer.en-fr.seed1" / "checkpoint_last.pt")
-    again = run([sys.executable, DRIVER, "train", "--seeds", "1", *common])
+    again = run([sys.executable, DRIVER, "train", "--seeds", "1", *common], in_process=True)
     assert "done" in again.stdout
     assert os.path.getmtime(work / "transformer.en-fr.seed1" / "checkpoint_last.pt") == stamp
 
-    table = run([sys.executable, DRIVER, "table", "--work", str(work)]).stdout
+    table = run([sys.executable, DRIVER, "table", "--work", str(work)], in_process=True).stdout
     row = next(line for line in table.splitlines() if line.startswith("| transformer | en-fr |"))
     bleus = [s["test_bleu"] for s in summaries]
     mean = re.search(r"\| 2 \| ([0-9.]+) ± ([0-9.]+)", row)

@@ -16,9 +16,9 @@ APPROX = ["--arch", "transformer_test_tiny", "--model-args", TINY_MODEL, "--inte
           "--lca-max-tokens", "400", "--warmup", "2"]
 
 
-def approximation(data_dir, work, updates, *extra):
+def approximation(data_dir, work, updates, *extra, in_process=False):
     return run([sys.executable, "scripts/reproduce/zhu2020/lca_approximation.py", "--data", str(data_dir / "bin"),
-                "--work", str(work), "--updates", str(updates), *APPROX, *extra])
+                "--work", str(work), "--updates", str(updates), *APPROX, *extra], in_process=in_process)
 
 
 def records(path):
@@ -66,14 +66,14 @@ def test_approximation_table_comes_from_its_records(approx_work):
 def test_approximation_rerun_and_resume_add_nothing_twice(data_dir, approx_work, tmp_path):
     work, _ = approx_work
     before = {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in ("approx", "exact")}
-    again = approximation(data_dir, work, 4)
+    again = approximation(data_dir, work, 4, in_process=True)
     assert again.stdout.count("trained in") == 0
     assert {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in before} == before
     # a run stopped at update 2, its record file cut mid-line by a kill, continued to update 4
-    approximation(data_dir, tmp_path, 2)
+    approximation(data_dir, tmp_path, 2, in_process=True)
     with open(tmp_path / "approx" / "lca" / "lca.jsonl", "a") as f:
         f.write('{"type": "interval", "start": 3, "e')
-    approximation(data_dir, tmp_path, 4)
+    approximation(data_dir, tmp_path, 4, in_process=True)
     for mode in before:
         got, want = records(tmp_path / mode / "lca" / "lca.jsonl"), records(work / mode / "lca" / "lca.jsonl")
         assert [r for r in got if r["type"] == "interval"] == [r for r in want if r["type"] == "interval"]
@@ -115,7 +115,7 @@ def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
     for name in ("figure2-sparse-dense.png", "figure3-layers.png", "figure4-intervals.png", "figure5-buckets.png"):
         assert (tmp_path / "w" / "figures" / name).stat().st_size > 10_000
     before = (tmp_path / "w" / "lca" / "lca.train.jsonl").read_bytes()
-    again = run(args + ["--overwrite"])
+    again = run(args + ["--overwrite"], in_process=True)
     assert "already trained" in again.stdout
     assert (tmp_path / "w" / "lca" / "lca.train.jsonl").read_bytes() == before
 

@@ -179,20 +179,7 @@ def test_cli_allocate_plots_importance_curves(tmp_path):
 
 # --- the CLI on a many-to-many masked checkpoint --------------------------------------------------------------
 
-from test_neurons_multilingual import MULTI, PAIRS, TRAIN, _mask_file, _setup, m2m_baseline, m2m_data  # noqa: E402,F401
-
-
-@pytest.fixture(scope="module")
-def m2m_masked(m2m_data, m2m_baseline, tmp_path_factory):
-    """The baseline fine-tuned 3 updates with masks of ρ 0.5, k 1 (each specific neuron has one pair)."""
-    work = tmp_path_factory.mktemp("m2m_erase")
-    task, args = _setup(m2m_data)
-    _mask_file(work / "masks.pt", task, args, PAIRS, rho=0.5, k=1.0)
-    run(["fairseq-train", str(m2m_data), "--task", "translation_multi_neuron_masked", *MULTI,
-         "--arch", "transformer_neuron_masked_test_tiny", "--neuron-masks", str(work / "masks.pt"),
-         "--finetune-from-model", str(m2m_baseline), "--max-update", "3", "--save-dir", str(work / "ckpt"),
-         "--disable-validation", *TRAIN])
-    return work / "ckpt" / "checkpoint_last.pt"
+from test_neurons_multilingual import MULTI, m2m_baseline, m2m_data, m2m_masked  # noqa: E402,F401
 
 
 def test_cli_erase_changes_only_pairs_holding_erased_neurons(m2m_data, m2m_masked, tmp_path):

@@ -266,18 +266,22 @@ def test_many_to_many_masked_fine_tuning_under_ddp(m2m_data, m2m_baseline, tmp_p
     ddp.assert_same_parameters(tmp_path / "ddp" / "checkpoint_last.pt", tmp_path / "single" / "checkpoint_last.pt")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def m2m_masked(m2m_data, m2m_baseline, tmp_path_factory):
-    """A many-to-many masked checkpoint (ρ 0.5 masks of random importance, 4 updates from the baseline)."""
-    tmp = tmp_path_factory.mktemp("m2m_masked")
-    task, args = _setup(m2m_data)
-    _mask_file(tmp / "masks.pt", task, args, PAIRS, rho=0.5)
-    run(["fairseq-train", str(m2m_data), "--task", "translation_multi_neuron_masked", *MULTI,
-         "--arch", "transformer_neuron_masked_test_tiny", "--neuron-masks", str(tmp / "masks.pt"),
-         "--finetune-from-model", str(m2m_baseline), "--max-update", "4", "--save-dir", str(tmp), *TRAIN,
-         "--disable-validation"])
-    (tmp / "masks.pt").unlink()  # the checkpoint alone holds the masks
-    return tmp / "checkpoint_last.pt"
+    """A many-to-many masked checkpoint (ρ 0.5, k 1 masks of random importance: each specific neuron has one pair;
+    4 updates from the baseline)."""
+    def build():
+        tmp = tmp_path_factory.mktemp("m2m_masked")
+        task, args = _setup(m2m_data)
+        _mask_file(tmp / "masks.pt", task, args, PAIRS, rho=0.5, k=1.0)
+        run(["fairseq-train", str(m2m_data), "--task", "translation_multi_neuron_masked", *MULTI,
+             "--arch", "transformer_neuron_masked_test_tiny", "--neuron-masks", str(tmp / "masks.pt"),
+             "--finetune-from-model", str(m2m_baseline), "--max-update", "4", "--save-dir", str(tmp), *TRAIN,
+             "--disable-validation"])
+        (tmp / "masks.pt").unlink()  # the checkpoint alone holds the masks
+        return tmp / "checkpoint_last.pt"
+
+    return built_once(tmp_path_factory, "m2m_masked", build)
 
 
 def _interpret_command(data, ckpt, out, *extra, task="translation_multi_neuron_masked"):

@@ -18,6 +18,14 @@ TINY = ["--train-size", "200", "--valid-size", "10", "--test-size", "6", "--voca
 PAIRS = ["en-de", "en-fr"]
 
 
+@pytest.fixture(scope="module")
+def o2m_work(tmp_path_factory):
+    """One ``--work`` folder for Table 2 and the sweep: the sweep reuses the prepared data, the Multilingual baseline,
+    ``baseline+ft`` and its translations that Table 2 made (the driver's own resume; either test alone makes
+    them)."""
+    return tmp_path_factory.mktemp("xie2021") / "o2m"
+
+
 def _files(work, name):
     """``{path: mtime}`` of every file called ``name`` under ``work``."""
     out = {}
@@ -39,8 +47,8 @@ def _table_rows(md):
 
 
 @pytest.mark.slow
-def test_table2_driver_every_system_against_its_records_and_resume(tmp_path):
-    work = tmp_path / "o2m"
+def test_table2_driver_every_system_against_its_records_and_resume(o2m_work, tmp_path):
+    work = o2m_work
     base = [sys.executable, DRIVER, "table2", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
             "--individual-updates", "2", "--adapter-dim", "8"]
     # an interrupted run: only some systems finished
@@ -97,7 +105,7 @@ def test_table2_driver_every_system_against_its_records_and_resume(tmp_path):
     assert set(allocation["lscore"]) == {"encoder.0", "decoder.0"}
     # a third run finds everything done: no training, no translation, the same records
     before = {**_files(work, "checkpoint_last.pt"), **_files(work, "en-fr.txt")}
-    again = run([*base, "--report", str(report)], timeout=3600)
+    again = run([*base, "--report", str(report)], in_process=True)
     assert all(f"seed 1 {s}: kept" in again.stdout for s in systems)
     assert {**_files(work, "checkpoint_last.pt"), **_files(work, "en-fr.txt")} == before
     final = json.loads((work / "records.json").read_text())
@@ -110,8 +118,8 @@ def test_table2_driver_every_system_against_its_records_and_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_driver_with_erasure_and_random_control(tmp_path):
-    work = tmp_path / "sweep"
+def test_sweep_driver_with_erasure_and_random_control(o2m_work):
+    work = o2m_work
     cmd = [sys.executable, DRIVER, "sweep", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
            "--ks", "0.7", "--rhos", "0.9", "--erasure"]
     run(cmd, timeout=3600)
@@ -131,7 +139,7 @@ def test_sweep_driver_with_erasure_and_random_control(tmp_path):
     assert f"**{sum(bleu.values()) / len(PAIRS):.2f}**" in row
     ours = sum(bleu.values()) / len(PAIRS)
     assert f"| Table 3: average BLEU at ρ = 0.9, k = 0.7 | 30.11 | {ours:.2f} | {ours - 30.11:+.2f} |" in md
-    again = run(cmd, timeout=3600)
+    again = run(cmd, in_process=True)
     assert "k0.7-rho0.9: kept" in again.stdout
     assert json.loads((work / "sweep.json").read_text())["runs"] == state["runs"]
 

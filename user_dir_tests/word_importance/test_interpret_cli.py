@@ -1,4 +1,5 @@
-"""fairseq-interpret end to end on real Multi30k data and plugin checkpoints (in subprocesses)."""
+"""fairseq-interpret end to end on real Multi30k data and plugin checkpoints (in subprocesses; the runs that are
+to be refused in this process)."""
 
 import json
 import os
@@ -15,12 +16,12 @@ INTERPRET = ["--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--cpu"
              "--post-process", "sentencepiece", "--ig-steps", "16", "--no-progress-bar"]
 
 
-def interpret(data_dir, ckpt, results, *extra, check=True, user_dir="fairseq_interp"):
+def interpret(data_dir, ckpt, results, *extra, check=True, user_dir="fairseq_interp", in_process=None):
     cmd = ["fairseq-interpret", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(results),
            *INTERPRET, *extra]
     if user_dir:
         cmd += ["--user-dir", user_dir]
-    return run(cmd, check=check)
+    return run(cmd, check=check, in_process=in_process)
 
 
 def records(results):

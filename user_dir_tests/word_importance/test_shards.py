@@ -1,4 +1,5 @@
-"""Sharded fairseq-interpret and fairseq-interp merge: 2 shards merged equal one unsharded run."""
+"""Sharded fairseq-interpret and fairseq-interp merge: 2 shards merged equal one unsharded run (in subprocesses);
+the refusals of merge, with the shards they are given, in this process."""
 
 import json
 import os
@@ -10,9 +11,9 @@ from conftest import error_lines, run
 from test_interpret_cli import interpret, records
 
 
-def shard(data_dir, ckpt, results, shard_id, *extra, check=True):
+def shard(data_dir, ckpt, results, shard_id, *extra, check=True, in_process=None):
     return interpret(data_dir, ckpt, results, "--num-sentences", "6", "--num-shards", "2", "--shard-id",
-                     str(shard_id), *extra, check=check)
+                     str(shard_id), *extra, check=check, in_process=in_process)
 
 
 def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_path):
@@ -42,8 +43,8 @@ def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_p
 
 def test_merge_refuses_shards_of_other_options(data_dir, transformer_ckpt, tmp_path):
     results = tmp_path / "res"
-    shard(data_dir, transformer_ckpt, results, 0)
-    shard(data_dir, transformer_ckpt, results, 1, "--ig-steps", "8")
+    shard(data_dir, transformer_ckpt, results, 0, in_process=True)
+    shard(data_dir, transformer_ckpt, results, 1, "--ig-steps", "8", in_process=True)
     proc = run(["fairseq-interp", "merge", str(results)], check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "shard 1 of 2 was made with other settings: options.ig_steps is 16 there, 8 here" in error_lines(proc)[-1]
@@ -52,18 +53,18 @@ def test_merge_refuses_shards_of_other_options(data_dir, transformer_ckpt, tmp_p
 
 def test_merge_refuses_missing_incomplete_and_existing(data_dir, transformer_ckpt, tmp_path):
     results = tmp_path / "res"
-    shard(data_dir, transformer_ckpt, results, 1)
+    shard(data_dir, transformer_ckpt, results, 1, in_process=True)
     proc = run(["fairseq-interp", "merge", str(results)], check=False)
     assert proc.returncode == 2 and "shard 0 of 2 has not run" in error_lines(proc)[-1]
-    shard(data_dir, transformer_ckpt, results, 0)
+    shard(data_dir, transformer_ckpt, results, 0, in_process=True)
     path = results / "attributions.shard0-of-2.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(lines[:-1]), encoding="utf-8")  # as if killed before the last sentence
     proc = run(["fairseq-interp", "merge", str(results)], check=False)
     assert proc.returncode == 2 and "--resume" in error_lines(proc)[-1]
     assert not (results / "attributions.jsonl").exists()
-    shard(data_dir, transformer_ckpt, results, 0, "--resume")
-    run(["fairseq-interp", "merge", str(results)])
+    shard(data_dir, transformer_ckpt, results, 0, "--resume", in_process=True)
+    run(["fairseq-interp", "merge", str(results)], in_process=True)
     proc = run(["fairseq-interp", "merge", str(results)], check=False)
     assert proc.returncode == 2 and "exists" in error_lines(proc)[-1]
 
