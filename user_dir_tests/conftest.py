@@ -27,10 +27,22 @@ def pytest_configure(config):
                                        "deselect with -m 'not slow'")
 
 
+#: the files whose tests take longest (``--durations``), collected first: with ``--dist loadfile`` each file runs on
+#: one worker, so a long file started last keeps one worker busy after the other has finished
+LONGEST_FILES = ("neurons/test_xie2021_driver.py", "heads/test_prune_sweep.py", "attention_learning/test_drivers.py",
+                 "lca/test_lca_drivers.py", "common/test_distributed.py", "common/test_baselines_driver.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker("slow")
+
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return next((k for k, name in enumerate(LONGEST_FILES) if path.endswith(name)), len(LONGEST_FILES))
+
+    items.sort(key=rank)  # stable: the order within a file and among the other files is kept
 
 
 def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None):
