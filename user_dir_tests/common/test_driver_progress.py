@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from help_texts import hidden_defaults, required_helps
 
 #: (driver, subcommand or None): every driver subcommand that loops over runs
 LOOPING = [("baselines.py", "train"), ("snell2021/classification.py", "sst2"),
@@ -95,30 +96,13 @@ def _parser_of(path, monkeypatch):
     return seen[0]
 
 
-def _parsers(parser, name):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command, sub in action.choices.items():
-                yield from _parsers(sub, f"{name} {command}")
-    yield name, parser
-
-
 DRIVERS = sorted({path for path, _ in LOOPING} | {"voita2019/head_roles.py", "voita2019/lrp_rules.py",
                                                   "zhu2020/learning_dynamics.py"})
 
 
 @pytest.mark.parametrize("path", DRIVERS)
 def test_every_driver_option_with_a_default_shows_it_in_help(path, monkeypatch):
-    hidden = []
-    for name, parser in _parsers(_parser_of(path, monkeypatch), path):
-        formatter = parser._get_formatter()
-        for action in parser._actions:
-            if (not action.option_strings or action.required or action.help == argparse.SUPPRESS
-                    or isinstance(action, argparse._HelpAction) or action.default in (None, False, "", [])):
-                continue
-            text = formatter._expand_help(action) if action.help else ""
-            if "default" not in text:
-                hidden.append(f"{name} {action.option_strings[0]}")
-        for action in parser._actions:
-            assert not (action.required and "(optional)" in (action.help or "")), action.option_strings
+    parser = _parser_of(path, monkeypatch)
+    _, hidden = hidden_defaults(parser, path)
+    assert not [label for label, text in required_helps(parser, path) if "(optional)" in text]
     assert not hidden
