@@ -51,7 +51,9 @@ def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None):
     ``check=False`` (a run expected to be refused) runs a command of this package (``fairseq-interpret``,
     ``fairseq-interp``, ``python SCRIPT``) in this process (:func:`run_in_process`) unless ``in_process=False``:
     a new Python spends seconds importing torch and fairseq before it refuses. ``in_process=True`` does so for any
-    run of such a command (a rerun that is to find everything done)."""
+    run of such a command: a driver (its fairseq steps are still subprocesses), a rerun that is to find everything
+    done, a step that prepares what a test checks; the command's files, exit code, stdout and stderr are those of
+    the subprocess. fairseq's own commands (``fairseq-train``, ...) always run as subprocesses."""
     if in_process is None:
         in_process = not check and _entry_point(cmd, cwd) is not None
     if in_process:
@@ -146,7 +148,8 @@ def data_dir(tmp_path_factory):
     def build():
         out = tmp_path_factory.mktemp("m30k") / "en-fr"
         run([sys.executable, "scripts/prepare_data.py", "--src", "en", "--tgt", "fr", "--out", str(out),
-             "--train-size", "2000", "--valid-size", "100", "--test-size", "40", "--vocab-size", "600"])
+             "--train-size", "2000", "--valid-size", "100", "--test-size", "40", "--vocab-size", "600"],
+            in_process=True)
         return out
 
     return built_once(tmp_path_factory, "data_dir", build)

@@ -44,6 +44,18 @@ def already_prepared(out, stamp_path, options, overwrite, stamp_options=lambda s
     raise InterpretError(f"{out} was prepared with other options: use another --out or --overwrite")
 
 
+def prepare_data(argv):
+    """``scripts/prepare_data.py ARGV`` in this process (for drivers that prepare their data before every step: a
+    folder already prepared with these options costs no new Python that imports torch and fairseq to find that out);
+    its output folder. An error is an :class:`InterpretError` (one line)."""
+    import runpy
+
+    from .fairseq_runs import REPO
+
+    script = runpy.run_path(os.path.join(REPO, "scripts", "prepare_data.py"))
+    return script["prepare"](script["get_parser"]().parse_args([str(a) for a in argv]))
+
+
 def add_overwrite_option(parser):
     """``--overwrite`` (redo a prepared ``--out``), with ``--force``, its former name, still accepted."""
     import argparse

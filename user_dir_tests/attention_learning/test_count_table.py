@@ -47,7 +47,7 @@ def test_figure5_driver_against_the_equations(tmp_path):
     out = tmp_path / "out"
     driver = os.path.join(REPO, "scripts", "reproduce", "snell2021", "classification.py")
     run([sys.executable, driver, "figure5", "--results-path", str(out), "--data", str(data), "--counts", "2", "0",
-         "--sentences", "1", "--min-words", "3", "--max-words", "3"])
+         "--sentences", "1", "--min-words", "3", "--max-words", "3"], in_process=True)
     points = json.loads((out / "figure5.json").read_text())["points"]
     assert [p["train_sentences"] for p in points] == [2, 4]
     # all 4 sentences: Trans(1|good) = 1, Trans(1|plot) = 0, Trans(1|film) = 1/2, Trans(1|fun) = 1, Trans(1|bad) = 0,

@@ -81,7 +81,7 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
            "--train-size", "200", "--ckpt-dir", str(ckpt), "--arch", "lstm_attention_classifier_tiny",
            "--max-update", "20", "--every", "10", "--num-sentences", "30", "--proxy-epochs", "1", "--jobs", "2",
            "--seeds", "1", "2", "3", "4"]
-    run(cmd, timeout=1800)
+    run(cmd, in_process=True)
     runs = read_records(out / "runs.jsonl")
     assert sorted(r["id"] for r in runs) == sorted(f"{n}/{s}" for n in ("main", "second_seed", "uniform", "frozen")
                                                    for s in (10, 20))
@@ -113,7 +113,7 @@ def test_figure7_driver_and_resume(tmp_path):
            str(tmp_path / "ckpt"), "--arch", "lstm_attention_classifier_tiny", "--seq-len", "10", "--vocab-size",
            "8", "--train-size", "300", "--valid-size", "60", "--max-update", "40", "--save-every", "20", "--lr",
            "0.01"]
-    run(cmd, timeout=1200)  # 300 sequences in batches of 32: 20 and 40 end epochs (epoch checkpoints are measured)
+    run(cmd, in_process=True)  # 300 sequences in batches of 32: 20 and 40 end epochs (epoch checkpoints are measured)
     records = read_records(out / "gammas.jsonl")
     assert [r["update"] for r in records] == [20, 40] and (out / "figure7.png").exists()
     summary = (out / "summary.md").read_text()
@@ -131,7 +131,7 @@ def test_permutation_copy_figure3_driver_and_resume(tmp_path):
     out = tmp_path / "f3"
     cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "figure3", "--modes", "fixed_set",
            "sampled_set", "--seeds", "2", "--results-path", str(out), *PERM]
-    run(cmd)
+    run(cmd, in_process=True)
     runs = read_records(out / "runs.jsonl")
     assert sorted(r["id"] for r in runs) == ["fixed_set/seed1", "fixed_set/seed2", "sampled_set/seed1",
                                              "sampled_set/seed2"]
@@ -153,7 +153,7 @@ def test_multihead_init_driver_and_resume(tmp_path):
     cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "multihead-init", "--candidates", "2",
            "--heads", "2", "--repeats", "1", "--good", "0", "--bad", "100", "--results-path", str(out),
            *[a for a in PERM if a not in ("--validate-every", "10")], "--validate-every", "20"]
-    run(cmd)
+    run(cmd, in_process=True)
     candidates = read_records(out / "candidates.jsonl")
     runs = read_records(out / "runs.jsonl")
     assert sorted(r["head_seed"] for r in candidates) == [1, 2]

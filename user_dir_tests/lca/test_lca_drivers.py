@@ -33,7 +33,7 @@ def intervals(path):
 @pytest.fixture(scope="module")
 def approx_work(data_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("zhu_approx")
-    proc = approximation(data_dir, work, 4, "--out", str(work / "result.json"))
+    proc = approximation(data_dir, work, 4, "--out", str(work / "result.json"), in_process=True)
     return work, proc
 
 
@@ -89,7 +89,7 @@ def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
             "--work", str(tmp_path / "w"), "--updates", "4", "--interval", "2", "--max-tokens", "1000",
             "--warmup", "2", "--model-args", "--encoder-layers 3 --decoder-layers 3 " + TINY_MODEL,
             "--out", str(tmp_path / "claims.json")]
-    proc = run(args)
+    proc = run(args, in_process=True)
     result = json.loads((tmp_path / "claims.json").read_text())
     values = json.loads((tmp_path / "w" / "lca-plot.json").read_text())
     assert set(values["runs"]) == {"train", "test"}

@@ -294,13 +294,14 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     imp, masks, plot = tmp_path / "imp.pt", tmp_path / "masks.pt", tmp_path / "scores.png"
     run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(transformer_ckpt),
          "--pairs", "en-fr", "fr-en", "--train-subset", "valid", "--num-sentences", "20", "--out", str(imp),
-         "--user-dir", "fairseq_interp", "--allow-data-mismatch"])  # fr-en through the en-fr model on purpose
+         "--user-dir", "fairseq_interp", "--allow-data-mismatch"],  # fr-en through the en-fr model on purpose
+        in_process=True)
     state = load_importance(imp)
     assert state["pairs"] == ["en-fr", "fr-en"]
     # different directions read different streams, so their importance differs
     assert not torch.equal(state["taylor"]["encoder.layers.0.fc1"][0], state["taylor"]["encoder.layers.0.fc1"][1])
     proc = run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.9", "--k", "0.7", "--out", str(masks),
-                "--plot", str(plot)])
+                "--plot", str(plot)], in_process=True)
     lscore = json.loads([line for line in proc.stdout.splitlines() if line.startswith('{"lscore"')][0])["lscore"]
     assert set(lscore) == {"encoder.0", "decoder.0"}
     # every language-specific neuron has at least one pair (k <= 1): per layer the pairs' LScores sum to >= 1

@@ -20,7 +20,7 @@ DRIVER = os.path.join(REPO, "scripts", "reproduce", "xie2021", "masked_finetunin
 
 def _importance(data_dir, ckpt, out, *extra):
     return run(["fairseq-interp", "neurons", "importance", str(data_dir / "bin"), "--path", str(ckpt), "--pairs",
-                "en-fr", "--num-sentences", "24", "--no-progress-bar", "--out", str(out), *extra])
+                "en-fr", "--num-sentences", "24", "--no-progress-bar", "--out", str(out), *extra], in_process=True)
 
 
 def test_importance_default_split_batching_provenance_and_masks_of_another_checkpoint(data_dir, transformer_ckpt,
@@ -48,7 +48,7 @@ def test_importance_default_split_batching_provenance_and_masks_of_another_check
     # the masks carry the importance's provenance and the allocation's options
     masks = tmp_path / "masks.pt"
     run(["fairseq-interp", "neurons", "allocate", str(by_sentences), "--rho", "0.5", "--k", "0.7", "--out",
-         str(masks)])
+         str(masks)], in_process=True)
     mask_provenance = load_masks(masks)["provenance"]
     assert mask_provenance["importance"]["checkpoint"] == provenance["checkpoint"]
     assert mask_provenance["options"] == {"rho": 0.5, "k": 0.7, "criterion": "taylor"}

@@ -172,7 +172,7 @@ def test_cli_allocate_plots_importance_curves(tmp_path):
     save_importance(tmp_path / "imp.pt", state["fingerprint"], per_pair)
     png = tmp_path / "curves.png"
     proc = run(["fairseq-interp", "neurons", "allocate", str(tmp_path / "imp.pt"), "--out", str(tmp_path / "m.pt"),
-                "--plot-importance", str(png), "--curve-group", "module"])
+                "--plot-importance", str(png), "--curve-group", "module"], in_process=True)
     assert "importance curves (2 module panels)" in proc.stderr  # a summary: logged
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -188,7 +188,7 @@ def test_cli_erase_changes_only_pairs_holding_erased_neurons(m2m_data, m2m_maske
     run(["fairseq-interp", "neurons", "erase", str(m2m_data), "--path", str(m2m_masked), "--references", refs,
          "--pairs", "en-de", "fr-de", "--specific-pairs", "en-de", "--specific-fraction", "1", "--beam", "2",
          "--max-len-b", "8", "--seed", "3", "--random-control", "--gen-subset", "test", "--max-tokens", "1500",
-         "--results-path", str(out)])
+         "--results-path", str(out)], in_process=True)
     record = json.loads((out / "erasure.json").read_text())
     # provenance: the masked checkpoint by content, each direction's split and references, the options
     from fairseq_interp.common.checkpoints import read_checkpoint

@@ -30,7 +30,7 @@ def m2m_data(tmp_path_factory):
     def build():
         out = tmp_path_factory.mktemp("m2m") / "data"
         run([sys.executable, "scripts/prepare_data.py", "--lang-pairs", ",".join(PAIRS), "--out", str(out),
-             "--train-size", "600", "--valid-size", "30", "--test-size", "12", "--vocab-size", "400"])
+             "--train-size", "600", "--valid-size", "30", "--test-size", "12", "--vocab-size", "400"], in_process=True)
         return out / "bin"
 
     return built_once(tmp_path_factory, "m2m_data", build)
@@ -210,12 +210,13 @@ def test_importance_unknown_pair_names_the_available_ones(m2m_data, m2m_baseline
 def test_pipeline_importance_allocate_finetune_generate(m2m_data, m2m_baseline, tmp_path):
     imp, masks, save = tmp_path / "importance.pt", tmp_path / "masks.pt", tmp_path / "masked"
     proc = run(["fairseq-interp", "neurons", "importance", str(m2m_data), "--path", str(m2m_baseline),
-                "--pairs", *PAIRS, "--out", str(imp)])
+                "--pairs", *PAIRS, "--out", str(imp)], in_process=True)
     assert proc.stderr.count("sentences,") == len(PAIRS)  # one summary per pair, logged
     state = torch.load(imp, weights_only=True)
     assert state["pairs"] == PAIRS and state["taylor"]["decoder.layers.0.fc1"].shape == (4, 64)
     assert not torch.equal(state["taylor"]["encoder.layers.0.fc1"][0], state["taylor"]["encoder.layers.0.fc1"][1])
-    run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.8", "--k", "0.7", "--out", str(masks)])
+    run(["fairseq-interp", "neurons", "allocate", str(imp), "--rho", "0.8", "--k", "0.7", "--out", str(masks)],
+        in_process=True)
     run(["fairseq-train", str(m2m_data), "--task", "translation_multi_neuron_masked", *MULTI,
          "--arch", "transformer_neuron_masked_test_tiny", "--neuron-masks", str(masks),
          "--finetune-from-model", str(m2m_baseline), "--max-update", "6", "--save-dir", str(save), *TRAIN])

@@ -52,13 +52,13 @@ def test_table2_driver_every_system_against_its_records_and_resume(o2m_work, tmp
     base = [sys.executable, DRIVER, "table2", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
             "--individual-updates", "2", "--adapter-dim", "8"]
     # an interrupted run: only some systems finished
-    run([*base, "--systems", "multilingual", "adapter"], timeout=3600)
+    run([*base, "--systems", "multilingual", "adapter"], in_process=True)
     first = json.loads((work / "records.json").read_text())
     assert set(first["bleu"]["seed1"]) == {"multilingual", "adapter"}
     kept = {**_files(work, "checkpoint_last.pt"), **_files(work, "en-de.txt")}
     report = tmp_path / "report.md"
     report.write_text("# report\n\n<!-- xie2021-table2 -->\nold\n<!-- /xie2021-table2 -->\n\nafter\n")
-    proc = run([*base, "--report", str(report)], timeout=3600)
+    proc = run([*base, "--report", str(report)], in_process=True)
     assert "seed 1 multilingual: kept" in proc.stdout and "seed 1 adapter: kept" in proc.stdout
     # what the interrupted run made was reused, not made again
     assert all(os.stat(p).st_mtime_ns == t for p, t in kept.items())
@@ -122,7 +122,7 @@ def test_sweep_driver_with_erasure_and_random_control(o2m_work):
     work = o2m_work
     cmd = [sys.executable, DRIVER, "sweep", "--work", str(work), "--lang-pairs", ",".join(PAIRS), *TINY,
            "--ks", "0.7", "--rhos", "0.9", "--erasure"]
-    run(cmd, timeout=3600)
+    run(cmd, in_process=True)
     state = json.loads((work / "sweep.json").read_text())
     assert set(state["runs"]) == {"baseline", "baseline+ft", "k0.7-rho0.9"}
     erasure = json.loads((work / "erasure" / "erasure.json").read_text())

@@ -169,7 +169,7 @@ ARGS = ["--gen-subset", "test", "--beam", "2", "--batch-size", "4", "--cpu", "--
 
 def interpret(data_dir, ckpt, results, *extra, check=True):
     return run(["fairseq-interpret", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(results),
-                *ARGS, *extra], check=check)
+                *ARGS, *extra], check=check, in_process=True)
 
 
 def read(results):
@@ -234,7 +234,7 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
            "--results-path", str(out), "--num-sentences", "8", "--methods", "ig,erasure,attention,random",
            "--perturbations", perts, "--max-k", "2", "--repeats", "3", "--beam", "1", "--max-len-b", "12",
            "--replacement-lines", "200", "--ig-steps", "4", "--bootstrap", "100", "--setting", "tiny"]
-    proc = run(cmd)
+    proc = run(cmd, in_process=True)
     assert "nrefs:1|case:mixed" in proc.stderr  # sacrebleu signature logged
     assert proc.stdout.strip() == (out / "perturbation.md").read_text(encoding="utf-8").strip()  # the tables
     with open(out / "perturbation.csv", encoding="utf-8") as f:
@@ -283,7 +283,7 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     # resume after a kill (the last record half written, two others lost): only the missing cells are redone
     complete = (out / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     (out / "results.jsonl").write_text("".join(complete[:-3]) + complete[-3][:25], encoding="utf-8")
-    again = run(cmd + ["--resume"])
+    again = run(cmd + ["--resume"], in_process=True)
     assert sum("BLEU" in line and " k=" in line for line in again.stderr.splitlines()) == 3
     resumed = read_records(out / "results.jsonl")
     assert len({r["id"] for r in resumed}) == len(resumed) == len(records)
@@ -291,7 +291,7 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
         assert [(r["method"], r["perturbation"], r["k"]) for r in csv.DictReader(f)] == \
             [(r["method"], r["perturbation"], r["k"]) for r in rows]
     # nothing left to do: nothing recomputed
-    again = run(cmd + ["--resume"])
+    again = run(cmd + ["--resume"], in_process=True)
     assert "BLEU" in again.stdout and " k=1 " not in again.stderr
     assert read_records(out / "results.jsonl") == resumed
     # another sentence selection in the same folder is refused
@@ -308,7 +308,7 @@ def test_alignment_aer_command(data_dir, transformer_ckpt, tmp_path):
 
     out = tmp_path / "aer"
     proc = run(["fairseq-interp", "aer", "--data", str(data_dir / "bin"), "--path",
-                str(transformer_ckpt), "--out", str(out), "--num-sentences", "4", "--ig-steps", "8"])
+                str(transformer_ckpt), "--out", str(out), "--num-sentences", "4", "--ig-steps", "8"], in_process=True)
     golds = read_talp(os.path.join(SHARED_DATA, "alignments", "enfr.talp"))
     table = (out / "aer.md").read_text(encoding="utf-8")
     for method in ("ig", "attention"):

@@ -31,7 +31,9 @@ relative to Multilingual.
 Every step is resumable from the records of ``--work``: finished trainings (checkpoints hold their update count),
 translations (kept per system, seed and direction) and table rows (``records.json`` / ``sweep.json``, written after
 every system) are reused, an interrupted training continues from its last checkpoint, and other model or data
-settings into the same ``--work`` are refused. With ``--report``, the marked section of that markdown file is
+settings into the same ``--work`` are refused. The data are prepared (``scripts/prepare_data.py``) in the driver's
+own process, so a rerun finds them prepared without starting a Python that imports torch and fairseq; fairseq's
+commands and the plugin's run as subprocesses. With ``--report``, the marked section of that markdown file is
 replaced.
 
     python scripts/reproduce/xie2021/masked_finetuning.py table1 --work results/xie2021 --report docs/neurons.md
@@ -45,7 +47,6 @@ import json
 import logging
 import os
 import shlex
-import sys
 import time
 
 from fairseq_interp.common.batches import progress_loop
@@ -55,6 +56,7 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train as train_until
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
+from fairseq_interp.common.preparation import prepare_data
 
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
 logger = logging.getLogger("masked_finetuning")
@@ -86,9 +88,8 @@ class Experiment:
         self.work = os.path.abspath(args.work)
         self.data = os.path.join(self.work, "data")
         self.bin = os.path.join(self.data, "bin")
-        run([sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"), "--lang-pairs", args.lang_pairs,
-             "--out", self.data, "--train-size", str(args.train_size), "--valid-size", str(args.valid_size),
-             "--test-size", str(args.test_size), "--vocab-size", str(args.vocab_size)], threads=THREADS)
+        prepare_data(["--lang-pairs", args.lang_pairs, "--out", self.data, "--train-size", args.train_size,
+                      "--valid-size", args.valid_size, "--test-size", args.test_size, "--vocab-size", args.vocab_size])
         with open(os.path.join(self.bin, "lang_pairs.txt"), encoding="utf-8") as f:
             self.pairs = f.read().strip().split(",")
         self.multi = self.lang_args(self.pairs)
