@@ -1,5 +1,6 @@
-"""fairseq-interpret end to end on real Multi30k data and plugin checkpoints (in subprocesses; the runs that are
-to be refused in this process)."""
+"""fairseq-interpret end to end on real Multi30k data and plugin checkpoints: a new Python per run where that is
+what is tested (both plugin architectures, the run killed with -9, fairseq-generate with --user-dir); the other runs
+in this process, their records and output those of the command."""
 
 import json
 import os
@@ -68,7 +69,7 @@ def test_interpret_plugin_checkpoint(data_dir, transformer_ckpt, lstm_ckpt, tmp_
 def test_reference_and_logprob(data_dir, transformer_ckpt, tmp_path):
     results = tmp_path / "res"
     interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2", "--attribute-target", "reference",
-              "--attribution-score", "logprob")
+              "--attribution-score", "logprob", in_process=True)
     for r in records(results):
         assert " ".join(r["tgt_words"][:-1]) == r["reference"]
         assert all(s <= 0 for s in r["target_scores"])  # log-probabilities
@@ -77,7 +78,7 @@ def test_reference_and_logprob(data_dir, transformer_ckpt, tmp_path):
 
 def test_resume_skips_done_ids(data_dir, transformer_ckpt, tmp_path):
     results = tmp_path / "res"
-    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "3")
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "3", in_process=True)
     path = results / "attributions.jsonl"
     first = records(results)
     # simulate a kill in the middle of writing the next record
@@ -85,12 +86,12 @@ def test_resume_skips_done_ids(data_dir, transformer_ckpt, tmp_path):
         f.write('{"id": 3, "src_tok')
     proc = interpret(data_dir, transformer_ckpt, results, "--num-sentences", "5", check=False)
     assert proc.returncode == 2 and "--resume" in error_lines(proc)[-1]
-    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "5", "--resume")
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "5", "--resume", in_process=True)
     recs = records(results)
     assert sorted(r["id"] for r in recs) == [0, 1, 2, 3, 4]
     assert recs[:3] == first  # kept as they were
     unsharded = tmp_path / "again"
-    interpret(data_dir, transformer_ckpt, unsharded, "--num-sentences", "5")
+    interpret(data_dir, transformer_ckpt, unsharded, "--num-sentences", "5", in_process=True)
     by_id = {r["id"]: r for r in records(unsharded)}
     for r in recs:  # same numbers as an uninterrupted run
         torch.testing.assert_close(torch.tensor(r["contributions"]), torch.tensor(by_id[r["id"]]["contributions"]),
@@ -155,7 +156,7 @@ def test_provenance_beside_the_records(data_dir, transformer_ckpt, tmp_path):
     from fairseq_interp.common.provenance import weights_fingerprint
 
     results, page = tmp_path / "res", tmp_path / "new" / "folder" / "page.html"
-    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2", "--html", str(page))
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2", "--html", str(page), in_process=True)
     assert page.read_text(encoding="utf-8").count("<section") == 2  # its folder made
     provenance = json.loads((results / "attributions.provenance.json").read_text(encoding="utf-8"))
     state = torch.load(transformer_ckpt, map_location="cpu")
@@ -171,7 +172,7 @@ def test_provenance_beside_the_records(data_dir, transformer_ckpt, tmp_path):
     # --overwrite starts again; without it (or --resume) the results are refused
     proc = interpret(data_dir, transformer_ckpt, results, "--num-sentences", "1", check=False)
     assert proc.returncode == 2 and "--overwrite" in error_lines(proc)[-1]
-    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "1", "--overwrite")
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "1", "--overwrite", in_process=True)
     assert [r["id"] for r in records(results)] == [0]
 
 
@@ -184,10 +185,11 @@ def test_fairseq_generate_loads_plugin_checkpoint(data_dir, transformer_ckpt):
 
 def test_view_and_plot_subcommands(data_dir, transformer_ckpt, tmp_path):
     results = tmp_path / "res"
-    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2")
-    view = run(["fairseq-interp", "view", str(results / "attributions.jsonl"), "--ids", "1"])
+    interpret(data_dir, transformer_ckpt, results, "--num-sentences", "2", in_process=True)
+    view = run(["fairseq-interp", "view", str(results / "attributions.jsonl"), "--ids", "1"], in_process=True)
     assert view.stdout.startswith("S-1\t")
-    run(["fairseq-interp", "plot", str(results / "attributions.jsonl"), "--results-path", str(tmp_path / "p")])
+    run(["fairseq-interp", "plot", str(results / "attributions.jsonl"), "--results-path", str(tmp_path / "p")],
+        in_process=True)
     assert sorted(os.listdir(tmp_path / "p")) == ["sentence-0.png", "sentence-1.png"]
     bad = run(["fairseq-interp", "view", str(tmp_path / "none.jsonl")], check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr
@@ -232,7 +234,8 @@ def test_missing_data_dir(transformer_ckpt, tmp_path):
 def test_empty_source_line(bad_data_dir, transformer_ckpt, tmp_path):
     proc = interpret(bad_data_dir, transformer_ckpt, tmp_path / "res", "--num-sentences", "2", check=False)
     assert_clean_failure(proc, tmp_path / "res", "empty source", "id 1", "--skip-empty-sources")
-    interpret(bad_data_dir, transformer_ckpt, tmp_path / "res", "--num-sentences", "2", "--skip-empty-sources")
+    interpret(bad_data_dir, transformer_ckpt, tmp_path / "res", "--num-sentences", "2", "--skip-empty-sources",
+              in_process=True)
     assert [r["id"] for r in records(tmp_path / "res")] == [0]
 
 
