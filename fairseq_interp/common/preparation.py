@@ -47,13 +47,23 @@ def already_prepared(out, stamp_path, options, overwrite, stamp_options=lambda s
 def prepare_data(argv):
     """``scripts/prepare_data.py ARGV`` in this process (for drivers that prepare their data before every step: a
     folder already prepared with these options costs no new Python that imports torch and fairseq to find that out);
-    its output folder. An error is an :class:`InterpretError` (one line)."""
+    its output folder. What the script prints is logged (the driver's stdout keeps its tables alone); an error is an
+    :class:`InterpretError` (one line)."""
+    import contextlib
+    import io
+    import logging
     import runpy
 
     from .fairseq_runs import REPO
 
     script = runpy.run_path(os.path.join(REPO, "scripts", "prepare_data.py"))
-    return script["prepare"](script["get_parser"]().parse_args([str(a) for a in argv]))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        folder = script["prepare"](script["get_parser"]().parse_args([str(a) for a in argv]))
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            logging.getLogger("prepare_data").info(line.lstrip("| "))
+    return folder
 
 
 def add_overwrite_option(parser):
