@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the order within a file and among the other files is kept
 
 
-def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None):
+def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None):
     """Run a command of the venv (``fairseq-train``, ``fairseq-interpret``, ...); return the CompletedProcess.
 
     ``check=False`` (a run expected to be refused) runs a command of this package (``fairseq-interpret``,
@@ -53,15 +53,17 @@ def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None):
     a new Python spends seconds importing torch and fairseq before it refuses. ``in_process=True`` does so for any
     run of such a command: a driver (its fairseq steps are still subprocesses), a rerun that is to find everything
     done, a step that prepares what a test checks; the command's files, exit code, stdout and stderr are those of
-    the subprocess. fairseq's own commands (``fairseq-train``, ...) always run as subprocesses."""
+    the subprocess. fairseq's own commands (``fairseq-train``, ...) always run as subprocesses. ``input``: the text
+    on the command's standard input."""
     if in_process is None:
         in_process = not check and _entry_point(cmd, cwd) is not None
     if in_process:
-        proc = run_in_process(cmd, cwd)
+        proc = run_in_process(cmd, cwd, input=input)
     else:
         exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
         env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-        proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                              input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")
@@ -84,17 +86,28 @@ def _entry_point(cmd, cwd):
     return None
 
 
-def run_in_process(cmd, cwd=REPO):
+def run_in_process(cmd, cwd=REPO, input=None):
     """Run a command of this package as :func:`run` does, in this process: the console script's entry point (or
-    the script run as ``__main__``) with ``sys.argv`` and the working directory set; its exit code, stdout and
-    stderr as a CompletedProcess."""
+    the script run as ``__main__``) with ``sys.argv``, standard input and the working directory set; its exit code,
+    stdout and stderr as a CompletedProcess. What a command changes in the process (the root logger's handlers and
+    level, torch's thread count, grad mode and random state, Python's and numpy's random state, the environment) is
+    put back afterwards: the test goes on as if the command had run in another process."""
     import contextlib
     import io
+    import logging
+    import random
+
+    import numpy as np
+    import torch
 
     name, argv, entry = _entry_point(cmd, cwd)
     out, err = io.StringIO(), io.StringIO()
-    old_argv = sys.argv
+    saved_argv, saved_stdin, saved_env = sys.argv, sys.stdin, dict(os.environ)
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_threads = root.handlers[:], root.level, torch.get_num_threads()
+    saved_random = torch.get_rng_state(), random.getstate(), np.random.get_state(), torch.is_grad_enabled()
     sys.argv = [name, *argv]
+    sys.stdin = io.StringIO(input or "")
     try:
         with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -103,7 +116,16 @@ def run_in_process(cmd, cwd=REPO):
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
-        sys.argv = old_argv
+        sys.argv, sys.stdin = saved_argv, saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        torch.set_num_threads(saved_threads)
+        torch.set_rng_state(saved_random[0])
+        random.setstate(saved_random[1])
+        np.random.set_state(saved_random[2])
+        torch.set_grad_enabled(saved_random[3])
     return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
 
 

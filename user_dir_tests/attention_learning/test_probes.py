@@ -160,7 +160,7 @@ def test_probes_command_on_a_trained_copy_model(copy_runs, tmp_path):
     ckpts = {"main": copy_runs["s1"] / "checkpoint_last.pt", "uniform": copy_runs["uf"] / "checkpoint_last.pt"}
     out = tmp_path / "probes"
     proc = run(["fairseq-interp", "probes", "--path", str(ckpts["main"]), "--uniform-path", str(ckpts["uniform"]),
-                "--num-sentences", "60", "--proxy-epochs", "2", "--results-path", str(out)])
+                "--num-sentences", "60", "--proxy-epochs", "2", "--results-path", str(out)], in_process=True)
     assert "| beta_ibm |" in proc.stdout
     result = json.loads((out / "probes.json").read_text())
     rows = {r["probe"]: r for r in result["rows"]}
@@ -185,7 +185,7 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
               "--uniform-path", str(copy_runs["uf"] / "checkpoint_last.pt"), "--along-training"]
     out = tmp_path / "probes"
     proc = run(["fairseq-interp", "probes", "--path", last, "--second-seed-path",
-                str(copy_runs["s2"] / "checkpoint_last.pt"), *common, "--results-path", str(out)])
+                str(copy_runs["s2"] / "checkpoint_last.pt"), *common, "--results-path", str(out)], in_process=True)
     result = json.loads((out / "probes.json").read_text())
     curve = result["second_seed_curve"]
     assert [p["update"] for p in curve] == [50, 100, 150] and "| update | A(α, α') |" in proc.stdout
@@ -206,7 +206,8 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
     # the "second seed" being the run itself: its update-150 checkpoint is the probed model, so its attention agrees
     # with α everywhere and its accuracy is the probed model's
     out2 = tmp_path / "same"
-    run(["fairseq-interp", "probes", "--path", last, "--second-seed-path", last, *common, "--results-path", str(out2)])
+    run(["fairseq-interp", "probes", "--path", last, "--second-seed-path", last, *common, "--results-path", str(out2)],
+        in_process=True)
     same = json.loads((out2 / "probes.json").read_text())
     assert same["second_seed_curve"][-1]["agreement"] == 1.0
     assert same["second_seed_curve"][-1]["accuracy"] == pytest.approx(same["paper_row"]["accuracy"])

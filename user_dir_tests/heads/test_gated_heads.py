@@ -358,7 +358,7 @@ def _hypotheses(output):
 def test_prune_export_same_translations(data_dir, gated_ckpt, tmp_path):
     gated = _close_some_heads(gated_ckpt[0], tmp_path / "gated.pt")
     pruned = tmp_path / "pruned.pt"
-    proc = run(["fairseq-interp", "prune-export", "--path", str(gated), "--out", str(pruned)])
+    proc = run(["fairseq-interp", "prune-export", "--path", str(gated), "--out", str(pruned)], in_process=True)
     assert "heads kept per layer" in proc.stderr  # the summary is logged
     state = torch.load(pruned)  # safe loader
     sd = state["model"]
@@ -384,7 +384,8 @@ def test_prune_export_same_translations(data_dir, gated_ckpt, tmp_path):
     import json
 
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(pruned),
-         "--gen-subset", "valid", "--num-sentences", "3", "--cpu", "--results-path", str(tmp_path / "heads")])
+         "--gen-subset", "valid", "--num-sentences", "3", "--cpu", "--results-path", str(tmp_path / "heads")],
+        in_process=True)
     result = json.loads((tmp_path / "heads" / "heads.json").read_text())
     assert [len(layer) for layer in result["kinds"]["decoder_self"]["layers"]] == [0]
     assert [len(layer) for layer in result["kinds"]["encoder_self"]["layers"]] == [1]

@@ -351,7 +351,7 @@ def test_cli_importance_and_allocate(data_dir, transformer_ckpt, tmp_path):
     interpret = ["fairseq-interpret", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path", str(ckpt),
                  "--gen-subset", "test", "--cpu", "--num-sentences", "3", "--ig-steps", "4", "--beam", "2",
                  "--max-len-b", "8", "--results-path", str(out)]
-    run(interpret + ["--task", "translation_neuron_masked", "--neuron-pair", "fr-en"])
+    run(interpret + ["--task", "translation_neuron_masked", "--neuron-pair", "fr-en"], in_process=True)
     refused = run(interpret[:-1] + [str(tmp_path / "interp2")], check=False)  # plain translation task
     assert refused.returncode == 2 and "--task translation_neuron_masked" in refused.stderr
     from fairseq_interp.common.teacher_forcing import TeacherForcedAdapter

@@ -292,7 +292,7 @@ def _interpret_command(data, ckpt, out, *extra, task="translation_multi_neuron_m
 
 
 def _interpret(data, ckpt, out, *extra, task="translation_multi_neuron_masked", check=True):
-    return run(_interpret_command(data, ckpt, out, *extra, task=task), check=check)
+    return run(_interpret_command(data, ckpt, out, *extra, task=task), check=check, in_process=True)
 
 
 def _direct_scores(ckpt, data, src_lang, tgt_lang):

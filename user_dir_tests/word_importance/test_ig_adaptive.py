@@ -474,12 +474,12 @@ def test_interpret_cli_error_controlled_several_per_pass(data_dir, transformer_c
     from test_interpret_cli import interpret, records
 
     default = tmp_path / "default"
-    interpret(data_dir, transformer_ckpt, default, "--num-sentences", "6")
+    interpret(data_dir, transformer_ckpt, default, "--num-sentences", "6", in_process=True)
     by_id = {r["id"]: r for r in records(default)}
     got = []
     for rule in RULES:
         interpret(data_dir, transformer_ckpt, tmp_path / rule, "--num-sentences", "6", "--ig-tolerance", "0.01",
-                  "--ig-max-steps", "64", "--ig-sentences-per-pass", "4", "--ig-adaptive-rule", rule)
+                  "--ig-max-steps", "64", "--ig-sentences-per-pass", "4", "--ig-adaptive-rule", rule, in_process=True)
         got += [(rule, r) for r in records(tmp_path / rule)]
     assert sorted(r["id"] for _, r in got) == sorted(list(by_id) * len(RULES)) == sorted(list(range(6)) * len(RULES))
     converged = 0

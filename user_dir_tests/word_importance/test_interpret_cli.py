@@ -1,6 +1,7 @@
 """fairseq-interpret end to end on real Multi30k data and plugin checkpoints: a new Python per run where that is
-what is tested (both plugin architectures, the run killed with -9, fairseq-generate with --user-dir); the other runs
-in this process, their records and output those of the command."""
+what is tested (both plugin architectures, the run stopped and killed with -9, fairseq-generate with --user-dir);
+the other runs (the resume of the killed run among them) in this process, their records and output those of the
+command."""
 
 import json
 import os
@@ -135,13 +136,13 @@ def test_kill_and_resume_completes_records_and_heatmaps(data_dir, transformer_ck
     heatmap = plots / f"sentence-{last_id}.png"
     if heatmap.exists():  # as if the kill came between the record and its heatmap
         heatmap.unlink()
-    interpret(data_dir, transformer_ckpt, results, *extra, "--resume")
+    interpret(data_dir, transformer_ckpt, results, *extra, "--resume", in_process=True)
     recs = records(results)
     assert len(recs) == 16 and sorted(r["id"] for r in recs) == list(range(16))
     assert path.read_text(encoding="utf-8").startswith("".join(kept))  # the records before the kill, unchanged
     assert sorted(os.listdir(plots)) == sorted(f"sentence-{i}.png" for i in range(16))
     whole = tmp_path / "whole"
-    interpret(data_dir, transformer_ckpt, whole, *extra[:-2])
+    interpret(data_dir, transformer_ckpt, whole, *extra[:-2], in_process=True)
     by_id = {r["id"]: r for r in records(whole)}
     for r in recs:
         assert r["tgt_tokens"] == by_id[r["id"]]["tgt_tokens"]

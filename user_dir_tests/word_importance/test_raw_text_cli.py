@@ -1,13 +1,13 @@
 """Raw text on the command line (``fairseq-interpret --input``), contrastive and target-prefix attribution from the
-command line, and the Python API on the same real checkpoint: end to end on Multi30k En-Fr (slow)."""
+command line, and the Python API on the same real checkpoint: end to end on Multi30k En-Fr (slow). The command runs
+in this process (:func:`conftest.run_in_process`), standard input included; its records and output are checked."""
 
 import os
-import subprocess
 
 import pytest
 import torch
 
-from conftest import BIN, REPO, error_lines, run
+from conftest import BIN, error_lines, run
 from test_interpret_cli import INTERPRET, interpret, records
 
 pytestmark = pytest.mark.slow
@@ -29,10 +29,9 @@ def raw_lines(data_dir, lang, n):
 
 
 def interpret_stdin(data_dir, ckpt, results, text, *extra):
-    cmd = [os.path.join(BIN, "fairseq-interpret"), str(data_dir / "bin"), "--path", str(ckpt), "--results-path",
-           str(results), "--user-dir", "fairseq_interp", *INTERPRET, *extra]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, input=text, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    cmd = ["fairseq-interpret", str(data_dir / "bin"), "--path", str(ckpt), "--results-path", str(results),
+           "--user-dir", "fairseq_interp", *INTERPRET, *extra]
+    return run(cmd, check=False, in_process=True, input=text)
 
 
 def test_raw_input_equals_the_binarized_split(data_dir, transformer_ckpt, tmp_path):
@@ -40,8 +39,8 @@ def test_raw_input_equals_the_binarized_split(data_dir, transformer_ckpt, tmp_pa
     sentences = raw_lines(data_dir, "en", 3)
     (tmp_path / "input.en").write_text("\n".join(sentences) + "\n", encoding="utf-8")
     interpret(data_dir, transformer_ckpt, tmp_path / "raw", "--input", str(tmp_path / "input.en"),
-              *text_options(data_dir))
-    interpret(data_dir, transformer_ckpt, tmp_path / "bin", "--num-sentences", "3")
+              *text_options(data_dir), in_process=True)
+    interpret(data_dir, transformer_ckpt, tmp_path / "bin", "--num-sentences", "3", in_process=True)
     raw, binarized = records(tmp_path / "raw"), {r["id"]: r for r in records(tmp_path / "bin")}
     assert sorted(r["id"] for r in raw) == [0, 1, 2]
     for r in raw:
@@ -83,7 +82,7 @@ def test_stdin_with_references_and_contrast(data_dir, transformer_ckpt, tmp_path
 @pytest.mark.parametrize("method", ["ig", "occlusion"])
 def test_target_prefix_on_the_command_line(data_dir, transformer_ckpt, tmp_path, method):
     interpret(data_dir, transformer_ckpt, tmp_path / "res", "--num-sentences", "2", "--attribute-target-prefix",
-              "--attribution", method, "--html", str(tmp_path / "r.html"))
+              "--attribution", method, "--html", str(tmp_path / "r.html"), in_process=True)
     for r in records(tmp_path / "res"):
         assert r["prefix_tokens"][0] == "</s>" and r["prefix_tokens"][1:] == r["tgt_tokens"][:-1]
         assert len(r["prefix_contributions"]) == len(r["tgt_tokens"])
@@ -148,7 +147,7 @@ def test_python_api_gives_the_command_line_records(data_dir, transformer_ckpt, t
     run([os.path.join(BIN, "fairseq-interpret"), str(data_dir / "bin"), "--path", str(transformer_ckpt),
          "--results-path", str(cli), "--user-dir", "fairseq_interp", "--beam", "2", "--cpu", "--ig-steps", "16",
          "--post-process", "sentencepiece", "--no-progress-bar", "--input", str(tmp_path / "one.en"),
-         *text_options(data_dir)])
+         *text_options(data_dir)], in_process=True)
     (cli_record,) = records(cli)
     api_record = result.record
     assert api_record["src_tokens"] == cli_record["src_tokens"]

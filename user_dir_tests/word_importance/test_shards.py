@@ -1,5 +1,5 @@
-"""Sharded fairseq-interpret and fairseq-interp merge: 2 shards merged equal one unsharded run (in subprocesses);
-the refusals of merge, with the shards they are given, in this process."""
+"""Sharded fairseq-interpret and fairseq-interp merge: 2 shards merged equal one unsharded run; the refusals of
+merge, with the shards they are given. All in this process, their records and output those of the commands."""
 
 import json
 import os
@@ -19,13 +19,13 @@ def shard(data_dir, ckpt, results, shard_id, *extra, check=True, in_process=None
 def test_two_shards_merge_to_the_unsharded_run(data_dir, transformer_ckpt, tmp_path):
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
     for shard_id in (0, 1):
-        shard(data_dir, transformer_ckpt, sharded, shard_id)
+        shard(data_dir, transformer_ckpt, sharded, shard_id, in_process=True)
     parts = [json.loads(line)["id"] for k in (0, 1)
              for line in open(sharded / f"attributions.shard{k}-of-2.jsonl", encoding="utf-8")]
     assert sorted(parts) == list(range(6)) and len(set(parts)) == 6  # a partition of the sentences
-    merged = run(["fairseq-interp", "merge", str(sharded)])
+    merged = run(["fairseq-interp", "merge", str(sharded)], in_process=True)
     assert "merged 6 sentences" in merged.stderr
-    interpret(data_dir, transformer_ckpt, whole, "--num-sentences", "6")
+    interpret(data_dir, transformer_ckpt, whole, "--num-sentences", "6", in_process=True)
     got, want = records(sharded), records(whole)
     assert [r["id"] for r in got] == list(range(6))  # sentence order
     want_by_id = {r["id"]: r for r in want}

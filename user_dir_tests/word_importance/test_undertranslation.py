@@ -66,7 +66,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     out = tmp_path / mode
     methods = "attention,erasure,ig" if mode == "omission" else "attention,ig"
     cmd = _flow(data_dir, transformer_ckpt, out, mode, "--methods", methods)
-    proc = run(cmd)
+    proc = run(cmd, in_process=True)
     gold = read_annotations(out / "labels.tsv")
     assert gold and set(gold) <= set(range(6))
     table = (out / "undertranslation.md").read_text(encoding="utf-8")
@@ -93,7 +93,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     assert "under-translated words" in proc.stdout
     # resume: nothing attributed twice, the same table
     lines = {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")}
-    again = run(cmd + ["--resume"])
+    again = run(cmd + ["--resume"], in_process=True)
     assert "0 sentences attributed" in again.stderr  # logged
     assert {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")} == lines
     assert (out / "undertranslation.md").read_text(encoding="utf-8") == table
@@ -101,7 +101,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     path = out / "attention.jsonl"
     complete = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(complete[:-1]) + complete[-1][:20], encoding="utf-8")
-    again = run(cmd + ["--resume"])
+    again = run(cmd + ["--resume"], in_process=True)
     assert "attention: 1 sentences attributed" in again.stderr
     assert sorted(r["id"] for r in read_records(path)) == sorted(gold)
     # without --resume: refused, nothing overwritten
