@@ -99,6 +99,35 @@ def kept_vs_pruned(heads_report, masks, statistic="relevance"):
                                "n_kept": len(k), "n_pruned": len(p)}) for name, (k, p) in groups.items())
 
 
+def last_standing(heads_report, masks_by_lambda, statistics):
+    """Per attention type, the heads kept at the largest λ that keeps any head of that type, and their rank among
+    all heads of the type by each statistic (1 = the highest value; ties share the best rank): does the penalty
+    keep the most relevant / confident / positional / rare-word heads longest (Voita et al. 2019, §6.2.2)?
+    ``masks_by_lambda``: ``{λ: {kind: [[bool per head] per layer]}}``. Returns ``{kind: {"lambda": λ, "heads":
+    ["layer.head", ...], "of": n, "ranks": {statistic: [rank or None per kept head]}}}``; types pruned away at
+    every λ are left out."""
+    out = OrderedDict()
+    for lam in sorted(masks_by_lambda, reverse=True):
+        for kind, head, is_kept in _paired_heads(heads_report, masks_by_lambda[lam]):
+            if is_kept and kind not in out:
+                out[kind] = {"lambda": lam}
+    for kind, row in out.items():
+        layers = heads_report["kinds"][kind]["layers"]
+        kept = [(i, h) for i, layer in enumerate(masks_by_lambda[row["lambda"]][kind])
+                for h, is_kept in enumerate(layer) if is_kept]
+        row.update(heads=[f"{i}.{h}" for i, h in kept], of=sum(len(layer) for layer in layers), ranks=OrderedDict())
+        for statistic in statistics:
+            read = DERIVED_STATISTICS.get(statistic, lambda head: head.get(statistic))
+            values = [read(head) for layer in layers for head in layer]
+            if all(v is None for v in values):
+                continue
+            defined = [float(v) for v in values if v is not None]
+            row["ranks"][statistic] = [
+                None if read(layers[i][h]) is None else 1 + sum(v > float(read(layers[i][h])) for v in defined)
+                for i, h in kept]
+    return out
+
+
 def _relevances(heads_report):
     """``{(kind, layer, head): relevance}`` of a ``heads.json`` report (heads without relevance left out)."""
     return {(kind, i, h): head["relevance"] for kind, data in heads_report["kinds"].items()

@@ -145,3 +145,28 @@ def test_paper_rows_beside_ours_from_a_report():
     assert values("§5.1 lowest confidence of a positional head") == (0.8, 0.85)
     assert values("Table 1, nsubj s → v: best head accuracy (%)") == (52, 55.0)
     assert values("Table 1, nsubj s → v: positional baseline (%)") == (35, 40.0)
+
+
+def test_last_standing_ranks_the_heads_kept_at_the_largest_lambda_by_hand():
+    from fairseq_interp.heads.survival import last_standing
+
+    head = lambda rel, conf, rare=None: {"relevance": rel, "confidence": conf, "rare": rare}  # noqa: E731
+    report = {"kinds": {
+        "encoder_self": {"layers": [[head(0.3, 0.5, 0.1), head(0.1, 0.9, 0.4)], [head(0.2, 0.7, 0.4), head(0.0, 0.2, 0.0)]]},
+        "cross": {"layers": [[head(0.6, 0.1), head(0.4, 0.8)]]},
+        "decoder_self": {"layers": [[head(0.1, 0.1), head(0.2, 0.2)]]}}}
+    masks = {0.01: {"encoder_self": [[True, True], [True, False]], "cross": [[True, True]],
+                    "decoder_self": [[False, False]]},
+             0.05: {"encoder_self": [[False, True], [True, False]], "cross": [[True, False]],
+                    "decoder_self": [[False, False]]},
+             0.1: {"encoder_self": [[False, False], [True, False]], "cross": [[False, False]],
+                   "decoder_self": [[False, False]]}}
+    out = last_standing(report, masks, ["relevance", "confidence", "rare"])
+    # decoder self-attention is pruned at every λ: no row
+    assert list(out) == ["encoder_self", "cross"]
+    # encoder: only head 1.0 is left at λ = 0.1; relevance 0.2 is 2nd of (0.3, 0.1, 0.2, 0.0), confidence 0.7 2nd of
+    # (0.5, 0.9, 0.7, 0.2), rare 0.4 ties with head 0.1 for the highest: both rank 1
+    assert out["encoder_self"] == {"lambda": 0.1, "heads": ["1.0"], "of": 4,
+                                   "ranks": {"relevance": [2], "confidence": [2], "rare": [1]}}
+    # cross: nothing at λ = 0.1, head 0.0 at λ = 0.05: relevance 1st, confidence 2nd; no rare statistic at all
+    assert out["cross"] == {"lambda": 0.05, "heads": ["0.0"], "of": 2, "ranks": {"relevance": [1], "confidence": [2]}}

@@ -84,6 +84,24 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     assert report["sentences"] == 3 and report["lrp"]["rule"] == "ding"
     assert len(_table(md, "| λ | attention | heads kept / pruned")) == sum(len(r["kept_vs_pruned"]["relevance"])
                                                                         for r in rows[1:])
+    # the heads kept longest: read again from the gated checkpoints, ranks recomputed from heads.json
+    from fairseq_interp.heads.survival import open_head_masks
+
+    masks = {row["lambda"]: open_head_masks(torch.load(work / f"l0-{row['lambda']}" / "checkpoint_last.pt"))
+             for row in rows[1:]}
+    last = {cells[0]: cells for cells in _table(md, "| attention | λ | heads | rank by")}
+    for kind, data in report["kinds"].items():
+        layers = data["layers"]
+        kept_at = [lam for lam in sorted(masks, reverse=True) if any(map(any, masks[lam][kind]))]
+        if not kept_at:
+            assert kind not in last
+            continue
+        kept = [(i, h) for i, layer in enumerate(masks[kept_at[0]][kind]) for h, k in enumerate(layer) if k]
+        cells = last[kind]
+        assert cells[1:3] == [str(kept_at[0]), ", ".join(f"{i}.{h}" for i, h in kept)]
+        relevances = [head["relevance"] for layer in layers for head in layer]
+        assert cells[3] == ", ".join(str(1 + sum(v > layers[i][h]["relevance"] for v in relevances))
+                                     for i, h in kept) + f" of {len(relevances)}"
 
     # the paper's numbers beside ours, from paper_numbers.json; ours from the records above
     from fairseq_interp.common.paper_numbers import load_paper_numbers

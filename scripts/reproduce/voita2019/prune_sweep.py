@@ -7,7 +7,9 @@
 3. with ``--from-scratch``: train the pruned head configuration from scratch for the baseline's number of updates
    (Table 2's "from scratch" column);
 4. with ``--heads``: run ``fairseq-interp heads`` on the baseline and report, per λ, the share of heads of each role
-   (positional, syntactic, rare-word) that survive pruning next to the share of all heads (``heads.survival``).
+   (positional, syntactic, rare-word) that survive pruning next to the share of all heads (``heads.survival``),
+   the mean statistics of kept and pruned heads, and the heads of each attention type kept longest (at the largest
+   λ that keeps any of them) with their rank among that type's heads by each statistic.
 
 Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table, then the paper's numbers beside ours:
 ``paper_numbers.json`` of the package through ``common.paper_numbers.side_by_side``) into ``--work``, and
@@ -39,7 +41,7 @@ from fairseq_interp.heads.lrp import RULES
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.prune import kept_head_counts
 from fairseq_interp.heads.report import read_report
-from fairseq_interp.heads.survival import kept_vs_pruned, open_head_masks, role_survival
+from fairseq_interp.heads.survival import kept_vs_pruned, last_standing, open_head_masks, role_survival
 
 logger = logging.getLogger("prune_sweep")
 
@@ -182,6 +184,7 @@ def main():
              "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
              "--lrp-rule", args.lrp_rule, *(["--spacy-model", args.spacy_model] if args.spacy_model else []),
              "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
+    masks_by_lambda = {}
     for lam in progress_loop(args.lambdas, args, prefix="prune sweep λ"):
         save = os.path.join(args.work, f"l0-{lam}")
         gated = train(data, f"transformer_gated_heads_{args.size}", args.finetune_updates, save, args.finetune_lr,
@@ -196,6 +199,7 @@ def main():
             os.replace(pruned + ".tmp", pruned)
         counts = kept_head_counts(read_raw_checkpoint(pruned), pruned)
         masks = open_head_masks(read_raw_checkpoint(gated), gated)
+        masks_by_lambda[lam] = masks
         row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
                "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
                "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
@@ -218,6 +222,12 @@ def main():
         rows.append(row)
         logger.info(f"λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
                     + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
+    last = None
+    if args.heads:
+        last = last_standing(read_report(os.path.join(args.work, "heads-baseline", "heads.json")), masks_by_lambda,
+                             STATISTICS)
+        for r in rows[1:]:
+            r["last_standing"] = {kind: row for kind, row in last.items() if row["lambda"] == r["lambda"]}
     write_atomic(os.path.join(args.work, "sweep.json"), json.dumps(rows, indent=1))
     lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
              "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]
@@ -250,6 +260,15 @@ def main():
                          if kind in stats.get(s, {}) else "–" for s in STATISTICS]
                 lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
                              + " | ".join(cells) + " |")
+    if last:
+        lines += ["", "Heads kept longest, per attention type (at the largest λ that keeps any head of the type), and "
+                  "their rank among the baseline's heads of that type by each statistic (1 = highest; layer.head):",
+                  "", "| attention | λ | heads | " + " | ".join(f"rank by {s}" for s in STATISTICS) + " |",
+                  "|---|---|---|" + "---|" * len(STATISTICS)]
+        for kind, row in last.items():
+            cells = [", ".join("–" if x is None else str(x) for x in row["ranks"][s]) + f" of {row['of']}"
+                     if s in row["ranks"] else "–" for s in STATISTICS]
+            lines.append(f"| {kind} | {row['lambda']} | {', '.join(row['heads'])} | " + " | ".join(cells) + " |")
     report = None
     if args.heads:
         report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
