@@ -141,21 +141,72 @@ def train(args):
         train_one(args, data, seed)
 
 
+def stopped_by(summary):
+    """``patience`` when fairseq's ``--patience`` ended the training (fewer updates than the cap), else ``cap``."""
+    return "patience" if summary["updates"] < summary["options"]["max_update"] else "cap"
+
+
+def best_point(summary):
+    """The curve point of the best update (lowest valid loss)."""
+    return next(p for p in summary["curve"] if p["update"] == summary["best_update"])
+
+
 def table(args):
+    """``baselines.md`` (test BLEU mean ± sd over seeds, how each run stopped), ``baselines.json`` (every run's curve,
+    best update and test BLEU) and ``baselines-curves.png`` (valid loss and valid BLEU vs updates, a line per run)
+    in ``--out``."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(args.work, "*", "summary.json"))):
         with open(path) as f:
             summary = json.load(f)
         runs.setdefault((summary["recipe"], summary["pair"]), []).append(summary)
-    lines = ["| recipe | pair | seeds | test BLEU (beam 5) | updates (best) | patience |", "|---|---|---|---|---|---|"]
+    if not runs:
+        raise InterpretError(f"no finished baseline (*/summary.json) under {args.work}")
+    lines = ["| recipe | pair | seeds | test BLEU (beam 5) | valid BLEU at best (greedy) | updates (best) | stopped by "
+             "| patience |", "|---|---|---|---|---|---|---|---|"]
     for (recipe, pair), summaries in sorted(runs.items()):
+        summaries.sort(key=lambda s: s["seed"])
         bleus = [s["test_bleu"] for s in summaries]
+        valid = [best_point(s)["valid_bleu"] for s in summaries]
         updates = ", ".join(f"{s['updates']} ({s['best_update']})" for s in summaries)
-        lines.append(f"| {recipe} | {pair} | {len(summaries)} | {format_mean_sd(bleus)} | {updates} | "
+        stops = ", ".join(stopped_by(s) for s in summaries)
+        lines.append(f"| {recipe} | {pair} | {len(summaries)} | {format_mean_sd(bleus)} | "
+                     f"{format_mean_sd(valid) if None not in valid else '–'} | {updates} | {stops} | "
                      f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']} |")
-    text = "\n".join(lines) + "\n"
-    write_atomic(os.path.join(args.work, "baselines.md"), text)
+    signatures = sorted({s["test_bleu_signature"] for group in runs.values() for s in group})
+    text = "\n".join(lines) + "\n\nsacrebleu: " + "; ".join(f"`{sig}`" for sig in signatures) + "\n"
+    out = args.out or args.work
+    os.makedirs(out, exist_ok=True)
+    write_atomic(os.path.join(out, "baselines.md"), text)
+    records = [{**{k: s[k] for k in ("recipe", "pair", "seed", "updates", "best_update", "test_bleu",
+                                      "test_bleu_signature", "curve", "options", "train_seconds_last_run", "threads")},
+                "stopped_by": stopped_by(s)} for group in runs.values() for s in group]
+    write_atomic(os.path.join(out, "baselines.json"), json.dumps(records, indent=1) + "\n")
+    plot_curves(runs, os.path.join(out, "baselines-curves.png"))
     print(text, end="")
+
+
+def plot_curves(runs, path):
+    """Valid loss (left) and valid BLEU (right) against updates, one line per run, the best update marked."""
+    from fairseq_interp.common.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for (recipe, pair), summaries in sorted(runs.items()):
+        for s in summaries:
+            updates = [p["update"] for p in s["curve"]]
+            label = f"{recipe} {pair} seed {s['seed']}"
+            (line,) = loss_ax.plot(updates, [p["valid_loss"] for p in s["curve"]], label=label)
+            best = best_point(s)
+            loss_ax.plot([best["update"]], [best["valid_loss"]], "o", color=line.get_color())
+            if all(p["valid_bleu"] is not None for p in s["curve"]):
+                bleu_ax.plot(updates, [p["valid_bleu"] for p in s["curve"]], color=line.get_color(), label=label)
+                bleu_ax.plot([best["update"]], [best["valid_bleu"]], "o", color=line.get_color())
+    loss_ax.set(xlabel="updates", ylabel="valid loss (label-smoothed, base 2)", title="valid loss (dot: best)")
+    bleu_ax.set(xlabel="updates", ylabel="valid BLEU (greedy)", title="valid BLEU")
+    loss_ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def positive(text):
@@ -181,8 +232,10 @@ def main():
     t.add_argument("--work", required=True)
     add_progress_arguments(t, log_interval=1)
     t.set_defaults(func=train)
-    s = sub.add_parser("table", help="mean ± sd of test BLEU over seeds of every finished baseline")
-    s.add_argument("--work", required=True)
+    s = sub.add_parser("table", help="mean ± sd of test BLEU over seeds of every finished baseline, their curves",
+                       formatter_class=defaults_help_formatter())
+    s.add_argument("--work", required=True, help="the folder given to train")
+    s.add_argument("--out", help="where baselines.md, baselines.json and baselines-curves.png go (default: --work)")
     s.set_defaults(func=table)
     args = parser.parse_args()
     args.func(args)

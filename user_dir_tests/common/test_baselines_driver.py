@@ -56,3 +56,43 @@ def test_baselines_driver_summary_comes_from_the_log_and_a_rerun_reuses_it(data_
 def test_baselines_driver_refuses_a_folder_without_binarized_data(tmp_path):
     proc = run([sys.executable, DRIVER, "train", "--data", str(tmp_path), "--work", str(tmp_path / "w")], check=False)
     assert proc.returncode == 2 and "has no bin/" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def summary_record(seed, updates, curve, test_bleu, max_update=100):
+    """A ``summary.json`` as ``train`` writes it, by hand: curve [(update, valid loss, valid BLEU)]."""
+    best = min(curve, key=lambda point: point[1])[0]
+    return {"recipe": "lstm", "pair": "en-de", "seed": seed,
+            "options": {"patience": 2, "validate_every": 10, "max_update": max_update, "train_args": []},
+            "updates": updates, "best_update": best,
+            "curve": [{"update": u, "valid_loss": loss, "valid_bleu": b} for u, loss, b in curve],
+            "test_bleu": test_bleu, "test_bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:x",
+            "train_seconds_last_run": 1, "threads": "1"}
+
+
+def test_baselines_table_reports_how_each_run_stopped_and_its_best_point(tmp_path):
+    work = tmp_path / "work"
+    runs = [summary_record(1, 40, [(10, 5.0, 10.0), (20, 4.0, 20.0), (30, 4.5, 21.0), (40, 4.6, 22.0)], 30.0),
+            summary_record(2, 100, [(50, 4.2, 18.0), (100, 4.1, 19.0)], 31.0),
+            summary_record(3, 30, [(10, 4.9, 12.0), (20, 4.8, 14.0), (30, 4.3, 24.0)], 32.5, max_update=30)]
+    for record in runs:
+        folder = work / f"lstm.en-de.seed{record['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(record))
+    out = tmp_path / "out"
+    table = run([sys.executable, DRIVER, "table", "--work", str(work), "--out", str(out)], in_process=True).stdout
+    row = next(line for line in table.splitlines() if line.startswith("| lstm | en-de |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # seed 1 stopped at 40 < 100 (patience), seed 2 reached the cap 100, seed 3 reached its cap 30
+    assert cells[6] == "patience, cap, cap"
+    assert cells[5] == "40 (20), 100 (100), 30 (30)"
+    assert cells[3] == f"{statistics.mean([30.0, 31.0, 32.5]):.2f} ± {statistics.stdev([30.0, 31.0, 32.5]):.2f} (3 seeds)"
+    # valid BLEU at the lowest valid loss, not the highest valid BLEU: 20.0 (not 22.0), 19.0, 24.0
+    assert cells[4] == f"{statistics.mean([20.0, 19.0, 24.0]):.2f} ± {statistics.stdev([20.0, 19.0, 24.0]):.2f} (3 seeds)"
+    assert "version:x" in table
+    records = json.loads((out / "baselines.json").read_text())
+    assert [(r["seed"], r["stopped_by"]) for r in records] == [(1, "patience"), (2, "cap"), (3, "cap")]
+    assert [r["curve"] for r in records] == [r["curve"] for r in runs]
+    assert (out / "baselines-curves.png").stat().st_size > 0 and (out / "baselines.md").read_text() == table
+
+    empty = run([sys.executable, DRIVER, "table", "--work", str(tmp_path / "none")], check=False)
+    assert empty.returncode == 2 and "no finished baseline" in empty.stderr and "Traceback" not in empty.stderr
