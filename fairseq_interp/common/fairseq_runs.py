@@ -5,8 +5,10 @@ gives, and resumable training.
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .checkpoints import checkpoint_updates
@@ -27,19 +29,41 @@ def _executable(cmd):
     return [console_script(first), *cmd[1:]]
 
 
+@contextlib.contextmanager
+def stopped_with_this_process():
+    """While the block runs, SIGTERM to this process (``kill``, ``pkill``, a job scheduler's stop) raises
+    ``SystemExit`` here instead of ending the interpreter at once, so :func:`subprocess.run` kills the command it
+    waits for before this process exits; otherwise a stopped driver would leave its ``fairseq-train`` running and
+    writing checkpoints. Only in the main thread (the one that receives signals); the previous handler comes back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(cmd, log=None, cwd=None, threads=None, tail=3000):
     """Run ``cmd`` (a console script name of this environment, or a path) and return its stdout + stderr.
 
     ``threads``: OMP_NUM_THREADS for the command (None: as in this process's environment). ``log``: also write
     the output there. A failure raises :class:`InterpretError` in one line: the command, its exit code, the last
     line of its stderr (``fairseq-interp: error: ...`` for the plugin's commands) and the file holding its whole
-    output (``log``, else a temporary file; ``tail``: characters of stderr kept there).
+    output (``log``, else a temporary file; ``tail``: characters of stderr kept there). A SIGTERM to this process
+    stops the command too (:func:`stopped_with_this_process`).
     """
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     full = _executable(cmd)
-    proc = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
+    with stopped_with_this_process():
+        proc = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if log:
         os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
