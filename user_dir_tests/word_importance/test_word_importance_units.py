@@ -314,12 +314,20 @@ def test_erasure_without_references_is_refused_up_front():
 def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
     from fairseq_interp.commands import cli_main
 
-    def rows(base, ig1, rnd1):
-        return [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base},
-                {"id": "ig/mask/1", "method": "ig", "perturbation": "mask", "k": 1, "bleu": ig1},
-                {"id": "random/mask/1", "method": "random", "perturbation": "mask", "k": 1, "bleu": rnd1}]
+    def rows(base, ig1, rnd1, att1=None, att2=None):
+        out = [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base},
+               {"id": "ig/mask/1", "method": "ig", "perturbation": "mask", "k": 1, "bleu": ig1},
+               {"id": "random/mask/1", "method": "random", "perturbation": "mask", "k": 1, "bleu": rnd1},
+               {"id": "ig/mask/2", "method": "ig", "perturbation": "mask", "k": 2, "bleu": ig1 - 5},
+               {"id": "random/mask/2", "method": "random", "perturbation": "mask", "k": 2, "bleu": rnd1 - 5}]
+        if att1 is not None:
+            out += [{"id": "attention/mask/1", "method": "attention", "perturbation": "mask", "k": 1, "bleu": att1},
+                    {"id": "attention/mask/2", "method": "attention", "perturbation": "mask", "k": 2, "bleu": att2}]
+        return out
 
-    for seed, values in enumerate([(40.0, 30.0, 35.0), (42.0, 28.0, 36.0), (44.0, 26.0, 37.0)]):
+    # run s1: attention lowest at k=1 (27 < 28) and below random at both k; run s2: attention above random at k=1
+    for seed, values in enumerate([(40.0, 30.0, 35.0, 31.0, 29.0), (42.0, 28.0, 36.0, 27.0, 24.0),
+                                   (44.0, 26.0, 37.0, 38.0, 30.0)]):
         (tmp_path / f"s{seed}").mkdir()
         (tmp_path / f"s{seed}" / "results.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in rows(*values)), encoding="utf-8")
@@ -328,6 +336,15 @@ def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
     # ig k=1: 30, 28, 26 → mean 28, sample sd 2; random: 35, 36, 37 → 36 ± 1; unperturbed 42 ± 2
     assert "| ig | 42.00 ± 2.00 | 28.00 ± 2.00 |" in out and "| random | 42.00 ± 2.00 | 36.00 ± 1.00 |" in out
     assert out.startswith("BLEU, mean ± sample sd over 3 runs")
+    # ordering per run, counted by hand over the cells (mask, 1) and (mask, 2):
+    # s0: ig 30/25, attention 31/29, random 35/30 → ig lowest 2, attention lowest 0, below random 2 / ig below 2
+    # s1: ig 28/23, attention 27/24, random 36/31 → ig lowest 1 (k=2), attention 1 (k=1); both below random twice
+    # s2: ig 26/21, attention 38/30, random 37/32 → ig lowest 2; attention below random once (k=2)
+    rows_by_run = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+                   for line in out.splitlines() if line.startswith(f"| {tmp_path}")}
+    assert rows_by_run[str(tmp_path / "s0")] == ["2", "0 / 2", "2 / 2", "0"]
+    assert rows_by_run[str(tmp_path / "s1")] == ["2", "1 / 2", "1 / 2", "0"]
+    assert rows_by_run[str(tmp_path / "s2")] == ["2", "0 / 1", "2 / 2", "0"]
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["perturbation-seeds", str(tmp_path / "none")])
     assert exit_info.value.code == 2

@@ -494,6 +494,27 @@ def seed_summary(runs):
     return out
 
 
+def seed_ordering_markdown(runs, names):
+    """Per run (``names``: one label each), :func:`ordering` of its cells: in how many (perturbation, k) cells each
+    method has the lowest BLEU and is below random's mean, so a reader sees whether the paper's order (ig lowest,
+    attention below random) holds in every seed, not only in the mean over seeds."""
+    orders = [ordering([r for r in rows if r["perturbation"] != "none"]) for rows in runs]
+    methods = sorted({m for counts, _ in orders for m in counts})
+    out = ["**ordering per run**: cells where the method has the lowest BLEU (ties count for every tied method) / "
+           "cells where it is below random's mean", "",
+           "| run | cells | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for name, (counts, cells) in zip(names, orders):
+        vals = []
+        for method in methods:
+            if method not in counts:
+                vals.append("–")
+                continue
+            lowest, below = counts[method]
+            vals.append(f"{lowest}" + ("" if below is None else f" / {below}"))
+        out.append(f"| {name} | {cells} | " + " | ".join(vals) + " |")
+    return "\n".join(out) + "\n"
+
+
 def seed_markdown(rows):
     """One table per perturbation: mean ± sd of BLEU over the runs, by method (rows) and k (columns)."""
     base = next((r for r in rows if r["perturbation"] == "none"), None)
