@@ -178,9 +178,7 @@ def table(args):
     out = args.out or args.work
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "baselines.md"), text)
-    records = [{**{k: s[k] for k in ("recipe", "pair", "seed", "updates", "best_update", "test_bleu",
-                                      "test_bleu_signature", "curve", "options", "train_seconds_last_run", "threads")},
-                "stopped_by": stopped_by(s)} for group in runs.values() for s in group]
+    records = [{**s, "stopped_by": stopped_by(s)} for group in runs.values() for s in group]
     write_atomic(os.path.join(out, "baselines.json"), json.dumps(records, indent=1) + "\n")
     plot_curves(runs, os.path.join(out, "baselines-curves.png"))
     print(text, end="")

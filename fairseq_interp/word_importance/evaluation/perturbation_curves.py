@@ -498,7 +498,7 @@ def seed_ordering_markdown(runs, names):
     """Per run (``names``: one label each), :func:`ordering` of its cells: in how many (perturbation, k) cells each
     method has the lowest BLEU and is below random's mean, so a reader sees whether the paper's order (ig lowest,
     attention below random) holds in every seed, not only in the mean over seeds."""
-    orders = [ordering([r for r in rows if r["perturbation"] != "none"]) for rows in runs]
+    orders = [ordering(rows) for rows in runs]
     methods = sorted({m for counts, _ in orders for m in counts})
     out = ["**ordering per run**: cells where the method has the lowest BLEU (ties count for every tied method) / "
            "cells where it is below random's mean", "",
