@@ -5,6 +5,8 @@ u and v are (T, L) score matrices: one row per target position t, one column per
 
 * A(u, v) (Eq. 10): the fraction of target positions whose argmax over l of u lies among the top ``top``
   fraction (5%) of positions ranked by v; at least one position always counts as the top.
+* its 95% interval: percentile bootstrap over sentences, each sentence's hits and target positions resampled
+  together (A pools target positions, so a sentence is the unit that is drawn).
 * Â: the value of A when the argmax of u is a uniformly random source position (the random baseline).
 * Kendall τ_b between u_t and v_t, averaged over t.
 * ξ (Eq. 11): an agreement value put in context by a second training run (another seed) of the same model:
@@ -66,6 +68,17 @@ def agreement_with_baseline(u, v, top=0.05):
         h, n, e = agreement_counts(a, b, top)
         hits, total, expected = hits + h, total + n, expected + e
     return hits / total, expected / total
+
+
+def agreement_interval(u, v, top=0.05, resamples=1000, seed=1, level=0.95):
+    """A(u, v) over a corpus (lists of matrices, one per sentence) with its bootstrap interval over sentences
+    (:func:`~fairseq_interp.common.statistics.bootstrap_ratio`); an :class:`Interval` whose ``mean`` is A."""
+    from ..common.statistics import bootstrap_ratio
+
+    if not u:
+        raise InterpretError("agreement over an empty corpus: pass at least one sentence")
+    counts = [agreement_counts(a, b, top)[:2] for a, b in zip(u, v)]
+    return bootstrap_ratio([c[0] for c in counts], [c[1] for c in counts], level, resamples, seed)
 
 
 def kendall_tau(x, y):

@@ -81,6 +81,9 @@ def add_subcommands(sub):
     p.add_argument("--no-head-probes", action="store_true", help="skip the per-head probes of Transformers")
     p.add_argument("--top", type=float, default=0.05, help="top fraction of Eq. 10, in (0, 1] (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="seed of the proxy training (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap samples over the probed sentences for each agreement's 95%% interval (0: no "
+                        "interval; default: %(default)s)")
     batching = p.add_argument_group("reading the split (fairseq's batch iterator)")
     add_split_arguments(batching, 16, "batch read", shards_help=(
         "refused above 1: the agreements, their random baseline, Kendall τ, the best checkpoint of a run and ξ are "
@@ -98,7 +101,7 @@ def check_options(args):
     """Every option that can be refused before anything is loaded: ranges, sharding, the results folder."""
     check_range(args.top, "--top", 0, 1, strict_minimum=True, what="e.g. 0.05")
     check_counts(args, {"num_sentences": 0, "ibm1_iterations": 0, "ibm1_max_pairs": 0, "proxy_epochs": 0,
-                        "proxy_dim": 1, "log_interval": 1})
+                        "proxy_dim": 1, "log_interval": 1, "bootstrap": 0})
     check_range(args.proxy_lr, "--proxy-lr", 0, strict_minimum=True)
     check_dataset_options(args)
     if args.num_shards > 1:
@@ -321,7 +324,7 @@ def run(args):
         best = probes.best_over_run(alphas, runs[name], args.top)[1]
         for record, matrix in zip(records, runs[name][best]):
             record["beta_uf" if name == "uniform" else "alpha_fr"] = matrix
-    rows = probes.agreement_table(records, args.top, curve)
+    rows = probes.agreement_table(records, args.top, curve, args.bootstrap)
     table = probes.format_table(rows)
     result = {"checkpoint": args.path, "subset": args.gen_subset, "sentences": len(records), "top": args.top,
               "kind": "classification" if classify else "translation",
@@ -337,7 +340,8 @@ def run(args):
         result["second_seed_curve"] = curve
         table += "\n" + probes.format_curve(curve)
     if "uniform" in loaded:
-        result["paper_row"] = probes.paper_row(records, args.top, curve, runs.get("uniform"), runs.get("frozen"))
+        result["paper_row"] = probes.paper_row(records, args.top, curve, runs.get("uniform"), runs.get("frozen"),
+                                               args.bootstrap)
         table += "\n" + probes.format_paper_row(result["paper_row"])
     result["seconds"] = round(time.time() - start, 1)
     provenance = probes_provenance(args, loaded, used, ids)

@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 #: the options of ``probes`` that change a number of probes.json (the rest choose files, batching, progress output)
 NUMBER_OPTIONS = ("gen_subset", "train_subset", "num_sentences", "ibm1_iterations", "ibm1_max_pairs",
                   "proxy_epochs", "proxy", "proxy_dim", "proxy_lr", "proxy_valid_subset", "no_gradients", "saliency",
-                  "head_layer", "no_head_probes", "top", "seed", "uniform_select", "along_training",
+                  "head_layer", "no_head_probes", "top", "seed", "uniform_select", "along_training", "bootstrap",
                   "skip_invalid_size_inputs_valid_test")
 
 #: checkpoint options and their names in the provenance

@@ -24,6 +24,10 @@ agreement with β^uf (or α^fr) is the maximum over that run's checkpoints, each
 
 Rows are target positions without the final EOS, columns source positions without the final EOS.
 
+Each agreement of α with a probe can carry a 95% bootstrap interval over the probed sentences (``bootstrap``
+resamples; :func:`~.agreement.agreement_interval`); for a best-agreeing checkpoint it is the interval at that
+checkpoint (the choice of the checkpoint is not resampled).
+
 ξ (Eq. 11) needs a curve of a second run (another seed): A(α, α'_τ) and the teacher-forced token accuracy of its
 checkpoints τ on the same sentences (``second_run_point``).
 """
@@ -37,7 +41,8 @@ from ..common.batches import rows_by_id
 from ..common.errors import InterpretError
 from ..common.ibm1 import IBM1
 from ..common.teacher_forcing import prev_output_tokens
-from .agreement import agreement, agreement_with_baseline, contextualized_agreement, mean_kendall_tau
+from .agreement import (agreement, agreement_interval, agreement_with_baseline, contextualized_agreement,
+                        mean_kendall_tau)
 
 PROBES = ("beta", "beta_uf", "beta_ibm", "beta_px", "delta")
 
@@ -333,9 +338,18 @@ def _xi(value, curve):
     return contextualized_agreement(value, [(p["agreement"], p["accuracy"]) for p in curve]) if curve else None
 
 
-def agreement_table(records, top=0.05, curve=None):
-    """One row per probe u: A(u, α), A(α, u) (the paper's order), Â, Kendall τ(u, α) and, given the ``curve`` of a
-    second run ([{"agreement": A(α, α'_τ), "accuracy": ...}] in training order), ξ of A(α, u) (Eq. 10–11)."""
+def _interval(u, v, top, bootstrap):
+    """[low, high] of A(u, v)'s bootstrap interval over sentences, or None without resamples."""
+    if not bootstrap:
+        return None
+    interval = agreement_interval(u, v, top, resamples=bootstrap)
+    return [interval.low, interval.high]
+
+
+def agreement_table(records, top=0.05, curve=None, bootstrap=0):
+    """One row per probe u: A(u, α), A(α, u) (the paper's order) with its 95% interval over sentences (``bootstrap``
+    resamples, 0 = none), Â, Kendall τ(u, α) and, given the ``curve`` of a second run ([{"agreement": A(α, α'_τ),
+    "accuracy": ...}] in training order), ξ of A(α, u) (Eq. 10–11)."""
     if not records:
         raise InterpretError("no sentences to compare: pass a split with sentences (--subset)")
     alpha = [r["alpha"] for r in records]
@@ -347,6 +361,8 @@ def agreement_table(records, top=0.05, curve=None):
         a, baseline = agreement_with_baseline(u, alpha, top)
         row = {"probe": name, "agreement": a, "agreement_alpha_first": agreement(alpha, u, top),
                "random_baseline": baseline, "kendall_tau": mean_kendall_tau(u, alpha)}
+        if bootstrap:
+            row["interval_alpha_first"] = _interval(alpha, u, top, bootstrap)
         if curve:
             row["xi"] = _xi(row["agreement_alpha_first"], curve)
         rows.append(row)
@@ -355,17 +371,20 @@ def agreement_table(records, top=0.05, curve=None):
         a, baseline = agreement_with_baseline(beta_h, alpha_h, top)
         rows.append({"probe": f"head{h}", "agreement": a, "agreement_alpha_first": agreement(alpha_h, beta_h, top),
                      "random_baseline": baseline, "kendall_tau": mean_kendall_tau(beta_h, alpha_h)})
+        if bootstrap:
+            rows[-1]["interval_alpha_first"] = _interval(alpha_h, beta_h, top, bootstrap)
     return rows
 
 
-def paper_row(records, top=0.05, curve=None, uniform_runs=None, frozen_runs=None):
+def paper_row(records, top=0.05, curve=None, uniform_runs=None, frozen_runs=None, bootstrap=0):
     """The columns of Snell et al.'s Table 2 (as the authors' code computes them): A(α, β^uf), A(β^px, β^uf),
     A(Δ, β^uf), A(α, β), Â, their ξ, and the accuracy (%) of the probed model; with ``frozen_runs`` also Table 10's
     A(α, α^fr).
 
     ``uniform_runs`` = {update: [β^uf matrices]} of the uniform run's checkpoints: each column is its maximum over
     them (appendix A.7; ``update(...)`` says which); without it the records' own ``beta_uf``. ``frozen_runs`` likewise
-    for α^fr (appendix A.6: "at the iteration where α^fr is most correlated with α")."""
+    for α^fr (appendix A.6: "at the iteration where α^fr is most correlated with α"). With ``bootstrap`` resamples,
+    ``interval(...)`` is each agreement's 95% interval over sentences (at the chosen checkpoint)."""
     if "beta_uf" not in records[0] and not uniform_runs:
         raise InterpretError("the paper's row compares with β^uf: pass --uniform-path")
     uniform_runs = uniform_runs or {"given": [r["beta_uf"] for r in records]}
@@ -377,14 +396,22 @@ def paper_row(records, top=0.05, curve=None, uniform_runs=None, frozen_runs=None
         if name in records[0]:
             value, update = best_over_run([r[name] for r in records], uniform_runs, top)
             row[f"A({name}, beta_uf)"], row[f"update({name}, beta_uf)"] = value, update
+            if bootstrap:
+                u = [r[name] for r in records]
+                row[f"interval({name}, beta_uf)"] = _interval(u, uniform_runs[update], top, bootstrap)
             if curve:
                 row[f"xi({name}, beta_uf)"] = _xi(value, curve)
     if "beta" in records[0]:
         row["A(alpha, beta)"] = value = agreement(alpha, [r["beta"] for r in records], top)
+        if bootstrap:
+            row["interval(alpha, beta)"] = _interval(alpha, [r["beta"] for r in records], top, bootstrap)
         if curve:
             row["xi(alpha, beta)"] = _xi(value, curve)
     if frozen_runs:
         row["A(alpha, alpha_fr)"], row["update(alpha, alpha_fr)"] = best_over_run(alpha, frozen_runs, top)
+        if bootstrap:
+            row["interval(alpha, alpha_fr)"] = _interval(alpha, frozen_runs[row["update(alpha, alpha_fr)"]], top,
+                                                         bootstrap)
     return row
 
 
@@ -392,13 +419,20 @@ def _number(x, digits=3):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _span(interval):
+    return "–" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def format_table(rows):
     has_xi = any("xi" in r for r in rows)
-    head = "| probe u | A(u, α) | A(α, u) | Â | Kendall τ |" + (" ξ (acc. %) |" if has_xi else "")
+    has_ci = any("interval_alpha_first" in r for r in rows)
+    head = ("| probe u | A(u, α) | A(α, u) |" + (" 95% interval of A(α, u) |" if has_ci else "")
+            + " Â | Kendall τ |" + (" ξ (acc. %) |" if has_xi else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         line = (f"| {r['probe']} | {r['agreement']:.3f} | {r['agreement_alpha_first']:.3f} | "
-                f"{r['random_baseline']:.3f} | {r['kendall_tau']:.3f} |")
+                + (f"{_span(r.get('interval_alpha_first'))} | " if has_ci else "")
+                + f"{r['random_baseline']:.3f} | {r['kendall_tau']:.3f} |")
         if has_xi:
             line += f" {_number(r['xi'], 1)} |" if "xi" in r else " |"
         lines.append(line)
@@ -407,14 +441,16 @@ def format_table(rows):
 
 def format_paper_row(row):
     """Table 2's layout: agreements with β^uf (best uniform checkpoint), A(α, β), Â, ξ (accuracy % of the second
-    run), the probed model's accuracy; Table 10's A(α, α^fr) when there."""
+    run), the probed model's accuracy; Table 10's A(α, α^fr) when there; each agreement's 95% interval over sentences
+    beside it when computed."""
     symbols = {"A(alpha, beta_uf)": "A(α, β^uf)", "A(beta_px, beta_uf)": "A(β^px, β^uf)",
                "A(delta, beta_uf)": "A(Δ, β^uf)", "A(alpha, beta)": "A(α, β)", "A(alpha, alpha_fr)": "A(α, α^fr)"}
     names = [n for n in symbols if n in row]
     xis = [n for n in names if "xi" + n[1:] in row]
     head = ("|" + "".join(f" {symbols[n]} |" for n in names) + " Â |"
             + "".join(f" ξ{symbols[n][1:]} |" for n in xis) + " accuracy % |")
-    line = ("|" + "".join(f" {row[n]:.3f} |" for n in names) + f" {row['random_baseline']:.3f} |"
+    spans = {n: (f" {_span(row['interval' + n[1:]])}" if "interval" + n[1:] in row else "") for n in names}
+    line = ("|" + "".join(f" {row[n]:.3f}{spans[n]} |" for n in names) + f" {row['random_baseline']:.3f} |"
             + "".join(f" {_number(row['xi' + n[1:]], 1)} |" for n in xis) + f" {row['accuracy']:.1f} |")
     return "\n".join([head, "|" + "---|" * (head.count("|") - 1), line]) + "\n"
 

@@ -77,18 +77,22 @@ def _cell(value, digits):
         return "–"
     if isinstance(value, str):
         return value
+    if isinstance(value, tuple):
+        number, low, high = value
+        return f"{number:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
     return f"{value:.{digits}f}"
 
 
 def side_by_side(rows, digits=2) -> str:
     """Markdown: one line per compared quantity, ``rows`` = ``[(what, paper value or None, ours (a number, a
-    preformatted string such as "16.35 ± 0.12", or None), our setting)]``; the difference is ours − paper where both
-    are numbers."""
+    ``(number, low, high)`` triple printed with its interval, a preformatted string such as "16.35 ± 0.12", or
+    None), our setting)]``; the difference is ours − paper where both are numbers (ours' number for a triple)."""
     lines = ["| quantity | paper | ours | ours − paper | our setting |", "|---|---|---|---|---|"]
     for what, paper, ours, setting in rows:
         difference: Optional[float] = None
-        if isinstance(paper, (int, float)) and isinstance(ours, (int, float)):
-            difference = ours - paper
+        number = ours[0] if isinstance(ours, tuple) else ours
+        if isinstance(paper, (int, float)) and isinstance(number, (int, float)):
+            difference = number - paper
         diff = "–" if difference is None else f"{difference:+.{digits}f}"
         lines.append(f"| {what} | {_cell(paper, digits)} | {_cell(ours, digits)} | {diff} | {setting} |")
     return "\n".join(lines)

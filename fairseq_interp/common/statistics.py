@@ -1,5 +1,6 @@
 """Intervals for reproduction numbers: sacrebleu's paired bootstrap for BLEU differences (Koehn 2004), a bootstrap
-confidence interval of a mean over sentences (``scipy.stats.bootstrap``), and mean ± sd over seeds."""
+confidence interval of a mean (or of a pooled ratio) over sentences (``scipy.stats.bootstrap``), and mean ± sd over
+seeds."""
 
 import math
 from dataclasses import dataclass
@@ -66,6 +67,33 @@ def bootstrap_mean(values: Sequence[float], level=0.95, resamples=2000, seed=1) 
                        random_state=np.random.default_rng(seed))
     return Interval(mean, float(result.confidence_interval.low), float(result.confidence_interval.high),
                     int(data.size))
+
+
+def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], level=0.95, resamples=2000,
+                    seed=1) -> Interval:
+    """A pooled ratio ``sum(numerators) / sum(denominators)`` (e.g. hits and target positions per sentence) with a
+    percentile bootstrap interval that resamples the items, each item's two numbers together
+    (``scipy.stats.bootstrap``, ``paired=True``); ``n`` is the number of items."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    top, bottom = np.asarray(list(numerators), dtype=float), np.asarray(list(denominators), dtype=float)
+    if top.size == 0 or top.shape != bottom.shape:
+        raise ValueError(f"bootstrap of a ratio needs one numerator per denominator, got {top.size} and {bottom.size}")
+    if np.any(bottom <= 0):
+        raise ValueError("bootstrap of a ratio needs positive denominators")
+    value = float(top.sum() / bottom.sum())
+    shares = top / bottom
+    if top.size == 1 or np.all(shares == shares[0]):
+        return Interval(value, value, value, int(top.size))
+
+    def pooled(a, b, axis=-1):
+        return a.sum(axis=axis) / b.sum(axis=axis)
+
+    result = bootstrap((top, bottom), pooled, paired=True, vectorized=True, confidence_level=level,
+                       n_resamples=resamples, method="percentile", random_state=np.random.default_rng(seed))
+    return Interval(value, float(result.confidence_interval.low), float(result.confidence_interval.high),
+                    int(top.size))
 
 
 def mean_sd(values: Sequence[float]):

@@ -90,8 +90,9 @@ def test_sst2_driver_end_to_end_and_resume(tmp_path):
     row = probes["paper_row"]
     summary = (out / "summary.md").read_text()
     # the table's numbers are the records' numbers
-    assert f"| A(α, β^uf) (%) | 19.85 | {100 * row['A(alpha, beta_uf)']:.2f} |" in summary
-    assert f"| A(α, α^fr) (%) | 14.00 | {100 * row['A(alpha, alpha_fr)']:.2f} |" in summary
+    for label, paper, key in (("A(α, β^uf)", "19.85", "A(alpha, beta_uf)"), ("A(α, α^fr)", "14.00", "A(alpha, alpha_fr)")):
+        low, high = (100 * v for v in row["interval" + key[1:]])
+        assert f"| {label} (%) | {paper} | {100 * row[key]:.2f} [{low:.2f}, {high:.2f}] |" in summary
     assert f"| 20 | {accuracy['main/20']['test']:.1f} | {accuracy['second_seed/20']['test']:.1f} |" in summary
     assert [p["update"] for p in probes["second_seed_curve"]] == [10, 20]
     best = max((r for r in runs if r["run"] == "main"), key=lambda r: (accuracy[r["id"]]["valid"], -r["step"]))

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import run
-from fairseq_interp.attention_learning.agreement import (agreement, agreement_with_baseline, contextualized_agreement,
-                                               kendall_tau, mean_kendall_tau, top_k)
+from fairseq_interp.attention_learning.agreement import (agreement, agreement_interval, agreement_with_baseline,
+                                               contextualized_agreement, kendall_tau, mean_kendall_tau, top_k)
 from fairseq_interp.common.ibm1 import IBM1
-from fairseq_interp.attention_learning.probes import BagOfWordsProxy, agreement_table, sentence_probes
+from fairseq_interp.attention_learning.probes import BagOfWordsProxy, agreement_table, format_table, sentence_probes
 from fairseq_interp.common.checkpoints import interval_checkpoints
 from fairseq_interp.common.errors import InterpretError
 
@@ -46,6 +46,25 @@ def test_random_baseline_is_the_expected_agreement_of_a_random_argmax():
         us = [np.eye(v.shape[1])[rng.integers(v.shape[1], size=5)] for v in vs]
         hits.append(agreement(us, vs))
     assert np.mean(hits) == pytest.approx(baseline, abs=0.01)
+
+
+def test_agreement_interval_draws_whole_sentences():
+    """The interval resamples sentences, not target positions: 40 sentences of 10 target positions each, half of them
+    agreeing at every position and half at none, give A = 0.5 with the width of 40 draws (1.96 √(0.25 / 40)), about
+    three times that of 400 independent positions."""
+    hit, miss = np.eye(10), np.roll(np.eye(10), 1, axis=1)  # α's argmax is (or is not) v's single top position
+    alphas, others = [np.eye(10)] * 40, [hit] * 20 + [miss] * 20
+    interval = agreement_interval(alphas, others, resamples=2000)
+    assert interval.mean == agreement(alphas, others) == 0.5 and interval.n == 40
+    assert (interval.high - interval.low) / 2 == pytest.approx(1.96 * np.sqrt(0.25 / 40), rel=0.2)
+    # the table carries it for A(α, u), and prints it
+    rows = agreement_table([{"alpha": a, "beta": o} for a, o in zip(alphas, others)], bootstrap=500)
+    assert rows[0]["interval_alpha_first"][0] < 0.5 < rows[0]["interval_alpha_first"][1]
+    assert "95% interval of A(α, u)" in format_table(rows)
+    assert "interval_alpha_first" not in agreement_table([{"alpha": alphas[0], "beta": hit}])[0]
+    # every sentence agreeing equally: no spread to draw from
+    same = agreement_interval([np.eye(10)] * 5, [hit] * 5)
+    assert (same.low, same.mean, same.high) == (1.0, 1.0, 1.0)
 
 
 def test_kendall_tau_known_values_and_scipy():
@@ -197,8 +216,12 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
     paper = result["paper_row"]
     assert set(paper) == {"random_baseline", "accuracy", "A(alpha, beta_uf)", "A(beta_px, beta_uf)",
                           "update(alpha, beta_uf)", "update(beta_px, beta_uf)", "A(alpha, beta)",
-                          "xi(alpha, beta_uf)", "xi(beta_px, beta_uf)", "xi(alpha, beta)"} \
+                          "xi(alpha, beta_uf)", "xi(beta_px, beta_uf)", "xi(alpha, beta)", "interval(alpha, beta_uf)",
+                          "interval(beta_px, beta_uf)", "interval(alpha, beta)"} \
         and "| A(α, β^uf) |" in proc.stdout
+    for key in ("A(alpha, beta_uf)", "A(beta_px, beta_uf)", "A(alpha, beta)"):  # 95% interval over the 30 sentences
+        low, high = paper["interval" + key[1:]]
+        assert low <= paper[key] <= high and f"{paper[key]:.3f} [{low:.3f}, {high:.3f}]" in proc.stdout
     for name in ("alpha", "beta_px", "alpha, beta"):
         key = f"A({name}, beta_uf)" if name != "alpha, beta" else "A(alpha, beta)"
         passing = [p["accuracy"] for p in curve if p["agreement"] > paper[key]]

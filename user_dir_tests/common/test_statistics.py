@@ -9,7 +9,7 @@ import pytest
 from fairseq_interp.common import paper_numbers
 from fairseq_interp.common.bleu import corpus_bleu
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.statistics import bootstrap_mean, mean_sd, paired_bootstrap_bleu
+from fairseq_interp.common.statistics import bootstrap_mean, bootstrap_ratio, mean_sd, paired_bootstrap_bleu
 
 REFS = ["the cat sat on the mat", "a dog runs in the park", "he reads a book", "she likes green apples"] * 10
 WORSE = ["the cat sat on mat", "a dog runs in park", "he reads book", "she likes apples"] * 10
@@ -45,6 +45,25 @@ def test_mean_and_sample_standard_deviation():
     assert mean_sd([4.0]) == (4.0, None)
 
 
+def test_bootstrap_interval_of_a_pooled_ratio_resamples_each_items_two_numbers_together():
+    rng = np.random.default_rng(0)
+    positions = rng.integers(5, 30, size=400)
+    hits = rng.binomial(positions, 0.4)  # independent positions: the binomial width
+    interval = bootstrap_ratio(hits, positions, resamples=1000)
+    p = hits.sum() / positions.sum()
+    assert interval.mean == p and interval.low < p < interval.high and interval.n == 400
+    assert (interval.high - interval.low) / 2 == pytest.approx(1.96 * math.sqrt(p * (1 - p) / positions.sum()), rel=0.2)
+    # items of very different sizes but one share: drawn in pairs the ratio hardly moves (drawn apart it would)
+    sizes = rng.integers(5, 500, size=100)
+    tight = bootstrap_ratio(np.round(0.4 * sizes), sizes, resamples=1000)
+    assert tight.high - tight.low < 0.01
+    assert bootstrap_ratio([2, 4], [4, 8]) == type(interval)(0.5, 0.5, 0.5, 2)
+    with pytest.raises(ValueError):
+        bootstrap_ratio([1, 2], [3])
+    with pytest.raises(ValueError):
+        bootstrap_ratio([1], [0])
+
+
 def test_paper_numbers_file_and_side_by_side_table(tmp_path, monkeypatch):
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "paper_numbers.json").write_text(json.dumps({
@@ -57,6 +76,8 @@ def test_paper_numbers_file_and_side_by_side_table(tmp_path, monkeypatch):
     with pytest.raises(InterpretError, match="Table 1"):
         numbers.get("Table 2", "base", "BLEU")
     table = paper_numbers.side_by_side([("BLEU base", number.value, 25.25, "Multi30k"),
-                                        ("A(α, β)", None, "0.61 ± 0.02", "1 seed")])
+                                        ("A(α, β)", None, "0.61 ± 0.02", "1 seed"),
+                                        ("BLEU interval", number.value, (26.0, 25.5, 26.75), "bootstrap")])
     assert "| BLEU base | 27.50 | 25.25 | -2.25 | Multi30k |" in table
+    assert "| BLEU interval | 27.50 | 26.00 [25.50, 26.75] | -1.50 | bootstrap |" in table
     assert "| A(α, β) | – | 0.61 ± 0.02 | – | 1 seed |" in table

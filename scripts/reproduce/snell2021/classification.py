@@ -201,7 +201,14 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
     numbers = load_paper_numbers("attention_learning")
     row = probes["paper_row"]
     setting = ours_setting(args, probes)
-    pct = lambda key: None if row.get(key) is None else 100.0 * row[key]  # noqa: E731
+
+    def pct(key):
+        """A value in %, with its 95% interval over sentences when probes computed one."""
+        if row.get(key) is None:
+            return None
+        interval = row.get("interval" + key[1:]) if key.startswith("A(") else None
+        return 100.0 * row[key] if interval is None else (100.0 * row[key], 100.0 * interval[0], 100.0 * interval[1])
+
     compared = [
         ("A(α, β^uf)", "A(alpha, beta_uf)"), ("A(β^uf, β^px)", "A(beta_px, beta_uf)"),
         ("A(Δ, β^uf)", "A(delta, beta_uf)"), ("A(α, β)", "A(alpha, beta)"), ("Â", "random_baseline")]
@@ -219,7 +226,8 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
                 setting),
                ("A(α, β^uf) (%)", numbers.get("Table 10", "SST", "A(α, β^uf)").value, pct("A(alpha, beta_uf)"),
                 setting)]
-    lines = [f"{' '.join(sys.argv)}", "", "Table 2 / Table 5, SST row (agreements in %, ξ in accuracy %):", "",
+    lines = [f"{' '.join(sys.argv)}", "", "Table 2 / Table 5, SST row (agreements in % with their 95% bootstrap interval over sentences, "
+             "ξ in accuracy %):", "",
              side_by_side(table5), "", "Table 10, SST (A(α, α^fr) at the frozen run's best-agreeing checkpoint):", "",
              side_by_side(table10), "",
              f"probed checkpoint: main run at update {best['step']} (most accurate on valid: "
