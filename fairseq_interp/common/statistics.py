@@ -96,6 +96,17 @@ def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], 
                     int(top.size))
 
 
+def proportion_interval(successes: int, trials: int, level=0.95) -> Interval:
+    """A share ``successes / trials`` (e.g. the seeds that learn a task) with its exact (Clopper–Pearson) interval
+    (``scipy.stats.binomtest``); ``n`` is the number of trials."""
+    from scipy.stats import binomtest
+
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"a share needs 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
+    ci = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=level, method="exact")
+    return Interval(successes / trials, float(ci.low), float(ci.high), int(trials))
+
+
 def mean_sd(values: Sequence[float]):
     """``(mean, sample standard deviation or None for a single value)`` of per-seed numbers."""
     values = [float(v) for v in values]

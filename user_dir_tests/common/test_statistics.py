@@ -9,7 +9,8 @@ import pytest
 from fairseq_interp.common import paper_numbers
 from fairseq_interp.common.bleu import corpus_bleu
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.statistics import bootstrap_mean, bootstrap_ratio, mean_sd, paired_bootstrap_bleu
+from fairseq_interp.common.statistics import (bootstrap_mean, bootstrap_ratio, mean_sd, paired_bootstrap_bleu,
+                                              proportion_interval)
 
 REFS = ["the cat sat on the mat", "a dog runs in the park", "he reads a book", "she likes green apples"] * 10
 WORSE = ["the cat sat on mat", "a dog runs in park", "he reads book", "she likes apples"] * 10
@@ -62,6 +63,22 @@ def test_bootstrap_interval_of_a_pooled_ratio_resamples_each_items_two_numbers_t
         bootstrap_ratio([1, 2], [3])
     with pytest.raises(ValueError):
         bootstrap_ratio([1], [0])
+
+
+def test_exact_interval_of_a_share_from_the_binomial_tails():
+    """Clopper–Pearson: with none of n, the upper bound u solves (1 − u)^n = 0.025; with all of n, the lower bound l
+    solves l^n = 0.025; otherwise each bound leaves 2.5% of the binomial mass beyond the observed count."""
+    from scipy.stats import binom
+
+    none = proportion_interval(0, 20)
+    assert (none.mean, none.low) == (0.0, 0.0) and none.high == pytest.approx(1 - 0.025 ** (1 / 20))
+    every = proportion_interval(20, 20)
+    assert every.high == 1.0 and every.low == pytest.approx(0.025 ** (1 / 20))
+    some = proportion_interval(7, 20)
+    assert some.mean == 0.35 and binom.sf(6, 20, some.low) == pytest.approx(0.025)
+    assert binom.cdf(7, 20, some.high) == pytest.approx(0.025)
+    with pytest.raises(ValueError):
+        proportion_interval(3, 2)
 
 
 def test_paper_numbers_file_and_side_by_side_table(tmp_path, monkeypatch):

@@ -36,6 +36,7 @@ from fairseq_interp.common.jsonl import read_records, write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range, \
     rename_options
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
+from fairseq_interp.common.statistics import mean_sd, proportion_interval
 
 COMMAND = "permutation_copy.py"
 logger = logging.getLogger("permutation_copy")
@@ -76,18 +77,37 @@ def one_run(mode, seed, args, extra=()):
 
 # --------------------------------------------------------------------------------------------------------- figure3
 
+def first_update_at(run, threshold=90.0):
+    """The first validated update whose token accuracy reaches ``threshold`` %, or None."""
+    return next((step for step, acc in zip(run["steps"], run["token_accuracy"]) if acc >= threshold), None)
+
+
 def summarize(runs, args):
+    """Per mode: final token and attention accuracy (mean ± sd over seeds), the seeds that reach 90% tokens with
+    the share's exact 95% interval, and when they get there."""
     import numpy as np
 
     lines = [f"| mode | seeds | token accuracy at {args.max_update} (mean ± sd) | attention accuracy | "
-             f"seeds ≥ 90% tokens | seconds per run |", "|---|---|---|---|---|---|"]
+             f"seeds ≥ 90% tokens [95% interval of the share] | first update ≥ 90% (median, range) | "
+             f"seconds per run |", "|---|---|---|---|---|---|---|"]
     for mode in args.modes:
         rs = [r for r in runs if r["mode"] == mode]
-        tok = np.array([r["token_accuracy"][-1] for r in rs])
-        att = np.array([r["attention_accuracy"][-1] for r in rs])
-        lines.append(f"| {mode} | {len(rs)} | {tok.mean():.1f} ± {tok.std():.1f} | {att.mean():.1f} ± {att.std():.1f} "
-                     f"| {(tok >= 90).sum()}/{len(rs)} | {np.mean([r['seconds'] for r in rs]):.1f} |")
+        if not rs:
+            continue
+        tok = mean_sd([r["token_accuracy"][-1] for r in rs])
+        att = mean_sd([r["attention_accuracy"][-1] for r in rs])
+        reached = [u for u in (first_update_at(r) for r in rs) if u is not None]
+        share = proportion_interval(len(reached), len(rs))
+        when = f"{np.median(reached):.0f} ({min(reached)}–{max(reached)})" if reached else "–"
+        lines.append(f"| {mode} | {len(rs)} | {_mean_sd(tok)} | {_mean_sd(att)} | {len(reached)}/{len(rs)} "
+                     f"[{100 * share.low:.0f}, {100 * share.high:.0f}%] | {when} | "
+                     f"{np.mean([r['seconds'] for r in rs]):.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean_sd(pair):
+    mean, sd = pair
+    return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
 
 
 def plot(runs, modes, path):
