@@ -41,6 +41,8 @@ from fairseq_interp.common.statistics import mean_sd, proportion_interval
 COMMAND = "permutation_copy.py"
 logger = logging.getLogger("permutation_copy")
 #: options that never change a run's numbers (left out of the config every record carries)
+#: token accuracy (%) at the last update from which a multi-head run counts as having solved the task
+SOLVED = 99.0
 NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command", *PROGRESS_OPTIONS)
 
 
@@ -215,13 +217,16 @@ def multihead_init(args):
     lines = [f"single-head {args.criterion} accuracy at {args.max_update}: "
              + ", ".join(f"seed {r['head_seed']}: {r[key][-1]:.1f}" for r in candidates), "",
              f"good seeds (≥ {args.good}%): {good}; bad (≤ {args.bad}%): {bad}", "",
-             f"| {args.heads}-head configuration | runs | token accuracy at {args.max_update} | attention accuracy |",
-             "|---|---|---|---|"]
+             f"| {args.heads}-head configuration | runs | runs ≥ {SOLVED:.0f}% tokens [95% interval of the share] | "
+             f"token accuracy at {args.max_update} | attention accuracy |", "|---|---|---|---|---|"]
     for name in configs:
         rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r["seed"])
         tok = ", ".join(f"{r['token_accuracy'][-1]:.1f}" for r in rs)
         att = ", ".join(f"{r['attention_accuracy'][-1]:.1f}" for r in rs)
-        lines.append(f"| {name} | {len(rs)} | {tok} | {att} |")
+        solved = sum(r["token_accuracy"][-1] >= SOLVED for r in rs)
+        share = proportion_interval(solved, len(rs)) if rs else None
+        cell = f"{solved}/{len(rs)} [{100 * share.low:.0f}, {100 * share.high:.0f}%]" if rs else "–"
+        lines.append(f"| {name} | {len(rs)} | {cell} | {tok} | {att} |")
     missing = [c for c in ("all_bad", "one_good") if c not in configs]
     if missing:
         lines.append(f"\nnot run (not enough good/bad seeds among {args.candidates}): {', '.join(missing)}")
