@@ -29,6 +29,32 @@ def _executable(cmd):
     return [console_script(first), *cmd[1:]]
 
 
+#: where a driver's fairseq commands run: ``cpu`` (fairseq's ``--cpu``) or ``cuda`` (fairseq's default device)
+DEVICES = ("cpu", "cuda")
+
+
+def add_device_argument(parser):
+    """``--device`` of a driver: where the fairseq commands it chains run."""
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="cpu: every fairseq command gets --cpu (as tested here); cuda: none does, so fairseq "
+                             "uses the GPU (full-scale runs). Not one of the settings --resume compares: records "
+                             "made on either device can be continued on the other (default: %(default)s)")
+
+
+def device_flags(args):
+    """The device option of the fairseq commands a driver runs: ``["--cpu"]`` for ``--device cpu``, none for
+    ``cuda``, which is refused in one line on a machine without a CUDA device."""
+    device = getattr(args, "device", "cpu")
+    if device == "cpu":
+        return ["--cpu"]
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InterpretError("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                             "run on a GPU machine or with --device cpu")
+    return []
+
+
 @contextlib.contextmanager
 def stopped_with_this_process():
     """While the block runs, SIGTERM to this process (``kill``, ``pkill``, a job scheduler's stop) raises

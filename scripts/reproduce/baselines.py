@@ -33,7 +33,7 @@ from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import REPO, run, script_main
+from fairseq_interp.common.fairseq_runs import REPO, add_device_argument, device_flags, run, script_main
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.statistics import format_mean_sd
@@ -103,7 +103,7 @@ def train_one(args, data, seed):
     log = os.path.join(save, "train.log")
     started = time.time()
     run(["fairseq-train", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR, *recipe,
-         "--seed", str(seed), "--cpu", "--save-dir", save, "--no-epoch-checkpoints",
+         "--seed", str(seed), *device_flags(args), "--save-dir", save, "--no-epoch-checkpoints",
          "--save-interval-updates", str(args.validate_every), "--keep-interval-updates", "1",
          "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
          "--patience", str(args.patience), "--max-update", str(args.max_update),
@@ -118,7 +118,7 @@ def train_one(args, data, seed):
         write_atomic(generated, run(["fairseq-generate", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR,
                                      "--path", best, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
                                      "--required-batch-size-multiple", "1", "--post-process", "sentencepiece",
-                                     "--cpu"], threads=THREADS))
+                                     *device_flags(args)], threads=THREADS))
     hyps, ids = read_hypotheses(generated)
     refs = read_references(os.path.join(data, "raw", f"test.{args.tgt}"))
     bleu = corpus_bleu(hyps, [refs[i] for i in ids], args.tgt)
@@ -136,6 +136,7 @@ def train_one(args, data, seed):
 
 
 def train(args):
+    device_flags(args)  # --device cuda without a GPU: refused before anything is prepared
     data = prepare(args)
     for seed in progress_loop(args.seeds, args, prefix="baselines seeds"):
         train_one(args, data, seed)
@@ -228,6 +229,7 @@ def main():
     t.add_argument("--arch", help="another architecture for the recipe's optimizer and criterion (say why in the notes)")
     t.add_argument("--data", help="a prepared data folder (scripts/prepare_data.py) instead of the full pair")
     t.add_argument("--work", required=True)
+    add_device_argument(t)
     add_progress_arguments(t, log_interval=1)
     t.set_defaults(func=train)
     s = sub.add_parser("table", help="mean ± sd of test BLEU over seeds of every finished baseline, their curves",

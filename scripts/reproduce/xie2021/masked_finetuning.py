@@ -53,7 +53,8 @@ from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import REPO, run, script_main, train as train_until
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, run, script_main,
+                                               train as train_until)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.preparation import prepare_data
@@ -118,8 +119,8 @@ class Experiment:
             self.bin, "--user-dir", PLUGIN_DIR, *(langs or self.multi), *self.size_args(ffn), "--optimizer", "adam",
             "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt", "--criterion",
             "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-tokens", str(self.args.max_tokens),
-            "--cpu", "--seed", str(seed), "--no-epoch-checkpoints", "--disable-validation", "--log-format",
-            "simple", "--log-interval", "100", *extra], threads=THREADS)
+            *device_flags(self.args), "--seed", str(seed), "--no-epoch-checkpoints", "--disable-validation",
+            "--log-format", "simple", "--log-interval", "100", *extra], threads=THREADS)
 
     def scratch_args(self):
         """Optimizer settings of every model trained from scratch (the baseline's)."""
@@ -166,7 +167,8 @@ class Experiment:
                         "--gen-subset", "test", "--beam", str(self.args.beam), "--max-tokens", "4000",
                         "--max-len-a", "1.5", "--max-len-b", "10",
                         # fairseq's batch_by_size drops the last len % 8 sentences with the default multiple of 8
-                        "--required-batch-size-multiple", "1", "--post-process", "sentencepiece", "--cpu"],
+                        "--required-batch-size-multiple", "1", "--post-process", "sentencepiece",
+                        *device_flags(self.args)],
                        threads=THREADS)
             os.makedirs(os.path.dirname(out), exist_ok=True)
             write_atomic(out, text)
@@ -209,7 +211,7 @@ def replace_section(path, marks, section, heading):
     write_atomic(path, text)
 
 
-def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure")):
+def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure", "device")):
     return {k: v for k, v in vars(args).items() if k not in exclude + PROGRESS_OPTIONS}
 
 
@@ -716,6 +718,7 @@ Command: `{command}`."""
 def add_scale_arguments(p, lang_pairs=XIE2021_M2M):
     """The options of data size, model size, training length and importance (every subcommand)."""
     p.add_argument("--work", required=True, help="folder for data, checkpoints and outputs")
+    add_device_argument(p)
     p.add_argument("--lang-pairs", default=lang_pairs, help=f"directions (default {lang_pairs})")
     p.add_argument("--train-size", type=int, default=5000, help="aligned training sentences per language")
     p.add_argument("--valid-size", type=int, default=200, help="valid sentences per direction")
@@ -765,6 +768,7 @@ def check_driver_options(args):
                         "beam": 1, "individual_updates": 1, "adapter_dim": 0, "expansion_ffn": 0})
     for seed in getattr(args, "seeds", None) or []:
         check_range(seed, "--seeds", 0)
+    device_flags(args)  # --device cuda without a GPU: refused before any step
     for name in ("rho", "k"):
         check_range(getattr(args, name, None), "--" + name, 0, 1, strict_minimum=True)
     for name in ("ks", "rhos"):

@@ -31,7 +31,7 @@ import sys
 from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.checkpoints import PLUGIN_DIR
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.fairseq_runs import add_device_argument, device_flags, run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter
 from fairseq_interp.common.outputs import make_parent
@@ -60,7 +60,7 @@ def train_args(args, mode, work):
             "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
             "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup),
             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-            "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
+            "--max-tokens", str(args.max_tokens), *device_flags(args), "--seed", str(args.seed), "--disable-validation",
             "--no-progress-bar", "--log-interval", str(args.interval), "--save-interval-updates", str(args.interval),
             "--keep-interval-updates", "1", "--no-epoch-checkpoints"]
 
@@ -110,9 +110,11 @@ def main():
     parser.add_argument("--plot-dir", help=argparse.SUPPRESS)  # the earlier name of --results-path
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out and outputs in "
                         "--results-path not made from this --work")
+    add_device_argument(parser)
     add_progress_arguments(parser, log_interval=1)
     args = parser.parse_args()
     check_driver_options(args)
+    device_flags(args)  # --device cuda without a GPU: refused before any training
     if args.updates % args.interval:
         raise InterpretError(f"--updates {args.updates} is not a multiple of --interval {args.interval}: pick one "
                              f"that is (records are compared interval by interval)")

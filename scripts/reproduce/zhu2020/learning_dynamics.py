@@ -26,7 +26,7 @@ import sys
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import run, script_main, train
+from fairseq_interp.common.fairseq_runs import add_device_argument, device_flags, run, script_main, train
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import check_range, defaults_help_formatter
 from fairseq_interp.common.outputs import make_parent
@@ -53,7 +53,7 @@ def train_args(args):
             "--arch", args.arch, *args.model_args.split(), "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
             "--lr", str(args.lr), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup),
             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-            "--max-tokens", str(args.max_tokens), "--cpu", "--seed", str(args.seed), "--disable-validation",
+            "--max-tokens", str(args.max_tokens), *device_flags(args), "--seed", str(args.seed), "--disable-validation",
             "--no-progress-bar", "--log-interval", str(args.interval),
             "--save-interval-updates", str(args.interval * 10), "--keep-interval-updates", "1",
             "--no-epoch-checkpoints"]
@@ -77,7 +77,7 @@ def test_bleu(args, checkpoint):
     out = os.path.join(args.work, "test.generate.txt")
     write_atomic(out, run(["fairseq-generate", args.data, "--user-dir", PLUGIN_DIR, "--path", checkpoint,
                            "--gen-subset", "test", "--beam", "5", "--batch-size", "128",
-                           "--post-process", "sentencepiece", "--cpu"], threads=1))
+                           "--post-process", "sentencepiece", *device_flags(args)], threads=1))
     hypotheses, ids = read_hypotheses(out)
     refs = read_references(references)
     score = corpus_bleu(hypotheses, [refs[i] for i in ids], target)
@@ -109,10 +109,12 @@ def main():
     parser.add_argument("--plot-dir", help=argparse.SUPPRESS)  # the earlier name of --results-path
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out and outputs in "
                         "--results-path not made from this --work")
+    add_device_argument(parser)
     args = parser.parse_args()
     for option, minimum in (("updates", 1), ("interval", 1), ("max_tokens", 1), ("lca_max_tokens", 1),
                             ("warmup", 0)):
         check_range(getattr(args, option), "--" + option.replace("_", "-"), minimum)
+    device_flags(args)  # --device cuda without a GPU: refused before any training
     check_range(args.lr, "--lr", 0, strict_minimum=True)
     if len(set(args.splits)) != len(args.splits):
         raise InterpretError(f"--splits {' '.join(args.splits)} names a split twice: pass each split once")
