@@ -18,7 +18,7 @@ def _sweep(data_dir, work, lambdas):
     return run([sys.executable, SCRIPT, "--data", str(data_dir), "--tgt", "fr", "--work", str(work),
                 "--size", "test_tiny", "--baseline-updates", "6", "--finetune-updates", "3", "--finetune-lr", "0.05",
                 "--gate-lr-scale", "20", "--lambdas", *lambdas, "--from-scratch", "--heads",
-                "--heads-sentences", "3"], in_process=True)
+                "--heads-sentences", "3", "--seed", "2"], in_process=True)
 
 
 def _records(work):
@@ -68,6 +68,7 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
         assert row["gated_heads_total"] == 6  # test_tiny: 1 layer × 2 heads × 3 attention types
         scratch = torch.load(work / f"scratch-{lam}" / "checkpoint_last.pt")
         assert scratch["optimizer_history"][-1]["num_updates"] == 6  # the baseline's number of updates
+        assert scratch["cfg"]["common"]["seed"] == 2  # --seed reaches every training of the sweep
         assert not any("head_gate" in k for k in scratch["model"])
 
     # sweep.md: the BLEU table is sweep.json, every column filled

@@ -49,13 +49,14 @@ logger = logging.getLogger("prune_sweep")
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
 TRAIN = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt",
-         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048", "--seed", "1",
+         "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048",
          "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple", "--log-interval", "50"]
 
 
-def train(data, arch, updates, save, lr, extra=(), device=("--cpu",)):
+def train(data, arch, updates, save, lr, extra=(), run_options=("--cpu", "--seed", "1")):
+    """One fairseq-train of the sweep; ``run_options``: its device and seed."""
     return train_until(save, updates, [data, "--user-dir", PLUGIN_DIR, "--arch", arch, "--lr", str(lr), *TRAIN,
-                                       *device, *extra], threads=THREADS)[0]
+                                       *run_options, *extra], threads=THREADS)[0]
 
 
 def bleu(data_root, ckpt, tgt, out, device=("--cpu",)):
@@ -95,7 +96,7 @@ def paper_comparison(rows, args, report=None):
     total = rows[1]["gated_heads_total"] if len(rows) > 1 else 0
     setting = (f"{os.path.basename(os.path.normpath(args.data))} → {args.tgt}, transformer_{args.size}, "
                f"{args.finetune_updates} L0 updates (lr {args.finetune_lr}, gate lr ×{args.gate_lr_scale:g}), "
-               f"one seed, test BLEU beam 5")
+               f"seed {args.seed}, test BLEU beam 5")
     out = [("BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
     if pruned and gated == ["encoder_self"]:
         for number in paper.table("Figure 7"):
@@ -164,6 +165,9 @@ def main():
     ap.add_argument("--freeze-decoder", action="store_true",
                     help="fine-tune the encoder and the gates only (paper §6.2, with --gate-heads encoder_self)")
     ap.add_argument("--from-scratch", action="store_true")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="fairseq-train --seed of the baseline, the fine-tunings and the from-scratch runs (one "
+                         "--work per seed)")
     ap.add_argument("--heads", action="store_true", help="also run fairseq-interp heads on the baseline")
     ap.add_argument("--heads-sentences", type=int, default=200, help="valid sentences analysed by --heads")
     ap.add_argument("--lrp-rule", default="ding", help="--lrp-rule of fairseq-interp heads (ding, the paper's)")
@@ -175,11 +179,12 @@ def main():
     args = ap.parse_args(rename_options(sys.argv[1:], {"--syntax-model": "--spacy-model"}, "prune_sweep"))
     check_sweep_options(args)
     device = device_flags(args)
+    run_options = [*device, "--seed", str(args.seed)]
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.data, "bin")
     baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
                                       os.path.join(args.work, "baseline"), args.lr,
-                                      ["--criterion", "label_smoothed_cross_entropy"], device)
+                                      ["--criterion", "label_smoothed_cross_entropy"], run_options)
     rows = [{"lambda": None, "heads": None, "bleu": bleu(args.data, baseline, args.tgt,
                                                         os.path.join(args.work, "baseline.gen"), device)}]
     if args.heads and not os.path.exists(os.path.join(args.work, "heads-baseline", "heads.json")):
@@ -194,7 +199,8 @@ def main():
                       ["--criterion", "label_smoothed_cross_entropy_l0", "--l0-lambda", str(lam),
                        "--finetune-from-model", baseline, "--lr-scheduler", "fixed", "--warmup-updates", "0",
                        "--gate-init-log-alpha", str(args.init_log_alpha), "--gate-lr-scale", str(args.gate_lr_scale),
-                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])], device)
+                       "--gate-heads", args.gate_heads, *(["--freeze-decoder"] if args.freeze_decoder else [])],
+                      run_options)
         pruned = os.path.join(save, "pruned.pt")
         if not os.path.exists(pruned) or os.path.getmtime(pruned) < os.path.getmtime(gated):
             run(["fairseq-interp", "prune-export", "--path", gated, "--out", pruned + ".tmp", "--overwrite"],
@@ -219,7 +225,8 @@ def main():
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
                             ["--criterion", "label_smoothed_cross_entropy", "--gate-heads", "none",
-                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]], device)
+                             *[f"--{k.replace('_', '-')}={','.join(map(str, v))}" for k, v in counts.items()]],
+                            run_options)
             row["bleu_from_scratch"] = bleu(args.data, scratch, args.tgt,
                                             os.path.join(args.work, f"scratch-{lam}.gen"), device)
         rows.append(row)
