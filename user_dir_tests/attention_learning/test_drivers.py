@@ -143,8 +143,10 @@ def test_permutation_copy_figure3_driver_and_resume(tmp_path):
     for mode in ("fixed_set", "sampled_set"):
         tok = np.array([r["token_accuracy"][-1] for r in runs if r["mode"] == mode])
         reached = sum(max(r["token_accuracy"]) >= 90 for r in runs if r["mode"] == mode)
+        attending = sum(max(r["attention_accuracy"]) >= 90 for r in runs if r["mode"] == mode)
         assert f"| {mode} | 2 | {tok.mean():.1f} ± {tok.std(ddof=1):.1f} |" in summary
-        assert f"| {reached}/2 [" in summary.split(f"| {mode} |")[1].split("\n")[0]
+        line = summary.split(f"| {mode} |")[1].split("\n")[0]
+        assert f"| {reached}/2 [" in line and f"| {attending}/2 [" in line
     run(cmd + ["--resume"], in_process=True)
     assert len(read_records(out / "runs.jsonl")) == 4
     bad = run(cmd, check=False)
