@@ -73,7 +73,8 @@ def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], 
                     seed=1) -> Interval:
     """A pooled ratio ``sum(numerators) / sum(denominators)`` (e.g. hits and target positions per sentence) with a
     percentile bootstrap interval that resamples the items, each item's two numbers together
-    (``scipy.stats.bootstrap``, ``paired=True``); ``n`` is the number of items."""
+    (``scipy.stats.bootstrap``, ``paired=True``); ``n`` is the number of items. One item, or items that all have
+    the same share, give that share as both ends."""
     import numpy as np
     from scipy.stats import bootstrap
 
