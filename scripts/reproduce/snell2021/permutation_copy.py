@@ -41,9 +41,9 @@ from fairseq_interp.common.statistics import mean_sd, proportion_interval
 
 COMMAND = "permutation_copy.py"
 logger = logging.getLogger("permutation_copy")
-#: options that never change a run's numbers (left out of the config every record carries)
 #: token accuracy (%) at the last update from which a multi-head run counts as having solved the task
 SOLVED = 99.0
+#: options that never change a run's numbers (left out of the config every record carries)
 NOT_CONFIG = ("jobs", "results_path", "resume", "overwrite", "func", "command", "device", *PROGRESS_OPTIONS)
 
 
@@ -58,8 +58,8 @@ def train_command(mode, seed, args, extra=()):
             "--optimizer", "adam", "--lr", str(args.lr),
             "--criterion", "cross_entropy", "--batch-size", str(args.batch_size), "--max-update", str(args.max_update),
             "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
-            "--required-batch-size-multiple", "1", *device_flags(args), "--no-save", "--no-progress-bar", "--log-format", "json",
-            *extra]
+            "--required-batch-size-multiple", "1", *device_flags(args), "--no-save", "--no-progress-bar",
+            "--log-format", "json", *extra]
 
 
 def one_run(mode, seed, args, extra=()):
