@@ -119,10 +119,12 @@ def mean_sd(values: Sequence[float]):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def format_mean_sd(values, digits=2) -> str:
-    """``m ± sd (n seeds)``, or the single value."""
+def format_mean_sd(values, digits=2, count=True) -> str:
+    """``m ± sd (n seeds)`` (without the count where a table has it in a column of its own), or the single value."""
     mean, sd = mean_sd(values)
-    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f} ({len(values)} seeds)"
+    if sd is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" + (f" ({len(values)} seeds)" if count else "")
 
 
 def format_interval(interval: Optional[Interval], digits=3) -> str:

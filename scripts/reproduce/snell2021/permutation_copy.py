@@ -37,7 +37,7 @@ from fairseq_interp.common.jsonl import read_records, write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, check_counts, check_range, \
     rename_options
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
-from fairseq_interp.common.statistics import mean_sd, proportion_interval
+from fairseq_interp.common.statistics import format_mean_sd, proportion_interval
 
 COMMAND = "permutation_copy.py"
 logger = logging.getLogger("permutation_copy")
@@ -102,19 +102,14 @@ def summarize(runs, args):
         rs = [r for r in runs if r["mode"] == mode]
         if not rs:
             continue
-        tok = mean_sd([r["token_accuracy"][-1] for r in rs])
-        att = mean_sd([r["attention_accuracy"][-1] for r in rs])
+        tok = format_mean_sd([r["token_accuracy"][-1] for r in rs], 1, count=False)
+        att = format_mean_sd([r["attention_accuracy"][-1] for r in rs], 1, count=False)
         reached = [u for u in (first_update_at(r) for r in rs) if u is not None]
         attending = sum(first_update_at(r, key="attention_accuracy") is not None for r in rs)
         when = f"{np.median(reached):.0f} ({min(reached)}–{max(reached)})" if reached else "–"
-        lines.append(f"| {mode} | {len(rs)} | {_mean_sd(tok)} | {_mean_sd(att)} | {_share(len(reached), len(rs))} | "
+        lines.append(f"| {mode} | {len(rs)} | {tok} | {att} | {_share(len(reached), len(rs))} | "
                      f"{_share(attending, len(rs))} | {when} | {np.mean([r['seconds'] for r in rs]):.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def _mean_sd(pair):
-    mean, sd = pair
-    return f"{mean:.1f}" if sd is None else f"{mean:.1f} ± {sd:.1f}"
 
 
 def plot(runs, modes, path):
