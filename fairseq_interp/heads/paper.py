@@ -4,6 +4,14 @@ part (Table 1, §5.1, §5.3), as rows for :func:`~fairseq_interp.common.paper_nu
 from ..common.paper_numbers import load_paper_numbers
 
 
+def _ours(head, name, scale=1):
+    """A head's statistic, as ``(value, low, high)`` with its 95% interval over sentences when the report has one."""
+    value, interval = head[name], head.get(f"{name}_interval")
+    if interval is None:
+        return scale * value
+    return scale * value, scale * interval[0], scale * interval[1]
+
+
 def analysis_rows(report, setting=""):
     """``[(quantity, paper, ours, our setting)]`` from a ``heads.json`` report of ``fairseq-interp heads``:
 
@@ -11,7 +19,10 @@ def analysis_rows(report, setting=""):
       qualifying sentences (rarest token; one of the two least frequent) beside the paper's rare-word head;
     * §5.1: the lowest confidence of a positional head (the paper: every positional head exceeds 0.8);
     * Table 1 (when the report has syntactic statistics): per relation and direction, the most accurate encoder
-      head and the positional baseline (%), beside the paper's WMT EN-RU column."""
+      head and the positional baseline (%), beside the paper's WMT EN-RU column.
+
+    The §5 rows carry the chosen head's 95% interval over sentences where the report has one (the choice of the
+    head is not resampled)."""
     paper = load_paper_numbers("heads")
     encoder = [h for layer in report["kinds"]["encoder_self"]["layers"] for h in layer]
     prefix = f"{setting}; " if setting else ""
@@ -23,12 +34,13 @@ def analysis_rows(report, setting=""):
     for number in paper.table("Section 5.3"):
         stat = "rare" if "rarest" in number.column else "rare_top2"
         rows.append((f"§5.3 {number.row}: {number.column}", number.value,
-                     None if best is None else 100 * best[stat], where if best else "no sentence qualified"))
+                     None if best is None else _ours(best, stat, 100), where if best else "no sentence qualified"))
     positional = [h for kind in report["kinds"].values() for layer in kind["layers"] for h in layer
                   if "positional" in h.get("roles", [])]
     number = paper.get("Section 5.1", "positional heads", "confidence (lower bound)")
+    least = min(positional, key=lambda h: h["confidence"]) if positional else None
     rows.append(("§5.1 lowest confidence of a positional head", number.value,
-                 min(h["confidence"] for h in positional) if positional else None,
+                 None if least is None else _ours(least, "confidence"),
                  f"{prefix}{len(positional)} positional heads (≥ {report['positional_threshold']:.0%} of tokens at "
                  "one offset)"))
     for key, syn in (report.get("syntax") or {}).items():

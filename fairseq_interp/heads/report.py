@@ -3,7 +3,8 @@ and the shards of a split analysed with ``--num-shards N --shard-id I`` and join
 
 Every statistic of Voita et al. §4–5 that ``heads`` reports is a mean over sentences (or steps, arcs) of per-sentence
 sums (:class:`~.roles.HeadStatistics`, :class:`~.syntax.SyntacticStatistics`), so a shard's sums (its
-``accumulators``) added to the others' give the sums of the whole split. A shard writes
+``accumulators``) added to the others' give the sums of the whole split; the per-sentence values behind the bootstrap
+intervals travel with them, so the merged intervals are those of one run over all the sentences. A shard writes
 ``heads.shard{I}-of-{N}.json`` (its own report plus its sums); ``heads-merge`` checks that the N shards were made
 the same way (:func:`~fairseq_interp.common.provenance.check_same` on their provenance) and writes ``heads.json``
 and the grids of the whole split.
@@ -91,14 +92,15 @@ def build_report(stats, syntax, gates, gate_summary, provenance, shard=False):
 
 def write_report(folder, report, outputs, overwrite, command, inputs=()):
     """Write ``report`` (and, for a whole split, the grids) into ``folder`` under its lock, checking the outputs
-    again under the lock (a concurrent run may have written them). Returns the report's path."""
+    again under the lock (a concurrent run may have written them). A shard file, read by ``heads-merge``, is written
+    without indentation (its per-sentence values are most of it). Returns the report's path."""
     from .grid import plot_head_grids
 
     os.makedirs(folder, exist_ok=True)
     with output_lock(folder, REPORT, command):
         check_results_folder(folder, outputs, "--results-path", overwrite, inputs=inputs)
         path = os.path.join(folder, outputs[0])
-        write_atomic(path, json.dumps(report, indent=1) + "\n")
+        write_atomic(path, json.dumps(report, indent=1 if outputs[0] == REPORT else None) + "\n")
         if outputs[0] == REPORT:
             for kind, kind_result in report["kinds"].items():
                 plot_head_grids(kind_result, kind.replace("_", " "), os.path.join(folder, f"heads-{kind}.png"))
@@ -162,7 +164,8 @@ def merge_shards(folder):
     first = reports[0]["accumulators"]
     head_counts = first["heads"]["head_counts"]
     stats = HeadStatistics({kind: [] for kind in head_counts}, positional_threshold=reports[0]["positional_threshold"],
-                           rare_threshold=reports[0]["rare_threshold"])
+                           rare_threshold=reports[0]["rare_threshold"], bootstrap=reports[0].get("bootstrap", 0),
+                           seed=reports[0].get("bootstrap_seed", 1))
     stats.head_counts = head_counts
     stats.rare_words = _TopFrequent(reports[0].get("rare_top_frequent"))
     syntax = None

@@ -24,6 +24,13 @@ Per sentence the model's own translation is scored teacher-forced once; from tha
 
 Where EOS sits: the source's last position (the encoder's queries and keys, the cross-attention's keys) and the
 decoder's first input (the decoder self-attention's first query and key, the cross-attention's first query).
+
+**Intervals.** Each of relevance, confidence, positional share, rare and rare_top2 is a pooled ratio over sentences
+(relevance per step, confidence and positional share per query, rare-word hits per qualifying sentence), so its
+95% interval is a percentile bootstrap over sentences, each drawn whole with its numerator and denominator
+(:func:`~fairseq_interp.common.statistics.bootstrap_ratio`). The positional share's numerator is the sentence's
+count of queries at the head's most frequent offset over all sentences (that offset is not resampled). Sentences
+enter the bootstrap in the order of their ids, so batching and sharding change no interval.
 """
 
 from collections import Counter
@@ -36,6 +43,18 @@ from .relevance import normalize_per_layer
 #: §5.3: a sentence counts for the rare-word statistic if its least frequent token is not among this many
 #: most frequent tokens
 TOP_FREQUENT = 500
+#: the per-head statistics with a bootstrap interval over sentences (``<name>_interval`` in :meth:`result`)
+INTERVAL_STATISTICS = ("relevance", "confidence", "positional_share", "rare", "rare_top2")
+#: the ratios of :data:`INTERVAL_STATISTICS` whose per-sentence numerators and denominators are kept
+SENTENCE_RATIOS = ("relevance", "confidence", "rare", "rare_top2")
+#: significant digits of a kept per-sentence numerator
+SENTENCE_DIGITS = 6
+#: the level of the intervals
+INTERVAL_LEVEL = 0.95
+
+
+def _rounded(values):
+    return [float(f"{v:.{SENTENCE_DIGITS}g}") for v in values]
 
 
 def record_attention(model, attention, src_tokens, prev_output_tokens):
@@ -113,31 +132,48 @@ class RareWords:
 class HeadStatistics:
     """Accumulates relevance, confidence and role statistics over sentences.
 
-    ``rare_words``: a :class:`RareWords` of the source dictionary (None: no rare-word statistics)."""
+    ``rare_words``: a :class:`RareWords` of the source dictionary (None: no rare-word statistics). ``bootstrap``:
+    resamples of the 95% intervals over sentences (module docstring; 0 = no intervals), drawn with ``seed``."""
 
-    def __init__(self, attention, rare_words=None, positional_threshold=0.9, rare_threshold=0.5):
+    def __init__(self, attention, rare_words=None, positional_threshold=0.9, rare_threshold=0.5, bootstrap=0,
+                 seed=1):
         self.attention = attention
         self.head_counts = {kind: [m.num_heads for m in mods] for kind, mods in attention.items()}
         self.rare_words = rare_words
         self.positional_threshold = positional_threshold
         self.rare_threshold = rare_threshold
+        self.bootstrap = bootstrap
+        self.seed = seed
         self.sums = {}
         self.offsets = {}  # (kind, layer) -> [Counter of relative offsets per head]
         self.sentences = 0
         self.rare_sentences = 0
         self.steps = 0
+        # per sentence, for the intervals: (kind, layer, name) -> ([sentence id], [[numerator per head]],
+        # [denominator]); (kind, layer) -> ([sentence id], [[[offset, count], ...] per head]); None once a state
+        # without them was merged (its sentences cannot be resampled)
+        self.sentence_ratios = {}
+        self.sentence_offsets = {}
 
-    def _add(self, kind, layer, name, values, count):
+    def _add(self, kind, layer, name, values, count, sentence_id=None):
         key = (kind, layer, name)
         total, n = self.sums.get(key, (torch.zeros_like(values), 0))
         self.sums[key] = (total + values, n + count)
+        if sentence_id is not None and name in SENTENCE_RATIOS and self.sentence_ratios is not None:
+            ids, numerators, denominators = self.sentence_ratios.setdefault(key, ([], [], []))
+            ids.append(sentence_id)
+            numerators.append(_rounded(values.tolist()))
+            denominators.append(count)
 
     def _mean(self, kind, layer, name):
         total, n = self.sums.get((kind, layer, name), (None, 0))
         return None if not n else (total / n).tolist()
 
-    def add_sentence(self, src_tokens, maps, relevance=None):
-        """``maps`` from :func:`record_attention`; ``relevance`` = ``{kind: [(steps, heads)]}`` (raw)."""
+    def add_sentence(self, src_tokens, maps, relevance=None, sentence_id=None):
+        """``maps`` from :func:`record_attention`; ``relevance`` = ``{kind: [(steps, heads)]}`` (raw);
+        ``sentence_id``: the dataset's id of the sentence, its place in the bootstrap (default: the number of
+        sentences added before it)."""
+        sentence = self.sentences if sentence_id is None else int(sentence_id)
         self.sentences += 1
         src = src_tokens.tolist()[:-1]  # the real source tokens (EOS last)
         rare = self.rare_words.targets(src) if self.rare_words is not None else None
@@ -151,37 +187,51 @@ class HeadStatistics:
                 if real.size(1) == 0 or real.size(2) == 0:
                     continue
                 nq = real.size(1)
-                self._add(kind, i, "confidence", real.max(-1).values.sum(1), nq)
+                self._add(kind, i, "confidence", real.max(-1).values.sum(1), nq, sentence)
                 if kind != "cross":  # relative positions within one sequence
                     offsets = probs[:, queries].argmax(-1) - queries  # (H, nq), over all keys
                     counters = self.offsets.setdefault((kind, i), [Counter() for _ in range(probs.size(0))])
-                    for h, row in enumerate(offsets.tolist()):
-                        counters[h].update(row)
+                    rows = offsets.tolist()
+                    for counter, row in zip(counters, rows):
+                        counter.update(row)
+                    if self.sentence_offsets is not None:
+                        ids, counts = self.sentence_offsets.setdefault((kind, i), ([], []))
+                        ids.append(sentence)
+                        counts.append([[[o, c] for o, c in sorted(Counter(row).items())] for row in rows])
                 if kind == "encoder_self" and rare is not None:
                     pointed = keys[real.mean(1).argmax(-1)].tolist()  # per head: the most attended real token
                     rarest, two = rare
-                    self._add(kind, i, "rare", torch.tensor([float(p in rarest) for p in pointed]), 1)
-                    self._add(kind, i, "rare_top2", torch.tensor([float(p in two) for p in pointed]), 1)
+                    self._add(kind, i, "rare", torch.tensor([float(p in rarest) for p in pointed]), 1, sentence)
+                    self._add(kind, i, "rare_top2", torch.tensor([float(p in two) for p in pointed]), 1, sentence)
         if relevance is not None:
             for kind, layers in relevance.items():
                 for i, rel in enumerate(layers):
                     if rel.numel():
-                        self._add(kind, i, "relevance", normalize_per_layer(rel).sum(0), rel.size(0))
+                        self._add(kind, i, "relevance", normalize_per_layer(rel).sum(0), rel.size(0), sentence)
                         self._add(kind, i, "relevance_raw", rel.sum(0), rel.size(0))
             self.steps += max((rel.size(0) for layers in relevance.values() for rel in layers), default=0)
 
     def state(self):
-        """The sums behind every statistic, as plain JSON: two states of disjoint sentences :meth:`merge` into the
-        state of all of them (every statistic is a sum over sentences, divided only in :meth:`result`)."""
+        """The sums behind every statistic and the per-sentence values behind the intervals, as plain JSON: two
+        states of disjoint sentences :meth:`merge` into the state of all of them (every statistic is a sum over
+        sentences, divided only in :meth:`result`; the per-sentence lists are concatenated)."""
+        ratios = offsets = None
+        if self.sentence_ratios is not None:
+            ratios = [[kind, layer, name, ids, numerators, denominators] for (kind, layer, name), (ids, numerators,
+                      denominators) in sorted(self.sentence_ratios.items())]
+            offsets = [[kind, layer, ids, counts] for (kind, layer), (ids, counts) in
+                       sorted(self.sentence_offsets.items())]
         return {"head_counts": self.head_counts, "sentences": self.sentences, "rare_sentences": self.rare_sentences,
                 "steps": self.steps,
                 "sums": [[kind, layer, name, total.tolist(), n] for (kind, layer, name), (total, n) in
                          sorted(self.sums.items())],
                 "offsets": [[kind, layer, [sorted(counter.items()) for counter in counters]]
-                            for (kind, layer), counters in sorted(self.offsets.items())]}
+                            for (kind, layer), counters in sorted(self.offsets.items())],
+                "sentence_ratios": ratios, "sentence_offsets": offsets}
 
     def merge(self, state):
-        """Add the sums of another :meth:`state` (of other sentences, same model) to these."""
+        """Add the sums of another :meth:`state` (of other sentences, same model) to these, and its per-sentence
+        values to these (a state without them, or of no sentence, leaves the intervals None)."""
         if state["head_counts"] != self.head_counts:
             raise ValueError(f"head counts {state['head_counts']} differ from {self.head_counts}")
         self.sentences += state["sentences"]
@@ -193,6 +243,20 @@ class HeadStatistics:
             counters = self.offsets.setdefault((kind, layer), [Counter() for _ in per_head])
             for counter, items in zip(counters, per_head):
                 counter.update({offset: count for offset, count in items})
+        if state.get("sentence_ratios") is None or state.get("sentence_offsets") is None:
+            if state["sentences"]:
+                self.sentence_ratios = self.sentence_offsets = None
+            return
+        if self.sentence_ratios is None:
+            return
+        for kind, layer, name, ids, numerators, denominators in state["sentence_ratios"]:
+            kept = self.sentence_ratios.setdefault((kind, layer, name), ([], [], []))
+            for into, values in zip(kept, (ids, numerators, denominators)):
+                into.extend(values)
+        for kind, layer, ids, counts in state["sentence_offsets"]:
+            kept = self.sentence_offsets.setdefault((kind, layer), ([], []))
+            kept[0].extend(ids)
+            kept[1].extend(counts)
 
     def _positional(self, kind, layer, head):
         """(most frequent offset, its share, share of -1, share of +1), or Nones."""
@@ -204,13 +268,45 @@ class HeadStatistics:
         offset, count = max(counter.items(), key=lambda kv: (kv[1], -abs(kv[0])))
         return offset, count / n, counter[-1] / n, (counter[1] / n if kind == "encoder_self" else None)
 
+    def _sentence_ratio(self, kind, layer, name, head, offset=None):
+        """(per-sentence numerators, denominators) of one head's statistic in the order of the sentence ids, or None;
+        for ``positional_share`` the counts of queries at ``offset``."""
+        if self.sentence_ratios is None:
+            return None
+        if name == "positional_share":
+            ids, counts = self.sentence_offsets.get((kind, layer), ([], []))
+            numerators = [sum(c for o, c in per_head[head] if o == offset) for per_head in counts]
+            denominators = [sum(c for _, c in per_head[head]) for per_head in counts]
+        else:
+            ids, rows, denominators = self.sentence_ratios.get((kind, layer, name), ([], [], []))
+            numerators = [row[head] for row in rows]
+        if not ids:
+            return None
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        return [numerators[s] for s in order], [denominators[s] for s in order]
+
+    def interval(self, kind, layer, name, head, offset=None):
+        """``[low, high]``: the 95% bootstrap interval over sentences of a head's statistic (one of
+        :data:`INTERVAL_STATISTICS`; ``offset``: the head's most frequent offset, for ``positional_share``), or
+        None without per-sentence values."""
+        from ..common.statistics import bootstrap_ratio
+
+        ratio = self._sentence_ratio(kind, layer, name, head, offset)
+        if ratio is None or not self.bootstrap:
+            return None
+        found = bootstrap_ratio(*ratio, level=INTERVAL_LEVEL, resamples=self.bootstrap, seed=self.seed)
+        return [found.low, found.high]
+
     def result(self, syntax=None, gates=None):
         """JSON-ready dict: ``{"kinds": {kind: {"layers": [[head dict, ...], ...]}}, ...}``; ``syntax`` is
         :meth:`~.syntax.SyntacticStatistics.result` for the encoder, if computed; ``gates`` is
-        :func:`gate_states` of a gated model."""
+        :func:`gate_states` of a gated model. With ``bootstrap`` resamples each head also has
+        ``<name>_interval`` for the :data:`INTERVAL_STATISTICS` (None where the statistic is None or the
+        per-sentence values are missing)."""
         out = {"sentences": self.sentences, "steps": self.steps, "positional_threshold": self.positional_threshold,
                "rare_threshold": self.rare_threshold, "rare_sentences": self.rare_sentences,
-               "rare_top_frequent": None if self.rare_words is None else self.rare_words.top_frequent, "kinds": {}}
+               "rare_top_frequent": None if self.rare_words is None else self.rare_words.top_frequent,
+               "bootstrap": self.bootstrap, "bootstrap_seed": self.seed, "kinds": {}}
         for kind, counts in self.head_counts.items():
             layers = []
             for i, num_heads in enumerate(counts):
@@ -223,6 +319,10 @@ class HeadStatistics:
                         head[name] = None if values is None else values[h]
                     (head["positional_offset"], head["positional_share"], head["prev"],
                      head["next"]) = self._positional(kind, i, h)
+                    if self.bootstrap:
+                        for name in INTERVAL_STATISTICS:
+                            head[f"{name}_interval"] = None if head[name] is None else self.interval(
+                                kind, i, name, h, head["positional_offset"])
                     roles = []
                     if (head["positional_share"] or 0) >= self.positional_threshold:
                         roles.append("positional")

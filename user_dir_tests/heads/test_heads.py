@@ -328,6 +328,13 @@ def _assert_same_numbers(a, b, path=""):
         assert a == b, path
 
 
+def _intervals(report):
+    """``[((kind, layer, head, statistic), [low, high] or None)]`` of every interval in a report."""
+    return [((kind, i, head["head"], key), value) for kind, data in report["kinds"].items()
+            for i, layer in enumerate(data["layers"]) for head in layer for key, value in head.items()
+            if key.endswith("_interval")]
+
+
 def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
     out = tmp_path / "heads"
     run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
@@ -342,6 +349,16 @@ def test_heads_cli(data_dir, transformer_ckpt, tmp_path):
         # per step Σ|r| = 1 over a layer's heads; the average over steps keeps Σ|r| ≤ 1 (= 1 without sign changes)
         assert 0 < sum(abs(h["relevance"]) for h in heads) <= 1 + 1e-6
         assert all(0 < h["confidence"] <= 1 for h in heads)
+        # 95% intervals over the 6 sentences (--bootstrap 1000 by default), around each value
+        for head in heads:
+            for name in ("relevance", "confidence", "positional_share"):
+                if kind == "cross" and name == "positional_share":
+                    assert head["positional_share_interval"] is None  # no relative positions across sequences
+                    continue
+                low, high = head[f"{name}_interval"]
+                assert low - 1e-6 <= head[name] <= high + 1e-6, (kind, head["head"], name)
+        assert any(h["confidence_interval"][0] < h["confidence_interval"][1] for h in heads)
+    assert result["bootstrap"] == 1000
 
 
 def test_heads_batching_and_shards_give_the_same_numbers(data_dir, transformer_ckpt, tmp_path):
@@ -366,6 +383,9 @@ def test_heads_batching_and_shards_give_the_same_numbers(data_dir, transformer_c
     cli_main(["heads-merge", str(tmp_path / "shards")])
     merged = json.loads((tmp_path / "shards" / "heads.json").read_text())
     _assert_same_numbers(by_size, merged)
+    # the shards' per-sentence values, in the order of the sentence ids, give exactly the intervals of one run
+    assert _intervals(merged) == _intervals(by_size)
+    assert sum(interval is not None for _, interval in _intervals(by_size)) > 10
     assert (tmp_path / "shards" / "heads-cross.png").stat().st_size > 1000
 
     written = json.loads((tmp_path / "size" / "heads.json").read_text())["provenance"]
@@ -375,9 +395,11 @@ def test_heads_batching_and_shards_give_the_same_numbers(data_dir, transformer_c
     assert written["options"]["lrp_rule"] == "ding" and written["options"]["generation"]["beam"] == 1
     assert differences(written, by_tokens["provenance"]) == []  # batching changes no number
     other = _heads_in_process(data_dir, transformer_ckpt, tmp_path / "other", "--num-sentences", "3",
-                              "--positional-threshold", "0.8", "--no-relevance")
+                              "--positional-threshold", "0.8", "--no-relevance", "--bootstrap", "0")
     changed = {key for key, _, _ in differences(written, other["provenance"])}
-    assert changed == {"options.num_sentences", "options.positional_threshold", "options.no_relevance"}
+    assert changed == {"options.num_sentences", "options.positional_threshold", "options.no_relevance",
+                       "options.bootstrap"}
+    assert not _intervals(other)  # --bootstrap 0: no intervals
 
     # a shard made with other options is refused by heads-merge, naming the difference
     shard1 = tmp_path / "shards" / "heads.shard1-of-2.json"

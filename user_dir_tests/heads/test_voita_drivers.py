@@ -45,6 +45,8 @@ def test_head_roles_lists_every_head_by_relevance_within_its_layer(reports):
             order = [int(h) for h in re.findall(r"h(\d+): ", row.split(" | ")[2])]
             expected = sorted(range(len(layer)), key=lambda h: -layer[h]["relevance"])
             assert order == expected, row
+            # each head's confidence with its 95% interval over sentences (heads' default --bootstrap 1000)
+            assert len(re.findall(r"/ \d\.\d\d \[\d\.\d\d, \d\.\d\d\] /", row)) == len(layer), row
     assert "| quantity | paper | ours |" in text  # the paper's Table 1 / §5 numbers beside ours
     again = run([sys.executable, ROLES, "--heads", str(paths["ding"]), "--out", str(out / "roles.md")], check=False)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr

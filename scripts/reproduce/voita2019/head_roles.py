@@ -11,6 +11,7 @@ from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.outputs import add_overwrite_argument, check_output_file
 from fairseq_interp.common.paper_numbers import side_by_side
+from fairseq_interp.common.statistics import Interval, format_interval
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.report import read_report
 
@@ -19,18 +20,27 @@ def _fmt(x, pattern="{:.2f}"):
     return "–" if x is None else pattern.format(x)
 
 
+def _with_interval(head, name):
+    """A head's statistic with its 95% interval over sentences when the report has one: ``0.83 [0.80, 0.86]``."""
+    value, interval = head.get(name), head.get(f"{name}_interval")
+    if value is None or interval is None:
+        return _fmt(value)
+    return format_interval(Interval(value, interval[0], interval[1], 0), digits=2)
+
+
 def layer_table(report):
     """Markdown: per attention type and layer, the heads sorted by relevance (as the paper's Figures 1-2), each as
-    relevance / confidence / most frequent offset and its share / rare_top2, and the roles found."""
-    lines = ["| attention | layer | heads by relevance: relevance / confidence / offset (share) / rare top-2 | roles |",
-             "|---|---|---|---|"]
+    relevance / confidence / most frequent offset and its share / rare_top2 (the last three with their 95% intervals
+    over sentences when ``heads`` computed them), and the roles found."""
+    lines = ["| attention | layer | heads by relevance: relevance / confidence / offset (share) / rare top-2, "
+             "[95% interval over sentences] | roles |", "|---|---|---|---|"]
     for kind, data in report["kinds"].items():
         for i, layer in enumerate(data["layers"]):
             heads = sorted(layer, key=lambda h: -(h.get("relevance") or 0))
-            cells = [f"h{h['head']}: {_fmt(h.get('relevance'), '{:+.3f}')} / {_fmt(h['confidence'])} / "
-                     + (f"{h['positional_offset']:+d} ({h['positional_share']:.2f})"
+            cells = [f"h{h['head']}: {_fmt(h.get('relevance'), '{:+.3f}')} / {_with_interval(h, 'confidence')} / "
+                     + (f"{h['positional_offset']:+d} ({_with_interval(h, 'positional_share')})"
                         if h.get("positional_offset") is not None else "–")
-                     + f" / {_fmt(h.get('rare_top2'))}" for h in heads]
+                     + f" / {_with_interval(h, 'rare_top2')}" for h in heads]
             roles = sorted({f"h{h['head']} {r}" for h in layer for r in h.get("roles", [])})
             lines.append(f"| {kind} | {i} | " + "; ".join(cells) + f" | {', '.join(roles) or 'none'} |")
     return "\n".join(lines) + "\n"
