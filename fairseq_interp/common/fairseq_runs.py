@@ -124,6 +124,51 @@ def train(save_dir, updates, train_args, threads=None):
     return ckpt, time.time() - start
 
 
+def patience_args(validate_every, patience, log_file):
+    """fairseq-train options of a training run to convergence: validate and save every ``validate_every`` updates,
+    stop after ``patience`` validations without a lower valid loss (fairseq's ``--patience``), keep
+    ``checkpoint_best.pt`` by valid loss, and log JSON records (:func:`valid_curve`) to ``log_file``."""
+    return ["--no-epoch-checkpoints", "--save-interval-updates", str(validate_every), "--keep-interval-updates", "1",
+            "--validate-interval-updates", str(validate_every), "--validate-interval", "1000",
+            "--patience", str(patience), "--best-checkpoint-metric", "loss",
+            "--log-format", "json", "--log-interval", "100", "--no-progress-bar", "--log-file", log_file]
+
+
+def validation_records(log_path):
+    """The JSON validation records of a fairseq log file (``--log-format json``), in order."""
+    import json
+
+    records = []
+    with open(log_path, encoding="utf-8") as f:
+        for line in f:
+            start = line.find("{")
+            if start < 0 or '"valid_loss"' not in line:
+                continue
+            try:
+                records.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    return records
+
+
+def valid_curve(log_path):
+    """[(update, valid loss, valid BLEU or None)] of the validation records of a fairseq ``--log-format json``
+    ``--log-file`` (one JSON object per line with ``valid_loss``; the last record of an update wins)."""
+    curve = {}
+    if not os.path.exists(log_path):
+        return []
+    for record in validation_records(log_path):
+        bleu = record.get("valid_bleu")
+        curve[int(float(record["valid_num_updates"]))] = (float(record["valid_loss"]),
+                                                          None if bleu is None else float(bleu))
+    return [(u, *curve[u]) for u in sorted(curve)]
+
+
+def stopped_by(updates, max_update):
+    """``patience`` when fairseq's ``--patience`` ended a training (fewer updates than the cap), else ``cap``."""
+    return "patience" if updates < max_update else "cap"
+
+
 def check_driver_records(paths, resume=False, overwrite=False, what="runs", option="--results-path"):
     """Refuse record files of ``paths`` that already hold records, unless ``resume`` or ``overwrite``."""
     for path in paths:

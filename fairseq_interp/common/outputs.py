@@ -127,9 +127,10 @@ def lock_path(folder, name):
 
 
 @contextlib.contextmanager
-def output_lock(folder, name, command, option="--results-path"):
+def output_lock(folder, name, command, option="--results-path", wait=False):
     """Hold an exclusive lock on the results ``name`` in ``folder`` (lock file ``folder/.name.lock``) while the
-    block runs; raise :class:`InterpretError` at once if another process holds it.
+    block runs; raise :class:`InterpretError` at once if another process holds it (``wait``: wait for it instead,
+    for short sections that processes take turns in, such as rewriting a shared record file).
 
     ``folder`` must exist. The lock file stays (empty but for the holder's pid); locks are advisory and local to
     the machine (``flock``; on network file systems they may not exclude a process on another machine).
@@ -140,7 +141,7 @@ def output_lock(folder, name, command, option="--results-path"):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise

@@ -33,7 +33,8 @@ from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import REPO, add_device_argument, device_flags, run, script_main
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, patience_args, run,
+                                               script_main, stopped_by, valid_curve)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.statistics import format_mean_sd
@@ -63,34 +64,6 @@ def prepare(args):
     return data
 
 
-def valid_curve(log_path):
-    """[(update, valid loss, valid BLEU or None)] of the validation records of a fairseq ``--log-format json``
-    ``--log-file`` (one JSON object per line with ``valid_loss``; the last record of an update wins)."""
-    curve = {}
-    if not os.path.exists(log_path):
-        return []
-    for record in validation_records(log_path):
-        bleu = record.get("valid_bleu")
-        curve[int(float(record["valid_num_updates"]))] = (float(record["valid_loss"]),
-                                                          None if bleu is None else float(bleu))
-    return [(u, *curve[u]) for u in sorted(curve)]
-
-
-def validation_records(log_path):
-    """The JSON validation records of a fairseq log file, in order."""
-    records = []
-    with open(log_path, encoding="utf-8") as f:
-        for line in f:
-            start = line.find("{")
-            if start < 0 or '"valid_loss"' not in line:
-                continue
-            try:
-                records.append(json.loads(line[start:]))
-            except ValueError:
-                continue
-    return records
-
-
 def train_one(args, data, seed):
     name = f"{args.recipe}.{args.src}-{args.tgt}.seed{seed}"
     recipe = RECIPES[args.recipe] + (["--arch", args.arch] if args.arch else [])
@@ -103,13 +76,10 @@ def train_one(args, data, seed):
     log = os.path.join(save, "train.log")
     started = time.time()
     run(["fairseq-train", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR, *recipe,
-         "--seed", str(seed), *device_flags(args), "--save-dir", save, "--no-epoch-checkpoints",
-         "--save-interval-updates", str(args.validate_every), "--keep-interval-updates", "1",
-         "--validate-interval-updates", str(args.validate_every), "--validate-interval", "1000",
-         "--patience", str(args.patience), "--max-update", str(args.max_update),
+         "--seed", str(seed), *device_flags(args), "--save-dir", save,
+         *patience_args(args.validate_every, args.patience, log), "--max-update", str(args.max_update),
          "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}',
-         "--eval-bleu-detok", "moses", "--eval-bleu-remove-bpe", "sentencepiece", "--best-checkpoint-metric", "loss",
-         "--log-format", "json", "--log-interval", "100", "--no-progress-bar", "--log-file", log],
+         "--eval-bleu-detok", "moses", "--eval-bleu-remove-bpe", "sentencepiece"],
         log=os.path.join(save, "last-run.log"), threads=THREADS)
     train_seconds = time.time() - started
     best = os.path.join(save, "checkpoint_best.pt")
@@ -142,9 +112,9 @@ def train(args):
         train_one(args, data, seed)
 
 
-def stopped_by(summary):
-    """``patience`` when fairseq's ``--patience`` ended the training (fewer updates than the cap), else ``cap``."""
-    return "patience" if summary["updates"] < summary["options"]["max_update"] else "cap"
+def summary_stopped_by(summary):
+    """How a baseline's training ended (:func:`~fairseq_interp.common.fairseq_runs.stopped_by`)."""
+    return stopped_by(summary["updates"], summary["options"]["max_update"])
 
 
 def best_point(summary):
@@ -170,7 +140,7 @@ def table(args):
         bleus = [s["test_bleu"] for s in summaries]
         valid = [best_point(s)["valid_bleu"] for s in summaries]
         updates = ", ".join(f"{s['updates']} ({s['best_update']})" for s in summaries)
-        stops = ", ".join(stopped_by(s) for s in summaries)
+        stops = ", ".join(summary_stopped_by(s) for s in summaries)
         lines.append(f"| {recipe} | {pair} | {len(summaries)} | {format_mean_sd(bleus)} | "
                      f"{format_mean_sd(valid) if None not in valid else '–'} | {updates} | {stops} | "
                      f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']} |")
@@ -179,7 +149,7 @@ def table(args):
     out = args.out or args.work
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "baselines.md"), text)
-    records = [{**s, "stopped_by": stopped_by(s)} for group in runs.values() for s in group]
+    records = [{**s, "stopped_by": summary_stopped_by(s)} for group in runs.values() for s in group]
     write_atomic(os.path.join(out, "baselines.json"), json.dumps(records, indent=1) + "\n")
     plot_curves(runs, os.path.join(out, "baselines-curves.png"))
     print(text, end="")

@@ -156,3 +156,101 @@ def test_driver_options_are_checked_before_any_step(tmp_path, step, option, valu
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"masked_finetuning: error: {expected}"
     assert not work.exists()  # refused before the work folder is made
+
+
+@pytest.mark.slow
+def test_table1_converged_baseline_two_seeds_side_by_side_into_one_work(tmp_path):
+    """``--patience``: the baseline trains until its valid loss stops improving and the systems start from its best
+    checkpoint; two processes run one seed each into the same ``--work`` and neither drops the other's records."""
+    import subprocess
+
+    work = tmp_path / "m2m"
+    pairs = ["en-de", "de-en"]
+    base = [sys.executable, DRIVER, "table1", "--work", str(work), "--lang-pairs", ",".join(pairs), *TINY,
+            "--baseline-updates", "12", "--patience", "1", "--validate-every", "3",
+            "--systems", "multilingual", "masked-taylor"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    # started together: one prepares the data while the other waits for it
+    procs = [subprocess.Popen([*base, "--seeds", str(seed)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    records = json.loads((work / "records.json").read_text())
+    systems = ["multilingual", "masked-taylor"]
+    for seed in (1, 2):
+        key = f"seed{seed}"
+        assert list(records["bleu"][key]) == systems
+        assert set(records["bootstrap"][key]) == {"masked-taylor vs multilingual"}
+        training = records["training"][key]["multilingual"]
+        on_disk = json.loads((work / key / "baseline" / "training.json").read_text())
+        assert training == on_disk
+        curve = training["curve"]
+        # validated every 3 updates up to where it stopped; the best update is the curve's lowest valid loss
+        assert [p["update"] for p in curve] == list(range(3, training["updates"] + 1, 3))
+        assert training["best_update"] == min(curve, key=lambda p: p["valid_loss"])["update"]
+        assert training["stopped_by"] == ("cap" if training["updates"] == 12 else "patience")
+        # the masked system starts from the best checkpoint, not the last
+        assert str(work / key / "baseline" / "checkpoint_best.pt") in (work / key / "masked-taylor" /
+                                                                      "train.log").read_text()
+    md = (work / "table1.md").read_text()
+    rows = _table_rows(md)
+    assert list(rows) == systems and all(cells[0] == "2" for cells in rows.values())
+    for system, cells in rows.items():
+        per_seed = [sum(records["bleu"][f"seed{s}"][system].values()) / len(pairs) for s in (1, 2)]
+        assert cells[-2].strip("*").startswith(f"{sum(per_seed) / 2:.2f} ± ")
+    assert "Trained until the valid loss had not improved for 1 validations of 3 updates" in md
+    assert all(f"* seed {s}: multilingual " in md for s in (1, 2))
+    # a seed that another process is running is refused in one line; so are other settings into the same folder
+    from fairseq_interp.common.outputs import output_lock
+
+    with output_lock(str(work), "seed2", "test"):
+        busy = run([*base, "--seeds", "1", "2"], check=False)  # seed 1 is done, seed 2 is "running"
+    assert busy.returncode == 2 and re.search(r"masked_finetuning: error: another masked_finetuning \(pid \d+\) is "
+                                              r"writing seed2 in .*: wait for it to finish", busy.stderr)
+    bad = run([*base[:base.index("--patience")], "--patience", "2", "--validate-every", "3", "--systems",
+               "multilingual"], check=False)
+    assert bad.returncode == 2 and "other settings (patience: 1 vs 2)" in bad.stderr
+
+
+def test_records_of_other_seeds_survive_a_concurrent_save(tmp_path):
+    """save_state with the seeds a process runs keeps what another process wrote for its seeds meanwhile."""
+    driver = _driver_module()
+    path = str(tmp_path / "records.json")
+    empty = {"bleu": {}, "params": {}, "bootstrap": {}}
+    first = driver.load_state(path, {"dim": 32}, empty)
+    second = driver.load_state(path, {"dim": 32}, {k: {} for k in empty})  # both read the file before either wrote
+    first["bleu"]["seed1"] = {"multilingual": {"en-de": 10.0}}
+    first["params"]["multilingual"] = 100
+    driver.save_state(path, first, [1])
+    second["bleu"]["seed2"] = {"multilingual": {"en-de": 12.0}}
+    second["training"] = {"seed2": {"multilingual": {"updates": 9}}}
+    driver.save_state(path, second, [2])
+    on_disk = json.loads(open(path).read())
+    assert on_disk["bleu"] == {"seed1": {"multilingual": {"en-de": 10.0}}, "seed2": {"multilingual": {"en-de": 12.0}}}
+    assert on_disk["params"] == {"multilingual": 100} and on_disk["training"] == {"seed2": {"multilingual": {"updates": 9}}}
+    # a process's own seed is what it holds, not the file's older copy
+    first["bleu"]["seed1"]["baseline+ft"] = {"en-de": 11.0}
+    driver.save_state(path, first, [1])
+    on_disk = json.loads(open(path).read())
+    assert set(on_disk["bleu"]) == {"seed1", "seed2"} and "baseline+ft" in on_disk["bleu"]["seed1"]
+    assert on_disk["training"]["seed2"]["multilingual"]["updates"] == 9
+
+
+def test_records_made_before_patience_existed_load_as_fixed_length_training(tmp_path):
+    driver = _driver_module()
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps({"settings": {"dim": 32, "baseline_updates": 1500}, "bleu": {}}))
+    state = driver.load_state(str(path), {"dim": 32, "baseline_updates": 1500, "patience": 0, "validate_every": 300},
+                              {})
+    assert state["settings"]["patience"] == 0
+    with pytest.raises(driver.InterpretError, match=r"other settings \(patience: 0 vs 5\)"):
+        driver.load_state(str(path), {"dim": 32, "baseline_updates": 1500, "patience": 5, "validate_every": 300}, {})
+
+
+def _driver_module():
+    """The driver's functions (it is a script, not a module)."""
+    import runpy
+    import types
+
+    return types.SimpleNamespace(**runpy.run_path(DRIVER, run_name="masked_finetuning_module"))

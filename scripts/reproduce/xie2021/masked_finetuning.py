@@ -43,6 +43,7 @@ replaced.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,12 +52,13 @@ import time
 
 from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
-from fairseq_interp.common.checkpoints import PLUGIN_DIR
+from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, run, script_main,
-                                               train as train_until)
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, patience_args, run,
+                                               script_main, stopped_by, train as train_until, valid_curve)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
+from fairseq_interp.common.outputs import output_lock
 from fairseq_interp.common.preparation import prepare_data
 
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
@@ -78,7 +80,12 @@ PAPER_ROWS = {"individual": "Individual", "multilingual": "Multilingual", "ts": 
 # settings that must match for finished runs to be reused
 MODEL_KEYS = ("lang_pairs", "train_size", "valid_size", "test_size", "vocab_size", "layers", "dim", "max_tokens",
               "baseline_updates", "finetune_updates", "individual_updates", "beam", "criterion", "rho", "k",
-              "adapter_dim", "ts_attention", "expansion_ffn", "importance_subset", "importance_sentences")
+              "adapter_dim", "ts_attention", "expansion_ffn", "importance_subset", "importance_sentences",
+              "patience", "validate_every")
+# settings added after records were first written: their value in records that do not name them
+SETTING_DEFAULTS = {"patience": 0, "validate_every": 300}
+# the sections of records.json keyed by seed ("seed1", ...): each process of a shared --work writes its own seeds'
+SEED_SECTIONS = ("bleu", "bootstrap", "allocation", "train_seconds", "training")
 
 
 class Experiment:
@@ -89,11 +96,17 @@ class Experiment:
         self.work = os.path.abspath(args.work)
         self.data = os.path.join(self.work, "data")
         self.bin = os.path.join(self.data, "bin")
-        prepare_data(["--lang-pairs", args.lang_pairs, "--out", self.data, "--train-size", args.train_size,
-                      "--valid-size", args.valid_size, "--test-size", args.test_size, "--vocab-size", args.vocab_size])
+        os.makedirs(self.work, exist_ok=True)
+        with output_lock(self.work, "data", "masked_finetuning", "--work", wait=True):  # one process prepares
+            self.prepare()
         with open(os.path.join(self.bin, "lang_pairs.txt"), encoding="utf-8") as f:
             self.pairs = f.read().strip().split(",")
         self.multi = self.lang_args(self.pairs)
+
+    def prepare(self):
+        args = self.args
+        prepare_data(["--lang-pairs", args.lang_pairs, "--out", self.data, "--train-size", args.train_size,
+                      "--valid-size", args.valid_size, "--test-size", args.test_size, "--vocab-size", args.vocab_size])
 
     @staticmethod
     def lang_args(pairs):
@@ -113,21 +126,63 @@ class Experiment:
     def folder(self, seed, name):
         return os.path.join(self.work, f"seed{seed}", name)
 
+    def train_args(self, seed, langs=None, ffn=None):
+        """fairseq-train options every training shares (data, languages, model size, optimizer, seed)."""
+        return [self.bin, "--user-dir", PLUGIN_DIR, *(langs or self.multi), *self.size_args(ffn), "--optimizer",
+                "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt", "--criterion",
+                "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-tokens", str(self.args.max_tokens),
+                *device_flags(self.args), "--seed", str(seed), "--no-epoch-checkpoints"]
+
     def train(self, name, updates, extra, seed=1, langs=None, ffn=None):
-        """Train into ``WORK/seedS/NAME`` unless done: ``(checkpoint, seconds or None)``."""
+        """Train ``updates`` updates into ``WORK/seedS/NAME`` unless done: ``(checkpoint, seconds or None)``."""
         return train_until(self.folder(seed, name), updates, [
-            self.bin, "--user-dir", PLUGIN_DIR, *(langs or self.multi), *self.size_args(ffn), "--optimizer", "adam",
-            "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt", "--criterion",
-            "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-tokens", str(self.args.max_tokens),
-            *device_flags(self.args), "--seed", str(seed), "--no-epoch-checkpoints", "--disable-validation",
-            "--log-format", "simple", "--log-interval", "100", *extra], threads=THREADS)
+            *self.train_args(seed, langs, ffn), "--disable-validation", "--log-format", "simple", "--log-interval",
+            "100", *extra], threads=THREADS)
+
+    def converge(self, name, max_update, extra, seed=1, langs=None):
+        """Train into ``WORK/seedS/NAME`` until the valid loss (every direction's valid split) has not improved for
+        ``--patience`` validations of ``--validate-every`` updates, or ``max_update``, unless done:
+        ``(checkpoint_best.pt, seconds or None, training record)``. The record (curve of valid loss against
+        updates, best update, how it stopped) is ``training.json`` in the folder, written when fairseq-train has
+        ended; until then a rerun continues the training from its last checkpoint (fairseq's resume)."""
+        args, folder = self.args, self.folder(seed, name)
+        record_path = os.path.join(folder, "training.json")
+        best = os.path.join(folder, "checkpoint_best.pt")
+        if os.path.exists(record_path):
+            with open(record_path) as f:
+                return best, None, json.load(f)
+        os.makedirs(folder, exist_ok=True)
+        log = os.path.join(folder, "train.jsonl")
+        start = time.time()
+        run(["fairseq-train", *self.train_args(seed, langs), *extra,
+             *patience_args(args.validate_every, args.patience, log), "--max-update", str(max_update),
+             "--save-dir", folder], log=os.path.join(folder, "last-run.log"), threads=THREADS)
+        seconds = time.time() - start
+        curve = valid_curve(log)
+        if not curve:
+            raise InterpretError(f"{log}: fairseq-train validated nothing (is there a valid split?)")
+        updates = checkpoint_updates(os.path.join(folder, "checkpoint_last.pt"))
+        record = {"updates": updates, "best_update": min(curve, key=lambda point: point[1])[0],
+                  "stopped_by": stopped_by(updates, max_update), "max_update": max_update,
+                  "patience": args.patience, "validate_every": args.validate_every,
+                  "curve": [{"update": u, "valid_loss": loss} for u, loss, _ in curve]}
+        write_atomic(record_path, json.dumps(record, indent=1) + "\n")
+        return best, seconds, record
+
+    def scratch(self, name, updates, extra, seed=1, langs=None):
+        """A model trained from scratch: ``updates`` updates, or with ``--patience`` until convergence with
+        ``updates`` as the cap: ``(checkpoint, seconds or None, training record or None)``."""
+        if self.args.patience:
+            return self.converge(name, updates, extra, seed, langs)
+        return (*self.train(name, updates, extra, seed, langs), None)
 
     def scratch_args(self):
         """Optimizer settings of every model trained from scratch (the baseline's)."""
         return ["--lr", "2e-3", "--warmup-updates", "200"]
 
     def baseline(self, seed=1):
-        return self.train("baseline", self.args.baseline_updates, [
+        """The Multilingual baseline: ``(checkpoint, seconds or None, training record or None)``."""
+        return self.scratch("baseline", self.args.baseline_updates, [
             "--task", BASELINE_TASK, "--arch", "transformer", *self.scratch_args()], seed)
 
     def finetune_args(self, baseline):
@@ -221,16 +276,34 @@ def load_state(path, settings, empty, keys=MODEL_KEYS):
         return {"settings": settings, **empty}
     with open(path) as f:
         state = json.load(f)
-    diff = [key for key in keys if key in settings and state["settings"].get(key) != settings.get(key)]
+    made = {**{k: v for k, v in SETTING_DEFAULTS.items() if k in settings}, **state["settings"]}
+    diff = [key for key in keys if key in settings and made.get(key) != settings.get(key)]
     if diff:
-        raise InterpretError(f"{path} was made with other settings ({diff[0]}: {state['settings'].get(diff[0])} vs "
+        raise InterpretError(f"{path} was made with other settings ({diff[0]}: {made.get(diff[0])} vs "
                              f"{settings.get(diff[0])}): use another --work or the same options")
     state["settings"] = {**state["settings"], **settings}
     return state
 
 
-def save_state(path, state):
-    write_atomic(path, json.dumps(state, indent=1) + "\n")
+def save_state(path, state, seeds=None):
+    """Write the records. With ``seeds`` (the seeds this process runs), other processes may run other seeds into
+    the same ``--work``: under a lock, the records of the other seeds are taken from the file as it is now (and
+    added to ``state``), so no process drops what another wrote."""
+    if seeds is None:
+        write_atomic(path, json.dumps(state, indent=1) + "\n")
+        return
+    mine = {f"seed{seed}" for seed in seeds}
+    with output_lock(os.path.dirname(path), os.path.basename(path), "masked_finetuning", "--work", wait=True):
+        if os.path.exists(path):
+            with open(path) as f:
+                on_disk = json.load(f)
+            for section in SEED_SECTIONS:
+                for key, value in on_disk.get(section, {}).items():
+                    if key not in mine:
+                        state.setdefault(section, {})[key] = value
+            for system, count in on_disk.get("params", {}).items():
+                state["params"].setdefault(system, count)
+        write_atomic(path, json.dumps(state, indent=1) + "\n")
 
 
 def parameter_count(ckpt):
@@ -260,13 +333,16 @@ class TableRun:
 
     def baseline(self):
         if self._baseline is None:
-            self._baseline, seconds = self.exp.baseline(self.seed)
-            self.note_time("multilingual", seconds)
+            self._baseline, seconds, training = self.exp.baseline(self.seed)
+            self.note_time("multilingual", seconds, training)
         return self._baseline
 
-    def note_time(self, system, seconds):
+    def note_time(self, system, seconds, training=None):
+        """Record a training's seconds (when it ran now) and, for one trained to convergence, its curve."""
         if seconds:
             self.records.setdefault("train_seconds", {}).setdefault(f"seed{self.seed}", {})[system] = round(seconds)
+        if training:
+            self.records.setdefault("training", {}).setdefault(f"seed{self.seed}", {})[system] = training
 
     def masks(self, ckpt, criterion, tag):
         """Importance of ``ckpt`` (once per checkpoint) and the allocation with ``criterion``."""
@@ -290,20 +366,21 @@ class TableRun:
             out = {}
             for pair in exp.pairs:
                 langs = exp.lang_args([pair])
-                ckpt, seconds = exp.train(f"individual-{pair}", args.individual_updates, [
+                ckpt, seconds, training = exp.scratch(f"individual-{pair}", args.individual_updates, [
                     "--task", BASELINE_TASK, "--arch", "transformer", *exp.scratch_args()], self.seed, langs)
-                self.note_time(f"individual-{pair}", seconds)
+                self.note_time(f"individual-{pair}", seconds, training)
                 out[pair] = (ckpt, BASELINE_TASK, langs)
             return out
+        training = None
         if name == "baseline+ft":
             ckpt, seconds = exp.train("baseline-ft", args.finetune_updates, [
                 "--task", BASELINE_TASK, "--arch", "transformer", *exp.finetune_args(base)], self.seed)
         elif name == "ts":
-            ckpt, seconds = exp.train("ts", args.baseline_updates, [
+            ckpt, seconds, training = exp.scratch("ts", args.baseline_updates, [
                 "--task", LANG_SPECIFIC_TASK, "--arch", "transformer_target_attention", "--target-attention",
                 args.ts_attention, *exp.scratch_args()], self.seed)
         elif name == "adapter":
-            ckpt, seconds = exp.train("adapter", args.baseline_updates, [
+            ckpt, seconds, training = exp.scratch("adapter", args.baseline_updates, [
                 "--task", LANG_SPECIFIC_TASK, "--arch", "transformer_lang_adapter", "--lang-adapter-dim",
                 str(args.adapter_dim), *exp.scratch_args()], self.seed)
         elif name in ("masked-absolute", "masked-taylor"):
@@ -316,7 +393,7 @@ class TableRun:
             ckpt, seconds = self.expansion(base)
         else:
             raise InterpretError(f"unknown system {name!r}")
-        self.note_time(name, seconds)
+        self.note_time(name, seconds, training)
         task = {"ts": LANG_SPECIFIC_TASK, "adapter": LANG_SPECIFIC_TASK}.get(
             name, MASKED_TASK if name.startswith("masked") or name == "expansion" else BASELINE_TASK)
         return {p: (ckpt, task, None) for p in exp.pairs}
@@ -351,31 +428,38 @@ def table(args, which):
     state_path = os.path.join(exp.work, "records.json")
     state = load_state(state_path, settings_of(args), {"bleu": {}, "params": {}, "bootstrap": {}})
     state["table"] = which
-    for seed in args.seeds:
-        key = f"seed{seed}"
-        runner = TableRun(exp, args, seed, state)
-        rows = state["bleu"].setdefault(key, {})
-        for system in progress_loop(systems, args, prefix=f"{which} seed {seed} systems"):
-            if system in rows:
-                logger.info(f"seed {seed} {system}: kept")
-                continue
-            plan = runner.system(system)
-            rows[system] = {pair: round(exp.bleu(ckpt, task, pair, exp.generate_path(seed, system, pair), langs), 4)
-                            for pair, (ckpt, task, langs) in plan.items()}
-            if system not in state["params"]:
-                state["params"][system] = sum(parameter_count(c) for c in dict.fromkeys(c for c, _, _ in
-                                                                                       plan.values()))
-            save_state(state_path, state)
-            logger.info(f"seed {seed} {system}: avg BLEU {exp.average(rows[system]):.2f}")
-        bootstrap(exp, state, seed, systems)
-        save_state(state_path, state)
+    with contextlib.ExitStack() as held:  # one process per seed; other seeds may run beside it
+        for seed in args.seeds:
+            held.enter_context(output_lock(exp.work, f"seed{seed}", "masked_finetuning", "--work or other --seeds"))
+        for seed in args.seeds:
+            run_seed(exp, args, state, state_path, seed, systems, which)
     state["last_run_seconds"] = round(time.time() - t_start)
-    save_state(state_path, state)
+    save_state(state_path, state, args.seeds)
     md = table_markdown(exp, state, which)
     write_atomic(os.path.join(exp.work, f"{which}.md"), md + "\n")
     print(md)
     if args.report:
         table_report(args.report, exp, state, which, md)
+
+
+def run_seed(exp, args, state, state_path, seed, systems, which):
+    """Every system of one seed (kept when its records are there), then the seed's paired bootstrap."""
+    key = f"seed{seed}"
+    runner = TableRun(exp, args, seed, state)
+    rows = state["bleu"].setdefault(key, {})
+    for system in progress_loop(systems, args, prefix=f"{which} seed {seed} systems"):
+        if system in rows:
+            logger.info(f"seed {seed} {system}: kept")
+            continue
+        plan = runner.system(system)
+        rows[system] = {pair: round(exp.bleu(ckpt, task, pair, exp.generate_path(seed, system, pair), langs), 4)
+                        for pair, (ckpt, task, langs) in plan.items()}
+        if system not in state["params"]:
+            state["params"][system] = sum(parameter_count(c) for c in dict.fromkeys(c for c, _, _ in plan.values()))
+        save_state(state_path, state, args.seeds)
+        logger.info(f"seed {seed} {system}: avg BLEU {exp.average(rows[system]):.2f}")
+    bootstrap(exp, state, seed, systems)
+    save_state(state_path, state, args.seeds)
 
 
 def bootstrap(exp, state, seed, systems):
@@ -411,9 +495,14 @@ def _cell(values, digits=2):
     return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def by_seed(section):
+    """The ``(seedS, value)`` items of a per-seed section of the records, in seed order."""
+    return sorted(section.items(), key=lambda item: int(item[0][4:]))
+
+
 def system_rows(exp, state, which):
     """``{system: {"bleu": {pair: [per seed]}, "avg": [per seed]}}`` for the systems scored in every seed."""
-    seeds = [k for k in state["bleu"] if state["bleu"][k]]
+    seeds = [k for k, rows in by_seed(state["bleu"]) if rows]
     out = {}
     for system in SYSTEMS[which]:
         scored = [k for k in seeds if system in state["bleu"][k]]
@@ -438,7 +527,7 @@ def table_markdown(exp, state, which):
               "directions where p < 0.05 (better / worse); one line per seed.", "",
               "| comparison | seed | mean Δ over directions | better (p < 0.05) | worse (p < 0.05) |",
               "|---|---|---|---|---|"]
-    for seed, tests in state["bootstrap"].items():
+    for seed, tests in by_seed(state["bootstrap"]):
         for name, per_pair in tests.items():
             diffs = [v["difference"] for v in per_pair.values()]
             better = [p for p, v in per_pair.items() if v["p_value"] < 0.05 and v["difference"] > 0]
@@ -446,7 +535,22 @@ def table_markdown(exp, state, which):
             lines.append(f"| {name} | {seed[4:]} | {sum(diffs) / len(diffs):+.2f} | {', '.join(better) or '–'} | "
                          f"{', '.join(worse) or '–'} |")
     lines += ["", paper_comparison(exp, state, which, rows)]
-    return "\n".join(lines)
+    trained = training_lines(state)
+    return "\n".join(lines + (["", *trained] if trained else []))
+
+
+def training_lines(state):
+    """How each model trained to convergence (``--patience``) ended: one line per seed."""
+    runs = by_seed(state.get("training", {}))
+    if not runs:
+        return []
+    first = next(iter(runs[0][1].values()))
+    out = [f"Trained until the valid loss had not improved for {first['patience']} validations of "
+           f"{first['validate_every']} updates (best checkpoint used); per seed, each model's last update (best):"]
+    for seed, models in runs:
+        out.append(f"seed {seed[4:]}: " + ", ".join(f"{name} {r['updates']:,} ({r['best_update']:,}, "
+                                                    f"{r['stopped_by']})" for name, r in models.items()) + ".")
+    return [" ".join(out[:1]), *(f"* {line}" for line in out[1:])]
 
 
 def paper_comparison(exp, state, which, rows):
@@ -490,12 +594,17 @@ def table_report(path, exp, state, which, md):
                                                                        "and Czech")
     options = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in s.items()
                        if not isinstance(v, (list, bool)) and v is not None)
+    if s.get("patience"):
+        length = (f"until the valid loss had not improved for {s['patience']} validations of "
+                  f"{s['validate_every']} updates (at most {s['baseline_updates']:,} updates)")
+        individual = f"the same way (at most {s['individual_updates']:,} updates)"
+    else:
+        length, individual = f"for {s['baseline_updates']:,} updates", f"{s['individual_updates']:,} updates"
     section = f"""**Scale (small, not the paper's):** Multilingual Multi30k, {setting} ({s['lang_pairs']}),
 {s['train_size']:,} aligned training sentences per language, a {s['layers']}-layer {s['dim']}-dim Transformer (FFN
 {2 * s['dim']}, 4 heads, shared embeddings), {s['vocab_size']:,}-piece joint sentencepiece. Multilingual, +TS and
-+Adapter (projection {s['adapter_dim']}, attention copies: {s['ts_attention']}) trained from scratch for
-{s['baseline_updates']:,} updates of ≤ {s['max_tokens']:,} tokens, Individual {s['individual_updates']:,} updates
-per direction; the masked systems and `baseline+ft` fine-tune the Multilingual model for {s['finetune_updates']}
++Adapter (projection {s['adapter_dim']}, attention copies: {s['ts_attention']}) trained from scratch {length}
+(batches of ≤ {s['max_tokens']:,} tokens), Individual {individual} per direction; the masked systems and `baseline+ft` fine-tune the Multilingual model for {s['finetune_updates']}
 updates{'; +Expansion widens its FFN to ' + str(s['expansion_ffn']) + ' units' if which == 'table2' else ''}.
 Importance on the {s['importance_subset']} split ({'all' if not s['importance_sentences'] else s['importance_sentences']}
 sentences per direction), ρ = {s['rho']}, k = {s['k']}. BLEU: sacrebleu, detokenized, beam {s['beam']}, first
@@ -540,7 +649,9 @@ def sweep(args):
     state_path = os.path.join(exp.work, "sweep.json")
     state = load_state(state_path, settings_of(args, ("work", "report", "func", "command")), {"runs": {}},
                        [key for key in MODEL_KEYS if key not in ("rho", "k")])
-    base, seconds = exp.baseline()
+    base, seconds, training = exp.baseline()
+    if training:
+        state["baseline_training"] = training
     if seconds:
         state.setdefault("train_seconds", {})["baseline"] = round(seconds)
     importance = exp.importance(base, os.path.join(exp.work, "importance.pt"))
@@ -660,6 +771,14 @@ def importance_data(s):
     return f"{count:,} {subset}" if count else f"all {subset}"
 
 
+def baseline_length(settings, training):
+    """How long the sweep's baseline trained, in words."""
+    if not training:
+        return f"{settings['baseline_updates']:,} updates"
+    return (f"{training['updates']:,} updates (best {training['best_update']:,}; patience {training['patience']} × "
+            f"{training['validate_every']}, {training['stopped_by']})")
+
+
 def sweep_report(path, state, md):
     s = state["settings"]
     seconds = [r["train_seconds"] for r in state["runs"].values() if r.get("train_seconds")]
@@ -700,7 +819,7 @@ def sweep_report(path, state, md):
     command = (f"python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks {ks} "
                f"--rhos {rhos}{importance}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
     section = f"""**Scale:** as the Table-1 run above ({s['train_size']:,} sentences per language, {s['layers']}-layer {s['dim']}-dim
-Transformer, baseline {s['baseline_updates']:,} updates, {s['finetune_updates']} fine-tuning updates per system,
+Transformer, baseline {baseline_length(s, state.get("baseline_training"))}, {s['finetune_updates']} fine-tuning updates per system,
 {s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
 sentences per direction, beam {s['beam']}), one seed, 1 CPU core. k sweep at ρ = {s['rho']}, ρ sweep at
 k = {s['k']}. `specific / pair`: mean over pairs of the share of all allocated neurons specific to the pair.
@@ -730,6 +849,11 @@ def add_scale_arguments(p, lang_pairs=XIE2021_M2M):
     p.add_argument("--baseline-updates", type=int, default=1500,
                    help="updates of the Multilingual baseline (and of +TS, +Adapter from scratch)")
     p.add_argument("--finetune-updates", type=int, default=300, help="updates of each fine-tuning run")
+    p.add_argument("--patience", type=int, default=0,
+                   help="0: train the models from scratch for their fixed counts (--baseline-updates, "
+                        "--individual-updates); N: until the valid loss has not improved for N validations "
+                        "(fairseq's --patience), those counts being caps, and use the best checkpoint")
+    p.add_argument("--validate-every", type=int, default=300, help="updates between validations (with --patience)")
     p.add_argument("--importance-subset", default="train",
                    help="split importance is measured on (default train, as the paper's Eq. 7-8)")
     p.add_argument("--importance-sentences", type=int, default=0,
@@ -765,6 +889,7 @@ def check_driver_options(args):
 
     check_counts(args, {"train_size": 1, "valid_size": 1, "test_size": 1, "vocab_size": 8, "layers": 1, "dim": 2,
                         "max_tokens": 1, "baseline_updates": 1, "finetune_updates": 1, "importance_sentences": 0,
+                        "patience": 0, "validate_every": 1,
                         "beam": 1, "individual_updates": 1, "adapter_dim": 0, "expansion_ffn": 0})
     for seed in getattr(args, "seeds", None) or []:
         check_range(seed, "--seeds", 0)
