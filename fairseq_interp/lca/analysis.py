@@ -230,3 +230,25 @@ def approximation_agreement(approx, exact, statistic="mean"):
     ba, be = bucket_values(ha, ia, statistic), bucket_values(he, ie, statistic)
     result["tau_buckets"] = {g: kendall_tau(ba[g], be[g]) for g in be}
     return result
+
+
+def approximation_seeds(results):
+    """Figure 1 / §3.2 over several seeds: per seed (the :func:`approximation_agreement` results of runs that differ
+    only in their training seed) Kendall's τ of the groups' cumulative LCA, its per-interval minimum, median and
+    mean, the frequency buckets' τ, and the largest gap between the approximate and exact occupation ratios; and
+    each quantity's values over the seeds (for mean ± sd)."""
+    import statistics
+
+    rows = []
+    for result in sorted(results, key=lambda r: r["seed"]):
+        taus = [r["tau"] for r in result["tau_per_interval"]]
+        occupation = result["occupation"]
+        rows.append({"seed": result["seed"], "tau": result["tau"], "tau_interval_min": min(taus),
+                     "tau_interval_median": statistics.median(taus), "tau_interval_mean": sum(taus) / len(taus),
+                     **{f"tau_bucket:{g}": t for g, t in result["tau_buckets"].items()},
+                     "occupation_gap": max(abs(a - e) for a, e in zip(occupation["approx"], occupation["exact"])),
+                     "exact_seconds": (result.get("seconds") or {}).get("exact")})
+    seeds = [r["seed"] for r in rows]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds}: each run must have its own seed")
+    return {"rows": rows, "values": {key: [r[key] for r in rows] for key in rows[0] if key != "seed"}}

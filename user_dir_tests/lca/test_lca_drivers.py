@@ -84,6 +84,42 @@ def test_approximation_rerun_and_resume_add_nothing_twice(data_dir, approx_work,
     assert bad.returncode == 2 and bad.stderr.strip().startswith("lca_approximation: error: --updates 3")
 
 
+def test_approximation_over_seeds_comes_from_each_seeds_result(data_dir, approx_work, tmp_path):
+    work, _ = approx_work
+    second = tmp_path / "seed2"
+    approximation(data_dir, second, 4, "--seed", "2", "--out", str(second / "result.json"), in_process=True)
+    results = [json.loads(p.read_text()) for p in (work / "result.json", second / "result.json")]
+    assert [r["seed"] for r in results] == [1, 2]
+    script = [sys.executable, "scripts/reproduce/zhu2020/approximation_seeds.py"]
+    out, values = tmp_path / "seeds.md", tmp_path / "seeds.json"
+    proc = run([*script, str(second / "result.json"), str(work / "result.json"), "--out", str(out), "--json",
+                str(values)], in_process=True)
+    summary = json.loads(values.read_text())
+    assert [r["seed"] for r in summary["rows"]] == [1, 2]  # in seed order, whatever the order given
+    taus = [r["tau"] for r in results]
+    assert summary["values"]["tau"] == taus
+    for row, result in zip(summary["rows"], results):
+        per_interval = [r["tau"] for r in result["tau_per_interval"]]
+        assert row["tau_interval_min"] == min(per_interval)
+        assert row["tau_bucket:output_projection"] == result["tau_buckets"]["output_projection"]
+        occupation = result["occupation"]
+        assert row["occupation_gap"] == max(abs(a - e) for a, e in zip(occupation["approx"], occupation["exact"]))
+    mean = sum(taus) / 2
+    sd = (sum((t - mean) ** 2 for t in taus)) ** 0.5  # sample sd of two values
+    md = out.read_text()
+    assert f"| mean ± sd | {mean:.3f} ± {sd:.3f} |" in md and md == proc.stdout
+    assert f"| Figure 1: Kendall τ, approximate vs exact ranking of the groups' occupation ratios | 0.905 | " \
+           f"{mean:.3f} ± {sd:.3f} |" in md
+    # runs that differ in more than the seed, or share a seed, are refused in one line
+    other = json.loads((second / "result.json").read_text())
+    other["updates"] = 6
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    bad = run([*script, str(work / "result.json"), str(tmp_path / "other.json")], check=False)
+    assert bad.returncode == 2 and "approximation_seeds: error: the results differ in updates" in bad.stderr
+    same = run([*script, str(work / "result.json"), str(work / "result.json")], check=False)
+    assert same.returncode == 2 and "each run must have its own seed" in same.stderr
+
+
 def test_learning_dynamics_claims_come_from_its_records(data_dir, tmp_path):
     args = [sys.executable, "scripts/reproduce/zhu2020/learning_dynamics.py", "--data", str(data_dir / "bin"),
             "--work", str(tmp_path / "w"), "--updates", "4", "--interval", "2", "--max-tokens", "1000",

@@ -133,7 +133,7 @@ def main():
                     + ("" if seconds[mode] is None else f", trained in {seconds[mode]:.0f} s"))
 
     result = approximation_agreement(runs["approx"], runs["exact"], args.statistic)
-    result.update(updates=args.updates, data=args.data, seconds=seconds,
+    result.update(seed=args.seed, updates=args.updates, data=args.data, seconds=seconds,
                   sentences=runs["exact"][0]["options"]["sentences"],
                   lca_max_tokens=runs["approx"][0]["options"]["max_tokens"], work=os.path.abspath(args.work))
     for path in (result_file, out):  # before the figures: a rerun after a failure there replaces the folder's outputs
