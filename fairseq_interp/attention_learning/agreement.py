@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..common.errors import InterpretError
+from ..common.statistics import BOOTSTRAP_RESAMPLES
 
 
 def _rows(u, v):
@@ -70,7 +71,7 @@ def agreement_with_baseline(u, v, top=0.05):
     return hits / total, expected / total
 
 
-def agreement_interval(u, v, top=0.05, resamples=1000, seed=1, level=0.95):
+def agreement_interval(u, v, top=0.05, resamples=BOOTSTRAP_RESAMPLES, seed=1, level=0.95):
     """A(u, v) over a corpus (lists of matrices, one per sentence) with its bootstrap interval over sentences
     (:func:`~fairseq_interp.common.statistics.bootstrap_ratio`); an :class:`Interval` whose ``mean`` is A."""
     from ..common.statistics import bootstrap_ratio

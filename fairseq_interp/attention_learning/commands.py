@@ -21,6 +21,7 @@ from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
 from ..common.options import add_split_arguments, check_counts, check_dataset_options, check_range
 from ..common.outputs import OVERWRITE_HELP, check_results_folder, folder_files, output_lock
+from ..common.statistics import BOOTSTRAP_RESAMPLES
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def add_subcommands(sub):
     p.add_argument("--no-head-probes", action="store_true", help="skip the per-head probes of Transformers")
     p.add_argument("--top", type=float, default=0.05, help="top fraction of Eq. 10, in (0, 1] (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="seed of the proxy training (default: %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=1000,
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
                    help="bootstrap samples over the probed sentences for each agreement's 95%% interval (0: no "
                         "interval; default: %(default)s)")
     batching = p.add_argument_group("reading the split (fairseq's batch iterator)")

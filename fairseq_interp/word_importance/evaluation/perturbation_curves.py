@@ -22,6 +22,7 @@ import time
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
+from ...common.statistics import BOOTSTRAP_RESAMPLES
 
 logger = logging.getLogger("fairseq_interp.perturbation")
 
@@ -61,7 +62,7 @@ def add_arguments(p):
     p.add_argument("--replacement-lines", type=int, default=3000,
                    help="training sentences tagged to build the replacement vocabulary")
     p.add_argument("--seed", type=int, default=1, help="seed of the random baseline, replacements and decoding")
-    p.add_argument("--bootstrap", type=int, default=1000,
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
                    help="samples of the paired bootstrap of every single-run method against ig (0: none)")
     p.add_argument("--setting", help="our setting, printed in the paper comparison (default: split and checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
@@ -191,7 +192,7 @@ def write_outputs(args, rows, references=None, lang=None):
     return csv_path, plot_path, table
 
 
-def markdown(rows, references=None, lang=None, bootstrap=1000):
+def markdown(rows, references=None, lang=None, bootstrap=BOOTSTRAP_RESAMPLES):
     """One table per perturbation: BLEU by method (rows) and k (columns); k = 0 is the unperturbed test set; ± is
     the sample standard deviation over the repeats of random/content. With ``references``, the paired bootstrap
     tables (:func:`paired_tables`) follow."""
@@ -227,7 +228,7 @@ def markdown(rows, references=None, lang=None, bootstrap=1000):
 PAIRED_REFERENCE = "ig"
 
 
-def paired_tables(rows, references, lang, samples=1000):
+def paired_tables(rows, references, lang, samples=BOOTSTRAP_RESAMPLES):
     """Per perturbation: BLEU of each single-run method minus that of ``ig`` with sacrebleu's paired bootstrap
     (:func:`fairseq_interp.common.statistics.paired_bootstrap_bleu`; 95 % interval of the method's BLEU and p-value
     of the difference), from the hypotheses stored in the rows. Positive: the method's words mattered less than

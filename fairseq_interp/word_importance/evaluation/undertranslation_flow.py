@@ -34,6 +34,7 @@ import time
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
+from ...common.statistics import BOOTSTRAP_RESAMPLES
 
 logger = logging.getLogger("fairseq_interp.undertranslation")
 
@@ -83,7 +84,7 @@ def add_arguments(p):
     p.add_argument("--selection", choices=SELECTIONS, default="corpus",
                    help="least important words over the whole corpus (importance × sentence length; default) or "
                         "in every sentence")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples over sentences for the F1 "
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap samples over sentences for the F1 "
                                                                "intervals (0: none)")
     p.add_argument("--seed", type=int, default=1, help="choice of the omitted word; bootstrap")
     p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
