@@ -201,6 +201,15 @@ def test_table1_converged_baseline_two_seeds_side_by_side_into_one_work(tmp_path
         assert cells[-2].strip("*").startswith(f"{sum(per_seed) / 2:.2f} ± ")
     assert "Trained until the valid loss had not improved for 1 validations of 3 updates" in md
     assert all(f"* seed {s}: multilingual " in md for s in (1, 2))
+    # its report section is its own: the fixed-length run's section stays
+    report = tmp_path / "report.md"
+    report.write_text("# r\n\n<!-- xie2021-table1 -->\nfixed\n<!-- /xie2021-table1 -->\n")
+    again = run([*base, "--seeds", "1", "2", "--report", str(report)], in_process=True)
+    assert "seed 2 masked-taylor: kept" in again.stdout
+    text = report.read_text()
+    assert "<!-- xie2021-table1 -->\nfixed\n<!-- /xie2021-table1 -->" in text
+    assert "## Xie et al. 2021, Table 1 (small scale, converged baseline)\n\n<!-- xie2021-table1-converged -->" in text
+    assert md in text and "until the valid loss had not improved for 1 validations of 3 updates (at most 12" in text
     # a seed that another process is running is refused in one line; so are other settings into the same folder
     from fairseq_interp.common.outputs import output_lock
 

@@ -65,6 +65,9 @@ THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two 
 logger = logging.getLogger("masked_finetuning")
 TABLE1_MARK = ("<!-- xie2021-table1 -->", "<!-- /xie2021-table1 -->")
 TABLE2_MARK = ("<!-- xie2021-table2 -->", "<!-- /xie2021-table2 -->")
+# the sections of models trained to convergence (--patience), beside those of fixed-length training
+CONVERGED_MARKS = {"table1": ("<!-- xie2021-table1-converged -->", "<!-- /xie2021-table1-converged -->"),
+                   "table2": ("<!-- xie2021-table2-converged -->", "<!-- /xie2021-table2-converged -->")}
 SWEEP_MARK = ("<!-- xie2021-sweep -->", "<!-- /xie2021-sweep -->")
 BASELINE_TASK, MASKED_TASK = "translation_multi_simple_epoch", "translation_multi_neuron_masked"
 LANG_SPECIFIC_TASK = "translation_multi_lang_specific"
@@ -616,8 +619,10 @@ seed: {timing or '–'}.
 Command: `python scripts/reproduce/xie2021/masked_finetuning.py {which} --work {os.path.relpath(exp.work, REPO)}
 --seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k in state['bleu']))} {options} --report {path}`."""
     marks = TABLE1_MARK if which == "table1" else TABLE2_MARK
+    if s.get("patience"):
+        marks = CONVERGED_MARKS[which]
     replace_section(path, marks, section, f"Xie et al. 2021, {'Table 1' if which == 'table1' else 'Table 2'} "
-                                          "(small scale)")
+                                          f"(small scale{', converged baseline' if s.get('patience') else ''})")
 
 
 # ----------------------------------------------------------------------------------------------------------- sweep
