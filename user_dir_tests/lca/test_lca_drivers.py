@@ -66,8 +66,11 @@ def test_approximation_table_comes_from_its_records(approx_work):
 def test_approximation_rerun_and_resume_add_nothing_twice(data_dir, approx_work, tmp_path):
     work, _ = approx_work
     before = {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in ("approx", "exact")}
-    again = approximation(data_dir, work, 4, in_process=True)
+    first = json.loads((work / "result.json").read_text())["seconds"]
+    again = approximation(data_dir, work, 4, "--out", str(tmp_path / "again.json"), in_process=True)
     assert again.stdout.count("trained in") == 0
+    # the rerun trained nothing but reports the seconds the trainings took
+    assert json.loads((tmp_path / "again.json").read_text())["seconds"] == {m: round(v) for m, v in first.items()}
     assert {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in before} == before
     # a run stopped at update 2, its record file cut mid-line by a kill, continued to update 4
     approximation(data_dir, tmp_path, 2, in_process=True)

@@ -53,7 +53,8 @@ def markdown(summary, results):
     for r in rows:
         lines.append(f"| {r['seed']} | {r['tau']:.3f} | {r['tau_interval_min']:.3f} / {r['tau_interval_median']:.3f} / "
                      f"{r['tau_interval_mean']:.3f} | " + " | ".join(f"{r[key]:.3f}" for key in buckets)
-                     + f" | {r['occupation_gap']:.4f} | {r['exact_seconds'] or 0:.0f} |")
+                     + f" | {r['occupation_gap']:.4f} | "
+                     + ("–" if r["exact_seconds"] is None else f"{r['exact_seconds']:.0f}") + " |")
     lines.append(f"| mean ± sd | {format_mean_sd(values['tau'], 3, count=False)} | "
                  f"{format_mean_sd(values['tau_interval_min'], 3, count=False)} / "
                  f"{format_mean_sd(values['tau_interval_median'], 3, count=False)} / "

@@ -76,6 +76,19 @@ def check_driver_options(args):
     check_range(args.warmup, "--warmup", 0)
 
 
+def training_seconds(work, seconds):
+    """The seconds of a mode's training: those just measured (kept in ``WORK/MODE/train_seconds.json``), else the
+    kept ones of the run that trained it (None if unknown), so a rerun that trains nothing still reports them."""
+    path = os.path.join(work, "train_seconds.json")
+    if seconds is not None:
+        write_atomic(path, json.dumps({"seconds": round(seconds)}) + "\n")
+        return seconds
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["seconds"]
+
+
 def compared_records(path, updates):
     """(header, intervals) of a mode's records over updates 1..``updates`` (a longer run is compared over its
     first ``updates`` updates: recording LCA does not change training)."""
@@ -124,6 +137,7 @@ def main():
     for mode in progress_loop(MODES, args, prefix="LCA modes"):
         work = os.path.join(args.work, mode)
         _, seconds[mode] = train(os.path.join(work, "ckpt"), args.updates, train_args(args, mode, work), threads=1)
+        seconds[mode] = training_seconds(work, seconds[mode])
         records = os.path.join(work, "lca", "lca.jsonl")
         runs[mode] = compared_records(records, args.updates)
         header = runs[mode][0]
