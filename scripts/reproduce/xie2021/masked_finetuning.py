@@ -617,7 +617,7 @@ seed: {timing or '–'}.
 {md}
 
 Command: `python scripts/reproduce/xie2021/masked_finetuning.py {which} --work {os.path.relpath(exp.work, REPO)}
---seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k in state['bleu']))} {options} --report {path}`."""
+--seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k, rows in state['bleu'].items() if rows))} {options} --report {path}`."""
     marks = TABLE1_MARK if which == "table1" else TABLE2_MARK
     if s.get("patience"):
         marks = CONVERGED_MARKS[which]
