@@ -136,15 +136,15 @@ def main():
     runs, seconds = {}, {}
     for mode in progress_loop(MODES, args, prefix="LCA modes"):
         work = os.path.join(args.work, mode)
-        _, seconds[mode] = train(os.path.join(work, "ckpt"), args.updates, train_args(args, mode, work), threads=1)
-        seconds[mode] = training_seconds(work, seconds[mode])
+        _, ran = train(os.path.join(work, "ckpt"), args.updates, train_args(args, mode, work), threads=1)
+        seconds[mode] = training_seconds(work, ran)
         records = os.path.join(work, "lca", "lca.jsonl")
         runs[mode] = compared_records(records, args.updates)
         header = runs[mode][0]
         logger.info(f"{mode}: {len(runs[mode][1])} intervals, B' = "
                     + (f"the whole split ({header['options']['sentences']} sentences)" if header["options"]["exact"]
                        else f"{header['options']['max_tokens']} tokens")
-                    + ("" if seconds[mode] is None else f", trained in {seconds[mode]:.0f} s"))
+                    + ("" if ran is None else f", trained in {ran:.0f} s"))
 
     result = approximation_agreement(runs["approx"], runs["exact"], args.statistic)
     result.update(seed=args.seed, updates=args.updates, data=args.data, seconds=seconds,
