@@ -2,11 +2,12 @@
 part (Table 1, §5.1, §5.3), as rows for :func:`~fairseq_interp.common.paper_numbers.side_by_side`."""
 
 from ..common.paper_numbers import load_paper_numbers
+from .roles import value_with_interval
 
 
 def _ours(head, name, scale=1):
     """A head's statistic, as ``(value, low, high)`` with its 95% interval over sentences when the report has one."""
-    value, interval = head[name], head.get(f"{name}_interval")
+    value, interval = value_with_interval(head, name, required=True)
     if interval is None:
         return scale * value
     return scale * value, scale * interval[0], scale * interval[1]

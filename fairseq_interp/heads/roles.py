@@ -53,6 +53,14 @@ SENTENCE_DIGITS = 6
 INTERVAL_LEVEL = 0.95
 
 
+def value_with_interval(record, name, required=False):
+    """``(value, [low, high] or None)``: a head's statistic ``name`` in a ``heads.json`` record and its
+    ``<name>_interval``. The value is None when the record lacks it (a KeyError if ``required``); the interval is None
+    when the value is None or the record has no interval (made without ``--bootstrap``, or before intervals)."""
+    value = record[name] if required else record.get(name)
+    return value, None if value is None else record.get(f"{name}_interval")
+
+
 def _rounded(values):
     return [float(f"{v:.{SENTENCE_DIGITS}g}") for v in values]
 

@@ -182,3 +182,15 @@ def test_paper_rows_and_layer_table_print_the_intervals():
     spec.loader.exec_module(module)
     row = module.layer_table(report).splitlines()[2]
     assert "h0: +0.200 / 0.85 [0.80, 0.90] / -1 (0.95 [0.93, 0.97]) / 0.60 [0.40, 0.80]" in row
+
+
+def test_value_with_interval_reads_a_record_with_or_without_its_interval():
+    from fairseq_interp.heads.roles import value_with_interval
+
+    assert value_with_interval({"rare": 0.3, "rare_interval": [0.1, 0.5]}, "rare") == (0.3, [0.1, 0.5])
+    assert value_with_interval({"rare": 0.3, "rare_interval": None}, "rare") == (0.3, None)
+    assert value_with_interval({"rare": 0.3}, "rare") == (0.3, None)  # a report made before the intervals
+    assert value_with_interval({"rare": None, "rare_interval": [0.1, 0.5]}, "rare") == (None, None)
+    assert value_with_interval({}, "rare") == (None, None)
+    with pytest.raises(KeyError):
+        value_with_interval({}, "rare", required=True)

@@ -14,6 +14,7 @@ from fairseq_interp.common.paper_numbers import side_by_side
 from fairseq_interp.common.statistics import Interval, format_interval
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.report import read_report
+from fairseq_interp.heads.roles import value_with_interval
 
 
 def _fmt(x, pattern="{:.2f}"):
@@ -22,8 +23,8 @@ def _fmt(x, pattern="{:.2f}"):
 
 def _with_interval(head, name):
     """A head's statistic with its 95% interval over sentences when the report has one: ``0.83 [0.80, 0.86]``."""
-    value, interval = head.get(name), head.get(f"{name}_interval")
-    if value is None or interval is None:
+    value, interval = value_with_interval(head, name)
+    if interval is None:
         return _fmt(value)
     return format_interval(Interval(value, interval[0], interval[1], 0), digits=2)
 
