@@ -276,30 +276,40 @@ class HeadStatistics:
         offset, count = max(counter.items(), key=lambda kv: (kv[1], -abs(kv[0])))
         return offset, count / n, counter[-1] / n, (counter[1] / n if kind == "encoder_self" else None)
 
-    def _sentence_ratio(self, kind, layer, name, head, offset=None):
-        """(per-sentence numerators, denominators) of one head's statistic in the order of the sentence ids, or None;
-        for ``positional_share`` the counts of queries at ``offset``."""
+    def _sentence_order(self, kind, layer, name):
+        """The places of a statistic's per-sentence values sorted by sentence id (equal ids keep their order), the
+        same for every head of the layer; None without per-sentence values."""
         if self.sentence_ratios is None:
             return None
         if name == "positional_share":
-            ids, counts = self.sentence_offsets.get((kind, layer), ([], []))
-            numerators = [sum(c for o, c in per_head[head] if o == offset) for per_head in counts]
-            denominators = [sum(c for _, c in per_head[head]) for per_head in counts]
+            ids = self.sentence_offsets.get((kind, layer), ([], []))[0]
         else:
-            ids, rows, denominators = self.sentence_ratios.get((kind, layer, name), ([], [], []))
-            numerators = [row[head] for row in rows]
-        if not ids:
-            return None
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        return [numerators[s] for s in order], [denominators[s] for s in order]
+            ids = self.sentence_ratios.get((kind, layer, name), ([], [], []))[0]
+        return sorted(range(len(ids)), key=ids.__getitem__)
 
-    def interval(self, kind, layer, name, head, offset=None):
+    def _sentence_ratio(self, kind, layer, name, head, offset=None, order=None):
+        """(per-sentence numerators, denominators) of one head's statistic in the order of the sentence ids, or None;
+        for ``positional_share`` the counts of queries at ``offset``. ``order``: :meth:`_sentence_order` of
+        (kind, layer, name) when the caller already has it."""
+        if order is None:
+            order = self._sentence_order(kind, layer, name)
+        if not order:
+            return None
+        if name == "positional_share":
+            counts = self.sentence_offsets[(kind, layer)][1]
+            return ([sum(c for o, c in counts[s][head] if o == offset) for s in order],
+                    [sum(c for _, c in counts[s][head]) for s in order])
+        _, rows, denominators = self.sentence_ratios[(kind, layer, name)]
+        return [rows[s][head] for s in order], [denominators[s] for s in order]
+
+    def interval(self, kind, layer, name, head, offset=None, order=None):
         """``[low, high]``: the 95% bootstrap interval over sentences of a head's statistic (one of
         :data:`INTERVAL_STATISTICS`; ``offset``: the head's most frequent offset, for ``positional_share``), or
-        None without per-sentence values."""
+        None without per-sentence values. ``order``: :meth:`_sentence_order` of (kind, layer, name), to sort the
+        sentences once for all the heads of a layer."""
         from ..common.statistics import bootstrap_ratio
 
-        ratio = self._sentence_ratio(kind, layer, name, head, offset)
+        ratio = self._sentence_ratio(kind, layer, name, head, offset, order)
         if ratio is None or not self.bootstrap:
             return None
         found = bootstrap_ratio(*ratio, level=INTERVAL_LEVEL, resamples=self.bootstrap, seed=self.seed)
@@ -320,6 +330,8 @@ class HeadStatistics:
             for i, num_heads in enumerate(counts):
                 stats = {name: self._mean(kind, i, name) for name in
                          ("relevance", "relevance_raw", "confidence", "rare", "rare_top2")}
+                orders = ({name: self._sentence_order(kind, i, name) for name in INTERVAL_STATISTICS}
+                          if self.bootstrap else {})
                 heads = []
                 for h in range(num_heads):
                     head = {"head": h}
@@ -330,7 +342,7 @@ class HeadStatistics:
                     if self.bootstrap:
                         for name in INTERVAL_STATISTICS:
                             head[f"{name}_interval"] = None if head[name] is None else self.interval(
-                                kind, i, name, h, head["positional_offset"])
+                                kind, i, name, h, head["positional_offset"], orders[name])
                     roles = []
                     if (head["positional_share"] or 0) >= self.positional_threshold:
                         roles.append("positional")
