@@ -113,6 +113,18 @@ def test_approximation_over_seeds_comes_from_each_seeds_result(data_dir, approx_
     assert f"| mean ± sd | {mean:.3f} ± {sd:.3f} |" in md and md == proc.stdout
     assert f"| Figure 1: Kendall τ, approximate vs exact ranking of the groups' occupation ratios | 0.905 | " \
            f"{mean:.3f} ± {sd:.3f} |" in md
+    # an existing --out or --json is refused in one line and left as it was, unless --overwrite
+    given = [*script, str(second / "result.json"), str(work / "result.json")]
+    out.write_text("old table\n")
+    refused = run([*given, "--out", str(out)], check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == \
+        f"approximation_seeds: error: {out} exists: pass --overwrite to replace it, or choose another --out"
+    refused = run([*given, "--json", str(values)], check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == \
+        f"approximation_seeds: error: {values} exists: pass --overwrite to replace it, or choose another --json"
+    assert out.read_text() == "old table\n" and json.loads(values.read_text()) == summary
+    run([*given, "--out", str(out), "--overwrite"], in_process=True)
+    assert out.read_text() == md
     # runs that differ in more than the seed, or share a seed, are refused in one line
     other = json.loads((second / "result.json").read_text())
     other["updates"] = 6

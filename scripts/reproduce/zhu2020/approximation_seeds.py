@@ -6,7 +6,7 @@ Reads the result files of ``lca_approximation.py`` (its ``--out``, one per ``--s
 writes a markdown table (``--out``) and the values behind it (``--json``).
 
     python scripts/reproduce/zhu2020/approximation_seeds.py results/zhu2020-approx-seed{1,2,3}.json \\
-        --out docs/results/zhu2020-approximation-seeds.md
+        --out docs/results/zhu2020-approximation-seeds.md --overwrite
 """
 
 import argparse
@@ -16,7 +16,7 @@ import sys
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.jsonl import write_atomic
-from fairseq_interp.common.outputs import make_parent
+from fairseq_interp.common.outputs import add_overwrite_argument, check_output_files, make_parent
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.common.statistics import format_mean_sd
 from fairseq_interp.lca.analysis import approximation_seeds
@@ -77,9 +77,13 @@ def markdown(summary, results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="result files of lca_approximation.py (--out), one per seed")
-    parser.add_argument("--out", help="write the markdown table here (default: print it only)")
-    parser.add_argument("--json", help="write the per-seed values and their lists here")
+    parser.add_argument("--out", help="write the markdown table here (default: print it only; refused if it exists, "
+                        "unless --overwrite)")
+    parser.add_argument("--json", help="write the per-seed values and their lists here (refused if it exists, unless "
+                        "--overwrite)")
+    add_overwrite_argument(parser)
     args = parser.parse_args()
+    check_output_files([args.out, args.json], ["--out", "--json"], args.overwrite, inputs=args.results)
     results = load(args.results)
     summary = approximation_seeds(results)
     text = markdown(summary, results)
