@@ -84,11 +84,68 @@ PAPER_ROWS = {"individual": "Individual", "multilingual": "Multilingual", "ts": 
 MODEL_KEYS = ("lang_pairs", "train_size", "valid_size", "test_size", "vocab_size", "layers", "dim", "max_tokens",
               "baseline_updates", "finetune_updates", "individual_updates", "beam", "criterion", "rho", "k",
               "adapter_dim", "ts_attention", "expansion_ffn", "importance_subset", "importance_sentences",
-              "patience", "validate_every")
-# settings added after records were first written: their value in records that do not name them
-SETTING_DEFAULTS = {"patience": 0, "validate_every": 300}
+              "patience", "validate_every", "finetune_lr")
+# settings added after records were first written: records that do not name them were made with the option's default
+ADDED_SETTINGS = ("patience", "validate_every", "finetune_lr")
+# the settings a baseline (and the prepared data) depends on: --baseline-from reuses one made with the same
+BASELINE_KEYS = ("lang_pairs", "train_size", "valid_size", "test_size", "vocab_size", "layers", "dim", "max_tokens",
+                 "baseline_updates", "patience", "validate_every")
 # the sections of records.json keyed by seed ("seed1", ...): each process of a shared --work writes its own seeds'
 SEED_SECTIONS = ("bleu", "bootstrap", "allocation", "train_seconds", "training")
+
+
+class BaselineSource:
+    """The ``--work`` folder named by ``--baseline-from``: its prepared data and finished Multilingual baselines,
+    copied into a run whose settings differ only after the baseline (fine-tuning, systems, allocation)."""
+
+    def __init__(self, path, args):
+        self.path, self.work = path, os.path.abspath(path)
+        if self.work == os.path.abspath(args.work):
+            raise InterpretError(f"--baseline-from {path}: that is the --work folder itself")
+        found = [os.path.join(self.work, name) for name in ("records.json", "sweep.json")
+                 if os.path.exists(os.path.join(self.work, name))]
+        if not found:
+            raise InterpretError(f"--baseline-from {path}: no records.json or sweep.json there (not a --work folder "
+                                 f"of this driver)")
+        with open(found[0]) as f:
+            self.records = json.load(f)
+        made, ours = {**setting_defaults(), **self.records["settings"]}, settings_of(args)
+        diff = [key for key in BASELINE_KEYS if made.get(key) != ours.get(key)]
+        if diff:
+            raise InterpretError(f"--baseline-from {path} was made with other data or baseline settings ({diff[0]}: "
+                                 f"{made.get(diff[0])} vs {ours.get(diff[0])})")
+        self.settings = made
+
+    def copy_data(self, dest):
+        """The prepared data (once): the baselines' dictionaries and sentencepiece model are these."""
+        if not os.path.exists(dest):
+            copy_folder(os.path.join(self.work, "data"), dest)
+
+    def copy_baseline(self, seed, dest):
+        """Copy the finished baseline of ``seed`` to ``dest`` (once); its training seconds (or None)."""
+        src = os.path.join(self.work, f"seed{seed}", "baseline")
+        if not os.path.isdir(dest):
+            if self.settings["patience"]:
+                finished = os.path.exists(os.path.join(src, "training.json"))
+            else:
+                finished = checkpoint_updates(os.path.join(src, "checkpoint_last.pt")) >= self.settings[
+                    "baseline_updates"]
+            if not finished:
+                raise InterpretError(f"--baseline-from {self.path}: the baseline of seed {seed} has not finished "
+                                     f"training there ({src})")
+            copy_folder(src, dest)
+        seconds = self.records.get("train_seconds", {})
+        return seconds.get(f"seed{seed}", {}).get("multilingual") or (seconds.get("baseline") if seed == 1 else None)
+
+
+def copy_folder(src, dest):
+    """Copy a folder without its lock files; ``dest`` appears whole or not at all."""
+    import shutil
+
+    partial = dest + ".copying"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(src, partial, ignore=shutil.ignore_patterns("*.lock"))
+    os.replace(partial, dest)
 
 
 class Experiment:
@@ -99,8 +156,11 @@ class Experiment:
         self.work = os.path.abspath(args.work)
         self.data = os.path.join(self.work, "data")
         self.bin = os.path.join(self.data, "bin")
+        self.source = BaselineSource(args.baseline_from, args) if getattr(args, "baseline_from", None) else None
         os.makedirs(self.work, exist_ok=True)
         with output_lock(self.work, "data", "masked_finetuning", "--work", wait=True):  # one process prepares
+            if self.source:
+                self.source.copy_data(self.data)
             self.prepare()
         with open(os.path.join(self.bin, "lang_pairs.txt"), encoding="utf-8") as f:
             self.pairs = f.read().strip().split(",")
@@ -184,12 +244,18 @@ class Experiment:
         return ["--lr", "2e-3", "--warmup-updates", "200"]
 
     def baseline(self, seed=1):
-        """The Multilingual baseline: ``(checkpoint, seconds or None, training record or None)``."""
-        return self.scratch("baseline", self.args.baseline_updates, [
+        """The Multilingual baseline: ``(checkpoint, seconds or None, training record or None)``; with
+        ``--baseline-from``, the other folder's finished baseline of this seed (copied once), with its seconds."""
+        seconds = None
+        if self.source:
+            seconds = self.source.copy_baseline(seed, self.folder(seed, "baseline"))
+        ckpt, ran, training = self.scratch("baseline", self.args.baseline_updates, [
             "--task", BASELINE_TASK, "--arch", "transformer", *self.scratch_args()], seed)
+        return ckpt, ran or seconds, training
 
     def finetune_args(self, baseline):
-        return ["--lr", "1e-3", "--warmup-updates", "50", "--finetune-from-model", baseline]
+        """Optimizer settings of every fine-tuning run: ``--finetune-lr`` after a 50-update warm-up."""
+        return ["--lr", f"{self.args.finetune_lr:g}", "--warmup-updates", "50", "--finetune-from-model", baseline]
 
     def importance(self, ckpt, out):
         """``neurons importance`` of ``ckpt`` on every direction (once)."""
@@ -269,8 +335,16 @@ def replace_section(path, marks, section, heading):
     write_atomic(path, text)
 
 
-def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure", "device")):
+def settings_of(args, exclude=("work", "report", "func", "command", "seeds", "systems", "erasure", "device",
+                                "baseline_from")):
     return {k: v for k, v in vars(args).items() if k not in exclude + PROGRESS_OPTIONS}
+
+
+def setting_defaults():
+    """The parser's defaults of the settings added after records were first written (:data:`ADDED_SETTINGS`)."""
+    parser = argparse.ArgumentParser()
+    add_scale_arguments(parser)
+    return {key: parser.get_default(key) for key in ADDED_SETTINGS}
 
 
 def load_state(path, settings, empty, keys=MODEL_KEYS):
@@ -279,7 +353,7 @@ def load_state(path, settings, empty, keys=MODEL_KEYS):
         return {"settings": settings, **empty}
     with open(path) as f:
         state = json.load(f)
-    made = {**{k: v for k, v in SETTING_DEFAULTS.items() if k in settings}, **state["settings"]}
+    made = {**{k: v for k, v in setting_defaults().items() if k in settings}, **state["settings"]}
     diff = [key for key in keys if key in settings and made.get(key) != settings.get(key)]
     if diff:
         raise InterpretError(f"{path} was made with other settings ({diff[0]}: {made.get(diff[0])} vs "
@@ -431,6 +505,8 @@ def table(args, which):
     state_path = os.path.join(exp.work, "records.json")
     state = load_state(state_path, settings_of(args), {"bleu": {}, "params": {}, "bootstrap": {}})
     state["table"] = which
+    if exp.source:
+        state["baseline_from"] = os.path.relpath(exp.source.work, REPO)
     with contextlib.ExitStack() as held:  # one process per seed; other seeds may run beside it
         for seed in args.seeds:
             held.enter_context(output_lock(exp.work, f"seed{seed}", "masked_finetuning", "--work or other --seeds"))
@@ -597,6 +673,9 @@ def table_report(path, exp, state, which, md):
                                                                        "and Czech")
     options = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in s.items()
                        if not isinstance(v, (list, bool)) and v is not None)
+    source = f" --baseline-from {state['baseline_from']}" if state.get("baseline_from") else ""
+    copied = (f" (its baseline and data copied from `{state['baseline_from']}`)" if state.get("baseline_from") else
+              "")
     if s.get("patience"):
         length = (f"until the valid loss had not improved for {s['patience']} validations of "
                   f"{s['validate_every']} updates (at most {s['baseline_updates']:,} updates)")
@@ -608,7 +687,7 @@ def table_report(path, exp, state, which, md):
 {2 * s['dim']}, 4 heads, shared embeddings), {s['vocab_size']:,}-piece joint sentencepiece. Multilingual, +TS and
 +Adapter (projection {s['adapter_dim']}, attention copies: {s['ts_attention']}) trained from scratch {length}
 (batches of ≤ {s['max_tokens']:,} tokens), Individual {individual} per direction; the masked systems and `baseline+ft` fine-tune the Multilingual model for {s['finetune_updates']}
-updates{'; +Expansion widens its FFN to ' + str(s['expansion_ffn']) + ' units' if which == 'table2' else ''}.
+updates (peak lr {s['finetune_lr']:g} after a 50-update warm-up){copied}{'; +Expansion widens its FFN to ' + str(s['expansion_ffn']) + ' units' if which == 'table2' else ''}.
 Importance on the {s['importance_subset']} split ({'all' if not s['importance_sentences'] else s['importance_sentences']}
 sentences per direction), ρ = {s['rho']}, k = {s['k']}. BLEU: sacrebleu, detokenized, beam {s['beam']}, first
 {s['test_size']} test_2016_flickr sentences per direction. 1 CPU core of a shared machine; training seconds per
@@ -617,12 +696,30 @@ seed: {timing or '–'}.
 {md}
 
 Command: `python scripts/reproduce/xie2021/masked_finetuning.py {which} --work {os.path.relpath(exp.work, REPO)}
---seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k, rows in state['bleu'].items() if rows))} {options} --report {path}`."""
+--seeds {' '.join(str(x) for x in sorted(int(k[4:]) for k, rows in state['bleu'].items() if rows))} {options}{source} --report {path}`."""
+    marks, heading = report_section(which, s)
+    replace_section(path, marks, section, heading)
+
+
+def report_section(which, settings):
+    """The marks and heading of a run's section: fixed-length or converged baseline, and a section of its own for
+    each fine-tuning learning rate other than the default."""
     marks = TABLE1_MARK if which == "table1" else TABLE2_MARK
-    if s.get("patience"):
+    title = "Table 1" if which == "table1" else "Table 2"
+    extra = ", converged baseline" if settings.get("patience") else ""
+    if settings.get("patience"):
         marks = CONVERGED_MARKS[which]
-    replace_section(path, marks, section, f"Xie et al. 2021, {'Table 1' if which == 'table1' else 'Table 2'} "
-                                          f"(small scale{', converged baseline' if s.get('patience') else ''})")
+    marks, lr = own_lr_section(marks, settings)
+    return marks, f"Xie et al. 2021, {title} (small scale{extra}{lr})"
+
+
+def own_lr_section(marks, settings):
+    """``marks`` of a run with the default fine-tuning lr; with another, marks of its own (``...-lr0.0002 -->``) and
+    the words to add to its heading."""
+    lr = settings["finetune_lr"]
+    if lr == setting_defaults()["finetune_lr"]:
+        return marks, ""
+    return tuple(mark.replace(" -->", f"-lr{lr:g} -->") for mark in marks), f", fine-tuning lr {lr:g}"
 
 
 # ----------------------------------------------------------------------------------------------------------- sweep
@@ -652,8 +749,10 @@ def sweep(args):
     t_start = time.time()
     exp = Experiment(args)
     state_path = os.path.join(exp.work, "sweep.json")
-    state = load_state(state_path, settings_of(args, ("work", "report", "func", "command")), {"runs": {}},
-                       [key for key in MODEL_KEYS if key not in ("rho", "k")])
+    state = load_state(state_path, settings_of(args, ("work", "report", "func", "command", "baseline_from")),
+                       {"runs": {}}, [key for key in MODEL_KEYS if key not in ("rho", "k")])
+    if exp.source:
+        state["baseline_from"] = os.path.relpath(exp.source.work, REPO)
     base, seconds, training = exp.baseline()
     if training:
         state["baseline_training"] = training
@@ -821,11 +920,16 @@ def sweep_report(path, state, md):
     ks, rhos = " ".join(f"{v:g}" for v in s["ks"]), " ".join(f"{v:g}" for v in s["rhos"])
     importance = ("" if s.get("importance_subset", "train") == "train" else
                   f" --importance-subset {s['importance_subset']}")
+    marks, lr_words = own_lr_section(SWEEP_MARK, s)
+    if lr_words:
+        importance += f" --finetune-lr {s['finetune_lr']:g}"
+    if state.get("baseline_from"):
+        importance += f" --baseline-from {state['baseline_from']}"
     command = (f"python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks {ks} "
                f"--rhos {rhos}{importance}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
     section = f"""**Scale:** as the Table-1 run above ({s['train_size']:,} sentences per language, {s['layers']}-layer {s['dim']}-dim
-Transformer, baseline {baseline_length(s, state.get("baseline_training"))}, {s['finetune_updates']} fine-tuning updates per system,
-{s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
+Transformer, baseline {baseline_length(s, state.get("baseline_training"))}, {s['finetune_updates']} fine-tuning updates per system
+(peak lr {s['finetune_lr']:g}), {s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
 sentences per direction, beam {s['beam']}), one seed, 1 CPU core. k sweep at ρ = {s['rho']}, ρ sweep at
 k = {s['k']}. `specific / pair`: mean over pairs of the share of all allocated neurons specific to the pair.
 {timing}
@@ -833,8 +937,8 @@ k = {s['k']}. `specific / pair`: mean over pairs of the share of all allocated n
 {md}{erasure}
 
 Command: `{command}`."""
-    replace_section(path, SWEEP_MARK, section, "Xie et al. 2021, Figure 4 / Table 3 style (small scale): sweeps of k "
-                                               "and ρ, erasure (Figure 5)")
+    replace_section(path, marks, section, "Xie et al. 2021, Figure 4 / Table 3 style (small scale): sweeps of k "
+                                          f"and ρ, erasure (Figure 5){lr_words}")
 
 
 # ------------------------------------------------------------------------------------------------------------ main
@@ -854,6 +958,12 @@ def add_scale_arguments(p, lang_pairs=XIE2021_M2M):
     p.add_argument("--baseline-updates", type=int, default=1500,
                    help="updates of the Multilingual baseline (and of +TS, +Adapter from scratch)")
     p.add_argument("--finetune-updates", type=int, default=300, help="updates of each fine-tuning run")
+    p.add_argument("--finetune-lr", type=float, default=1e-3,
+                   help="peak learning rate of each fine-tuning run (inverse square root after a 50-update warm-up)")
+    p.add_argument("--baseline-from", metavar="WORK",
+                   help="another --work folder of this driver made with the same data and baseline settings: copy "
+                        "its prepared data and finished Multilingual baselines instead of training them (e.g. to "
+                        "fine-tune the same converged baseline with another --finetune-lr)")
     p.add_argument("--patience", type=int, default=0,
                    help="0: train the models from scratch for their fixed counts (--baseline-updates, "
                         "--individual-updates); N: until the valid loss has not improved for N validations "
@@ -892,6 +1002,7 @@ def check_driver_options(args):
     says so."""
     from fairseq_interp.common.options import check_counts, check_range
 
+    check_range(getattr(args, "finetune_lr", None), "--finetune-lr", 0, strict_minimum=True)
     check_counts(args, {"train_size": 1, "valid_size": 1, "test_size": 1, "vocab_size": 8, "layers": 1, "dim": 2,
                         "max_tokens": 1, "baseline_updates": 1, "finetune_updates": 1, "importance_sentences": 0,
                         "patience": 0, "validate_every": 1,
