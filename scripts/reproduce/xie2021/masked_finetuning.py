@@ -31,10 +31,11 @@ relative to Multilingual.
 Every step is resumable from the records of ``--work``: finished trainings (checkpoints hold their update count),
 translations (kept per system, seed and direction) and table rows (``records.json`` / ``sweep.json``, written after
 every system) are reused, an interrupted training continues from its last checkpoint, and other model or data
-settings into the same ``--work`` are refused. The data are prepared (``scripts/prepare_data.py``) in the driver's
-own process, so a rerun finds them prepared without starting a Python that imports torch and fairseq; fairseq's
-commands and the plugin's run as subprocesses. With ``--report``, the marked section of that markdown file is
-replaced.
+settings into the same ``--work`` are refused; ``--baseline-from WORK`` copies another folder's data and finished
+baselines, so another fine-tuning setting (``--finetune-lr``) of the same baselines costs minutes. The data are
+prepared (``scripts/prepare_data.py``) in the driver's own process, so a rerun finds them prepared without starting
+a Python that imports torch and fairseq; fairseq's commands and the plugin's run as subprocesses. With
+``--report``, the marked section of that markdown file is replaced.
 
     python scripts/reproduce/xie2021/masked_finetuning.py table1 --work results/xie2021 --report docs/neurons.md
     python scripts/reproduce/xie2021/masked_finetuning.py table2 --work results/xie2021-o2m --report docs/neurons.md
@@ -918,15 +919,15 @@ def sweep_report(path, state, md):
                 ("Figure 5: BLEU change, 20% of the general neurons erased (mean over directions)",
                  f"{low:g} to {high:g}", general[0], "our masked model above, seed 1")])
     ks, rhos = " ".join(f"{v:g}" for v in s["ks"]), " ".join(f"{v:g}" for v in s["rhos"])
-    importance = ("" if s.get("importance_subset", "train") == "train" else
-                  f" --importance-subset {s['importance_subset']}")
+    options = ("" if s.get("importance_subset", "train") == "train" else
+               f" --importance-subset {s['importance_subset']}")
     marks, lr_words = own_lr_section(SWEEP_MARK, s)
     if lr_words:
-        importance += f" --finetune-lr {s['finetune_lr']:g}"
+        options += f" --finetune-lr {s['finetune_lr']:g}"
     if state.get("baseline_from"):
-        importance += f" --baseline-from {state['baseline_from']}"
+        options += f" --baseline-from {state['baseline_from']}"
     command = (f"python scripts/reproduce/xie2021/masked_finetuning.py sweep --work results/xie2021-sweep --ks {ks} "
-               f"--rhos {rhos}{importance}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
+               f"--rhos {rhos}{options}\n--report {path}" + (" --erasure" if "erasure" in state else ""))
     section = f"""**Scale:** as the Table-1 run above ({s['train_size']:,} sentences per language, {s['layers']}-layer {s['dim']}-dim
 Transformer, baseline {baseline_length(s, state.get("baseline_training"))}, {s['finetune_updates']} fine-tuning updates per system
 (peak lr {s['finetune_lr']:g}), {s['criterion']} importance on {importance_data(s)} sentences per direction, BLEU on {s['test_size']} test
