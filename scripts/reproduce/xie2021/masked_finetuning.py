@@ -110,12 +110,11 @@ class BaselineSource:
                                  f"of this driver)")
         with open(found[0]) as f:
             self.records = json.load(f)
-        made, ours = {**setting_defaults(), **self.records["settings"]}, settings_of(args)
-        diff = [key for key in BASELINE_KEYS if made.get(key) != ours.get(key)]
+        ours = settings_of(args)
+        self.settings = made_with(self.records, ours)
+        diff = first_difference(self.settings, ours, BASELINE_KEYS)
         if diff:
-            raise InterpretError(f"--baseline-from {path} was made with other data or baseline settings ({diff[0]}: "
-                                 f"{made.get(diff[0])} vs {ours.get(diff[0])})")
-        self.settings = made
+            raise InterpretError(f"--baseline-from {path} was made with other data or baseline settings ({diff})")
 
     def copy_data(self, dest):
         """The prepared data (once): the baselines' dictionaries and sentencepiece model are these."""
@@ -348,17 +347,29 @@ def setting_defaults():
     return {key: parser.get_default(key) for key in ADDED_SETTINGS}
 
 
+def made_with(records, settings):
+    """The settings ``records`` were made with: its own, and for the :data:`ADDED_SETTINGS` that ``settings`` has
+    and the records do not name, the option's default."""
+    return {**{k: v for k, v in setting_defaults().items() if k in settings}, **records["settings"]}
+
+
+def first_difference(made, settings, keys):
+    """``"key: made vs wanted"`` for the first of ``keys`` (present in ``settings``) whose values differ, or None."""
+    for key in keys:
+        if key in settings and made.get(key) != settings.get(key):
+            return f"{key}: {made.get(key)} vs {settings.get(key)}"
+    return None
+
+
 def load_state(path, settings, empty, keys=MODEL_KEYS):
     """The records of a ``--work`` folder (or ``empty``); refuses records made with other model or data settings."""
     if not os.path.exists(path):
         return {"settings": settings, **empty}
     with open(path) as f:
         state = json.load(f)
-    made = {**{k: v for k, v in setting_defaults().items() if k in settings}, **state["settings"]}
-    diff = [key for key in keys if key in settings and made.get(key) != settings.get(key)]
+    diff = first_difference(made_with(state, settings), settings, keys)
     if diff:
-        raise InterpretError(f"{path} was made with other settings ({diff[0]}: {made.get(diff[0])} vs "
-                             f"{settings.get(diff[0])}): use another --work or the same options")
+        raise InterpretError(f"{path} was made with other settings ({diff}): use another --work or the same options")
     state["settings"] = {**state["settings"], **settings}
     return state
 
