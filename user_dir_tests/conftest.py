@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from fairseq_interp.common.launcher import launch
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
@@ -51,10 +53,11 @@ def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None):
     ``check=False`` (a run expected to be refused) runs a command of this package (``fairseq-interpret``,
     ``fairseq-interp``, ``python SCRIPT``) in this process (:func:`run_in_process`) unless ``in_process=False``:
     a new Python spends seconds importing torch and fairseq before it refuses. ``in_process=True`` does so for any
-    run of such a command: a driver (its fairseq steps are still subprocesses), a rerun that is to find everything
-    done, a step that prepares what a test checks; the command's files, exit code, stdout and stderr are those of
-    the subprocess. fairseq's own commands (``fairseq-train``, ...) always run as subprocesses. ``input``: the text
-    on the command's standard input."""
+    run of such a command: a driver (its fairseq steps still run in processes of their own), a rerun that is to find
+    everything done, a step that prepares what a test checks; the command's files, exit code, stdout and stderr are
+    those of the subprocess. fairseq's own commands (``fairseq-train``, ...) always run in a process of their own,
+    forked from a server that has imported torch and fairseq once (:func:`fairseq_interp.common.launcher.launch`).
+    ``input``: the text on the command's standard input."""
     if in_process is None:
         in_process = not check and _entry_point(cmd, cwd) is not None
     if in_process:
@@ -62,8 +65,11 @@ def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None):
     else:
         exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
         env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-        proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
-                              input=input)
+        if input is None:  # a console script forked from the preloaded server (common.launcher), as drivers do
+            proc = launch([exe, *cmd[1:]], cwd=cwd, env=env, timeout=timeout)
+        else:
+            proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                                  input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-5000:]}")

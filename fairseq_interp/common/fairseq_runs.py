@@ -1,18 +1,18 @@
-"""Running fairseq's commands (and this plugin's) as subprocesses, for drivers that chain them: reproduction
-scripts, data preparation, benchmarks. One place for the environment they run in, their logs, the error a failure
-gives, and resumable training.
+"""Running fairseq's commands (and this plugin's) as processes of their own, for drivers that chain them:
+reproduction scripts, data preparation, benchmarks. One place for the environment they run in, their logs, the error
+a failure gives, and resumable training.
 """
 
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 from .checkpoints import checkpoint_updates
 from .errors import InterpretError
+from .launcher import launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,7 +58,7 @@ def device_flags(args):
 @contextlib.contextmanager
 def stopped_with_this_process():
     """While the block runs, SIGTERM to this process (``kill``, ``pkill``, a job scheduler's stop) raises
-    ``SystemExit`` here instead of ending the interpreter at once, so :func:`subprocess.run` kills the command it
+    ``SystemExit`` here instead of ending the interpreter at once, so :func:`~.launcher.launch` kills the command it
     waits for before this process exits; otherwise a stopped driver would leave its ``fairseq-train`` running and
     writing checkpoints. Only in the main thread (the one that receives signals); the previous handler comes back."""
     if threading.current_thread() is not threading.main_thread():
@@ -76,7 +76,8 @@ def stopped_with_this_process():
 
 
 def run(cmd, log=None, cwd=None, threads=None, tail=3000):
-    """Run ``cmd`` (a console script name of this environment, or a path) and return its stdout + stderr.
+    """Run ``cmd`` (a console script name of this environment, or a path) and return its stdout + stderr. A console
+    script is forked from a server that has imported torch and fairseq once (:func:`~.launcher.launch`).
 
     ``threads``: OMP_NUM_THREADS for the command (None: as in this process's environment). ``log``: also write
     the output there. A failure raises :class:`InterpretError` in one line: the command, its exit code, the last
@@ -89,7 +90,7 @@ def run(cmd, log=None, cwd=None, threads=None, tail=3000):
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     full = _executable(cmd)
     with stopped_with_this_process():
-        proc = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
+        proc = launch(full, cwd=cwd, env=env)
     output = proc.stdout + proc.stderr
     if log:
         os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)

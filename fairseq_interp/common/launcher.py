@@ -1,0 +1,134 @@
+"""Console scripts of this environment (``fairseq-train``, ``fairseq-generate``, ``fairseq-interp``, ...) run in a
+process forked from a server that has imported torch and fairseq once (:mod:`multiprocessing`'s forkserver), instead
+of in a new Python each: a command starts in a fraction of a second instead of the seconds a new interpreter spends
+importing them, which is most of the time of the short runs that drivers and tests chain.
+
+The server only imports (it runs no torch operation and never touches CUDA), so forking from it is safe; it is
+started by the first command and serves the rest of this process's life. Each command still runs in a process of
+its own, with its own arguments, working directory, environment and thread count, and gives back its exit code,
+stdout and stderr as a subprocess does. One difference: this plugin is imported in the forked process before the
+command starts (the launcher is part of it), as ``--user-dir`` would import it; the drivers pass ``--user-dir`` to
+every command anyway. ``FAIRSEQ_INTERP_LAUNCH=subprocess`` in a command's environment (or a platform without the
+forkserver start method) runs it in a new Python instead.
+"""
+
+import importlib
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import entry_points
+
+#: the environment variable that chooses how console scripts start: ``fork`` (default) or ``subprocess``
+LAUNCH_ENV = "FAIRSEQ_INTERP_LAUNCH"
+LAUNCH_MODES = ("fork", "subprocess")
+
+#: what the server imports once: torch and fairseq's command modules (not this plugin: a command imports it through
+#: its ``--user-dir`` as in a new Python, so another copy of the plugin can never clash with a preloaded one)
+PRELOAD = ("torch", "fairseq_cli.train", "fairseq_cli.generate", "fairseq_cli.preprocess")
+
+_context = None
+
+
+def console_entry_point(name):
+    """The ``module:function`` of console script ``name`` installed in this environment, or None."""
+    found = entry_points(group="console_scripts", name=os.path.basename(name))
+    return next((ep.value for ep in found), None)
+
+
+def forking(env=None):
+    """Whether a console script run with environment ``env`` (default: this process's) starts by forking from the
+    preloaded server: its ``FAIRSEQ_INTERP_LAUNCH`` (see the module's docstring) and the platform decide."""
+    mode = (os.environ if env is None else env).get(LAUNCH_ENV, "fork")
+    if mode not in LAUNCH_MODES:
+        from .errors import InterpretError
+
+        raise InterpretError(f"{LAUNCH_ENV}={mode!r}: choose one of {', '.join(LAUNCH_MODES)}")
+    return mode == "fork" and "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def _forkserver():
+    global _context
+    if _context is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))
+        _context = context
+    return _context
+
+
+def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
+    """In the forked process: the command's stdout and stderr to their files, its environment, thread count and
+    working directory set as a new Python would have them, then ``target`` (``module:function``) called with
+    ``sys.argv = argv``; its return value or ``SystemExit`` is the exit code."""
+    import atexit
+    import warnings
+
+    # the command's own workers (fairseq's data loaders, preprocess's pool) fork from it, as in a new Python; the
+    # forkserver start method inherited from the server would start a new server for them, importing torch again
+    multiprocessing.set_start_method("fork", force=True)
+    for fd, path in ((1, stdout_path), (2, stderr_path)):
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(handle, fd)
+        os.close(handle)
+    os.environ.clear()
+    os.environ.update(env)
+    if env.get("PYTHONWARNINGS") == "ignore":
+        warnings.simplefilter("ignore")
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # a new Python's torch reads it when it starts
+    if cwd is not None:
+        os.chdir(cwd)
+    module, _, attribute = target.partition(":")
+    function = importlib.import_module(module)
+    for part in attribute.split("."):
+        function = getattr(function, part)
+    sys.argv = list(argv)
+    try:
+        code = function()
+    except SystemExit as stop:
+        code = stop.code
+    except BaseException:  # as at the top of a new Python: sys.excepthook (the plugin's one-line errors), exit 1
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    atexit._run_exitfuncs()  # what a new Python runs when it ends; a forked process ends without them
+    sys.exit(code)
+
+
+def launch(cmd, cwd=None, env=None, timeout=None, target=None):
+    """Run ``cmd`` (``[console script path or name, *args]``) and return a :class:`subprocess.CompletedProcess` with
+    its exit code, stdout and stderr (text). Forked from the preloaded server when :func:`forking` and the script is
+    a console script of this environment (``target``: the ``module:function`` to call instead of looking it up),
+    else a new Python (:func:`subprocess.run`). ``env``: the command's whole environment (default: this process's),
+    whose ``FAIRSEQ_INTERP_LAUNCH`` chooses the way.
+    A command still running when this call ends (``timeout``, a signal turned into an exception) is killed."""
+    cmd = [str(c) for c in cmd]
+    env = dict(os.environ if env is None else env)
+    if target is None and os.path.dirname(cmd[0]) in ("", os.path.dirname(sys.executable)):
+        target = console_entry_point(cmd[0])  # a script of this environment, not another one's of the same name
+    if target is None or not forking(env):
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="fairseq-interp-launch-") as folder:
+        out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+        process = _forkserver().Process(target=_run_entry_point, args=(target, cmd, cwd, env, out, err),
+                                        name=os.path.basename(cmd[0]))
+        process.start()
+        try:
+            process.join(timeout)
+            if process.exitcode is None:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+        finally:
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        stdout, stderr = (_read(path) for path in (out, err))
+    return subprocess.CompletedProcess(cmd, process.exitcode, stdout, stderr)
+
+
+def _read(path):
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()

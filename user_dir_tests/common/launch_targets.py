@@ -1,0 +1,27 @@
+"""Commands for ``test_launcher.py`` to launch (``module:function`` targets): a module of their own, which a
+forked process imports with nothing but the standard library and torch."""
+
+import json
+import os
+import sys
+import time
+
+
+def report_process():
+    """A command's view of its process, as JSON on stdout (and a line on stderr); exit code ``sys.argv[1]``."""
+    import multiprocessing
+
+    import torch
+
+    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "threads": torch.get_num_threads(),
+                      "marker": os.environ.get("LAUNCH_TEST_MARKER"), "pid": os.getpid(),
+                      "start_method": multiprocessing.get_start_method()}))
+    print("a line on stderr", file=sys.stderr)
+    return int(sys.argv[1])
+
+
+def sleep_writing_pid():
+    """A command that writes its pid to ``sys.argv[1]`` and sleeps."""
+    with open(sys.argv[1], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(120)
