@@ -62,6 +62,7 @@ from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_argumen
 from fairseq_interp.common.outputs import output_lock
 from fairseq_interp.common.preparation import prepare_data
 
+TRAINING_RECORD = "training.json"  # a run to convergence: its curve, best update and how it stopped
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
 logger = logging.getLogger("masked_finetuning")
 TABLE1_MARK = ("<!-- xie2021-table1 -->", "<!-- /xie2021-table1 -->")
@@ -125,17 +126,21 @@ class BaselineSource:
         """Copy the finished baseline of ``seed`` to ``dest`` (once); its training seconds (or None)."""
         src = os.path.join(self.work, f"seed{seed}", "baseline")
         if not os.path.isdir(dest):
-            if self.settings["patience"]:
-                finished = os.path.exists(os.path.join(src, "training.json"))
-            else:
-                finished = checkpoint_updates(os.path.join(src, "checkpoint_last.pt")) >= self.settings[
-                    "baseline_updates"]
-            if not finished:
+            if not training_finished(src, self.settings["baseline_updates"], self.settings["patience"]):
                 raise InterpretError(f"--baseline-from {self.path}: the baseline of seed {seed} has not finished "
                                      f"training there ({src})")
             copy_folder(src, dest)
         seconds = self.records.get("train_seconds", {})
         return seconds.get(f"seed{seed}", {}).get("multilingual") or (seconds.get("baseline") if seed == 1 else None)
+
+
+def training_finished(folder, updates, patience):
+    """Whether the training into ``folder`` has ended: with ``patience``, its record ``training.json`` (written
+    when fairseq-train has stopped, :meth:`Experiment.converge`); without, ``updates`` updates in its last
+    checkpoint."""
+    if patience:
+        return os.path.exists(os.path.join(folder, TRAINING_RECORD))
+    return checkpoint_updates(os.path.join(folder, "checkpoint_last.pt")) >= updates
 
 
 def copy_folder(src, dest):
@@ -209,9 +214,9 @@ class Experiment:
         updates, best update, how it stopped) is ``training.json`` in the folder, written when fairseq-train has
         ended; until then a rerun continues the training from its last checkpoint (fairseq's resume)."""
         args, folder = self.args, self.folder(seed, name)
-        record_path = os.path.join(folder, "training.json")
+        record_path = os.path.join(folder, TRAINING_RECORD)
         best = os.path.join(folder, "checkpoint_best.pt")
-        if os.path.exists(record_path):
+        if training_finished(folder, max_update, args.patience):
             with open(record_path) as f:
                 return best, None, json.load(f)
         os.makedirs(folder, exist_ok=True)
