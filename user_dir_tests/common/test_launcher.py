@@ -1,36 +1,20 @@
 """Console scripts forked from the preloaded server (``common.launcher``) behave as in a new Python: the same model
 from the same training, the same exit code and error line, the environment, thread count, working directory and
-arguments they were given, stdout and stderr apart; a command outliving its time or its driver is killed."""
+arguments they were given, stdout and stderr apart; a command outliving its time is killed (one outliving its
+driver: test_fairseq_runs_stop.py)."""
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from conftest import BIN, REPO
+from test_fairseq_runs_stop import wait_gone
 from fairseq_interp.common.launcher import LAUNCH_ENV, forking, launch
 
 pytestmark = pytest.mark.skipif(not forking(), reason="no forkserver start method on this platform")
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_gone(pid, seconds=10):
-    deadline = time.time() + seconds
-    while alive(pid) and time.time() < deadline:
-        time.sleep(0.1)
-    return not alive(pid)
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
@@ -73,32 +57,6 @@ def test_a_command_over_its_time_is_killed(tmp_path):
     assert wait_gone(int(pid_file.read_text()))
 
 
-DRIVER = f"""
-import sys
-sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
-from fairseq_interp.common.fairseq_runs import stopped_with_this_process
-from fairseq_interp.common.launcher import launch
-with stopped_with_this_process():
-    launch(["sleeper", sys.argv[1]], target="launch_targets:sleep_writing_pid")
-"""
-
-
-def test_sigterm_to_a_driver_stops_the_forked_command(tmp_path):
-    pid_file = tmp_path / "child.pid"
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(pid_file)], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
-    assert alive(child) and child != driver.pid
-    driver.send_signal(signal.SIGTERM)
-    driver.communicate(timeout=60)
-    assert driver.returncode == 128 + signal.SIGTERM
-    assert wait_gone(child), "the command outlived its driver"
-
-
 def _both_ways(cmd, cwd):
     """``cmd --save-dir WAY`` forked from the server (WAY ``forked``) and in a new Python (``fresh``,
     ``FAIRSEQ_INTERP_LAUNCH=subprocess``), in ``cwd``."""
@@ -109,8 +67,8 @@ def _both_ways(cmd, cwd):
 
 
 def test_training_forked_and_in_a_new_python_give_the_same_model(data_dir, tmp_path):
-    train = [os.path.join(BIN, "fairseq-train"), str(data_dir / "bin"), "--user-dir", os.path.join(REPO, "fairseq_interp"),
-             "--arch", "transformer_test_tiny", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
+    train = [os.path.join(BIN, "fairseq-train"), str(data_dir / "bin"), "--user-dir",
+             os.path.join(REPO, "fairseq_interp"), "--arch", "transformer_test_tiny", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
              "--max-update", "3", "--seed", "5", "--cpu", "--no-progress-bar", "--log-format", "json",
              "--log-interval", "1", "--no-epoch-checkpoints"]
     forked, fresh = _both_ways(train, tmp_path)
