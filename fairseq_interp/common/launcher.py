@@ -24,9 +24,10 @@ from importlib.metadata import entry_points
 LAUNCH_ENV = "FAIRSEQ_INTERP_LAUNCH"
 LAUNCH_MODES = ("fork", "subprocess")
 
-#: what the server imports once: torch and fairseq's command modules (not this plugin: a command imports it through
-#: its ``--user-dir`` as in a new Python, so another copy of the plugin can never clash with a preloaded one)
-PRELOAD = ("torch", "fairseq_cli.train", "fairseq_cli.generate", "fairseq_cli.preprocess")
+#: what the server imports once: torch, ``torch._dynamo`` (which torch.optim imports on a training's first optimizer,
+#: ≈ 2 s) and fairseq's command modules (not this plugin: a command imports it through its ``--user-dir`` as in a new
+#: Python, so another copy of the plugin can never clash with a preloaded one)
+PRELOAD = ("torch", "torch._dynamo", "fairseq_cli.train", "fairseq_cli.generate", "fairseq_cli.preprocess")
 
 _context = None
 
@@ -93,6 +94,13 @@ def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
     except BaseException:  # as at the top of a new Python: sys.excepthook (the plugin's one-line errors), exit 1
         sys.excepthook(*sys.exc_info())
         code = 1
+    # a new Python's exit terminates daemonic children (data loader workers left running by fairseq-generate); done
+    # first here, so that an exit function collecting garbage does not wait on them (a data loader's shutdown waits
+    # 5 s for a worker that has not answered)
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.terminate()
+            child.join()
     atexit._run_exitfuncs()  # what a new Python runs when it ends; a forked process ends without them
     sys.exit(code)
 

@@ -25,3 +25,25 @@ def sleep_writing_pid():
     with open(sys.argv[1], "w") as f:
         f.write(str(os.getpid()))
     time.sleep(120)
+
+
+def leave_a_data_loader_worker():
+    """A command that leaves a data loader's worker running (as fairseq-generate does) and registers an exit function
+    that writes the children still alive when it runs, then collects garbage (as ``torch._dynamo``'s does)."""
+    import atexit
+    import gc
+    import multiprocessing
+
+    import torch
+
+    def at_exit():
+        with open(sys.argv[1], "w") as f:
+            json.dump([child.pid for child in multiprocessing.active_children()], f)
+        gc.collect()
+
+    loader = torch.utils.data.DataLoader(list(range(8)), batch_size=1, num_workers=1)
+    batches = iter(loader)
+    next(batches)
+    batches.cycle = batches  # kept alive until a garbage collection
+    atexit.register(at_exit)
+    print(json.dumps([child.pid for child in multiprocessing.active_children()]))

@@ -66,6 +66,17 @@ def _both_ways(cmd, cwd):
     return forked, fresh
 
 
+def test_daemonic_children_end_before_the_exit_functions(tmp_path):
+    """A new Python's exit terminates daemonic children (a data loader's workers); a forked command does so before
+    its exit functions run, so one collecting garbage does not wait on a worker's shutdown."""
+    seen = tmp_path / "children-at-exit.json"
+    proc = launch(["leaver", str(seen)], target="launch_targets:leave_a_data_loader_worker")
+    assert proc.returncode == 0, proc.stderr
+    (worker,) = json.loads(proc.stdout)
+    assert json.loads(seen.read_text()) == []
+    assert wait_gone(worker)
+
+
 def test_training_forked_and_in_a_new_python_give_the_same_model(data_dir, tmp_path):
     train = [os.path.join(BIN, "fairseq-train"), str(data_dir / "bin"), "--user-dir",
              os.path.join(REPO, "fairseq_interp"), "--arch", "transformer_test_tiny", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
