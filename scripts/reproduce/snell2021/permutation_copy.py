@@ -10,7 +10,11 @@ RESULTS/summary.md and RESULTS/figure3.png; ``--resume`` keeps the finished runs
 ``fixed_set`` copying, single-head initializations of the attention matrix W are rejection-sampled as *good* (the
 single-head model learns to attend) or *bad* (it does not); then K-head models are built from K bad heads
 (``all_bad``), one good and K−1 bad heads (``one_good``) and unseeded heads (``random``) with
-``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``. Writes
+``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``: with ``--repeat-over
+seed`` repeat r is ``--seed r`` with the configuration's heads fixed; with ``--repeat-over heads`` every run has the
+single-head runs' ``--seed 1`` (same data and other parameters, the world the heads were classified in) and repeat r
+draws the configuration's heads with seed r (``random``: fresh unclassified head seeds). Runs go repeat by repeat
+(every configuration's repeat 1, then repeat 2, ...), so a stopped sweep has as many runs of each. Writes
 RESULTS/candidates.jsonl, RESULTS/runs.jsonl (each run appended as it ends; ``--resume`` keeps them) and RESULTS/summary.md.
 
     python scripts/reproduce/snell2021/permutation_copy.py figure3 --modes fixed_set sampled_set --seeds 5 \\
@@ -23,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import sys
 import threading
 import time
@@ -172,6 +177,8 @@ def multihead_init(args):
     check_results_folder(args.results_path, ["summary.md"], "--results-path", args.overwrite or args.resume)
     start, lock = time.time(), threading.Lock()
     config = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
+    if args.repeat_over == "seed":  # the behaviour before the option: records made then resume unchanged
+        del config["repeat_over"]
     single = argparse.Namespace(**{**vars(args), "heads": 1})
     path = os.path.join(args.results_path, "candidates.jsonl")
     with driver_records(path, config, COMMAND, args.resume, args.overwrite, "candidates") as writer:
@@ -196,19 +203,31 @@ def multihead_init(args):
         configs["all_bad"] = bad[:args.heads]
     if good and len(bad) >= args.heads - 1:
         configs["one_good"] = [good[0]] + bad[:args.heads - 1]
+
+    def heads_of(name, rep):
+        """The head seeds of a configuration's repeat ``rep`` (None: unseeded, from --seed)."""
+        if args.repeat_over == "seed" or name not in configs:
+            return configs.get(name)
+        draw = random.Random(rep)
+        if name == "all_bad":
+            return sorted(draw.sample(bad, args.heads))
+        if name == "one_good":
+            return [draw.choice(good)] + sorted(draw.sample(bad, args.heads - 1))
+        return [args.candidates + (rep - 1) * args.heads + k for k in range(1, args.heads + 1)]
     path = os.path.join(args.results_path, "runs.jsonl")
     with driver_records(path, config, COMMAND, args.resume, args.overwrite) as writer:
         def multi(job):
             name, rep = job
-            extra = [] if configs[name] is None else ["--head-init-seeds", ",".join(map(str, configs[name]))]
-            result = one_run(args.mode, rep, args, extra)
-            result.update(id=f"{name}/seed{rep}", config=config, head_seeds=configs[name])
+            seeds = heads_of(name, rep)
+            extra = [] if seeds is None else ["--head-init-seeds", ",".join(map(str, seeds))]
+            result = one_run(args.mode, rep if args.repeat_over == "seed" else 1, args, extra)
+            result.update(id=f"{name}/seed{rep}", config=config, head_seeds=seeds, repeat=rep)
             result["configuration"] = name
             with lock:
                 writer.write(result)
             return result
 
-        jobs = [(name, rep) for name in configs for rep in range(1, args.repeats + 1)
+        jobs = [(name, rep) for rep in range(1, args.repeats + 1) for name in configs
                 if f"{name}/seed{rep}" not in writer.done_ids]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(progress_loop(pool.map(multi, jobs), args, prefix="multi-head runs", total=len(jobs)))
@@ -220,7 +239,7 @@ def multihead_init(args):
              f"| {args.heads}-head configuration | runs | runs ≥ {SOLVED:.0f}% tokens [95% interval of the share] | "
              f"token accuracy at {args.max_update} | attention accuracy |", "|---|---|---|---|---|"]
     for name in configs:
-        rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r["seed"])
+        rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r.get("repeat", r["seed"]))
         tok = ", ".join(f"{r['token_accuracy'][-1]:.1f}" for r in rs)
         att = ", ".join(f"{r['attention_accuracy'][-1]:.1f}" for r in rs)
         solved = sum(r["token_accuracy"][-1] >= SOLVED for r in rs)
@@ -300,6 +319,12 @@ def main(argv=None):
     mh.add_argument("--heads", type=int, default=8, help="heads K of the multi-head models (default: %(default)s)")
     mh.add_argument("--repeats", type=int, default=2, help="K-head runs per configuration, --seed 1..N (default: "
                                                            "%(default)s)")
+    mh.add_argument("--repeat-over", choices=["seed", "heads"], default="seed",
+                    help="what a configuration's repeats vary. seed: repeat r is --seed r (data and all other "
+                         "parameters), the configuration's heads fixed; heads: every run has the single-head runs' "
+                         "--seed 1 and repeat r draws the configuration's heads with seed r (all_bad: K of the bad "
+                         "seeds, one_good: one good and K-1 bad, random: K fresh unclassified head seeds) "
+                         "(default: %(default)s)")
     mh.add_argument("--mode", default="fixed_set", choices=["fixed_set", "sampled_set", "mixture", "permute"],
                     help="default: %(default)s")
     add_common(mh, 200, 10, 20, 2000, 200, 32, 1e-2, 50)
