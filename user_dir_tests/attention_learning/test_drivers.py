@@ -175,16 +175,18 @@ def test_multihead_init_driver_and_resume(tmp_path):
 
 
 def test_multihead_init_repeat_over_heads(tmp_path):
-    """--repeat-over heads: every K-head run has --seed 1 (the single-head runs' data and other parameters) and
-    repeat r draws its heads with seed r; runs go repeat by repeat; the records resume."""
+    """--repeat-over heads: every K-head run has the single-head runs' --seed (--base-seed: their data and other
+    parameters) and repeat r draws its heads with seed r; runs go repeat by repeat; the records resume."""
     out = tmp_path / "mh"
     cmd = [sys.executable, os.path.join(DRIVERS, "permutation_copy.py"), "multihead-init", "--candidates", "3",
            "--heads", "2", "--repeats", "2", "--good", "0", "--bad", "100", "--repeat-over", "heads",
-           "--results-path", str(out), *[a for a in PERM if a not in ("--jobs", "2")], "--jobs", "1"]
+           "--base-seed", "2", "--results-path", str(out), *[a for a in PERM if a not in ("--jobs", "2")],
+           "--jobs", "1"]
     run(cmd, in_process=True)
     runs = read_records(out / "runs.jsonl")
     assert [r["id"] for r in runs] == [f"{c}/seed{r}" for r in (1, 2) for c in ("random", "all_bad", "one_good")]
-    assert all(r["seed"] == 1 and r["config"]["repeat_over"] == "heads" for r in runs)
+    assert all(r["seed"] == 2 for r in read_records(out / "candidates.jsonl"))
+    assert all(r["seed"] == 2 and r["config"]["repeat_over"] == "heads" for r in runs)
     heads = {r["id"]: r["head_seeds"] for r in runs}
     assert heads["random/seed1"] == [4, 5] and heads["random/seed2"] == [6, 7]  # fresh, after the 3 candidates
     for r in runs:
@@ -193,5 +195,5 @@ def test_multihead_init_repeat_over_heads(tmp_path):
     run(cmd + ["--resume"], in_process=True)
     assert len(read_records(out / "runs.jsonl")) == 6
     # the default (--repeat-over seed) keeps the config of records made before the option existed
-    seed_cmd = [a for a in cmd if a not in ("--repeat-over", "heads")]
+    seed_cmd = [a for a in cmd if a not in ("--repeat-over", "heads", "--base-seed", "2")]
     assert run(seed_cmd + ["--resume"], check=False).returncode == 2

@@ -12,10 +12,11 @@ single-head model learns to attend) or *bad* (it does not); then K-head models a
 (``all_bad``), one good and K−1 bad heads (``one_good``) and unseeded heads (``random``) with
 ``--head-init-seeds``, and trained the same way. All other parameters come from ``--seed``: with ``--repeat-over
 seed`` repeat r is ``--seed r`` with the configuration's heads fixed; with ``--repeat-over heads`` every run has the
-single-head runs' ``--seed 1`` (same data and other parameters, the world the heads were classified in) and repeat r
-draws the configuration's heads with seed r (``random``: fresh unclassified head seeds). Runs go repeat by repeat
-(every configuration's repeat 1, then repeat 2, ...), so a stopped sweep has as many runs of each. Writes
-RESULTS/candidates.jsonl, RESULTS/runs.jsonl (each run appended as it ends; ``--resume`` keeps them) and RESULTS/summary.md.
+single-head runs' seed (``--base-seed``, default 1: same data and other parameters, the world the heads were
+classified in) and repeat r draws the configuration's heads with seed r (``random``: fresh unclassified head seeds).
+Runs go repeat by repeat (every configuration's repeat 1, then repeat 2, ...), so a stopped sweep has as many runs
+of each. Writes RESULTS/candidates.jsonl, RESULTS/runs.jsonl (each run appended as it ends; ``--resume`` keeps them)
+and RESULTS/summary.md.
 
     python scripts/reproduce/snell2021/permutation_copy.py figure3 --modes fixed_set sampled_set --seeds 5 \\
         --max-update 300 --jobs 2 --results-path results/snell2021-figure3
@@ -177,14 +178,15 @@ def multihead_init(args):
     check_results_folder(args.results_path, ["summary.md"], "--results-path", args.overwrite or args.resume)
     start, lock = time.time(), threading.Lock()
     config = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
-    if args.repeat_over == "seed":  # the behaviour before the option: records made then resume unchanged
-        del config["repeat_over"]
+    for option, before in (("repeat_over", "seed"), ("base_seed", 1)):
+        if config[option] == before:  # the behaviour before the option: records made then resume unchanged
+            del config[option]
     single = argparse.Namespace(**{**vars(args), "heads": 1})
     path = os.path.join(args.results_path, "candidates.jsonl")
     with driver_records(path, config, COMMAND, args.resume, args.overwrite, "candidates") as writer:
         def candidate(seed):
-            result = dict(one_run(args.mode, 1, single, ["--head-init-seeds", str(seed)]), head_seed=seed,
-                          config=config, id=f"head{seed}")
+            result = dict(one_run(args.mode, args.base_seed, single, ["--head-init-seeds", str(seed)]),
+                          head_seed=seed, config=config, id=f"head{seed}")
             with lock:
                 writer.write(result)
             return result
@@ -220,7 +222,7 @@ def multihead_init(args):
             name, rep = job
             seeds = heads_of(name, rep)
             extra = [] if seeds is None else ["--head-init-seeds", ",".join(map(str, seeds))]
-            result = one_run(args.mode, rep if args.repeat_over == "seed" else 1, args, extra)
+            result = one_run(args.mode, rep if args.repeat_over == "seed" else args.base_seed, args, extra)
             result.update(id=f"{name}/seed{rep}", config=config, head_seeds=seeds, repeat=rep)
             result["configuration"] = name
             with lock:
@@ -259,7 +261,7 @@ def check_options(args):
     """The drivers' numbers, before any run starts."""
     check_counts(args, {"seeds": 1, "max_update": 1, "validate_every": 1, "seq_len": 1, "vocab_size": 1,
                         "train_size": 1, "valid_size": 1, "dim": 1, "heads": 1, "batch_size": 1, "jobs": 1,
-                        "candidates": 1, "repeats": 1})
+                        "candidates": 1, "repeats": 1, "base_seed": 1})
     check_range(args.lr, "--lr", 0, strict_minimum=True)
     if args.command == "multihead-init":
         check_range(args.good, "--good", 0, 100)
@@ -322,9 +324,12 @@ def main(argv=None):
     mh.add_argument("--repeat-over", choices=["seed", "heads"], default="seed",
                     help="what a configuration's repeats vary. seed: repeat r is --seed r (data and all other "
                          "parameters), the configuration's heads fixed; heads: every run has the single-head runs' "
-                         "--seed 1 and repeat r draws the configuration's heads with seed r (all_bad: K of the bad "
+                         "--base-seed and repeat r draws the configuration's heads with seed r (all_bad: K of the bad "
                          "seeds, one_good: one good and K-1 bad, random: K fresh unclassified head seeds) "
                          "(default: %(default)s)")
+    mh.add_argument("--base-seed", type=int, default=1,
+                    help="--seed (data and all parameters but W) of the single-head runs and, with --repeat-over "
+                         "heads, of the K-head runs (default: %(default)s)")
     mh.add_argument("--mode", default="fixed_set", choices=["fixed_set", "sampled_set", "mixture", "permute"],
                     help="default: %(default)s")
     add_common(mh, 200, 10, 20, 2000, 200, 32, 1e-2, 50)
