@@ -224,8 +224,14 @@ ADAM = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_cr
         "--save-interval-updates", "5", "--keep-interval-updates", "-1"]
 
 
-def test_resume_after_kill_writes_same_records(data_dir, tmp_path):
-    full = lca_train(data_dir, tmp_path / "full", 14, ADAM)
+@pytest.fixture(scope="module")
+def adam_run(data_dir, tmp_path_factory):
+    """14 updates of Adam with --update-freq 2, recording LCA every 4 updates, a checkpoint every 5."""
+    return lca_train(data_dir, tmp_path_factory.mktemp("lca_adam"), 14, ADAM)
+
+
+def test_resume_after_kill_writes_same_records(data_dir, adam_run, tmp_path):
+    full = adam_run
     part = lca_train(data_dir, tmp_path / "part", 10, ADAM)
     # simulate a kill after update 10 whose last checkpoint is the one of update 5
     shutil.copy(part / "ckpt" / "checkpoint_1_5.pt", part / "ckpt" / "checkpoint_last.pt")
@@ -246,14 +252,13 @@ def test_resume_after_kill_writes_same_records(data_dir, tmp_path):
     assert saved["update"] == 10 and saved["accumulator"]["start"] == 9
 
 
-def test_lca_does_not_change_training(data_dir, tmp_path):
+def test_lca_does_not_change_training(data_dir, adam_run, tmp_path):
     """B' is evaluated in eval mode without touching .grad or the RNG: the trained weights are identical."""
     i = ADAM.index("--lca-interval")
     plain = ADAM[:i] + ADAM[i + 4:]
-    lca_train(data_dir, tmp_path / "plain", 6, plain, task="translation")
-    lca_train(data_dir, tmp_path / "lca", 6, ADAM)
+    lca_train(data_dir, tmp_path / "plain", 14, plain, task="translation")
     a = torch.load(tmp_path / "plain" / "ckpt" / "checkpoint_last.pt")["model"]
-    b = torch.load(tmp_path / "lca" / "ckpt" / "checkpoint_last.pt")["model"]
+    b = torch.load(adam_run / "ckpt" / "checkpoint_last.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -364,9 +369,21 @@ SPLITS = ["--optimizer", "adam", "--lr", "5e-3", "--criterion", "label_smoothed_
           "--max-tokens", "800", "--lca-interval", "2", "--lca-max-tokens", "400", "--log-interval", "2", "--no-save"]
 
 
-def test_several_splits_in_one_run_equal_one_run_per_split(data_dir, tmp_path):
-    """--lca-split train,test records each split around the same steps, bit for bit what a run per split writes."""
-    both = lca_train(data_dir, tmp_path / "both", 6, SPLITS + ["--lca-split", "train,test"])
+@pytest.fixture(scope="module")
+def splits_run(data_dir, tmp_path_factory):
+    """(folder, CompletedProcess) of 6 updates recording LCA on train and test, logged as JSON and to TensorBoard."""
+    out = tmp_path_factory.mktemp("lca_splits")
+    proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, "--task",
+                "translation_lca", "--lca-dir", str(out / "lca"), "--lca-split", "train,test", *SPLITS,
+                "--max-update", "6", "--save-dir", str(out / "ckpt"), "--log-format", "json",
+                "--tensorboard-logdir", str(out / "tb")])
+    return out, proc
+
+
+def test_several_splits_in_one_run_equal_one_run_per_split(data_dir, splits_run, tmp_path):
+    """--lca-split train,test records each split around the same steps, bit for bit what a run per split writes
+    (whatever the runs log)."""
+    both, _ = splits_run
     for split in ("train", "test"):
         alone = lca_train(data_dir, tmp_path / split, 6, SPLITS + ["--lca-split", split])
         assert lines(both / "lca" / f"lca.{split}.jsonl") == lines(alone / "lca" / "lca.jsonl")
@@ -375,12 +392,8 @@ def test_several_splits_in_one_run_equal_one_run_per_split(data_dir, tmp_path):
     assert not (both / "lca" / "lca.jsonl").exists()
 
 
-def test_interval_totals_reach_the_log_and_tensorboard(data_dir, tmp_path):
-    out = tmp_path / "run"
-    proc = run(["fairseq-train", str(data_dir / "bin"), "--user-dir", "fairseq_interp", *TINY, "--task",
-                "translation_lca", "--lca-dir", str(out / "lca"), "--lca-split", "train,test", *SPLITS,
-                "--max-update", "6", "--save-dir", str(out / "ckpt"), "--log-format", "json",
-                "--tensorboard-logdir", str(out / "tb")])
+def test_interval_totals_reach_the_log_and_tensorboard(splits_run):
+    out, proc = splits_run
     logged = [json.loads(line[line.index("{"):]) for line in (proc.stdout + proc.stderr).splitlines()
               if "train_inner" in line and "{" in line]
     assert [int(x["num_updates"]) for x in logged] == [2, 4, 6]

@@ -30,10 +30,35 @@ def intervals(path):
     return [r for r in records(path) if r["type"] == "interval"]
 
 
+#: training pairs of the approximation runs: the exact run passes over the whole training split at every update
+SMALL_TRAIN = 200
+
+
 @pytest.fixture(scope="module")
-def approx_work(data_dir, tmp_path_factory):
+def small_data(data_dir, tmp_path_factory):
+    """``data_dir`` whose training split is its first SMALL_TRAIN pairs (the other splits and dictionaries linked)."""
+    from fairseq.data import Dictionary, data_utils, indexed_dataset
+
+    out = tmp_path_factory.mktemp("m30k_small")
+    (out / "bin").mkdir()
+    for path in (data_dir / "bin").iterdir():
+        if not path.name.startswith("train."):
+            (out / "bin" / path.name).symlink_to(path)
+    for lang in ("en", "fr"):
+        prefix = f"train.en-fr.{lang}"
+        full = data_utils.load_indexed_dataset(str(data_dir / "bin" / prefix), None)
+        vocab = len(Dictionary.load(str(data_dir / "bin" / f"dict.{lang}.txt")))
+        builder = indexed_dataset.make_builder(str(out / "bin" / f"{prefix}.bin"), "mmap", vocab_size=vocab)
+        for i in range(SMALL_TRAIN):
+            builder.add_item(full[i])
+        builder.finalize(str(out / "bin" / f"{prefix}.idx"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def approx_work(small_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("zhu_approx")
-    proc = approximation(data_dir, work, 4, "--out", str(work / "result.json"), in_process=True)
+    proc = approximation(small_data, work, 4, "--out", str(work / "result.json"), in_process=True)
     return work, proc
 
 
@@ -63,34 +88,34 @@ def test_approximation_table_comes_from_its_records(approx_work):
     assert (work / "figures" / "figure1-occupation.png").stat().st_size > 10_000
 
 
-def test_approximation_rerun_and_resume_add_nothing_twice(data_dir, approx_work, tmp_path):
+def test_approximation_rerun_and_resume_add_nothing_twice(small_data, approx_work, tmp_path):
     work, _ = approx_work
     before = {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in ("approx", "exact")}
     first = json.loads((work / "result.json").read_text())["seconds"]
-    again = approximation(data_dir, work, 4, "--out", str(tmp_path / "again.json"), in_process=True)
+    again = approximation(small_data, work, 4, "--out", str(tmp_path / "again.json"), in_process=True)
     assert again.stdout.count("trained in") == 0
     # the rerun trained nothing but reports the seconds the trainings took
     assert json.loads((tmp_path / "again.json").read_text())["seconds"] == {m: round(v) for m, v in first.items()}
     assert {m: (work / m / "lca" / "lca.jsonl").read_bytes() for m in before} == before
     # a run stopped at update 2, its record file cut mid-line by a kill, continued to update 4
-    approximation(data_dir, tmp_path, 2, in_process=True)
+    approximation(small_data, tmp_path, 2, in_process=True)
     with open(tmp_path / "approx" / "lca" / "lca.jsonl", "a") as f:
         f.write('{"type": "interval", "start": 3, "e')
-    approximation(data_dir, tmp_path, 4, in_process=True)
+    approximation(small_data, tmp_path, 4, in_process=True)
     for mode in before:
         got, want = records(tmp_path / mode / "lca" / "lca.jsonl"), records(work / mode / "lca" / "lca.jsonl")
         assert [r for r in got if r["type"] == "interval"] == [r for r in want if r["type"] == "interval"]
         assert [r["type"] for r in got].count("header") == 1
     # an interval that does not divide the updates is refused with one line
-    bad = run([sys.executable, "scripts/reproduce/zhu2020/lca_approximation.py", "--data", str(data_dir / "bin"),
+    bad = run([sys.executable, "scripts/reproduce/zhu2020/lca_approximation.py", "--data", str(small_data / "bin"),
                "--work", str(tmp_path), "--updates", "3", *APPROX], check=False)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("lca_approximation: error: --updates 3")
 
 
-def test_approximation_over_seeds_comes_from_each_seeds_result(data_dir, approx_work, tmp_path):
+def test_approximation_over_seeds_comes_from_each_seeds_result(small_data, approx_work, tmp_path):
     work, _ = approx_work
     second = tmp_path / "seed2"
-    approximation(data_dir, second, 4, "--seed", "2", "--out", str(second / "result.json"), in_process=True)
+    approximation(small_data, second, 4, "--seed", "2", "--out", str(second / "result.json"), in_process=True)
     results = [json.loads(p.read_text()) for p in (work / "result.json", second / "result.json")]
     assert [r["seed"] for r in results] == [1, 2]
     script = [sys.executable, "scripts/reproduce/zhu2020/approximation_seeds.py"]
