@@ -3,7 +3,10 @@
 
 fairseq's ``--distributed-world-size N --cpu`` and ``torchrun`` assume CUDA devices; a manual launch per rank
 works (see docs: ``--distributed-no-spawn``, ``--ddp-backend legacy_ddp``). This launcher starts the N ranks on one
-machine, writes each rank's log to ``LOG_DIR/rank<R>.log``, and fails (stopping the other ranks) if any rank fails.
+machine, writes each rank's log to ``LOG_DIR/rank<R>.log``, and fails (stopping the other ranks) if any rank fails
+or ``--timeout`` passes. The ranks are forked from a server that has imported torch and fairseq once
+(``fairseq_interp/common/launcher.py``: they start in a fraction of a second, and a driver or test running this
+script in its own process reuses its server); ``FAIRSEQ_INTERP_LAUNCH=subprocess`` starts a new Python per rank.
 
     python scripts/train_distributed_cpu.py --nproc 2 --log-dir logs -- DATA/bin --user-dir fairseq_interp \\
         --arch transformer_gated_heads_test_tiny --criterion label_smoothed_cross_entropy_l0 --l0-lambda 0.01 ...
@@ -20,6 +23,12 @@ import subprocess
 import sys
 import time
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from fairseq_interp.common.launcher import start  # noqa: E402
+
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -35,32 +44,32 @@ def rank_command(train_args, nproc, rank, port):
 
 
 def launch(train_args, nproc, log_dir, port=None, timeout=None):
-    """Start the ranks and wait; returns 0, or the first failing rank's exit code after stopping the others."""
+    """Start the ranks and wait; returns 0, or the first failing rank's exit code (124 when ``timeout`` seconds
+    passed) after stopping the others."""
     os.makedirs(log_dir, exist_ok=True)
     port = port or free_port()
-    procs, logs = [], []
-    for rank in range(nproc):
-        log = open(os.path.join(log_dir, f"rank{rank}.log"), "w")
-        logs.append(log)
-        procs.append(subprocess.Popen(rank_command(train_args, nproc, rank, port), stdout=log,
-                                      stderr=subprocess.STDOUT))
-    started, code = time.time(), 0
+    procs = []
+    started = time.time()
     try:
-        while any(p.poll() is None for p in procs):
-            failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
-            if failed or (timeout and time.time() - started > timeout):
-                code = failed[0] if failed else 124
+        for rank in range(nproc):
+            log = os.path.join(log_dir, f"rank{rank}.log")
+            procs.append(start(rank_command(train_args, nproc, rank, port), stdout=log, stderr=log))
+        while True:
+            codes = [p.poll() for p in procs]  # every rank's, so that any failing one is seen at once
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed or None not in codes or (timeout and time.time() - started > timeout):
+                code = failed[0] if failed else (0 if None not in codes else 124)
                 break
-            time.sleep(0.5)
-        code = code or next((p.returncode for p in procs if p.returncode), 0)
+            time.sleep(0.1)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
+            p.terminate()
         for p in procs:
-            p.wait()
-        for log in logs:
-            log.close()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a rank that does not end on SIGTERM
+                p.kill()
+                p.wait()
     return code
 
 
@@ -73,10 +82,13 @@ def main():
     p.add_argument("--nproc", type=int, default=2, help="number of ranks (processes) on this machine")
     p.add_argument("--log-dir", default="logs/distributed", help="one log file per rank")
     p.add_argument("--port", type=int, default=0, help="rendezvous port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds after which the ranks still running are stopped and this fails (default: none)")
     args = p.parse_args(argv[:split])
-    code = launch(argv[split + 1:], args.nproc, args.log_dir, args.port or None)
+    code = launch(argv[split + 1:], args.nproc, args.log_dir, args.port or None, args.timeout)
     if code:
-        sys.exit(f"train_distributed_cpu: error: a rank failed (exit {code}); see {args.log_dir}/rank*.log")
+        sys.exit(f"train_distributed_cpu: error: a rank failed or --timeout passed (exit {code}); "
+                 f"see {args.log_dir}/rank*.log")
     print(f"| {args.nproc} ranks done; logs in {args.log_dir}")
 
 

@@ -17,13 +17,26 @@ COMMON = BASE + ["--max-tokens", "400", "--disable-validation", "--max-source-po
 
 
 def two_ranks(data_dir, save, updates, extra, common=COMMON):
-    """Train 2 ranks with the CPU launcher; ``data_dir=None`` for tasks that generate their data."""
+    """Train 2 ranks with the CPU launcher; ``data_dir=None`` for tasks that generate their data. The launcher runs
+    in this process, so its ranks fork from this process's preloaded server (``common.launcher``), with the
+    environment :func:`conftest.run` gives commands; ``--timeout`` stops ranks that hang."""
     logs = save / "logs"
     data = [str(data_dir / "bin")] if data_dir else []
-    run([sys.executable, os.path.join(REPO, "scripts", "train_distributed_cpu.py"), "--nproc", "2", "--log-dir",
-         str(logs), "--", *data, *common, "--max-update", str(updates), "--save-dir", str(save), *extra],
-        timeout=600)
-    return [(logs / f"rank{r}.log").read_text(encoding="utf-8") for r in (0, 1)]
+    saved_env = dict(os.environ)
+    os.environ.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # the ranks' environment
+    try:
+        proc = run([sys.executable, os.path.join(REPO, "scripts", "train_distributed_cpu.py"), "--nproc", "2",
+                    "--log-dir", str(logs), "--timeout", "600", "--", *data, *common, "--max-update", str(updates),
+                    "--save-dir", str(save), *extra], check=False, in_process=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+    rank_logs = [(logs / f"rank{r}.log").read_text(encoding="utf-8") if (logs / f"rank{r}.log").exists() else ""
+                 for r in (0, 1)]
+    if proc.returncode != 0:
+        raise AssertionError(f"train_distributed_cpu.py failed ({proc.returncode}):\n{proc.stderr[-2000:]}\n"
+                             + "\n".join(f"rank {r}:\n{log[-3000:]}" for r, log in enumerate(rank_logs)))
+    return rank_logs
 
 
 def one_process(data_dir, save, updates, extra, common=COMMON):

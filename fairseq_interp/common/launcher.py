@@ -6,15 +6,18 @@ importing them, which is most of the time of the short runs that drivers and tes
 The server only imports (it runs no torch operation and never touches CUDA), so forking from it is safe; it is
 started by the first command and serves the rest of this process's life. Each command still runs in a process of
 its own, with its own arguments, working directory, environment and thread count, and gives back its exit code,
-stdout and stderr as a subprocess does. One difference: this plugin is imported in the forked process before the
-command starts (the launcher is part of it), as ``--user-dir`` would import it; the drivers pass ``--user-dir`` to
-every command anyway. ``FAIRSEQ_INTERP_LAUNCH=subprocess`` in a command's environment (or a platform without the
-forkserver start method) runs it in a new Python instead.
+stdout and stderr as a subprocess does: :func:`launch` runs one and waits, :func:`start` starts one and returns
+a handle with :class:`subprocess.Popen`'s interface (commands side by side, e.g. a distributed training's ranks).
+One difference: this plugin is imported in the forked process before the command starts (the launcher is part of
+it), as ``--user-dir`` would import it; the drivers pass ``--user-dir`` to every command anyway.
+``FAIRSEQ_INTERP_LAUNCH=subprocess`` in a command's environment (or a platform without the forkserver start method)
+runs it in a new Python instead.
 """
 
 import importlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,18 +62,21 @@ def _forkserver():
 
 
 def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
-    """In the forked process: the command's stdout and stderr to their files, its environment, thread count and
-    working directory set as a new Python would have them, then ``target`` (``module:function``) called with
-    ``sys.argv = argv``; its return value or ``SystemExit`` is the exit code."""
+    """In the forked process: the command's stdout and stderr to their files (one file open once for both when they
+    are the same, so that their lines stay in order), its environment, thread count and working directory set as a
+    new Python would have them, then ``target`` (``module:function``) called with ``sys.argv = argv``; its return
+    value or ``SystemExit`` is the exit code."""
     import atexit
     import warnings
 
     # the command's own workers (fairseq's data loaders, preprocess's pool) fork from it, as in a new Python; the
     # forkserver start method inherited from the server would start a new server for them, importing torch again
     multiprocessing.set_start_method("fork", force=True)
-    for fd, path in ((1, stdout_path), (2, stderr_path)):
+    outputs = {stdout_path: (1, 2)} if stdout_path == stderr_path else {stdout_path: (1,), stderr_path: (2,)}
+    for path, fds in outputs.items():
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(handle, fd)
+        for fd in fds:
+            os.dup2(handle, fd)
         os.close(handle)
     os.environ.clear()
     os.environ.update(env)
@@ -80,8 +86,7 @@ def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
         import torch
 
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # a new Python's torch reads it when it starts
-    if cwd is not None:
-        os.chdir(cwd)
+    os.chdir(cwd)
     module, _, attribute = target.partition(":")
     function = importlib.import_module(module)
     for part in attribute.split("."):
@@ -105,34 +110,91 @@ def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
     sys.exit(code)
 
 
-def launch(cmd, cwd=None, env=None, timeout=None, target=None):
-    """Run ``cmd`` (``[console script path or name, *args]``) and return a :class:`subprocess.CompletedProcess` with
-    its exit code, stdout and stderr (text). Forked from the preloaded server when :func:`forking` and the script is
-    a console script of this environment (``target``: the ``module:function`` to call instead of looking it up),
-    else a new Python (:func:`subprocess.run`). ``env``: the command's whole environment (default: this process's),
-    whose ``FAIRSEQ_INTERP_LAUNCH`` chooses the way.
-    A command still running when this call ends (``timeout``, a signal turned into an exception) is killed."""
+class Forked:
+    """A command forked from the server, as :func:`start` returns it: :class:`subprocess.Popen`'s ``args``, ``pid``,
+    ``returncode``, ``poll``, ``wait``, ``send_signal``, ``terminate`` and ``kill``."""
+
+    def __init__(self, args, process):
+        self.args, self._process = args, process
+        self.pid, self.returncode = process.pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self._process.exitcode
+        return self.returncode
+
+    def wait(self, timeout=None):
+        self._process.join(timeout)
+        if self.poll() is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is None:  # nothing once it has ended, as Popen
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def __repr__(self):
+        return f"<Forked: pid {self.pid}, returncode {self.returncode}, args {self.args!r}>"
+
+
+def start(cmd, cwd=None, env=None, stdout=None, stderr=None, target=None):
+    """Start ``cmd`` (``[console script path or name, *args]``) without waiting for it; return a handle with
+    :class:`subprocess.Popen`'s interface: a :class:`Forked` command when :func:`forking` and the script is a console
+    script of this environment (``target``: the ``module:function`` to call instead of looking it up), else a new
+    Python's :class:`subprocess.Popen`. ``cwd`` (default: this process's), ``env``: its working directory and whole
+    environment, whose ``FAIRSEQ_INTERP_LAUNCH`` chooses the way. ``stdout``, ``stderr``: paths of the files its
+    output goes to, emptied before this returns (one path for both: one log, lines in order, as
+    ``stderr=subprocess.STDOUT`` gives); None discards it."""
     cmd = [str(c) for c in cmd]
     env = dict(os.environ if env is None else env)
+    cwd = os.path.abspath(os.getcwd() if cwd is None else cwd)
     if target is None and os.path.dirname(cmd[0]) in ("", os.path.dirname(sys.executable)):
         target = console_entry_point(cmd[0])  # a script of this environment, not another one's of the same name
-    if target is None or not forking(env):
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    fork = target is not None and forking(env)
+    paths = [os.devnull if path is None else os.path.abspath(path) for path in (stdout, stderr)]
+    files = [open(path, "wb") for path in paths]  # relative paths are this process's, as with Popen
+    try:
+        combined = os.path.samefile(*paths)
+        if not fork:
+            return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=files[0],
+                                    stderr=subprocess.STDOUT if combined else files[1])
+    finally:
+        for f in files:
+            f.close()
+    if combined:
+        paths[1] = paths[0]  # the forked process opens it once for both
+    process = _forkserver().Process(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
+                                    name=os.path.basename(cmd[0]))
+    process.start()
+    return Forked(cmd, process)
+
+
+def launch(cmd, cwd=None, env=None, timeout=None, target=None):
+    """Run ``cmd`` (``[console script path or name, *args]``) and return a :class:`subprocess.CompletedProcess` with
+    its exit code, stdout and stderr (text). Started as :func:`start` starts it: forked from the preloaded server
+    when :func:`forking` and the script is a console script of this environment (``target``: the
+    ``module:function`` to call instead of looking it up), else a new Python. ``env``: the command's whole
+    environment (default: this process's), whose ``FAIRSEQ_INTERP_LAUNCH`` chooses the way.
+    A command still running when this call ends (``timeout``, a signal turned into an exception) is killed."""
     with tempfile.TemporaryDirectory(prefix="fairseq-interp-launch-") as folder:
         out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
-        process = _forkserver().Process(target=_run_entry_point, args=(target, cmd, cwd, env, out, err),
-                                        name=os.path.basename(cmd[0]))
-        process.start()
+        process = start(cmd, cwd=cwd, env=env, stdout=out, stderr=err, target=target)
         try:
-            process.join(timeout)
-            if process.exitcode is None:
-                raise subprocess.TimeoutExpired(cmd, timeout)
+            code = process.wait(timeout)
         finally:
-            if process.exitcode is None:
+            if process.poll() is None:
                 process.kill()
-                process.join()
-        stdout, stderr = (_read(path) for path in (out, err))
-    return subprocess.CompletedProcess(cmd, process.exitcode, stdout, stderr)
+                process.wait()
+        return subprocess.CompletedProcess(process.args, code, _read(out), _read(err))
 
 
 def _read(path):

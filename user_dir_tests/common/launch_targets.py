@@ -47,3 +47,26 @@ def leave_a_data_loader_worker():
     batches.cycle = batches  # kept alive until a garbage collection
     atexit.register(at_exit)
     print(json.dumps([child.pid for child in multiprocessing.active_children()]))
+
+
+def handshake():
+    """A command that writes file ``sys.argv[1]``, then waits (up to 30 s) for file ``sys.argv[2]``, which another
+    command writes: exit 0 once it has seen it (and says so on stdout), 1 if it never appears."""
+    with open(sys.argv[1], "w"):
+        pass
+    deadline = time.time() + 30
+    while not os.path.exists(sys.argv[2]):
+        if time.time() > deadline:
+            print("the other command never ran", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print("saw the other command")
+    return 0
+
+
+def interleave():
+    """A command that writes six lines to stdout and stderr in turn (``out 0``, ``err 1``, ...), each flushed at
+    once; exit code ``sys.argv[1]``."""
+    for i in range(6):
+        print(f"{'err' if i % 2 else 'out'} {i}", file=sys.stderr if i % 2 else sys.stdout, flush=True)
+    return int(sys.argv[1])
