@@ -85,6 +85,10 @@ def main():
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds after which the ranks still running are stopped and this fails (default: none)")
     args = p.parse_args(argv[:split])
+    if args.nproc < 1:
+        p.error(f"--nproc {args.nproc} is out of range: pass a value >= 1")
+    if args.timeout is not None and not args.timeout > 0:
+        p.error(f"--timeout {args.timeout:g} is out of range: pass a value > 0")
     code = launch(argv[split + 1:], args.nproc, args.log_dir, args.port or None, args.timeout)
     if code:
         sys.exit(f"train_distributed_cpu: error: a rank failed or --timeout passed (exit {code}); "

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, run
 from test_fairseq_runs_stop import wait_gone
 from fairseq_interp.common.launcher import LAUNCH_ENV, Forked, forking, launch, start
 
@@ -206,3 +206,15 @@ def test_the_cpu_ddp_script_stops_every_rank_when_one_fails_or_time_is_up(tmp_pa
     assert [h.returncode for h in stopped] == [-signal.SIGTERM] * len(stopped)
     if ending == "a rank fails":
         assert (tmp_path / "logs" / "rank2.log").read_text() == "out 0\nerr 1\nout 2\nerr 3\nout 4\nerr 5\n"
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--timeout", "-1", "--timeout -1 is out of range: pass a value > 0"),
+    ("--timeout", "0", "--timeout 0 is out of range: pass a value > 0"),
+    ("--nproc", "0", "--nproc 0 is out of range: pass a value >= 1")])
+def test_distributed_script_refuses_bad_options_before_any_rank(tmp_path, option, value, expected):
+    logs = tmp_path / "logs"
+    proc = run([sys.executable, os.path.join("scripts", "train_distributed_cpu.py"), option, value, "--log-dir",
+                str(logs), "--", "data"], check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(expected)
+    assert not logs.exists()
