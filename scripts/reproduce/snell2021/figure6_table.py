@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Snell et al. (2021) Figure 6 from a ``permutation_copy.py multihead-init`` results folder: per configuration, the
+runs that learn (final token accuracy >= the driver's ``SOLVED``) out of the repeats, with the exact (Clopper-Pearson)
+binomial 95 % interval of the share (``scipy.stats.binomtest``). Prints the markdown table and writes
+FOLDER/table.json and FOLDER/figure6.png (derived from the records, rewritten on each run).
+
+    python scripts/reproduce/snell2021/figure6_table.py results/snell2021-figure6
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from permutation_copy import SOLVED  # noqa: E402
+
+from fairseq_interp.common.figures import pyplot, save_figure  # noqa: E402
+from fairseq_interp.common.jsonl import read_records, write_atomic  # noqa: E402
+
+CONFIGURATIONS = (("all_bad", "tab:red"), ("one_good", "tab:blue"), ("random", "tab:green"))
+
+
+def figure6_table(runs):
+    """``{"solved_threshold_token_accuracy", "configurations": {name: counts, share, exact interval, ...}}``."""
+    from scipy.stats import binomtest
+
+    out = {"solved_threshold_token_accuracy": SOLVED, "configurations": {}}
+    for name, _ in CONFIGURATIONS:
+        rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r["repeat"])
+        if not rs:
+            continue
+        k, n = sum(r["token_accuracy"][-1] >= SOLVED for r in rs), len(rs)
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        first = [next(s for s, a in zip(r["steps"], r["token_accuracy"]) if a >= SOLVED) for r in rs
+                 if r["token_accuracy"][-1] >= SOLVED]
+        out["configurations"][name] = {
+            "runs": n, "learn": k, "share": k / n, "ci_low": ci.low, "ci_high": ci.high,
+            "attention_ge_90": sum(r["attention_accuracy"][-1] >= 90 for r in rs),
+            "distinct_head_sets": len({tuple(r["head_seeds"]) for r in rs}), "first_update": first,
+            "final_token_accuracy": [r["token_accuracy"][-1] for r in rs],
+            "final_attention_accuracy": [r["attention_accuracy"][-1] for r in rs]}
+    return out
+
+
+def markdown(table):
+    solved = table["solved_threshold_token_accuracy"]
+    lines = [f"| configuration | runs | learn (≥ {solved:.0f}% tokens) | share [exact 95% interval] | ≥ 90% attention | "
+             f"distinct head sets | first update ≥ {solved:.0f}% tokens (learners) |", "|---|---|---|---|---|---|---|"]
+    for name, c in table["configurations"].items():
+        n, k = c["runs"], c["learn"]
+        lines.append(f"| {name} | {n} | {k}/{n} | {100 * k / n:.0f}% [{100 * c['ci_low']:.0f}, "
+                     f"{100 * c['ci_high']:.0f}%] | {c['attention_ge_90']}/{n} | {c['distinct_head_sets']} | "
+                     f"{sorted(c['first_update'])} |")
+    return "\n".join(lines)
+
+
+def plot(candidates, runs, path):
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for r in candidates:
+        axes[0].plot(r["steps"], r["attention_accuracy"], color="0.4", alpha=0.6)
+    axes[0].set_title(f"single-head candidates ({len(candidates)}): attention accuracy")
+    for name, colour in CONFIGURATIONS:
+        for i, r in enumerate(r for r in runs if r["configuration"] == name):
+            axes[1].plot(r["steps"], r["token_accuracy"], color=colour, alpha=0.45, label=name if i == 0 else None)
+    axes[1].set_title("8-head runs: token accuracy")
+    axes[1].legend()
+    for ax in axes:
+        ax.set_xlabel("updates")
+    axes[0].set_ylabel("accuracy (%)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main():
+    if len(sys.argv) != 2 or not os.path.isfile(os.path.join(sys.argv[1], "runs.jsonl")):
+        sys.exit("figure6_table: error: pass one multihead-init results folder (holding runs.jsonl)")
+    folder = sys.argv[1]
+    runs = read_records(os.path.join(folder, "runs.jsonl"))
+    candidates = sorted(read_records(os.path.join(folder, "candidates.jsonl")), key=lambda r: r["head_seed"])
+    table = figure6_table(runs)
+    print(markdown(table))
+    write_atomic(os.path.join(folder, "table.json"), json.dumps(table, indent=1))
+    plot(candidates, runs, os.path.join(folder, "figure6.png"))
+
+
+if __name__ == "__main__":
+    main()
