@@ -2,6 +2,7 @@
 the one its records give, and the interval is the exact (Clopper-Pearson) one."""
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -34,6 +35,8 @@ def test_counts_and_exact_interval_by_hand():
     assert good["ci_low"] == pytest.approx(0.025 ** (1 / 20), rel=1e-6) and good["ci_high"] == 1
     assert good["first_update"] == [200] * 20 and bad["first_update"] == []
     assert SOLVED > 40.0
+    # 0/20 vs 20/20: Fisher's two-sided p = 2 / C(40, 20), the two most extreme tables
+    assert figure6_table(runs)["fisher_exact"]["all_bad vs random"] == pytest.approx(2 / math.comb(40, 20), rel=1e-6)
 
 
 def test_committed_table_comes_from_the_committed_records(tmp_path):

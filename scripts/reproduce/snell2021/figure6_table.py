@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Snell et al. (2021) Figure 6 from a ``permutation_copy.py multihead-init`` results folder: per configuration, the
 runs that learn (final token accuracy >= the driver's ``SOLVED``) out of the repeats, with the exact (Clopper-Pearson)
-binomial 95 % interval of the share (``scipy.stats.binomtest``). Prints the markdown table and writes
+binomial 95 % interval of the share (``scipy.stats.binomtest``), and Fisher's exact test of every two configurations'
+shares (two-sided). Prints the markdown table and writes
 FOLDER/table.json and FOLDER/figure6.png (derived from the records, rewritten on each run).
 
     python scripts/reproduce/snell2021/figure6_table.py results/snell2021-figure6
@@ -21,8 +22,9 @@ CONFIGURATIONS = (("all_bad", "tab:red"), ("one_good", "tab:blue"), ("random", "
 
 
 def figure6_table(runs):
-    """``{"solved_threshold_token_accuracy", "configurations": {name: counts, share, exact interval, ...}}``."""
-    from scipy.stats import binomtest
+    """``{"solved_threshold_token_accuracy", "configurations": {name: counts, share, exact interval, ...},
+    "fisher_exact": {"A vs B": two-sided p of learning in A vs B}}``."""
+    from scipy.stats import binomtest, fisher_exact
 
     out = {"solved_threshold_token_accuracy": SOLVED, "configurations": {}}
     for name, _ in CONFIGURATIONS:
@@ -39,6 +41,10 @@ def figure6_table(runs):
             "distinct_head_sets": len({tuple(r["head_seeds"]) for r in rs}), "first_update": first,
             "final_token_accuracy": [r["token_accuracy"][-1] for r in rs],
             "final_attention_accuracy": [r["attention_accuracy"][-1] for r in rs]}
+    names = list(out["configurations"])
+    counts = {name: (c["learn"], c["runs"] - c["learn"]) for name, c in out["configurations"].items()}
+    out["fisher_exact"] = {f"{a} vs {b}": float(fisher_exact([counts[a], counts[b]]).pvalue)
+                           for i, a in enumerate(names) for b in names[i + 1:]}
     return out
 
 
@@ -51,6 +57,7 @@ def markdown(table):
         lines.append(f"| {name} | {n} | {k}/{n} | {100 * k / n:.0f}% [{100 * c['ci_low']:.0f}, "
                      f"{100 * c['ci_high']:.0f}%] | {c['attention_ge_90']}/{n} | {c['distinct_head_sets']} | "
                      f"{sorted(c['first_update'])} |")
+    lines += [f"\nFisher's exact test (two-sided), {pair}: p = {p:.2f}" for pair, p in table["fisher_exact"].items()]
     return "\n".join(lines)
 
 
