@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Snell et al. (2021) Figure 6 from a ``permutation_copy.py multihead-init`` results folder: per configuration, the
 runs that learn (final token accuracy >= the driver's ``SOLVED``) out of the repeats, with the exact (Clopper-Pearson)
-binomial 95 % interval of the share (``scipy.stats.binomtest``), and Fisher's exact test of every two configurations'
+binomial 95 % interval of the share (``proportion_interval``), and Fisher's exact test of every two configurations'
 shares (two-sided). Prints the markdown table and writes
 FOLDER/table.json and FOLDER/figure6.png (derived from the records, rewritten on each run).
 
@@ -13,10 +13,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from permutation_copy import SOLVED  # noqa: E402
+from permutation_copy import SOLVED, first_update_at  # noqa: E402
 
 from fairseq_interp.common.figures import pyplot, save_figure  # noqa: E402
 from fairseq_interp.common.jsonl import read_records, write_atomic  # noqa: E402
+from fairseq_interp.common.statistics import proportion_interval  # noqa: E402
 
 CONFIGURATIONS = (("all_bad", "tab:red"), ("one_good", "tab:blue"), ("random", "tab:green"))
 
@@ -24,7 +25,7 @@ CONFIGURATIONS = (("all_bad", "tab:red"), ("one_good", "tab:blue"), ("random", "
 def figure6_table(runs):
     """``{"solved_threshold_token_accuracy", "configurations": {name: counts, share, exact interval, ...},
     "fisher_exact": {"A vs B": two-sided p of learning in A vs B}}``."""
-    from scipy.stats import binomtest, fisher_exact
+    from scipy.stats import fisher_exact
 
     out = {"solved_threshold_token_accuracy": SOLVED, "configurations": {}}
     for name, _ in CONFIGURATIONS:
@@ -32,9 +33,8 @@ def figure6_table(runs):
         if not rs:
             continue
         k, n = sum(r["token_accuracy"][-1] >= SOLVED for r in rs), len(rs)
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-        first = [next(s for s, a in zip(r["steps"], r["token_accuracy"]) if a >= SOLVED) for r in rs
-                 if r["token_accuracy"][-1] >= SOLVED]
+        ci = proportion_interval(k, n)
+        first = [first_update_at(r, SOLVED) for r in rs if r["token_accuracy"][-1] >= SOLVED]
         out["configurations"][name] = {
             "runs": n, "learn": k, "share": k / n, "ci_low": ci.low, "ci_high": ci.high,
             "attention_ge_90": sum(r["attention_accuracy"][-1] >= 90 for r in rs),
