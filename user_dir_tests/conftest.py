@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the order within a file and among the other files is kept
 
 
-def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None):
+def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None, env=None):
     """Run a command of the venv (``fairseq-train``, ``fairseq-interpret``, ...); return the CompletedProcess.
 
     ``check=False`` (a run expected to be refused) runs a command of this package (``fairseq-interpret``,
@@ -57,14 +57,15 @@ def run(cmd, cwd=REPO, check=True, timeout=600, in_process=None, input=None):
     everything done, a step that prepares what a test checks; the command's files, exit code, stdout and stderr are
     those of the subprocess. fairseq's own commands (``fairseq-train``, ...) always run in a process of their own,
     forked from a server that has imported torch and fairseq once (:func:`fairseq_interp.common.launcher.launch`).
-    ``input``: the text on the command's standard input."""
+    ``input``: the text on the command's standard input. ``env``: variables added to the command's environment
+    (in process: for this run only; its own commands inherit them)."""
     if in_process is None:
         in_process = not check and _entry_point(cmd, cwd) is not None
     if in_process:
-        proc = run_in_process(cmd, cwd, input=input)
+        proc = run_in_process(cmd, cwd, input=input, env=env)
     else:
         exe = cmd[0] if os.path.isabs(cmd[0]) or cmd[0] == sys.executable else os.path.join(BIN, cmd[0])
-        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
         if input is None:  # a console script forked from the preloaded server (common.launcher), as drivers do
             proc = launch([exe, *cmd[1:]], cwd=cwd, env=env, timeout=timeout)
         else:
@@ -92,7 +93,7 @@ def _entry_point(cmd, cwd):
     return None
 
 
-def run_in_process(cmd, cwd=REPO, input=None):
+def run_in_process(cmd, cwd=REPO, input=None, env=None):
     """Run a command of this package as :func:`run` does, in this process: the console script's entry point (or
     the script run as ``__main__``) with ``sys.argv``, standard input and the working directory set; its exit code,
     stdout and stderr as a CompletedProcess. What a command changes in the process (the root logger's handlers and
@@ -114,6 +115,7 @@ def run_in_process(cmd, cwd=REPO, input=None):
     saved_random = torch.get_rng_state(), random.getstate(), np.random.get_state(), torch.is_grad_enabled()
     sys.argv = [name, *argv]
     sys.stdin = io.StringIO(input or "")
+    os.environ.update(env or {})
     try:
         with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

@@ -22,15 +22,10 @@ def two_ranks(data_dir, save, updates, extra, common=COMMON):
     environment :func:`conftest.run` gives commands; ``--timeout`` stops ranks that hang."""
     logs = save / "logs"
     data = [str(data_dir / "bin")] if data_dir else []
-    saved_env = dict(os.environ)
-    os.environ.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # the ranks' environment
-    try:
-        proc = run([sys.executable, os.path.join(REPO, "scripts", "train_distributed_cpu.py"), "--nproc", "2",
-                    "--log-dir", str(logs), "--timeout", "600", "--", *data, *common, "--max-update", str(updates),
-                    "--save-dir", str(save), *extra], check=False, in_process=True)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
+    proc = run([sys.executable, os.path.join(REPO, "scripts", "train_distributed_cpu.py"), "--nproc", "2",
+                "--log-dir", str(logs), "--timeout", "600", "--", *data, *common, "--max-update", str(updates),
+                "--save-dir", str(save), *extra], check=False, in_process=True,
+               env={"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})  # the ranks' environment
     rank_logs = [(logs / f"rank{r}.log").read_text(encoding="utf-8") if (logs / f"rank{r}.log").exists() else ""
                  for r in (0, 1)]
     if proc.returncode != 0:
