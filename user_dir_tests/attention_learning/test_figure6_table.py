@@ -53,3 +53,11 @@ def test_committed_table_comes_from_the_committed_records(tmp_path):
     for name, c in committed["configurations"].items():
         assert c["runs"] == sum(r["configuration"] == name for r in runs)
         assert f"| {name} | {c['runs']} | {c['learn']}/{c['runs']} |" in proc.stdout
+
+
+def test_a_folder_without_records_is_refused_in_one_line(tmp_path):
+    proc = run([sys.executable, os.path.join(SCRIPTS, "figure6_table.py"), str(tmp_path)], check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"figure6_table: error: {tmp_path} holds no runs.jsonl or candidates.jsonl: pass a multihead-init results "
+        "folder")
+    assert list(tmp_path.iterdir()) == []

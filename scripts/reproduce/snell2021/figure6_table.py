@@ -8,6 +8,7 @@ FOLDER/table.json and FOLDER/figure6.png (derived from the records, rewritten on
     python scripts/reproduce/snell2021/figure6_table.py results/snell2021-figure6
 """
 
+import argparse
 import json
 import os
 import sys
@@ -79,9 +80,12 @@ def plot(candidates, runs, path):
 
 
 def main():
-    if len(sys.argv) != 2 or not os.path.isfile(os.path.join(sys.argv[1], "runs.jsonl")):
-        sys.exit("figure6_table: error: pass one multihead-init results folder (holding runs.jsonl)")
-    folder = sys.argv[1]
+    parser = argparse.ArgumentParser(prog="figure6_table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="a multihead-init results folder (--results-path of permutation_copy.py)")
+    folder = parser.parse_args().folder
+    missing = [name for name in ("runs.jsonl", "candidates.jsonl") if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        parser.error(f"{folder} holds no {' or '.join(missing)}: pass a multihead-init results folder")
     runs = read_records(os.path.join(folder, "runs.jsonl"))
     candidates = sorted(read_records(os.path.join(folder, "candidates.jsonl")), key=lambda r: r["head_seed"])
     table = figure6_table(runs)
