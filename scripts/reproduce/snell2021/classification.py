@@ -52,6 +52,13 @@ COMMAND = "classification.py"
 logger = logging.getLogger("classification")
 
 RUNS = ("main", "second_seed", "uniform", "frozen")
+#: Table 2 / Table 5's SST columns: (the paper's label, the key of ``probes.paper_row``)
+AGREEMENTS = (("A(α, β^uf)", "A(alpha, beta_uf)"), ("A(β^uf, β^px)", "A(beta_px, beta_uf)"),
+              ("A(Δ, β^uf)", "A(delta, beta_uf)"), ("A(α, β)", "A(alpha, beta)"), ("Â", "random_baseline"))
+XIS = (("ξ(α, β^uf)", "xi(alpha, beta_uf)"), ("ξ(β^uf, β^px)", "xi(beta_px, beta_uf)"),
+       ("ξ(Δ, β^uf)", "xi(delta, beta_uf)"), ("ξ(α, β)", "xi(alpha, beta)"))
+#: Table 10's SST column beside A(α, β^uf)
+FROZEN = ("A(α, α^fr)", "A(alpha, alpha_fr)")
 RUN_OPTIONS = {"main": [], "second_seed": [], "uniform": ["--uniform-attention"],
                "frozen": ["--freeze-except-attention"]}
 
@@ -210,21 +217,15 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
         interval = row.get("interval" + key[1:]) if key.startswith("A(") else None
         return 100.0 * row[key] if interval is None else (100.0 * row[key], 100.0 * interval[0], 100.0 * interval[1])
 
-    compared = [
-        ("A(α, β^uf)", "A(alpha, beta_uf)"), ("A(β^uf, β^px)", "A(beta_px, beta_uf)"),
-        ("A(Δ, β^uf)", "A(delta, beta_uf)"), ("A(α, β)", "A(alpha, beta)"), ("Â", "random_baseline")]
     table5 = [(f"{label} (%)", numbers.get("Table 5", "SST", label).value, pct(key), setting)
-              for label, key in compared]
-    xis = [("ξ(α, β^uf)", "xi(alpha, beta_uf)"), ("ξ(β^uf, β^px)", "xi(beta_px, beta_uf)"),
-           ("ξ(Δ, β^uf)", "xi(delta, beta_uf)"), ("ξ(α, β)", "xi(alpha, beta)")]
+              for label, key in AGREEMENTS]
     final = max((accuracy[r["id"]][args.gen_subset] for r in runs if r["run"] == "second_seed" and
                  r["step"] == args.max_update), default=None)
     table5 += [(f"{label} (accuracy %)", numbers.get("Table 5", "SST", label).value, row.get(key), setting)
-               for label, key in xis]
+               for label, key in XIS]
     table5.append(("ξ* (accuracy %, second seed's final)", numbers.get("Table 5", "SST", "ξ*").value, final,
                    setting))
-    table10 = [("A(α, α^fr) (%)", numbers.get("Table 10", "SST", "A(α, α^fr)").value, pct("A(alpha, alpha_fr)"),
-                setting),
+    table10 = [(f"{FROZEN[0]} (%)", numbers.get("Table 10", "SST", FROZEN[0]).value, pct(FROZEN[1]), setting),
                ("A(α, β^uf) (%)", numbers.get("Table 10", "SST", "A(α, β^uf)").value, pct("A(alpha, beta_uf)"),
                 setting)]
     lines = [f"{' '.join(sys.argv)}", "", "Table 2 / Table 5, SST row (agreements in % with their 95% bootstrap interval over sentences, "
