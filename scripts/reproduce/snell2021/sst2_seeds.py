@@ -113,7 +113,7 @@ def markdown(sets, rows):
         unit = " (%)" if r["kind"] == "agreement" else " (accuracy %)"
         spread = "–" if r["mean"] is None else f"{r['mean']:.2f}" + ("" if r["sd"] is None else f" ± {r['sd']:.2f}")
         if r["mean"] is not None and r["sets_with_value"] < len(sets):
-            spread += f" ({r['sets_with_value']} sets)"
+            spread += f" ({r['sets_with_value']} set{'s' if r['sets_with_value'] != 1 else ''})"
         diff = "–" if r["mean"] is None or r["paper"] is None else f"{r['mean'] - r['paper']:+.2f}"
         above = f"{r['sets_above_chance']}/{len(sets)}" if "sets_above_chance" in r else "–"
         lines.append(f"| {r['quantity']}{unit} ({r['table']}) | {r['paper']:.2f} | " + " | ".join(cells)
@@ -122,7 +122,7 @@ def markdown(sets, rows):
     lines += ["", f"{len(sets)} seed sets (main, second seed, uniform, frozen); {config['rows']} rows, "
               f"{config['arch']}, {config['max_update']} updates, lr {config['lr']}, batch {config['batch_size']}, "
               f"probed split {config['subset']}; agreements with their 95 % bootstrap interval over sentences; "
-              "a cell – where no checkpoint of the second seed agrees as little as the probe (ξ undefined)", "",
+              "ξ is – where the probe agrees with α more than any checkpoint of the second seed does (undefined)", "",
               "probed checkpoints (main run's most accurate on valid): " + "; ".join(
                   f"seeds {' '.join(map(str, s['config']['seeds']))}: update {s['probed']['step']} "
                   f"(valid {s['probed']['accuracy']['valid']:.1f} %, {config['subset']} "
