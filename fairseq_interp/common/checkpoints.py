@@ -38,6 +38,18 @@ def checkpoint_arch(state):
     return getattr(state.get("args"), "arch", None)
 
 
+def checkpoint_training(state):
+    """``{"seed", "updates"}`` of a fairseq checkpoint state: the training seed (hydra ``cfg.common`` or legacy
+    ``args``) and the number of updates it was saved at (``None`` where the state does not say)."""
+    cfg = state.get("cfg")
+    common = cfg.get("common") if cfg is not None and hasattr(cfg, "get") else None
+    seed = common.get("seed") if common is not None and hasattr(common, "get") else getattr(state.get("args"), "seed",
+                                                                                            None)
+    history = state.get("optimizer_history") or []
+    updates = history[-1].get("num_updates") if history and hasattr(history[-1], "get") else None
+    return {"seed": None if seed is None else int(seed), "updates": None if updates is None else int(updates)}
+
+
 def _torch_load(path):
     """``torch.load`` under the safe loader, with one-line errors for unreadable files and refused pickles."""
     import torch

@@ -8,6 +8,8 @@ was:
 * :func:`check_output_folder`: a folder to write into (or to create) is not a file and is writable;
 * :func:`check_output_file`: an output file does not exist (unless ``--overwrite``), is not a folder, is not one of
   the command's inputs (not even with ``--overwrite``), and its folder can be written;
+* :func:`add_table_output_arguments`, :func:`write_table_outputs`: the ``--out`` (markdown) / ``--json`` pair of a
+  script that summarizes results into one table;
 * :func:`output_lock`: an exclusive lock (``fcntl.flock``) held while a command writes a set of results; a second
   process asking for it is refused at once. The kernel releases it when the holder dies (also after
   ``kill -9``), so a killed run never leaves a stale lock behind.
@@ -100,6 +102,33 @@ def check_results_folder(folder, names, option, overwrite=False, inputs=()):
     fix = f"pass --overwrite to replace it, or another {option}"
     for name in names:
         check_output_file(os.path.join(folder, name), option, overwrite, inputs=inputs, fix=fix)
+
+
+def add_table_output_arguments(parser, json_help):
+    """Add ``--out`` (the markdown table), ``--json`` (``json_help``: what the JSON holds) and ``--overwrite``."""
+    parser.add_argument("--out", help="write the markdown table here (default: print it only; refused if it exists, "
+                        "unless --overwrite)")
+    parser.add_argument("--json", help=f"write {json_help} here (refused if it exists, unless --overwrite)")
+    add_overwrite_argument(parser)
+
+
+def check_table_outputs(args, inputs=()):
+    """Refuse, before anything is read or written, the ``--out``/``--json`` of :func:`add_table_output_arguments`."""
+    check_output_files([args.out, args.json], ["--out", "--json"], args.overwrite, inputs=inputs)
+
+
+def write_table_outputs(args, text, data):
+    """Write the markdown ``text`` to ``--out`` and ``data`` as indented JSON to ``--json`` (each atomically, where
+    given), then print ``text``."""
+    import json
+
+    from .jsonl import write_atomic
+
+    if args.out:
+        write_atomic(make_parent(args.out), text)
+    if args.json:
+        write_atomic(make_parent(args.json), json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(text, end="")
 
 
 def folder_files(paths):

@@ -110,11 +110,12 @@ def split_files(data, split, source_lang=None, target_lang=None):
 
 
 def checkpoint_provenance(path, state):
-    """The ``checkpoint`` section of a checkpoint file and its loaded state."""
-    from .checkpoints import checkpoint_arch
+    """The ``checkpoint`` section of a checkpoint file and its loaded state: path, weights, architecture, training
+    seed and updates."""
+    from .checkpoints import checkpoint_arch, checkpoint_training
 
     return {"path": os.path.abspath(path), "weights_sha256": weights_fingerprint(state["model"]),
-            "arch": checkpoint_arch(state)}
+            "arch": checkpoint_arch(state), **checkpoint_training(state)}
 
 
 def data_provenance(task, data, split):

@@ -2,12 +2,14 @@
 through ``fairseq-interp probes``."""
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run
+from conftest import REPO, run
 from fairseq_interp.attention_learning.agreement import (agreement, agreement_interval, agreement_with_baseline,
                                                contextualized_agreement, kendall_tau, mean_kendall_tau, top_k)
 from fairseq_interp.common.ibm1 import IBM1
@@ -233,6 +235,16 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
         in_process=True)
     same = json.loads((out2 / "probes.json").read_text())
     assert same["second_seed_curve"][-1]["agreement"] == 1.0
+    # table2_seeds.py reads this folder as one seed set: the runs' training seeds and updates from the checkpoints
+    sys.path.insert(0, os.path.join(REPO, "scripts", "reproduce", "snell2021"))
+    from table2_seeds import load_set
+
+    one = load_set(str(out))
+    assert one["config"]["seeds"] == [1, 2] and one["config"]["updates"] == {"main": 150, "second_seed": 150,
+                                                                             "uniform": 150}
+    assert one["values"]["A(alpha, beta_uf)"] == pytest.approx(100 * paper["A(alpha, beta_uf)"])
+    assert one["values"]["ξ*"] == curve[-1]["accuracy"] and one["probed"] == {"step": 150,
+                                                                               "accuracy": paper["accuracy"]}
     assert same["second_seed_curve"][-1]["accuracy"] == pytest.approx(same["paper_row"]["accuracy"])
     assert same["paper_row"]["accuracy"] == pytest.approx(paper["accuracy"])
     # bad inputs: one-line errors
@@ -354,8 +366,10 @@ def test_probes_reads_the_split_in_batches_with_the_same_numbers_and_records_pro
     # provenance: the checkpoint's weights, the split's files, the options; only the run section differs
     provenance = results["one"]["provenance"]
     assert provenance["format"] == "fairseq-interp-probes" and provenance["format_version"] == 1
-    assert provenance["checkpoint"]["weights_sha256"] == weights_fingerprint(
-        read_checkpoint(str(transformer_ckpt))["model"])
+    state = read_checkpoint(str(transformer_ckpt))
+    assert provenance["checkpoint"]["weights_sha256"] == weights_fingerprint(state["model"])
+    assert provenance["checkpoint"]["seed"] == state["cfg"]["common"]["seed"]
+    assert provenance["checkpoint"]["updates"] == state["optimizer_history"][-1]["num_updates"] > 0
     assert provenance["data"]["split_sha256"] == files_fingerprint(split_files(str(data), "valid", "en", "fr"))
     assert provenance["run"]["sentence_ids"] == list(range(6))
     for name in ("tokens", "old-name"):

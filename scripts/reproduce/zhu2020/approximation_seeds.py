@@ -15,8 +15,7 @@ import sys
 
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import script_main
-from fairseq_interp.common.jsonl import write_atomic
-from fairseq_interp.common.outputs import add_overwrite_argument, check_output_files, make_parent
+from fairseq_interp.common.outputs import add_table_output_arguments, check_table_outputs, write_table_outputs
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.common.statistics import format_mean_sd
 from fairseq_interp.lca.analysis import approximation_seeds
@@ -77,21 +76,12 @@ def markdown(summary, results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="result files of lca_approximation.py (--out), one per seed")
-    parser.add_argument("--out", help="write the markdown table here (default: print it only; refused if it exists, "
-                        "unless --overwrite)")
-    parser.add_argument("--json", help="write the per-seed values and their lists here (refused if it exists, unless "
-                        "--overwrite)")
-    add_overwrite_argument(parser)
+    add_table_output_arguments(parser, "the per-seed values and their lists")
     args = parser.parse_args()
-    check_output_files([args.out, args.json], ["--out", "--json"], args.overwrite, inputs=args.results)
+    check_table_outputs(args, inputs=args.results)
     results = load(args.results)
     summary = approximation_seeds(results)
-    text = markdown(summary, results)
-    if args.out:
-        write_atomic(make_parent(args.out), text)
-    if args.json:
-        write_atomic(make_parent(args.json), json.dumps(summary, indent=1) + "\n")
-    print(text, end="")
+    write_table_outputs(args, markdown(summary, results), summary)
 
 
 if __name__ == "__main__":
