@@ -22,7 +22,7 @@ from classification import AGREEMENTS, FROZEN, XIS  # noqa: E402
 
 from fairseq_interp.common.errors import InterpretError  # noqa: E402
 from fairseq_interp.common.fairseq_runs import script_main  # noqa: E402
-from fairseq_interp.common.jsonl import read_records  # noqa: E402
+from fairseq_interp.common.jsonl import read_json_object, read_records  # noqa: E402
 from fairseq_interp.common.outputs import (add_table_output_arguments, check_table_outputs,  # noqa: E402
                                            write_table_outputs)
 from fairseq_interp.common.paper_numbers import load_paper_numbers  # noqa: E402
@@ -66,8 +66,8 @@ def probe_values(probes):
 
 
 def read_probes(path):
-    with open(path) as f:
-        probes = json.load(f)
+    """A probes.json with its paper row; refused in one line if it is unreadable or has none."""
+    probes = read_json_object(path, "a fairseq-interp probes result", "run the probes again")
     if "paper_row" not in probes:
         raise InterpretError(f"{path} has no paper row: run fairseq-interp probes with --along-training, "
                              "--uniform-path and --second-seed-path")
@@ -97,6 +97,9 @@ def load_probes_set(folder):
     """A ``fairseq-interp probes`` results folder as a set: its config is what probes.json records of the runs
     (architecture, updates and training seed of each, probe options, data fingerprints, probed sentences)."""
     probes = read_probes(os.path.join(folder, "probes.json"))
+    if probes["kind"] not in PAPER_ROWS:
+        raise InterpretError(f"{folder}/probes.json is of kind {probes['kind']!r}: the paper's Table 5 has rows for "
+                             f"{', '.join(PAPER_ROWS)}")
     provenance = probes["provenance"]
     checkpoints = {name: provenance["checkpoints"].get(name) or {} for name in RUNS}
     missing = [name for name in RUNS if checkpoints[name].get("seed") is None]
@@ -109,9 +112,6 @@ def load_probes_set(folder):
               "updates": {n: checkpoints[n]["updates"] for n in RUNS}, "options": provenance["options"],
               "data": data, "sentences": probes["sentences"],
               "seeds": sorted({checkpoints[n]["seed"] for n in RUNS})}
-    if probes["kind"] not in PAPER_ROWS:
-        raise InterpretError(f"{folder}/probes.json is of kind {probes['kind']!r}: the paper's Table 5 has rows for "
-                             f"{', '.join(PAPER_ROWS)}")
     values, intervals = probe_values(probes)
     return {"folder": folder, "row": PAPER_ROWS[probes["kind"]], "config": config, "values": values,
             "intervals": intervals,
