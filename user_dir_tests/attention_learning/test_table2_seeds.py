@@ -146,6 +146,12 @@ def test_probes_folders_refused_in_one_line(tmp_path):
         bad = run([sys.executable, script, str(a), str(other), "--json", str(tmp_path / "t.json")], check=False)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, message
         assert not (tmp_path / "t.json").exists()
+    second = make_probes_set(tmp_path / "f", (3, 4, 3), 0.25, 0.2, 0.07)
+    before = (second / "probes.json").read_text()
+    bad = run([sys.executable, script, str(a), str(second), "--json", str(second / "probes.json"), "--overwrite"],
+              check=False)
+    assert bad.returncode == 2 and "input" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert (second / "probes.json").read_text() == before
 
 
 def test_committed_multi30k_table_is_the_records_table():

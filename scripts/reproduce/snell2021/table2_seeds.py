@@ -24,7 +24,7 @@ from fairseq_interp.common.errors import InterpretError  # noqa: E402
 from fairseq_interp.common.fairseq_runs import script_main  # noqa: E402
 from fairseq_interp.common.jsonl import read_json_object, read_records  # noqa: E402
 from fairseq_interp.common.outputs import (add_table_output_arguments, check_table_outputs,  # noqa: E402
-                                           write_table_outputs)
+                                           folder_files, write_table_outputs)
 from fairseq_interp.common.paper_numbers import load_paper_numbers  # noqa: E402
 from fairseq_interp.common.statistics import mean_sd  # noqa: E402
 
@@ -208,7 +208,7 @@ def main(argv=None):
                         "fairseq-interp probes' --results-path")
     add_table_output_arguments(parser, "the sets' values and the summary")
     args = parser.parse_args(argv)
-    check_table_outputs(args)
+    check_table_outputs(args, inputs=[path for folder in args.results for path in folder_files(folder)])
     sets = [load_set(folder) for folder in args.results]
     check_sets(sets)
     rows = summarize(sets)
