@@ -153,6 +153,42 @@ def affected_pairs(masks, pairs, erased):
     return [p for i, p in enumerate(pairs) if any(bool((masks[m][i] & erased[m]).any()) for m in erased)]
 
 
+def erasure_control(record):
+    """Figure 5's comparison in one ``erasure.json`` record made with the random control: per pair, the BLEU change
+    of the pair itself under its specific (or exclusive) erasure and under as many random neurons, and the mean
+    change of the other pairs under each."""
+    out = {}
+    for condition in record["conditions"]:
+        kind, _, pair = condition.partition(":")
+        if kind not in ("specific", "exclusive") or f"random:{pair}" not in record["delta"]:
+            continue
+        own, rand = record["delta"][condition], record["delta"][f"random:{pair}"]
+        others = [p for p in record["pairs"] if p != pair]
+        out[pair] = {"erased": record["conditions"][condition]["erased"], "own": own.get(pair),
+                     "own_random": rand.get(pair),
+                     "others": sum(own[p] for p in others) / len(others) if others else None,
+                     "others_random": sum(rand[p] for p in others) / len(others) if others else None}
+    return out
+
+
+CONTROL_KEYS = ("own", "own_random", "others", "others_random")
+
+
+def control_over_draws(records):
+    """:func:`erasure_control` over erasure draws (records of one checkpoint and options, each with its own seed):
+    ``{"pairs": {pair: {key: [per draw]}}, "mean_over_pairs": {key: [per draw]}, "general": [per draw]}`` with the
+    keys of :data:`CONTROL_KEYS` (and ``erased`` per pair); ``general`` is the mean change over the directions when
+    the general condition's neurons are erased."""
+    draws = [erasure_control(record) for record in records]
+    pairs = [p for p in draws[0] if all(p in d and None not in d[p].values() for d in draws)]
+    summary = {"pairs": {p: {key: [d[p][key] for d in draws] for key in ("erased", *CONTROL_KEYS)} for p in pairs},
+               "mean_over_pairs": {key: [sum(d[p][key] for p in pairs) / len(pairs) for d in draws]
+                                   for key in CONTROL_KEYS} if pairs else {},
+               "general": [sum(r["delta"]["general"].values()) / len(r["delta"]["general"])
+                           for r in records if r["delta"].get("general")]}
+    return summary
+
+
 def plot_changes(rows, pairs, path, title="BLEU change after erasure"):
     """Heatmap of ``rows`` (``{condition: {pair: ΔBLEU}}``), conditions × pairs, values written in the cells."""
     plt = pyplot()

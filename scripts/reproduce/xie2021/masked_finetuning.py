@@ -816,6 +816,8 @@ def sweep(args):
         with open(os.path.join(out, "erasure.json")) as f:
             record = json.load(f)
         state["erasure"]["seconds"] = record["seconds"]
+        from fairseq_interp.neurons.erasure import erasure_control
+
         state["erasure"]["control"] = erasure_control(record)
         general = record["delta"].get("general")
         state["erasure"]["general_delta"] = round(sum(general.values()) / len(general), 2) if general else None
@@ -827,23 +829,6 @@ def sweep(args):
     print(md)
     if args.report:
         sweep_report(args.report, state, md)
-
-
-def erasure_control(record):
-    """Per pair: BLEU change of the pair itself under its specific erasure and under the random control of the same
-    size, and the mean change of the other pairs under each."""
-    out = {}
-    for condition in record["conditions"]:
-        kind, _, pair = condition.partition(":")
-        if kind not in ("specific", "exclusive") or f"random:{pair}" not in record["delta"]:
-            continue
-        own, rand = record["delta"][condition], record["delta"][f"random:{pair}"]
-        others = [p for p in record["pairs"] if p != pair]
-        out[pair] = {"erased": record["conditions"][condition]["erased"], "own": own.get(pair),
-                     "own_random": rand.get(pair),
-                     "others": sum(own[p] for p in others) / len(others) if others else None,
-                     "others_random": sum(rand[p] for p in others) / len(others) if others else None}
-    return out
 
 
 def sweep_markdown(exp, state):
