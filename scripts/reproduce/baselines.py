@@ -37,6 +37,7 @@ from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, devic
                                                script_main, stopped_by, valid_curve)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
+from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
 from fairseq_interp.common.statistics import format_mean_sd
 
 logger = logging.getLogger("baselines")
@@ -127,7 +128,11 @@ def table(args):
     best update and test BLEU) and ``baselines-curves.png`` (valid loss and valid BLEU vs updates, a line per run)
     in ``--out``."""
     runs = {}
-    for path in sorted(glob.glob(os.path.join(args.work, "*", "summary.json"))):
+    summaries = sorted(glob.glob(os.path.join(args.work, "*", "summary.json")))
+    out = args.out or args.work
+    check_results_folder(out, ["baselines.md", "baselines.json", "baselines-curves.png"], "--out", args.overwrite,
+                         inputs=summaries)
+    for path in summaries:
         with open(path) as f:
             summary = json.load(f)
         runs.setdefault((summary["recipe"], summary["pair"]), []).append(summary)
@@ -146,7 +151,6 @@ def table(args):
                      f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']} |")
     signatures = sorted({s["test_bleu_signature"] for group in runs.values() for s in group})
     text = "\n".join(lines) + "\n\nsacrebleu: " + "; ".join(f"`{sig}`" for sig in signatures) + "\n"
-    out = args.out or args.work
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "baselines.md"), text)
     records = [{**s, "stopped_by": summary_stopped_by(s)} for group in runs.values() for s in group]
@@ -206,6 +210,7 @@ def main():
                        formatter_class=defaults_help_formatter())
     s.add_argument("--work", required=True, help="the folder given to train")
     s.add_argument("--out", help="where baselines.md, baselines.json and baselines-curves.png go (default: --work)")
+    add_overwrite_argument(s)
     s.set_defaults(func=table)
     args = parser.parse_args()
     args.func(args)

@@ -94,5 +94,11 @@ def test_baselines_table_reports_how_each_run_stopped_and_its_best_point(tmp_pat
     assert [r["curve"] for r in records] == [r["curve"] for r in runs]
     assert (out / "baselines-curves.png").stat().st_size > 0 and (out / "baselines.md").read_text() == table
 
+    # the written table is not replaced unless asked
+    again = run([sys.executable, DRIVER, "table", "--work", str(work), "--out", str(out)], check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert (out / "baselines.md").read_text() == table
+    run([sys.executable, DRIVER, "table", "--work", str(work), "--out", str(out), "--overwrite"], in_process=True)
+
     empty = run([sys.executable, DRIVER, "table", "--work", str(tmp_path / "none")], check=False)
     assert empty.returncode == 2 and "no finished baseline" in empty.stderr and "Traceback" not in empty.stderr
