@@ -21,7 +21,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from importlib.metadata import entry_points
+from multiprocessing import connection, context, popen_forkserver
 
 #: the environment variable that chooses how console scripts start: ``fork`` (default) or ``subprocess``
 LAUNCH_ENV = "FAIRSEQ_INTERP_LAUNCH"
@@ -32,7 +34,7 @@ LAUNCH_MODES = ("fork", "subprocess")
 #: Python, so another copy of the plugin can never clash with a preloaded one)
 PRELOAD = ("torch", "torch._dynamo", "fairseq_cli.train", "fairseq_cli.generate", "fairseq_cli.preprocess")
 
-_context = None
+_preload_set = False
 
 
 def console_entry_point(name):
@@ -52,13 +54,39 @@ def forking(env=None):
     return mode == "fork" and "forkserver" in multiprocessing.get_all_start_methods()
 
 
-def _forkserver():
-    global _context
-    if _context is None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(PRELOAD))
-        _context = context
-    return _context
+class _SerialPollPopen(popen_forkserver.Popen):
+    """The forkserver's handle on one forked process, whose exit code is read under a lock.
+
+    The server sends a process's exit code once, through a pipe that it then closes; the standard handle reads it
+    without a lock, so when two threads poll the same process at once (one waiting for it, another starting any
+    process: :meth:`multiprocessing.Process.start` polls every running child) the second reader finds the pipe empty
+    and records exit code 255 over the real one. Waiting for the pipe to be readable stays outside the lock."""
+
+    def __init__(self, process_obj):
+        self._poll_lock = threading.Lock()
+        super().__init__(process_obj)
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None and flag != os.WNOHANG:
+            connection.wait([self.sentinel])
+        with self._poll_lock:
+            return super().poll(os.WNOHANG)
+
+
+class _ForkedProcess(context.ForkServerProcess):
+    """A process forked from the server, whose exit code reaches every thread that asks (:class:`_SerialPollPopen`)."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _SerialPollPopen(process_obj)
+
+
+def _set_preload():
+    """What the server imports when it starts (it starts with the first forked command)."""
+    global _preload_set
+    if not _preload_set:
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+        _preload_set = True
 
 
 def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
@@ -172,8 +200,9 @@ def start(cmd, cwd=None, env=None, stdout=None, stderr=None, target=None):
             f.close()
     if combined:
         paths[1] = paths[0]  # the forked process opens it once for both
-    process = _forkserver().Process(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
-                                    name=os.path.basename(cmd[0]))
+    _set_preload()
+    process = _ForkedProcess(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
+                             name=os.path.basename(cmd[0]))
     process.start()
     return Forked(cmd, process)
 

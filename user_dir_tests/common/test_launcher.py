@@ -5,11 +5,13 @@ driver: test_fairseq_runs_stop.py). Commands started without waiting (``start``)
 Popen's handle, forked or in a new Python."""
 
 import json
+import multiprocessing
 import os
 import runpy
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -218,3 +220,22 @@ def test_distributed_script_refuses_bad_options_before_any_rank(tmp_path, option
                 str(logs), "--", "data"], check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(expected)
     assert not logs.exists()
+
+
+def test_the_exit_code_survives_other_threads_polling():
+    """Each command's own exit code, while another thread keeps polling every child (as starting any process does:
+    a driver running commands side by side); a second reader of the server's exit-code pipe must not see 255."""
+    stop = threading.Event()
+
+    def poll_children():
+        while not stop.is_set():
+            multiprocessing.active_children()
+
+    poller = threading.Thread(target=poll_children)
+    poller.start()
+    try:
+        codes = [start(["some-command", "3"], target="launch_targets:report_process").wait() for _ in range(40)]
+    finally:
+        stop.set()
+        poller.join()
+    assert codes == [3] * 40
