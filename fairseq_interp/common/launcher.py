@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 from importlib.metadata import entry_points
-from multiprocessing import connection, context, popen_forkserver
 
 #: the environment variable that chooses how console scripts start: ``fork`` (default) or ``subprocess``
 LAUNCH_ENV = "FAIRSEQ_INTERP_LAUNCH"
@@ -54,39 +53,40 @@ def forking(env=None):
     return mode == "fork" and "forkserver" in multiprocessing.get_all_start_methods()
 
 
-class _SerialPollPopen(popen_forkserver.Popen):
-    """The forkserver's handle on one forked process, whose exit code is read under a lock.
+if "forkserver" in multiprocessing.get_all_start_methods():
+    from multiprocessing import connection, context, popen_forkserver
 
-    The server sends a process's exit code once, through a pipe that it then closes; the standard handle reads it
-    without a lock, so when two threads poll the same process at once (one waiting for it, another starting any
-    process: :meth:`multiprocessing.Process.start` polls every running child) the second reader finds the pipe empty
-    and records exit code 255 over the real one. Waiting for the pipe to be readable stays outside the lock."""
+    class _SerialPollPopen(popen_forkserver.Popen):
+        """The server's handle on one forked process, whose exit code is read under a lock. The server sends it once,
+        through a pipe that it then closes; the standard handle reads it without a lock, so when two threads poll the
+        same process at once (one waiting for it, another starting any process: :meth:`multiprocessing.Process.start`
+        polls every running child) the second reader finds the pipe empty and records exit code 255 over the real
+        one. Waiting for the exit stays outside the lock."""
 
-    def __init__(self, process_obj):
-        self._poll_lock = threading.Lock()
-        super().__init__(process_obj)
+        def __init__(self, process_obj):
+            self._poll_lock = threading.Lock()
+            super().__init__(process_obj)
 
-    def poll(self, flag=os.WNOHANG):
-        if self.returncode is None and flag != os.WNOHANG:
-            connection.wait([self.sentinel])
-        with self._poll_lock:
-            return super().poll(os.WNOHANG)
+        def poll(self, flag=os.WNOHANG):
+            if self.returncode is None and flag != os.WNOHANG:
+                connection.wait([self.sentinel])
+            with self._poll_lock:
+                return super().poll(os.WNOHANG)
 
+    class _ForkedProcess(context.ForkServerProcess):
+        """A process forked from the server, whose exit code every thread that asks gets (:class:`_SerialPollPopen`)."""
 
-class _ForkedProcess(context.ForkServerProcess):
-    """A process forked from the server, whose exit code reaches every thread that asks (:class:`_SerialPollPopen`)."""
-
-    @staticmethod
-    def _Popen(process_obj):
-        return _SerialPollPopen(process_obj)
+        _Popen = staticmethod(_SerialPollPopen)
 
 
-def _set_preload():
-    """What the server imports when it starts (it starts with the first forked command)."""
+def _forked_process_class():
+    """The class of a process forked from the server, once the server's preloaded modules are set (it starts with
+    the first command)."""
     global _preload_set
     if not _preload_set:
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
         _preload_set = True
+    return _ForkedProcess
 
 
 def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
@@ -200,8 +200,7 @@ def start(cmd, cwd=None, env=None, stdout=None, stderr=None, target=None):
             f.close()
     if combined:
         paths[1] = paths[0]  # the forked process opens it once for both
-    _set_preload()
-    process = _ForkedProcess(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
+    process = _forked_process_class()(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
                              name=os.path.basename(cmd[0]))
     process.start()
     return Forked(cmd, process)
