@@ -200,8 +200,9 @@ def start(cmd, cwd=None, env=None, stdout=None, stderr=None, target=None):
             f.close()
     if combined:
         paths[1] = paths[0]  # the forked process opens it once for both
-    process = _forked_process_class()(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
-                             name=os.path.basename(cmd[0]))
+    process_class = _forked_process_class()
+    process = process_class(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
+                            name=os.path.basename(cmd[0]))
     process.start()
     return Forked(cmd, process)
 
