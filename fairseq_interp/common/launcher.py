@@ -33,8 +33,6 @@ LAUNCH_MODES = ("fork", "subprocess")
 #: Python, so another copy of the plugin can never clash with a preloaded one)
 PRELOAD = ("torch", "torch._dynamo", "fairseq_cli.train", "fairseq_cli.generate", "fairseq_cli.preprocess")
 
-_preload_set = False
-
 
 def console_entry_point(name):
     """The ``module:function`` of console script ``name`` installed in this environment, or None."""
@@ -77,16 +75,6 @@ if "forkserver" in multiprocessing.get_all_start_methods():
         """A process forked from the server, whose exit code every thread that asks gets (:class:`_SerialPollPopen`)."""
 
         _Popen = staticmethod(_SerialPollPopen)
-
-
-def _forked_process_class():
-    """The class of a process forked from the server, once the server's preloaded modules are set (it starts with
-    the first command)."""
-    global _preload_set
-    if not _preload_set:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
-        _preload_set = True
-    return _ForkedProcess
 
 
 def _run_entry_point(target, argv, cwd, env, stdout_path, stderr_path):
@@ -200,9 +188,10 @@ def start(cmd, cwd=None, env=None, stdout=None, stderr=None, target=None):
             f.close()
     if combined:
         paths[1] = paths[0]  # the forked process opens it once for both
-    process_class = _forked_process_class()
-    process = process_class(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
-                            name=os.path.basename(cmd[0]))
+    # what the server imports, read when it starts (with the first forked command); setting it again changes nothing
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+    process = _ForkedProcess(target=_run_entry_point, args=(target, cmd, cwd, env, *paths),
+                             name=os.path.basename(cmd[0]))
     process.start()
     return Forked(cmd, process)
 
