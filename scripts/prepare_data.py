@@ -8,7 +8,8 @@ Reads the raw gzip files of ``../shared/data/multi30k`` (train / val / test_2016
     OUT/spm/{train,valid,test}.{lang}        sentencepiece pieces
     OUT/spm.model, OUT/spm.vocab             the joint sentencepiece model
     OUT/bin/                                 fairseq-preprocess output (joined dictionary)
-    OUT/prepare.json                         the options used; a second run with the same options is a no-op
+    OUT/prepare.json                         the options used; a second run with the same options is a no-op;
+                                             bin_sha256: the binarized data's fingerprint (same data to the byte)
 
 Everything is built in a temporary folder beside OUT and renamed to OUT at the end, so a failed or interrupted run
 leaves OUT as it was. OUT prepared with other options is replaced only with ``--overwrite``, and a folder holding
@@ -34,8 +35,8 @@ import os
 import shutil
 
 from fairseq_interp.common.errors import InterpretError as PrepareError  # one line on stderr, exit code 2
-from fairseq_interp.common.preparation import (add_overwrite_option, already_prepared, preparation_main,
-                                                run_preprocess, write_lines)
+from fairseq_interp.common.preparation import (FINGERPRINT_KEY, add_overwrite_option, already_prepared,
+                                                binarized_fingerprint, preparation_main, run_preprocess, write_lines)
 
 LANGS = ("en", "de", "fr", "cs")
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
@@ -192,7 +193,8 @@ def prepare(args):
         options = {k: v for k, v in options.items() if k not in ("src", "tgt")}
         options["lang_pairs"] = pairs
     check_out(final_out, args.overwrite)
-    if already_prepared(final_out, stamp_path, options, args.overwrite):
+    if already_prepared(final_out, stamp_path, options, args.overwrite, stamp_options=lambda stamp: {
+            key: value for key, value in stamp.items() if key != FINGERPRINT_KEY}):
         return final_out
 
     out = f"{final_out}.tmp{os.getpid()}"  # built here, renamed to --out at the end
@@ -249,7 +251,7 @@ def _build(args, out, pairs, langs, options):
     else:
         binarize_bilingual(out, args.src, args.tgt, args.workers)
     with open(stamp_path + ".tmp", "w") as f:
-        json.dump(options, f, indent=1)
+        json.dump({**options, FINGERPRINT_KEY: binarized_fingerprint(os.path.join(out, "bin"))}, f, indent=1)
     os.replace(stamp_path + ".tmp", stamp_path)
 
 

@@ -2,6 +2,7 @@
 written atomically, fairseq-preprocess with a one-line error, and the ``prepare.json`` stamp that makes a second
 run with the same options a no-op."""
 
+import hashlib
 import json
 import os
 import sys
@@ -14,6 +15,35 @@ def write_lines(path, lines):
     from .jsonl import write_lines_atomic
 
     write_lines_atomic(path, (line + "\n" for line in lines))
+
+
+#: the key of ``prepare.json`` holding :func:`binarized_fingerprint`; not an option (a rerun compares the rest)
+FINGERPRINT_KEY = "bin_sha256"
+
+
+def binarized_fingerprint(bin_dir):
+    """sha256 over the names and bytes of the binarized data and dictionaries in ``bin_dir`` (every file but
+    fairseq-preprocess's log, which holds paths and times): equal fingerprints, the same data to the byte, wherever
+    and whenever it was prepared."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(bin_dir)):
+        if name == "preprocess.log" or not os.path.isfile(os.path.join(bin_dir, name)):
+            continue
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(bin_dir, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def recorded_fingerprint(data_dir):
+    """The :func:`binarized_fingerprint` that ``data_dir/prepare.json`` recorded, or None (not recorded there)."""
+    try:
+        with open(os.path.join(data_dir, "prepare.json"), encoding="utf-8") as f:
+            return json.load(f).get(FINGERPRINT_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def run_preprocess(cmd_args):

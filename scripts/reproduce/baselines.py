@@ -10,11 +10,13 @@ Recipes (Multi30k, ``scripts/prepare_data.py``, joint 8,000-piece sentencepiece)
 
 Validation every ``--validate-every`` updates (default 300, about one epoch of Multi30k) with valid BLEU (fairseq's
 ``--eval-bleu``: greedy, at most 1.2 × source length + 10 tokens, detokenized); fairseq's ``--patience`` stops
-training; ``checkpoint_best.pt`` is the best valid loss. Test BLEU: beam 5 on test_2016_flickr with sacrebleu (``common.bleu``, signature kept).
+training; ``checkpoint_best.pt`` is the best valid loss. Test BLEU: beam 5 on test_2016_flickr with sacrebleu
+(``common.bleu``, signature kept).
 
-Everything goes to ``--work/<recipe>.<src>-<tgt>.seed<N>/``: ``summary.json`` (curve, best update, test BLEU, time) is
-written at the end; rerunning continues an interrupted training from its last checkpoint (fairseq's resume) and
-reuses a finished one. ``--seeds 1 2 3`` runs them one after another; ``table`` prints mean ± sd over seeds.
+Everything goes to ``--work/<recipe>.<src>-<tgt>.seed<N>/``: ``summary.json`` (curve, best update, test BLEU, time,
+the data's fingerprint from its ``prepare.json``) is written at the end; rerunning continues an interrupted training
+from its last checkpoint (fairseq's resume) and reuses a finished one. ``--seeds 1 2 3`` runs them one after
+another; ``table`` prints mean ± sd over seeds.
 
     OMP_NUM_THREADS=1 python scripts/reproduce/baselines.py train --recipe transformer --src en --tgt fr --seeds 1 \\
         --work results/baselines
@@ -38,6 +40,7 @@ from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, devic
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
+from fairseq_interp.common.preparation import recorded_fingerprint
 from fairseq_interp.common.statistics import format_mean_sd
 
 logger = logging.getLogger("baselines")
@@ -101,7 +104,8 @@ def train_one(args, data, seed):
                "updates": checkpoint_updates(os.path.join(save, "checkpoint_last.pt")), "best_update": best_update,
                "curve": [{"update": u, "valid_loss": loss, "valid_bleu": b} for u, loss, b in curve],
                "test_bleu": round(bleu.score, 2), "test_bleu_signature": bleu.signature,
-               "train_seconds_last_run": round(train_seconds), "threads": THREADS}
+               "data_bin_sha256": recorded_fingerprint(data), "train_seconds_last_run": round(train_seconds),
+               "threads": THREADS}
     write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
     logger.info(f"{name}: {summary['updates']} updates (best {best_update}), test BLEU {summary['test_bleu']:.2f}")
 

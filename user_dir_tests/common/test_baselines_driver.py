@@ -11,6 +11,7 @@ import sys
 from conftest import run
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.preparation import binarized_fingerprint
 
 DRIVER = "scripts/reproduce/baselines.py"
 
@@ -37,6 +38,7 @@ def test_baselines_driver_summary_comes_from_the_log_and_a_rerun_reuses_it(data_
         assert len(ids) == len(refs)
         bleu = corpus_bleu(hyps, [refs[i] for i in ids], "fr")
         assert summary["test_bleu"] == round(bleu.score, 2) and summary["test_bleu_signature"] == bleu.signature
+        assert summary["data_bin_sha256"] == binarized_fingerprint(os.path.join(data_dir, "bin"))
     assert summaries[0]["curve"] != summaries[1]["curve"]  # two seeds, two trainings
 
     stamp = os.path.getmtime(work / "transformer.en-fr.seed1" / "checkpoint_last.pt")
