@@ -162,3 +162,11 @@ def test_committed_multi30k_table_is_the_records_table():
     check_sets(sets)
     with open(os.path.join(COMMITTED_MULTI30K, "table.md"), encoding="utf-8") as f:
         assert f.read() == markdown(sets, summarize(sets))
+
+
+def test_committed_multi30k_256_dims_table_is_the_records_table():
+    folder = os.path.join(REPO, "docs", "results", "snell2021-multi30k-256")
+    sets = [load_set(folder)]
+    assert sets[0]["config"]["seeds"] == [1, 2]
+    with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
+        assert f.read() == markdown(sets, summarize(sets))
