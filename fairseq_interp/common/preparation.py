@@ -2,7 +2,6 @@
 written atomically, fairseq-preprocess with a one-line error, and the ``prepare.json`` stamp that makes a second
 run with the same options a no-op."""
 
-import hashlib
 import json
 import os
 import sys
@@ -22,19 +21,13 @@ FINGERPRINT_KEY = "bin_sha256"
 
 
 def binarized_fingerprint(bin_dir):
-    """sha256 over the names and bytes of the binarized data and dictionaries in ``bin_dir`` (every file but
+    """:func:`~.provenance.files_fingerprint` of the binarized data and dictionaries in ``bin_dir`` (every file but
     fairseq-preprocess's log, which holds paths and times): equal fingerprints, the same data to the byte, wherever
     and whenever it was prepared."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(bin_dir)):
-        if name == "preprocess.log" or not os.path.isfile(os.path.join(bin_dir, name)):
-            continue
-        digest.update(name.encode() + b"\0")
-        with open(os.path.join(bin_dir, name), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
+    from .provenance import files_fingerprint
+
+    paths = [os.path.join(bin_dir, name) for name in os.listdir(bin_dir) if name != "preprocess.log"]
+    return files_fingerprint([path for path in paths if os.path.isfile(path)])
 
 
 def recorded_fingerprint(data_dir):
