@@ -135,6 +135,54 @@ def patience_args(validate_every, patience, log_file):
             "--log-format", "json", "--log-interval", "100", "--no-progress-bar", "--log-file", log_file]
 
 
+def patience_stop(curve, patience):
+    """The update at which fairseq's ``--patience`` ends a training that validated ``curve`` (``[(update, valid
+    loss, ...)]`` in order) without interruption: the first validation that is the ``patience``-th in a row without
+    a valid loss lower than every earlier one (``fairseq_cli.train.should_stop_early``); None if none is."""
+    best, runs = None, 0
+    for update, loss, *_ in curve:
+        if best is None or loss < best:
+            best, runs = loss, 0
+        else:
+            runs += 1
+            if runs >= patience:
+                return update
+    return None
+
+
+def converge(train_cmd, save_dir, log_file, validate_every, patience, max_update, run_log=None, threads=None):
+    """Run ``TRAIN_CMD`` (``["fairseq-train", ...]``) with :func:`patience_args`, ``--max-update MAX_UPDATE`` and
+    ``--save-dir SAVE_DIR`` until ``patience`` validations without a lower valid loss or ``max_update`` updates,
+    unless it has ended; an interrupted training continues from its last checkpoint and stops where the
+    uninterrupted one would (:func:`patience_stop` on the logged curve). fairseq keeps its count of validations
+    without improvement in memory only, so a continued run counts from its first validation again: it is run in
+    segments, each ending by ``--max-update`` at the latest update the rule allows (the best update so far +
+    ``patience`` × ``validate_every``), until the curve meets the rule. ``run_log``: the last segment's output.
+    Returns the seconds spent training (0 when nothing ran)."""
+    ckpt = os.path.join(save_dir, "checkpoint_last.pt")
+    seconds = 0.0
+    while True:
+        done = checkpoint_updates(ckpt)
+        curve = [point for point in valid_curve(log_file) if point[0] <= done]
+        stop = patience_stop(curve, patience)
+        if done >= max_update or stop is not None:
+            return seconds
+        cap = max_update
+        if done:  # continued: fairseq's count restarts, so the rule's next stop caps the segment
+            best_update = min(curve, key=lambda point: point[1])[0] if curve else None  # first of equal losses
+            if best_update is None or best_update + patience * validate_every <= done:
+                raise InterpretError(f"{log_file} lacks the validations up to update {done} of {ckpt}: cannot tell "
+                                     f"where --patience {patience} stops; train into another folder")
+            cap = min(max_update, best_update + patience * validate_every)
+        started = time.time()
+        os.makedirs(save_dir, exist_ok=True)
+        run([*train_cmd, *patience_args(validate_every, patience, log_file), "--max-update", str(cap),
+             "--save-dir", save_dir], log=run_log, threads=threads)
+        seconds += time.time() - started
+        if checkpoint_updates(ckpt) < cap:  # fairseq stopped it before the cap: its own --patience (or its rules)
+            return seconds
+
+
 def validation_records(log_path):
     """The JSON validation records of a fairseq log file (``--log-format json``), in order."""
     import json

@@ -15,7 +15,8 @@ training; ``checkpoint_best.pt`` is the best valid loss. Test BLEU: beam 5 on te
 
 Everything goes to ``--work/<recipe>.<src>-<tgt>.seed<N>/``: ``summary.json`` (curve, best update, test BLEU, time,
 the data's fingerprint from its ``prepare.json``) is written at the end; rerunning continues an interrupted training
-from its last checkpoint (fairseq's resume) and reuses a finished one. ``--seeds 1 2 3`` runs them one after
+from its last checkpoint and stops it where the uninterrupted one would (``common.fairseq_runs.converge``), and
+reuses a finished one. ``--seeds 1 2 3`` runs them one after
 another; ``table`` prints mean ± sd over seeds.
 
     OMP_NUM_THREADS=1 python scripts/reproduce/baselines.py train --recipe transformer --src en --tgt fr --seeds 1 \\
@@ -29,14 +30,13 @@ import json
 import logging
 import os
 import sys
-import time
 
 from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, patience_args, run,
-                                               script_main, stopped_by, valid_curve)
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, converge, device_flags, run, script_main,
+                                               stopped_by, valid_curve)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
@@ -78,14 +78,12 @@ def train_one(args, data, seed):
         return
     os.makedirs(save, exist_ok=True)
     log = os.path.join(save, "train.log")
-    started = time.time()
-    run(["fairseq-train", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR, *recipe,
-         "--seed", str(seed), *device_flags(args), "--save-dir", save,
-         *patience_args(args.validate_every, args.patience, log), "--max-update", str(args.max_update),
-         "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}',
+    train_seconds = converge(
+        ["fairseq-train", os.path.join(data, "bin"), "--user-dir", PLUGIN_DIR, *recipe, "--seed", str(seed),
+         *device_flags(args), "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}',
          "--eval-bleu-detok", "moses", "--eval-bleu-remove-bpe", "sentencepiece"],
-        log=os.path.join(save, "last-run.log"), threads=THREADS)
-    train_seconds = time.time() - started
+        save, log, args.validate_every, args.patience, args.max_update, run_log=os.path.join(save, "last-run.log"),
+        threads=THREADS)
     best = os.path.join(save, "checkpoint_best.pt")
     generated = os.path.join(save, "generate-test.txt")
     if not os.path.exists(generated):

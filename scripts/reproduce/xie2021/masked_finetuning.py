@@ -55,8 +55,8 @@ from fairseq_interp.common.batches import progress_loop
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
-from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, device_flags, patience_args, run,
-                                               script_main, stopped_by, train as train_until, valid_curve)
+from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, converge, device_flags, run, script_main,
+                                               stopped_by, train as train_until, valid_curve)
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import output_lock
@@ -212,20 +212,18 @@ class Experiment:
         ``--patience`` validations of ``--validate-every`` updates, or ``max_update``, unless done:
         ``(checkpoint_best.pt, seconds or None, training record)``. The record (curve of valid loss against
         updates, best update, how it stopped) is ``training.json`` in the folder, written when fairseq-train has
-        ended; until then a rerun continues the training from its last checkpoint (fairseq's resume)."""
+        ended; until then a rerun continues the training from its last checkpoint and stops where the uninterrupted
+        one would (:func:`~fairseq_interp.common.fairseq_runs.converge`)."""
         args, folder = self.args, self.folder(seed, name)
         record_path = os.path.join(folder, TRAINING_RECORD)
         best = os.path.join(folder, "checkpoint_best.pt")
         if training_finished(folder, max_update, args.patience):
             with open(record_path) as f:
                 return best, None, json.load(f)
-        os.makedirs(folder, exist_ok=True)
         log = os.path.join(folder, "train.jsonl")
-        start = time.time()
-        run(["fairseq-train", *self.train_args(seed, langs), *extra,
-             *patience_args(args.validate_every, args.patience, log), "--max-update", str(max_update),
-             "--save-dir", folder], log=os.path.join(folder, "last-run.log"), threads=THREADS)
-        seconds = time.time() - start
+        seconds = converge(["fairseq-train", *self.train_args(seed, langs), *extra], folder, log,
+                           args.validate_every, args.patience, max_update,
+                           run_log=os.path.join(folder, "last-run.log"), threads=THREADS) or None
         curve = valid_curve(log)
         if not curve:
             raise InterpretError(f"{log}: fairseq-train validated nothing (is there a valid split?)")
