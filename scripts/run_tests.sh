@@ -15,4 +15,7 @@ cd "$ROOT"
 WORKERS=(-n "${PYTEST_WORKERS:-2}" --dist loadfile)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # one thread per worker
 [ "${PYTEST_WORKERS:-2}" = 0 ] && WORKERS=(-p no:xdist)
-exec "$ROOT/.venv/bin/python" -m pytest user_dir_tests "${WORKERS[@]}" "$@"
+# a test still running after PYTEST_TIMEOUT seconds (default 900; the longest takes under a minute) fails with every
+# thread's stack (pytest-timeout) instead of holding the run until CI's limit
+TIMEOUT=(--timeout "${PYTEST_TIMEOUT:-900}" --timeout-method thread)
+exec "$ROOT/.venv/bin/python" -m pytest user_dir_tests "${WORKERS[@]}" "${TIMEOUT[@]}" "$@"
