@@ -104,3 +104,28 @@ def test_baselines_table_reports_how_each_run_stopped_and_its_best_point(tmp_pat
 
     empty = run([sys.executable, DRIVER, "table", "--work", str(tmp_path / "none")], check=False)
     assert empty.returncode == 2 and "no finished baseline" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_committed_baselines_table_is_its_records_table_and_every_run_stopped_by_the_rule(tmp_path):
+    """``docs/results/baselines``: ``table`` over the committed records' summaries writes the committed table, and
+    each run ended where fairseq's --patience ends an uninterrupted training (or at its cap)."""
+    from fairseq_interp.common.fairseq_runs import patience_stop
+
+    committed = os.path.join("docs", "results", "baselines")
+    with open(os.path.join(committed, "baselines.json")) as f:
+        records = json.load(f)
+    work = tmp_path / "work"
+    for record in records:
+        summary = {key: value for key, value in record.items() if key != "stopped_by"}
+        folder = work / f"{record['recipe']}.{record['pair']}.seed{record['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(summary))
+        curve = [(p["update"], p["valid_loss"]) for p in record["curve"]]
+        assert record["updates"] == (patience_stop(curve, record["options"]["patience"])
+                                     or record["options"]["max_update"])
+        assert record["updates"] == curve[-1][0] and record["best_update"] == min(curve, key=lambda p: p[1])[0]
+    out = tmp_path / "out"
+    run([sys.executable, DRIVER, "table", "--work", str(work), "--out", str(out)], in_process=True)
+    with open(os.path.join(committed, "baselines.md")) as f:
+        assert (out / "baselines.md").read_text() == f.read()
+    assert json.loads((out / "baselines.json").read_text()) == records
