@@ -104,9 +104,13 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     again = run(cmd + ["--resume"], in_process=True)
     assert "attention: 1 sentences attributed" in again.stderr
     assert sorted(r["id"] for r in read_records(path)) == sorted(gold)
-    # without --resume: refused, nothing overwritten
+    # without --resume: refused, nothing overwritten; a resume with other integration points: refused
+    lines = {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")}
     refused = run(cmd, check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr.strip().splitlines()[-1]
+    other = run(cmd + ["--resume", "--ig-steps", "5"], check=False)
+    assert other.returncode == 2 and "options.ig_steps is 4 there, 5 here" in other.stderr.strip().splitlines()[-1]
+    assert {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")} == lines
 
 
 def test_undertranslation_flow_bad_input(data_dir, transformer_ckpt, tmp_path):

@@ -225,7 +225,9 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     """The driver end to end at tiny scale: its tables against its own records, resume after a kill without
     duplicates, the paired bootstrap and the paper comparison (Figure 4: ig vs erasure under mask)."""
     from fairseq_interp.common.bleu import corpus_bleu
+    from fairseq_interp.common.checkpoints import read_raw_checkpoint
     from fairseq_interp.common.jsonl import read_records
+    from fairseq_interp.common.outputs import output_lock
     from fairseq_interp.common.statistics import mean_sd
 
     perts = "deletion,mask,replacement" if HAVE_SPACY else "deletion,mask"
@@ -294,10 +296,31 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     again = run(cmd + ["--resume"], in_process=True)
     assert "BLEU" in again.stdout and " k=1 " not in again.stderr
     assert read_records(out / "results.jsonl") == resumed
-    # another sentence selection in the same folder is refused
-    other = run(cmd[:cmd.index("--num-sentences")] + ["--num-sentences", "9"] + cmd[cmd.index("--num-sentences") + 2:]
-                + ["--resume"], check=False)
-    assert other.returncode == 2 and "other sentences" in other.stderr.strip().splitlines()[-1]
+    # a resume with another sentence selection, another --repeats or other weights is refused, records untouched
+    def with_option(name, value):
+        return cmd[:cmd.index(name)] + [name, value] + cmd[cmd.index(name) + 2:]
+
+    other_weights = tmp_path / "other.pt"
+    state = read_raw_checkpoint(str(transformer_ckpt))
+    first = next(iter(state["model"]))
+    state["model"][first] = state["model"][first] + 1
+    torch.save(state, other_weights)
+    for changed, difference in ((with_option("--num-sentences", "9"), "options.num_sentences is 8 there, 9 here"),
+                                (with_option("--repeats", "4"), "options.repeats is 3 there, 4 here"),
+                                (with_option("--path", str(other_weights)), "checkpoint.weights_sha256")):
+        other = run(changed + ["--resume"], check=False)
+        assert other.returncode == 2 and difference in other.stderr.strip().splitlines()[-1]
+        assert read_records(out / "results.jsonl") == resumed
+    # without --resume, or while another run writes there: refused; records without provenance are not resumed
+    refused = run(cmd, check=False)
+    assert refused.returncode == 2 and "already holds a run: pass --resume" in refused.stderr.strip().splitlines()[-1]
+    with output_lock(str(out), "results", "another"):
+        busy = run(cmd + ["--resume"], check=False)
+    assert busy.returncode == 2 and "is writing results" in busy.stderr.strip().splitlines()[-1]
+    (out / "run.provenance.json").unlink()
+    unchecked = run(cmd + ["--resume"], check=False)
+    assert unchecked.returncode == 2 and "has no run.provenance.json" in unchecked.stderr.strip().splitlines()[-1]
+    assert read_records(out / "results.jsonl") == resumed
     bad = run(cmd + ["--min-words", "1", "--max-k", "3"], check=False)
     assert bad.returncode == 2 and "--min-words" in bad.stderr.strip().splitlines()[-1]
 

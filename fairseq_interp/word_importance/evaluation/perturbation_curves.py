@@ -9,13 +9,16 @@ importance is computed on the model's own translation (``--attribute-target hypo
 different seeds and averaged. A lower BLEU after perturbation = the method found more important words.
 
 Outputs in ``--out``: ``results.jsonl`` (one line per method/perturbation/k, appended as each is done; ``--resume``
-continues), ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/word_importance.md``) and
+continues it, only with the checkpoint, data and options it was made with: :func:`evaluation_run`),
+``run.provenance.json``, ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/word_importance.md``) and
 ``perturbation.png`` (BLEU vs k, one line per method, one panel per perturbation), rewritten atomically at the end.
 
     fairseq-interp perturbation data/multi30k.en-fr/bin --path checkpoints/demo.en-fr/checkpoint_last.pt \\
         --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
 """
 
+import argparse
+import contextlib
 import logging
 import os
 import time
@@ -31,6 +34,19 @@ DEFAULT_BATCH_SIZE = 64
 
 
 COMMAND = "fairseq-interp perturbation"
+
+#: the provenance of an evaluation run (``perturbation``, ``undertranslation``) beside its records
+RUN_PROVENANCE = "run.provenance.json"
+RUN_FORMAT = "fairseq-interp evaluation run"
+
+#: options of the evaluation commands that leave every record as it is: where the inputs and outputs are (the
+#: checkpoint and data are compared by their fingerprints), batching (batched == one by one), how the run is shown
+#: or continued, which cells it computes (a resumed run may add methods, perturbations or k) and the scores of the
+#: table computed from the records at the end
+RECORD_NEUTRAL_OPTIONS = frozenset({
+    "data", "path", "results_path", "resume", "allow_data_mismatch", "user_dir", "setting", "batch_size",
+    "max_tokens", "log_format", "log_interval", "no_progress_bar", "num_shards", "shard_id", "methods",
+    "perturbations", "max_k", "bootstrap", "ratios", "selection", "annotations", "records"})
 
 
 def add_arguments(p):
@@ -114,10 +130,52 @@ def check_options(args):
     check_evaluation_options(args, COMMAND)
 
 
+def run_provenance(args, add_arguments, checkpoint, task):
+    """The provenance of an evaluation run: the checkpoint section (its weights' fingerprint), the data (dictionaries
+    and split fingerprints), every option of ``add_arguments`` that changes a record (all but
+    :data:`RECORD_NEUTRAL_OPTIONS`), package versions."""
+    from ...common import provenance as prov
+
+    names = {action.dest for action in add_arguments(argparse.ArgumentParser(add_help=False))._actions}
+    options = {name: getattr(args, name, None) for name in sorted(names - RECORD_NEUTRAL_OPTIONS)}
+    return {"format": RUN_FORMAT, "checkpoint": checkpoint,
+            "data": prov.data_provenance(task, args.data, args.gen_subset), "options": options,
+            "versions": prov.package_versions(), "run": prov.run_info()}
+
+
+@contextlib.contextmanager
+def evaluation_run(folder, provenance, resume, command, record_files):
+    """While an evaluation run writes into ``folder``: the folder's lock (a second run is refused at once) and its
+    provenance :data:`RUN_PROVENANCE`. A folder holding a run (its provenance or a non-empty ``record_files``) is
+    refused without ``resume``, and with it unless the run was made with the same checkpoint weights, data,
+    options and versions (:func:`~fairseq_interp.common.provenance.check_same`), or if its records have no
+    provenance to compare."""
+    from ...common import provenance as prov
+    from ...common.outputs import output_lock
+
+    path = os.path.join(folder, RUN_PROVENANCE)
+    os.makedirs(folder, exist_ok=True)
+    with output_lock(folder, "results", command):
+        records = [p for p in record_files if os.path.exists(p) and os.path.getsize(p) > 0]
+        if (records or os.path.exists(path)) and not resume:
+            raise InterpretError(f"{folder} already holds a run: pass --resume to continue it, or choose another "
+                                 "--results-path")
+        if os.path.exists(path):
+            prov.check_same(prov.read_provenance(path, RUN_FORMAT), provenance, f"the run in {folder}",
+                            "resume with the checkpoint, data and options it was made with, or choose another "
+                            "--results-path")
+        elif records:
+            raise InterpretError(f"{records[0]} has no {RUN_PROVENANCE} beside it, so the checkpoint and options it "
+                                 "was made with cannot be checked: choose another --results-path")
+        prov.write_provenance(path, provenance)
+        yield
+
+
 def load(args, default_batch_size):
     """fairseq task, model, generator and dataset, through fairseq's own parser (as fairseq-interpret does), after
     the checkpoint-vs-data check (:func:`~fairseq_interp.common.checkpoints.check_checkpoint_data`): nothing runs
-    on data the model was not trained for unless ``--allow-data-mismatch``."""
+    on data the model was not trained for unless ``--allow-data-mismatch``. Also the checkpoint's provenance
+    section (:func:`~fairseq_interp.common.provenance.checkpoint_provenance`)."""
     import ast
 
     from fairseq import options, utils
@@ -125,6 +183,7 @@ def load(args, default_batch_size):
 
     from ...common.checkpoints import check_checkpoint_data, load_dataset, load_model, read_checkpoint, setup_task
     from ...common.cli import normalize_user_dir
+    from ...common.provenance import checkpoint_provenance
 
     parser = options.get_generation_parser()
     fargs = options.parse_args_and_arch(parser, [
@@ -143,7 +202,7 @@ def load(args, default_batch_size):
     model.prepare_for_inference_(cfg)
     generator = task.build_generator([model], cfg.generation)
     utils.set_torch_seed(args.seed)
-    return fargs, task, model, generator, dataset
+    return fargs, task, model, generator, dataset, checkpoint_provenance(args.path, state)
 
 
 def read_split(args, task, model, dataset, default_batch_size):
@@ -350,7 +409,7 @@ def run(args):
 
     check_options(args)
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE
-    fargs, task, model, generator, dataset = load(args, DEFAULT_BATCH_SIZE)
+    fargs, task, model, generator, dataset, checkpoint = load(args, DEFAULT_BATCH_SIZE)
     src_lang, tgt_lang = task.cfg.source_lang, task.cfg.target_lang
     data_root = os.path.dirname(os.path.abspath(args.data.rstrip(os.sep)))
     ref_path = args.reference or os.path.join(data_root, "raw", f"{args.gen_subset}.{tgt_lang}")
@@ -385,93 +444,95 @@ def run(args):
                              f"sentence id {max(s['id'] for s in sents)}: pass --reference with the raw references "
                              "of this split")
     results_file = os.path.join(args.results_path, "results.jsonl")
-    os.makedirs(args.results_path, exist_ok=True)
-    writer = JsonlWriter(results_file, resume=args.resume)
-    translator = Translator(task, model, generator, batch_size=batch_size)
-    adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
-    refs = [raw_refs[s["id"]] for s in sents]
-    if writer.done_ids:
-        ids = next((r.get("sentence_ids") for r in read_records(writer.path) if r["id"] == "none/0"), None)
-        if ids is not None and ids != [s["id"] for s in sents]:
-            raise InterpretError(f"{writer.path} holds other sentences than this run (another --num-sentences, "
-                                 "--min-words or split): use another --results-path")
+    provenance = run_provenance(args, add_arguments, checkpoint, task)
+    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, [results_file]):
+        writer = JsonlWriter(results_file, resume=args.resume)
+        translator = Translator(task, model, generator, batch_size=batch_size)
+        adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
+        refs = [raw_refs[s["id"]] for s in sents]
+        if writer.done_ids:
+            ids = next((r.get("sentence_ids") for r in read_records(writer.path) if r["id"] == "none/0"), None)
+            if ids is not None and ids != [s["id"] for s in sents]:
+                raise InterpretError(f"{writer.path} holds other sentences than this run (another --num-sentences, "
+                                     "--min-words or split): use another --results-path")
 
-    def score(hyp_ids):
-        strings = [tgt_dict.string(h, "sentencepiece") for h in hyp_ids]
-        result = corpus_bleu(strings, refs, tgt_lang)
-        return result.score, result.signature, strings
+        def score(hyp_ids):
+            strings = [tgt_dict.string(h, "sentencepiece") for h in hyp_ids]
+            result = corpus_bleu(strings, refs, tgt_lang)
+            return result.score, result.signature, strings
 
-    started = time.time()
-    hyps = translator.translate([s["src"] for s in sents])
-    base_bleu, signature, base_strings = score(hyps)
-    logger.info(f"unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})")
-    if "none/0" not in writer.done_ids:
-        writer.write({"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base_bleu,
-                      "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature,
-                      "sentence_ids": [s["id"] for s in sents], "hypotheses": base_strings})
+        started = time.time()
+        hyps = translator.translate([s["src"] for s in sents])
+        base_bleu, signature, base_strings = score(hyps)
+        logger.info(f"unperturbed BLEU {base_bleu:.2f}  (sacrebleu {signature})")
+        if "none/0" not in writer.done_ids:
+            writer.write({"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base_bleu,
+                          "bleu_std": 0.0, "repeats": 1, "sentences": len(sents), "signature": signature,
+                          "sentence_ids": [s["id"] for s in sents], "hypotheses": base_strings})
 
-    replacement_vocab = None
-    if "replacement" in args.perturbations:
-        train_text = default_frequency_text(args.data, src_lang)
-        if not os.path.isfile(train_text):
-            raise InterpretError(f"{train_text} not found: replacement draws words from the tokenized training "
-                                 "text of prepare_data.py")
-        with open(train_text, encoding="utf-8") as f:
-            lines = [next(f, "").split() for _ in range(args.replacement_lines)]
-        tagged = [(ws, tagger(ws)) for ws in lines if ws]
-        replacement_vocab = ReplacementVocabulary(
-            tagged, lambda w: (lambda i: None if i == src_dict.unk() else i)(src_dict.index("\u2581" + w)),
-            seed=args.seed)
-        for s in sents:
-            s["tags"] = tagger(s["words"])
+        replacement_vocab = None
+        if "replacement" in args.perturbations:
+            train_text = default_frequency_text(args.data, src_lang)
+            if not os.path.isfile(train_text):
+                raise InterpretError(f"{train_text} not found: replacement draws words from the tokenized training "
+                                     "text of prepare_data.py")
+            with open(train_text, encoding="utf-8") as f:
+                lines = [next(f, "").split() for _ in range(args.replacement_lines)]
+            tagged = [(ws, tagger(ws)) for ws in lines if ws]
+            replacement_vocab = ReplacementVocabulary(
+                tagged, lambda w: (lambda i: None if i == src_dict.unk() else i)(src_dict.index("\u2581" + w)),
+                seed=args.seed)
+            for s in sents:
+                s["tags"] = tagger(s["words"])
 
-    for method in args.methods:
-        repeats = args.repeats if method in ("random", "content") else 1
-        todo = [(p, k) for p in args.perturbations for k in range(1, args.max_k + 1)
-                if f"{method}/{p}/{k}" not in writer.done_ids]
-        if not todo:
-            continue
-        importances = []  # per repeat, per sentence
-        t0 = time.time()
-        for r in range(repeats):
-            options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed + r,
-                       "gen_subset": args.gen_subset}
-            context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
-                                    post_process="sentencepiece", translator=translator, word_counts=counts,
-                                    tagger=tagger)
-            runner = WordImportanceRunner(method, context)
-            prefix = f"{method} importance" + (f", repeat {r + 1}/{repeats}" if repeats > 1 else "")
-            with torch.no_grad() if method != "ig" else torch.enable_grad():
-                importances.append([runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
-                                    for s, h in progress(list(zip(sents, hyps)), args, prefix=prefix)])
-        logger.info(f"{method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s")
-        for pert, k in progress(todo, args, prefix=f"{method} perturbations"):
-            bleus, strings = [], None
+        for method in args.methods:
+            repeats = args.repeats if method in ("random", "content") else 1
+            todo = [(p, k) for p in args.perturbations for k in range(1, args.max_k + 1)
+                    if f"{method}/{p}/{k}" not in writer.done_ids]
+            if not todo:
+                continue
+            importances = []  # per repeat, per sentence
+            t0 = time.time()
             for r in range(repeats):
-                sources, masks = [], []
-                for s, imp in zip(sents, importances[r]):
-                    chosen = top_k_words(imp, k)
-                    repl = None
-                    if pert == "replacement":
-                        repl = {w: replacement_vocab.draw(s["words"][w], s["tags"][w], s["id"], w) for w in chosen}
-                    tokens, mask = perturb(s["src"], s["t2w"], chosen, pert, repl)
-                    sources.append(tokens)
-                    masks.append(mask)
-                bleu, _, repeat_strings = score(translator.translate(sources, masks))
-                bleus.append(bleu)
-                strings = strings or repeat_strings  # the first repeat's hypotheses, for paired tests
-            mean, sd = mean_sd(bleus)
-            std = sd or 0.0
-            writer.write({"id": f"{method}/{pert}/{k}", "method": method, "perturbation": pert, "k": k,
-                          "bleu": mean, "bleu_std": std, "bleus": bleus, "repeats": repeats,
-                          "sentences": len(sents), "hypotheses": strings})
-            logger.info(f"{method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}" + (f" ± {std:.2f}" if repeats > 1 else ""))
-    writer.close()
-    rows = [r for r in read_records(results_file)]
-    csv_path, plot_path, table = write_outputs(args, rows, refs, tgt_lang)
-    print(table)
-    logger.info(f"sacrebleu signature: {signature}")
-    logger.info(f"done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
+                options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed + r,
+                           "gen_subset": args.gen_subset}
+                context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
+                                        post_process="sentencepiece", translator=translator, word_counts=counts,
+                                        tagger=tagger)
+                runner = WordImportanceRunner(method, context)
+                prefix = f"{method} importance" + (f", repeat {r + 1}/{repeats}" if repeats > 1 else "")
+                with torch.no_grad() if method != "ig" else torch.enable_grad():
+                    importances.append([runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
+                                        for s, h in progress(list(zip(sents, hyps)), args, prefix=prefix)])
+            logger.info(f"{method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s")
+            for pert, k in progress(todo, args, prefix=f"{method} perturbations"):
+                bleus, strings = [], None
+                for r in range(repeats):
+                    sources, masks = [], []
+                    for s, imp in zip(sents, importances[r]):
+                        chosen = top_k_words(imp, k)
+                        repl = None
+                        if pert == "replacement":
+                            repl = {w: replacement_vocab.draw(s["words"][w], s["tags"][w], s["id"], w) for w in chosen}
+                        tokens, mask = perturb(s["src"], s["t2w"], chosen, pert, repl)
+                        sources.append(tokens)
+                        masks.append(mask)
+                    bleu, _, repeat_strings = score(translator.translate(sources, masks))
+                    bleus.append(bleu)
+                    strings = strings or repeat_strings  # the first repeat's hypotheses, for paired tests
+                mean, sd = mean_sd(bleus)
+                std = sd or 0.0
+                writer.write({"id": f"{method}/{pert}/{k}", "method": method, "perturbation": pert, "k": k,
+                              "bleu": mean, "bleu_std": std, "bleus": bleus, "repeats": repeats,
+                              "sentences": len(sents), "hypotheses": strings})
+                logger.info(f"{method:10s} {pert:12s} k={k}  BLEU {mean:6.2f}"
+                            + (f" ± {std:.2f}" if repeats > 1 else ""))
+        writer.close()
+        rows = [r for r in read_records(results_file)]
+        csv_path, plot_path, table = write_outputs(args, rows, refs, tgt_lang)
+        print(table)
+        logger.info(f"sacrebleu signature: {signature}")
+        logger.info(f"done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
 
 
 def seed_summary(runs):

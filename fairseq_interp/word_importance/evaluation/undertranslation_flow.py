@@ -17,7 +17,8 @@ Two modes.
    block per sentence: source, reference, attributed target, the labelled words: for reading and hand checks).
 4. Attribution of the target with every ``--methods`` (``WordImportanceRunner``, the same code as
    ``fairseq-interpret --attribution METHOD``) into ``DIR/METHOD.jsonl``; a rerun with ``--resume`` continues
-   where it stopped and adds nothing twice. Erasure is scored against the full reference (the paper's supervised
+   where it stopped and adds nothing twice, only with the checkpoint, data and options of ``DIR/run.provenance.json``
+   (:func:`.perturbation_curves.evaluation_run`). Erasure is scored against the full reference (the paper's supervised
    erasure, §4.3), whatever the target.
 5. F1 at ``--ratios`` (default 5/10/15 %) with a bootstrap interval over sentences, next to the paper's Table 1:
    ``DIR/undertranslation.md``.
@@ -84,8 +85,8 @@ def add_arguments(p):
     p.add_argument("--selection", choices=SELECTIONS, default="corpus",
                    help="least important words over the whole corpus (importance × sentence length; default) or "
                         "in every sentence")
-    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap samples over sentences for the F1 "
-                                                               "intervals (0: none)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+                   help="bootstrap samples over sentences for the F1 intervals (0: none)")
     p.add_argument("--seed", type=int, default=1, help="choice of the omitted word; bootstrap")
     p.add_argument("--resume", action="store_true", help="continue a run in --results-path")
     p.add_argument("--allow-data-mismatch", action="store_true", help=ALLOW_DATA_MISMATCH_HELP)
@@ -215,12 +216,12 @@ def run(args):
     from ..runner import WordImportanceRunner
     from . import fertility
     from ...common.batches import progress
-    from .perturbation_curves import load, read_split
+    from .perturbation_curves import evaluation_run, load, read_split, run_provenance
     from .undertranslation import annotation_text, f1_scores, f1_table
     from .word_alignment import BidirectionalIBM1
 
     started = time.time()
-    _, task, model, generator, dataset = load(args, DEFAULT_BATCH_SIZE)
+    _, task, model, generator, dataset, checkpoint = load(args, DEFAULT_BATCH_SIZE)
     src_lang, tgt_lang = task.cfg.source_lang, task.cfg.target_lang
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     args.tgt_dict = tgt_dict
@@ -260,49 +261,50 @@ def run(args):
     if not sents:
         raise InterpretError("no sentence got a label: raise --num-sentences")
 
-    os.makedirs(args.results_path, exist_ok=True)
-    labels_path = os.path.join(args.results_path, "labels.tsv")
-    text = annotation_text(labels, f"{args.labels} labels of {args.gen_subset}, {args.path}, seed {args.seed}")
-    if os.path.exists(labels_path):
-        if not args.resume:
-            raise InterpretError(f"{args.results_path} already holds a run: pass --resume to continue it, or another "
-                                 "--results-path")
-        with open(labels_path, encoding="utf-8") as f:
-            if f.read() != text:
-                raise InterpretError(f"{labels_path} holds other labels than this run builds (another checkpoint, "
-                                     "split, seed or --num-sentences): use another --results-path")
-    else:
-        write_atomic(labels_path, text)
-    write_atomic(os.path.join(args.results_path, "labels.txt"), "\n\n".join(_sentence_block(s) for s in sents) + "\n")
+    records = [os.path.join(args.results_path, name)
+               for name in ("labels.tsv", *(f"{method}.jsonl" for method in args.methods))]
+    provenance = run_provenance(args, add_arguments, checkpoint, task)
+    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, records):
+        labels_path = os.path.join(args.results_path, "labels.tsv")
+        text = annotation_text(labels, f"{args.labels} labels of {args.gen_subset}, {args.path}, seed {args.seed}")
+        if os.path.exists(labels_path):
+            with open(labels_path, encoding="utf-8") as f:
+                if f.read() != text:
+                    raise InterpretError(f"{labels_path} holds other labels than this run builds (another "
+                                         "checkpoint, split, seed or --num-sentences): use another --results-path")
+        else:
+            write_atomic(labels_path, text)
+        write_atomic(os.path.join(args.results_path, "labels.txt"),
+                     "\n\n".join(_sentence_block(s) for s in sents) + "\n")
 
-    adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
-    options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed,
-               "gen_subset": args.gen_subset, "batch_size": args.batch_size or DEFAULT_BATCH_SIZE}
-    methods = []
-    for method in args.methods:
-        path = os.path.join(args.results_path, f"{method}.jsonl")
-        context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
-                                post_process="sentencepiece", translator=translator, tagger=tagger)
-        runner = WordImportanceRunner(method, context)
-        t0 = time.time()
-        with JsonlWriter(path, resume=args.resume) as writer:
-            todo = [s for s in sents if s["id"] not in writer.done_ids]
-            for s in progress(todo, args, prefix=f"{method} attribution"):
-                with torch.no_grad() if method != "ig" else torch.enable_grad():
-                    record = runner.record(s["id"], s["src"], s["target"], s["target"], s["ref"],
-                                           undertranslation_labels=args.labels)
-                writer.write(record)
-        logger.info(f"{method}: {len(todo)} sentences attributed in {time.time() - t0:.0f}s "
-                    f"({len(sents) - len(todo)} already done)")
-        methods.append((method, read_records(path)))
-    table = f1_table(methods, labels, args.ratios, args.selection, args.bootstrap, args.seed)
-    setting = (f"{args.labels} labels, {len(sents)} {args.gen_subset} sentences, {n_labelled} words, "
-               f"{args.selection} selection")
-    compared = paper_table([(name, f1_scores(recs, labels, args.ratios, args.selection), setting)
-                            for name, recs in methods], args.ratios)
-    summary = (f"{args.labels} labels: {len(sents)} sentences of {args.gen_subset} (first {n_total}), "
-               f"{n_labelled} under-translated words; selection {args.selection}; F1 [95% bootstrap interval over "
-               f"sentences, {args.bootstrap} samples]\n\n{table}\n\n{compared}\n")
-    write_atomic(os.path.join(args.results_path, "undertranslation.md"), summary)
-    print(summary)
-    logger.info(f"done in {time.time() - started:.0f}s: {args.results_path}/undertranslation.md")
+        adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
+        options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed,
+                   "gen_subset": args.gen_subset, "batch_size": args.batch_size or DEFAULT_BATCH_SIZE}
+        methods = []
+        for method in args.methods:
+            path = os.path.join(args.results_path, f"{method}.jsonl")
+            context = MethodContext(adapter, task, "sentencepiece", options, dataset=dataset,
+                                    post_process="sentencepiece", translator=translator, tagger=tagger)
+            runner = WordImportanceRunner(method, context)
+            t0 = time.time()
+            with JsonlWriter(path, resume=args.resume) as writer:
+                todo = [s for s in sents if s["id"] not in writer.done_ids]
+                for s in progress(todo, args, prefix=f"{method} attribution"):
+                    with torch.no_grad() if method != "ig" else torch.enable_grad():
+                        record = runner.record(s["id"], s["src"], s["target"], s["target"], s["ref"],
+                                               undertranslation_labels=args.labels)
+                    writer.write(record)
+            logger.info(f"{method}: {len(todo)} sentences attributed in {time.time() - t0:.0f}s "
+                        f"({len(sents) - len(todo)} already done)")
+            methods.append((method, read_records(path)))
+        table = f1_table(methods, labels, args.ratios, args.selection, args.bootstrap, args.seed)
+        setting = (f"{args.labels} labels, {len(sents)} {args.gen_subset} sentences, {n_labelled} words, "
+                   f"{args.selection} selection")
+        compared = paper_table([(name, f1_scores(recs, labels, args.ratios, args.selection), setting)
+                                for name, recs in methods], args.ratios)
+        summary = (f"{args.labels} labels: {len(sents)} sentences of {args.gen_subset} (first {n_total}), "
+                   f"{n_labelled} under-translated words; selection {args.selection}; F1 [95% bootstrap interval over "
+                   f"sentences, {args.bootstrap} samples]\n\n{table}\n\n{compared}\n")
+        write_atomic(os.path.join(args.results_path, "undertranslation.md"), summary)
+        print(summary)
+        logger.info(f"done in {time.time() - started:.0f}s: {args.results_path}/undertranslation.md")
