@@ -265,7 +265,8 @@ def cmd_perturbation(args):
 def cmd_perturbation_seeds(args):
     """Mean ± sd of perturbation curves over runs (model seeds)."""
     from ..common.jsonl import read_records
-    from .evaluation.perturbation_curves import seed_markdown, seed_ordering_markdown, seed_summary
+    from .evaluation.perturbation_curves import (check_runs_comparable, seed_markdown, seed_ordering_markdown,
+                                                 seed_summary)
 
     runs = []
     for folder in args.runs:
@@ -273,6 +274,7 @@ def cmd_perturbation_seeds(args):
         if not os.path.isfile(path):
             raise InterpretError(f"{path} not found: pass --out folders of fairseq-interp perturbation runs")
         runs.append(read_records(path))
+    check_runs_comparable(args.runs, runs)
     _check_out(args)
     text = seed_markdown(seed_summary(runs)) + "\n" + seed_ordering_markdown(runs, args.runs)
     _write_table(args.out, text)

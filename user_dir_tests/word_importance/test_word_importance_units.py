@@ -348,3 +348,34 @@ def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["perturbation-seeds", str(tmp_path / "none")])
     assert exit_info.value.code == 2
+
+
+def test_perturbation_seeds_refuses_runs_it_would_mix(tmp_path, capsys):
+    """Runs of other sentences, or (by their provenance) other options or data, are not averaged; other
+    checkpoints are what the runs are for."""
+    from fairseq_interp.commands import cli_main
+    from fairseq_interp.word_importance.evaluation.perturbation_curves import RUN_FORMAT, RUN_PROVENANCE
+
+    def make(name, ids=(0, 1, 2), repeats=10, weights="a", split_sha="s"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "results.jsonl").write_text(json.dumps(
+            {"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": 30.0,
+             "sentence_ids": list(ids)}) + "\n", encoding="utf-8")
+        (folder / RUN_PROVENANCE).write_text(json.dumps(
+            {"format": RUN_FORMAT, "checkpoint": {"weights_sha256": weights}, "data": {"split_sha256": split_sha},
+             "options": {"repeats": repeats, "seed": 1}, "versions": {}, "run": {"argv": [name]}}))
+        return str(folder)
+
+    def refusal(*folders):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["perturbation-seeds", *folders])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    base = make("seed1")
+    cli_main(["perturbation-seeds", base, make("seed2", weights="b")])  # only the checkpoint differs
+    assert capsys.readouterr().out.startswith("BLEU, mean ± sample sd over 2 runs")
+    assert "options.repeats is 10 there, 3 here" in refusal(base, make("three-draws", weights="c", repeats=3))
+    assert "data.split_sha256" in refusal(base, make("other-split", weights="d", split_sha="t"))
+    assert "perturbed other sentences" in refusal(base, make("fewer", weights="e", ids=(0, 1)))

@@ -535,6 +535,29 @@ def run(args):
         logger.info(f"done in {time.time() - started:.0f}s: {csv_path}, {plot_path}")
 
 
+def check_runs_comparable(folders, runs):
+    """Refuse runs (``results.jsonl`` records of each of ``folders``) that a mean over model seeds would mix: other
+    sentences, or, where each run has its :data:`RUN_PROVENANCE`, other data, options or package versions (only
+    the checkpoint may differ)."""
+    from ...common import provenance as prov
+
+    def sentence_ids(rows):
+        return next((r.get("sentence_ids") for r in rows if r["id"] == "none/0"), None)
+
+    fix = "average runs made with the same data and options (only the checkpoint differs)"
+    first_ids = sentence_ids(runs[0])
+    for folder, rows in zip(folders[1:], runs[1:]):
+        ids = sentence_ids(rows)
+        if None not in (first_ids, ids) and ids != first_ids:
+            raise InterpretError(f"{folder} perturbed other sentences than {folders[0]}: {fix}")
+    paths = [os.path.join(folder, RUN_PROVENANCE) for folder in folders]
+    if all(os.path.exists(path) for path in paths):
+        compared = [{key: value for key, value in prov.read_provenance(path, RUN_FORMAT).items()
+                     if key not in ("checkpoint", "run")} for path in paths]
+        for folder, provenance in zip(folders[1:], compared[1:]):
+            prov.check_same(compared[0], provenance, f"{folder} (against {folders[0]})", fix)
+
+
 def seed_summary(runs):
     """Mean ± sd over runs (e.g. models of different seeds, each a ``results.jsonl`` of this command) of every
     (method, perturbation, k) that all runs have: rows ``{"method", "perturbation", "k", "mean", "sd", "runs",
