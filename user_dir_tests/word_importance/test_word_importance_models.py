@@ -5,6 +5,7 @@ import copy
 import csv
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -221,6 +222,12 @@ def test_interpret_baseline_errors(data_dir, transformer_ckpt, tmp_path):
 
 # ---- perturbation curves ----------------------------------------------------------------------------------------
 
+def with_killed(cmd, folder):
+    """``cmd`` writing into ``folder`` instead of its ``--results-path``."""
+    at = cmd.index("--results-path")
+    return cmd[:at + 1] + [str(folder)] + cmd[at + 2:]
+
+
 def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     """The driver end to end at tiny scale: its tables against its own records, resume after a kill without
     duplicates, the paired bootstrap and the paper comparison (Figure 4: ig vs erasure under mask)."""
@@ -296,6 +303,22 @@ def test_perturbation_command(data_dir, transformer_ckpt, tmp_path):
     again = run(cmd + ["--resume"], in_process=True)
     assert "BLEU" in again.stdout and " k=1 " not in again.stderr
     assert read_records(out / "results.jsonl") == resumed
+    # killed while integrating: the resumed run integrates only the sentences not yet stored, and its records are
+    # the uninterrupted run's
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    results = (killed / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (killed / "results.jsonl").write_text(results[0], encoding="utf-8")  # the unperturbed BLEU only
+    ig_cache = killed / "importance" / "ig.1.jsonl"
+    stored = ig_cache.read_text(encoding="utf-8").splitlines(keepends=True)
+    ig_cache.write_text("".join(stored[:3]) + stored[3][:10], encoding="utf-8")
+    (killed / "importance" / "random.2.jsonl").unlink()
+    continued = run(with_killed(cmd, killed) + ["--resume"], in_process=True)
+    assert f"ig: importance of {len(stored)} sentences x 1" in continued.stderr
+    assert f"({len(stored) - 3} computed, 3 read from importance/)" in continued.stderr
+    assert f"({len(stored)} computed, {2 * len(stored)} read from importance/)" in continued.stderr  # random
+    assert sorted(read_records(killed / "results.jsonl"), key=lambda r: r["id"]) == \
+        sorted(resumed, key=lambda r: r["id"])
     # a resume with another sentence selection, another --repeats or other weights is refused, records untouched
     def with_option(name, value):
         return cmd[:cmd.index(name)] + [name, value] + cmd[cmd.index(name) + 2:]

@@ -10,8 +10,10 @@ different seeds and averaged. A lower BLEU after perturbation = the method found
 
 Outputs in ``--out``: ``results.jsonl`` (one line per method/perturbation/k, appended as each is done; ``--resume``
 continues it, only with the checkpoint, data and options it was made with: :func:`evaluation_run`),
-``run.provenance.json``, ``perturbation.csv``, ``perturbation.md`` (the tables of ``docs/word_importance.md``) and
-``perturbation.png`` (BLEU vs k, one line per method, one panel per perturbation), rewritten atomically at the end.
+``importance/METHOD.R.jsonl`` (each sentence's word importance, repeat R, appended as computed: a resumed run
+computes only the sentences a killed one had not), ``run.provenance.json``, ``perturbation.csv``,
+``perturbation.md`` (the tables of ``docs/word_importance.md``) and ``perturbation.png`` (BLEU vs k, one line per
+method, one panel per perturbation), rewritten atomically at the end.
 
     fairseq-interp perturbation data/multi30k.en-fr/bin --path checkpoints/demo.en-fr/checkpoint_last.pt \\
         --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
@@ -19,6 +21,7 @@ continues it, only with the checkpoint, data and options it was made with: :func
 
 import argparse
 import contextlib
+import glob
 import logging
 import os
 import time
@@ -38,6 +41,16 @@ COMMAND = "fairseq-interp perturbation"
 #: the provenance of an evaluation run (``perturbation``, ``undertranslation``) beside its records
 RUN_PROVENANCE = "run.provenance.json"
 RUN_FORMAT = "fairseq-interp evaluation run"
+
+#: the folder of ``--results-path`` holding each method's word importance per sentence (one file per repeat), so
+#: that a resumed run computes only what a killed one had not
+IMPORTANCE_FOLDER = "importance"
+
+
+def importance_path(results_path, method, repeat):
+    """The word importance records of ``method``'s repeat ``repeat`` (0-based) in a perturbation run."""
+    return os.path.join(results_path, IMPORTANCE_FOLDER, f"{method}.{repeat + 1}.jsonl")
+
 
 #: options of the evaluation commands that leave every record as it is: where the inputs and outputs are (the
 #: checkpoint and data are compared by their fingerprints), batching (batched == one by one), how the run is shown
@@ -445,7 +458,8 @@ def run(args):
                              "of this split")
     results_file = os.path.join(args.results_path, "results.jsonl")
     provenance = run_provenance(args, add_arguments, checkpoint, task)
-    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, [results_file]):
+    cached = glob.glob(os.path.join(args.results_path, IMPORTANCE_FOLDER, "*.jsonl"))
+    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, [results_file, *cached]):
         writer = JsonlWriter(results_file, resume=args.resume)
         translator = Translator(task, model, generator, batch_size=batch_size)
         adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
@@ -492,7 +506,7 @@ def run(args):
             if not todo:
                 continue
             importances = []  # per repeat, per sentence
-            t0 = time.time()
+            t0, computed = time.time(), 0
             for r in range(repeats):
                 options = {"ig_steps": args.ig_steps, "ig_method": args.ig_method, "seed": args.seed + r,
                            "gen_subset": args.gen_subset}
@@ -501,10 +515,19 @@ def run(args):
                                         tagger=tagger)
                 runner = WordImportanceRunner(method, context)
                 prefix = f"{method} importance" + (f", repeat {r + 1}/{repeats}" if repeats > 1 else "")
-                with torch.no_grad() if method != "ig" else torch.enable_grad():
-                    importances.append([runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
-                                        for s, h in progress(list(zip(sents, hyps)), args, prefix=prefix)])
-            logger.info(f"{method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s")
+                path = importance_path(args.results_path, method, r)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with JsonlWriter(path, resume=True) as cache:  # a killed run keeps what it computed
+                    todo_sents = [(s, h) for s, h in zip(sents, hyps) if s["id"] not in cache.done_ids]
+                    for s, h in progress(todo_sents, args, prefix=prefix):
+                        with torch.no_grad() if method != "ig" else torch.enable_grad():
+                            importance = runner.record(s["id"], s["src"], h, h, s["ref"])["word_importance"]
+                        cache.write({"id": s["id"], "word_importance": importance})
+                    computed += len(todo_sents)
+                by_id = {record["id"]: record["word_importance"] for record in read_records(path)}
+                importances.append([by_id[s["id"]] for s in sents])
+            logger.info(f"{method}: importance of {len(sents)} sentences x {repeats} in {time.time() - t0:.1f}s "
+                        f"({computed} computed, {len(sents) * repeats - computed} read from {IMPORTANCE_FOLDER}/)")
             for pert, k in progress(todo, args, prefix=f"{method} perturbations"):
                 bleus, strings = [], None
                 for r in range(repeats):
