@@ -378,7 +378,7 @@ def test_evaluation_commands_read_the_split_as_the_dataset_holds_it(data_dir, tr
     for batching in (["--batch-size", "3"], ["--max-tokens", "60"]):
         args = parser.parse_args([str(data_dir / "bin"), "--path", str(transformer_ckpt), "--results-path", "unused",
                                   "--num-sentences", "7", "--no-progress-bar", *batching])
-        _, task, model, _, dataset = curves.load(args, curves.DEFAULT_BATCH_SIZE)
+        _, task, model, _, dataset, _ = curves.load(args, curves.DEFAULT_BATCH_SIZE)
         split = curves.read_split(args, task, model, dataset, curves.DEFAULT_BATCH_SIZE)
         assert list(split) == list(range(7))
         for i, (src, ref) in split.items():
