@@ -464,11 +464,6 @@ def run(args):
         translator = Translator(task, model, generator, batch_size=batch_size)
         adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
         refs = [raw_refs[s["id"]] for s in sents]
-        if writer.done_ids:
-            ids = next((r.get("sentence_ids") for r in read_records(writer.path) if r["id"] == "none/0"), None)
-            if ids is not None and ids != [s["id"] for s in sents]:
-                raise InterpretError(f"{writer.path} holds other sentences than this run (another --num-sentences, "
-                                     "--min-words or split): use another --results-path")
 
         def score(hyp_ids):
             strings = [tgt_dict.string(h, "sentencepiece") for h in hyp_ids]
