@@ -266,7 +266,7 @@ def cmd_perturbation_seeds(args):
     """Mean ± sd of perturbation curves over runs (model seeds)."""
     from ..common.jsonl import read_records
     from .evaluation.perturbation_curves import (check_runs_comparable, seed_markdown, seed_ordering_markdown,
-                                                 seed_summary)
+                                                 seed_paper_markdown, seed_summary)
 
     runs = []
     for folder in args.runs:
@@ -277,6 +277,8 @@ def cmd_perturbation_seeds(args):
     check_runs_comparable(args.runs, runs)
     _check_out(args)
     text = seed_markdown(seed_summary(runs)) + "\n" + seed_ordering_markdown(runs, args.runs)
+    paper = seed_paper_markdown(runs)
+    text += "\n" + paper if paper else ""
     _write_table(args.out, text)
     print(text)
 

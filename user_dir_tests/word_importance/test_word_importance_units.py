@@ -350,6 +350,29 @@ def test_perturbation_seed_summary_by_hand(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+def test_perturbation_seeds_paper_numbers_over_runs(tmp_path, capsys):
+    """The paper's §4 quantities per run, then their mean ± sample sd over the runs, by hand."""
+    from fairseq_interp.commands import cli_main
+
+    for name, (base, ig5, random5) in {"a": (40.0, 4.0, 10.0), "b": (50.0, 10.0, 12.0)}.items():
+        rows = [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base},
+                {"id": "ig/mask/5", "method": "ig", "perturbation": "mask", "k": 5, "bleu": ig5},
+                {"id": "random/mask/5", "method": "random", "perturbation": "mask", "k": 5, "bleu": random5}]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cli_main(["perturbation-seeds", str(tmp_path / "a"), str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    # relative decrease 1 − 4/40 = 0.9 and 1 − 10/50 = 0.8: mean 0.85, sample sd 0.1/√2 = 0.07; paper 0.55
+    assert ("| relative BLEU decrease, mask, ig, k=5 (Transformer Zh⇒En) | 0.55 | 0.85 ± 0.07 | +0.30 | 0.90, 0.80 |"
+            in out)
+    # ratio 0.1 and 0.2 (paper 0.50); ig − random −6 and −2: mean −4 ± 2.83 (paper: −4)
+    assert ("| BLEU after 5 mask operations / unperturbed, ig (En⇒Fr) | 0.50 | 0.15 ± 0.07 | -0.35 | 0.10, 0.20 |"
+            in out)
+    assert ("| ig − random BLEU, mask, k=5 (paper: below −4 on Zh⇒En) | -4.00 | -4.00 ± 2.83 | +0.00 | -6.00, -2.00 |"
+            in out)
+    assert "mean ± sample sd over 2 runs\n" in out
+
+
 def test_perturbation_seeds_refuses_runs_it_would_mix(tmp_path, capsys):
     """Runs of other sentences, or (by their provenance) other options or data, are not averaged; other
     checkpoints are what the runs are for."""

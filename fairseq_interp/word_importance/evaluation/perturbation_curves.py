@@ -331,9 +331,10 @@ def paired_tables(rows, references, lang, samples=BOOTSTRAP_RESAMPLES):
     return out
 
 
-def paper_comparison(rows, setting):
-    """The paper's readable perturbation numbers (§4.1–4.3, Figures 2–4) next to ours, where the methods ran."""
-    from ...common.paper_numbers import load_paper_numbers, side_by_side
+def paper_quantities(rows):
+    """``[(quantity, paper value, ours)]``: the paper's readable perturbation numbers (§4.1–4.3, Figures 2–4) and
+    ours from the rows of one run, where the methods ran."""
+    from ...common.paper_numbers import load_paper_numbers
 
     numbers = load_paper_numbers("word_importance")
     bleu = {(r["method"], r["perturbation"], r["k"]): r["bleu"] for r in rows}
@@ -343,24 +344,54 @@ def paper_comparison(rows, setting):
     if base and ("ig", "mask", 5) in bleu:
         lines.append(("relative BLEU decrease, mask, ig, k=5 (Transformer Zh⇒En)",
                       numbers.get("Figure 2", "relative BLEU decrease, Mask, Attribution, 5 operations",
-                                  "Transformer Zh⇒En").value, 1 - bleu["ig", "mask", 5] / base, setting))
+                                  "Transformer Zh⇒En").value, 1 - bleu["ig", "mask", 5] / base))
         lines.append(("BLEU after 5 mask operations / unperturbed, ig (En⇒Fr)",
                       numbers.get("Figure 3", "BLEU after 5 Mask operations / unperturbed BLEU, Attribution",
-                                  "En⇒Fr").value, bleu["ig", "mask", 5] / base, setting))
+                                  "En⇒Fr").value, bleu["ig", "mask", 5] / base))
     for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
         if ("ig", pert, 5) in bleu and ("random", pert, 5) in bleu:
             lines.append((f"ig − random BLEU, {pert}, k=5 (paper: below −4 on Zh⇒En)",
                           numbers.get("Figure 2", "Attribution − Random BLEU at 5 operations", "Zh⇒En").value,
-                          bleu["ig", pert, 5] - bleu["random", pert, 5], setting))
+                          bleu["ig", pert, 5] - bleu["random", pert, 5]))
     for k in range(1, max_k + 1):
         if ("ig", "mask", k) in bleu and ("erasure", "mask", k) in bleu:
             lines.append((f"ig BLEU below erasure BLEU, mask, k={k} (1 yes, 0 no)",
                           numbers.get("Figure 4", "Attribution BLEU below Erasure BLEU (1 yes, 0 no)", f"k={k}").value,
-                          float(bleu["ig", "mask", k] < bleu["erasure", "mask", k]), setting))
-    if not lines:
+                          float(bleu["ig", "mask", k] < bleu["erasure", "mask", k])))
+    return lines
+
+
+PAPER_HEADING = "**paper vs ours** (the numbers §4 states in its text; its figures have no printed values)"
+
+
+def paper_comparison(rows, setting):
+    """:func:`paper_quantities` of one run beside the paper's, in a table."""
+    from ...common.paper_numbers import side_by_side
+
+    lines = [(what, paper, ours, setting) for what, paper, ours in paper_quantities(rows)]
+    return f"{PAPER_HEADING}\n\n" + side_by_side(lines) + "\n" if lines else ""
+
+
+def seed_paper_markdown(runs):
+    """:func:`paper_quantities` over runs (model seeds): each quantity all runs have, its mean ± sample sd, the
+    mean − the paper's number, and each run's value, so a claim such as "more than 4 BLEU below random" is read
+    against the spread between seeds."""
+    from ...common.statistics import mean_sd
+
+    per_run = [{what: (paper, ours) for what, paper, ours in paper_quantities(rows)} for rows in runs]
+    common = [what for what in per_run[0] if all(what in quantities for quantities in per_run[1:])]
+    if not common:
         return ""
-    return "**paper vs ours** (the numbers §4 states in its text; its figures have no printed values)\n\n" + \
-        side_by_side(lines) + "\n"
+    out = [f"{PAPER_HEADING}, mean ± sample sd over {len(runs)} runs", "",
+           "| quantity | paper | ours | ours − paper | per run |", "|---|---|---|---|---|"]
+    for what in common:
+        paper = per_run[0][what][0]
+        values = [quantities[what][1] for quantities in per_run]
+        mean, sd = mean_sd(values)
+        ours = f"{mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
+        out.append(f"| {what} | {paper:.2f} | {ours} | {mean - paper:+.2f} | "
+                   + ", ".join(f"{v:.2f}" for v in values) + " |")
+    return "\n".join(out) + "\n"
 
 
 def ordering(rows):
