@@ -23,7 +23,6 @@ checkpoint (a buffer), so generation may list the directions in another order.
 wider FFN, then masked fine-tuning) is :func:`expand_ffn`.
 """
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -38,8 +37,7 @@ from fairseq.modules import MultiheadAttention
 from ..common.errors import InterpretError
 from ..common.model_config import add_own_args, model_args, register_architectures, transformer_model_config
 from ..common.registry import register_model
-
-_PAIRS = "lang_specific_pairs"
+from .pair_routing import PairRouting
 
 
 @dataclass
@@ -85,76 +83,22 @@ def _pair_names(args, task):
     return pairs
 
 
-class _Router:
-    """The current batch's pair ids, shared by the per-pair modules of one model (not a module itself)."""
-
-    def __init__(self):
-        self.ids = None
-
-    def expanded(self, batch):
-        """The ids for a batch of ``batch`` rows (beam search repeats sample b as rows b·beam .. b·beam+beam-1)."""
-        ids = self.ids
-        if ids is None:
-            raise InterpretError("this model has per-language-pair modules and needs each sample's pair: train and "
-                                 "generate it with --task translation_multi_lang_specific")
-        if ids.dim() == 0:
-            return ids.expand(batch)
-        if ids.numel() != batch:
-            if batch % ids.numel():
-                raise InterpretError(f"{ids.numel()} pair ids for a batch of {batch}")
-            ids = ids.repeat_interleave(batch // ids.numel())
-        return ids
-
-
-class PairRoutedMixin:
-    """``pairs``, ``pair_index``, ``using_pairs`` and ``forward(..., pair_ids=)`` as ``transformer_neuron_masked``
-    has them, for the models whose modules are chosen by each sample's language pair."""
-
-    def _init_pairs(self, pairs):
-        self._router = _Router()
-        self.register_buffer(_PAIRS, torch.tensor(list(",".join(pairs).encode()), dtype=torch.uint8))
-
-    @property
-    def pairs(self):
-        return bytes(getattr(self, _PAIRS).tolist()).decode().split(",")
-
-    def pair_index(self, pair):
-        if pair not in self.pairs:
-            raise InterpretError(f"language pair {pair!r} has no modules in this model (pairs: "
-                                 f"{', '.join(self.pairs)})")
-        return self.pairs.index(pair)
-
-    @contextlib.contextmanager
-    def using_pairs(self, pair_ids):
-        pair_ids = torch.as_tensor(pair_ids, dtype=torch.long)
-        if pair_ids.dim() > 1 or (pair_ids.numel() and (int(pair_ids.max()) >= len(self.pairs)
-                                                        or int(pair_ids.min()) < 0)):
-            raise InterpretError(f"pair ids must index the model's {len(self.pairs)} pairs, one per sample or one "
-                                 f"for the batch, got {pair_ids.tolist()}")
-        previous, self._router.ids = self._router.ids, pair_ids
-        try:
-            yield
-        finally:
-            self._router.ids = previous
-
-    def forward(self, src_tokens, src_lengths, prev_output_tokens, pair_ids=None, **kwargs):
-        if pair_ids is None:
-            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
-        with self.using_pairs(pair_ids):
-            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
+class PairRoutedMixin(PairRouting):
+    """:class:`~.pair_routing.PairRouting` with a checkpoint's pairs taking the place of those the model was built
+    with."""
 
     def upgrade_state_dict_named(self, state_dict, name):
         """A checkpoint's pairs replace the ones the model was built with (generation sets up the task with one
         direction): the per-pair modules are resized to the checkpoint's pairs before its weights load."""
         super().upgrade_state_dict_named(state_dict, name)
         prefix = name + "." if name else ""
-        stored = state_dict.get(prefix + _PAIRS)
+        stored = state_dict.get(prefix + self.PAIRS_BUFFER)
         if stored is None:
             raise InterpretError("the checkpoint has no language pairs for the per-pair modules: train the model "
                                  "with --task translation_multi_lang_specific")
         pairs = bytes(stored.tolist()).decode().split(",")
         if pairs != self.pairs:
-            self.register_buffer(_PAIRS, stored.clone())
+            self.register_buffer(self.PAIRS_BUFFER, stored.clone())
             self._resize_pairs(pairs)
 
 

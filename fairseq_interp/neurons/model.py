@@ -30,6 +30,7 @@ from ..common.errors import InterpretError
 from ..common.model_config import add_own_args, model_args, register_architectures, transformer_model_config
 from ..common.registry import register_model
 from ..common.wrappers import unwrap
+from .pair_routing import PairRouting
 
 _PAIRS = "neuron_mask_pairs"
 logger = logging.getLogger(__name__)
@@ -53,8 +54,11 @@ def _buffer(module_name):
 
 
 @register_model("transformer_neuron_masked", dataclass=NeuronMaskedTransformerConfig)
-class NeuronMaskedTransformerModel(TransformerModel):
+class NeuronMaskedTransformerModel(PairRouting, TransformerModel):
     """fairseq ``transformer`` with per-sample, per-language-pair neuron masks (Xie et al. 2021)."""
+
+    PAIRS_BUFFER = _PAIRS
+    PAIR_PARTS = "neuron mask"
 
     @classmethod
     def add_args(cls, parser):
@@ -73,7 +77,6 @@ class NeuronMaskedTransformerModel(TransformerModel):
         from .allocation import load_masks, pair_masks, source_checkpoint
         from .importance import model_fingerprint, neuron_modules
 
-        self._pair_ids = None
         modules = neuron_modules(self)
         if path and not os.path.isfile(path):
             # loading a masked checkpoint whose mask file is gone: the checkpoint's buffers replace the placeholder
@@ -83,7 +86,7 @@ class NeuronMaskedTransformerModel(TransformerModel):
         self._mask_file, self._mask_source = path, (source_checkpoint(masks) if masks else None)
         pairs = masks["pairs"] if masks else ["*"]  # placeholder until a checkpoint's buffers arrive
         per_pair = [pair_masks(masks, p) for p in pairs] if masks else None
-        self.register_buffer(_PAIRS, torch.tensor(list(",".join(pairs).encode()), dtype=torch.uint8))
+        self._init_pairs(pairs)
         for name, (module, _) in modules.items():
             value = (torch.stack([m[name] for m in per_pair]).float() if per_pair
                      else torch.ones(1, module.out_features))
@@ -92,54 +95,19 @@ class NeuronMaskedTransformerModel(TransformerModel):
         disable_fused_attention(self)  # the fused path would bypass the projection hooks
 
     def _mask_hook(self, name):
+        router = self._router
+
         def hook(module, inputs, output):
-            if self._pair_ids is None:
+            if router.ids is None:
                 return None
-            mask = getattr(self, _buffer(name))[self._pair_ids]  # (n,) for one pair, else (B, n)
-            if mask.dim() == 2 and mask.size(0) != output.size(1):
-                if output.size(1) % mask.size(0):
-                    raise InterpretError(f"{name}: {mask.size(0)} pair ids for a batch of {output.size(1)}")
-                # beam search: fairseq expands sample b to rows b*beam .. b*beam+beam-1
-                mask = mask.repeat_interleave(output.size(1) // mask.size(0), dim=0)
-            return output * mask.to(output.dtype).unsqueeze(0) if mask.dim() == 2 else output * mask.to(output.dtype)
+            # one mask row per batch row (T, B, n); beam search repeats sample b as rows b*beam .. b*beam+beam-1
+            mask = getattr(self, _buffer(name))[router.expanded(output.size(1))]
+            return output * mask.to(output.dtype).unsqueeze(0)
         return hook
 
     def neuron_mask(self, module_name):
         """The stored mask buffer of one allocated module: float (pairs, neurons), 1 = the pair uses the neuron."""
         return getattr(self, _buffer(module_name))
-
-    @property
-    def pairs(self):
-        return bytes(getattr(self, _PAIRS).tolist()).decode().split(",")
-
-    def pair_index(self, pair):
-        if pair not in self.pairs:
-            raise InterpretError(f"language pair {pair!r} has no neuron mask in this model (pairs: "
-                                 f"{', '.join(self.pairs)})")
-        return self.pairs.index(pair)
-
-    @contextlib.contextmanager
-    def using_pairs(self, pair_ids):
-        """Mask every forward inside the block: ``pair_ids`` is one index (0-dim) or one per sample (B,)."""
-        pair_ids = torch.as_tensor(pair_ids, dtype=torch.long)
-        if pair_ids.dim() > 1 or (pair_ids.numel() and int(pair_ids.max()) >= len(self.pairs)) or \
-                (pair_ids.numel() and int(pair_ids.min()) < 0):
-            raise InterpretError(f"pair ids must index the model's {len(self.pairs)} pairs, one per sample or one "
-                                 f"for the batch, got {pair_ids.tolist()}")
-        previous, self._pair_ids = self._pair_ids, pair_ids
-        try:
-            yield
-        finally:
-            self._pair_ids = previous
-
-    def forward(self, src_tokens, src_lengths, prev_output_tokens, pair_ids=None, **kwargs):
-        if pair_ids is None:
-            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
-        if pair_ids.dim() == 1 and pair_ids.numel() != src_tokens.size(0):
-            raise InterpretError(f"pair_ids must give one pair per sample ({src_tokens.size(0)}), got shape "
-                                 f"{tuple(pair_ids.shape)}")
-        with self.using_pairs(pair_ids):
-            return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
 
     def upgrade_state_dict_named(self, state_dict, name):
         """Keep this model's masks for a baseline checkpoint; take a masked checkpoint's (re-sizing buffers).

@@ -240,7 +240,7 @@ def test_pipeline_importance_allocate_finetune_generate(m2m_data, m2m_baseline, 
     task.load_dataset("test")
     seen = []
     for layer in (model.encoder.layers[0], model.decoder.layers[0]):  # every encoder and decoder step
-        layer.fc1.register_forward_pre_hook(lambda module, inputs: seen.append(model._pair_ids.tolist()))
+        layer.fc1.register_forward_pre_hook(lambda module, inputs: seen.append(model._router.ids.tolist()))
     batch = task.dataset("test").collater([task.dataset("test")[i] for i in range(4)])
     generator = task.build_generator([model], args)
     task.inference_step(generator, [model], batch)
