@@ -80,6 +80,27 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
         assert cells == [str(row["lambda"]),
                          f"{sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / {sum(h['cross_heads'])}",
                          str(row["total_heads"]), f"{row['bleu']:.2f}", f"{row['bleu_from_scratch']:.2f}"]
+    # the paired bootstrap: its differences are those of the BLEU records (pruned vs λ = 0, scratch vs pruned), its
+    # p-values sacrebleu's on the kept translations
+    from fairseq_interp.common.bleu import read_hypotheses, read_references
+    from fairseq_interp.common.statistics import paired_bootstrap_bleu
+
+    paired = {cells[0]: cells for cells in _table(md, "| λ | total heads | pruned − λ = 0")}
+    assert paired["0.0"][2] == "–" and set(paired) == {"0.0", "0.5"}
+    refs = read_references(data_dir / "raw" / "test.fr")
+
+    def hypotheses(path):
+        hyps, ids = read_hypotheses(str(path))
+        return [h for _, h in sorted(zip(ids, hyps))], sorted(ids)
+
+    for cell, base_gen, system_gen, expected in [
+            (2, work / "l0-0.0" / "pruned.gen", work / "l0-0.5" / "pruned.gen", rows[2]["bleu"] - rows[1]["bleu"]),
+            (3, work / "l0-0.5" / "pruned.gen", work / "scratch-0.5.gen",
+             rows[2]["bleu_from_scratch"] - rows[2]["bleu"])]:
+        (base, ids), (system, _) = hypotheses(base_gen), hypotheses(system_gen)
+        test = paired_bootstrap_bleu(base, system, [refs[i] for i in ids], lang="fr")
+        assert test.difference == pytest.approx(expected, abs=0.006)
+        assert paired["0.5"][cell] == f"{test.difference:+.2f} (± {test.system_ci:.2f}, p = {test.p_value:.3f})"
     # the kept/pruned statistics come from the head analysis of the baseline
     report = json.loads((work / "heads-baseline" / "heads.json").read_text())
     assert report["sentences"] == 3 and report["lrp"]["rule"] == "ding"

@@ -11,9 +11,10 @@
    the mean statistics of kept and pruned heads, and the heads of each attention type kept longest (at the largest
    λ that keeps any of them) with their rank among that type's heads by each statistic.
 
-Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table, then the paper's numbers beside ours:
-``paper_numbers.json`` of the package through ``common.paper_numbers.side_by_side``) into ``--work``, and
-``sweep.png`` (BLEU vs heads). Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at
+Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table; the BLEU differences, pruned vs the λ = 0 control
+and from scratch vs pruned, with sacrebleu's paired bootstrap over the kept translations; then the paper's numbers
+beside ours: ``paper_numbers.json`` of the package through ``common.paper_numbers.side_by_side``) into ``--work``,
+and ``sweep.png`` (BLEU vs heads). Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at
 ``--max-update``), exported models, the head analysis and scored translations (``*.gen.bleu``) are kept, an
 interrupted training continues from its last checkpoint; the tables are rebuilt from those records.
 
@@ -128,6 +129,62 @@ def paper_comparison(rows, args, report=None):
     return side_by_side(out)
 
 
+def _translations(path):
+    """``{sentence id: hypothesis}`` of a kept fairseq-generate output."""
+    hyps, ids = read_hypotheses(path)
+    return dict(zip(ids, hyps))
+
+
+def paired_tests(args, rows):
+    """sacrebleu's paired bootstrap over the test sentences (:func:`~fairseq_interp.common.statistics.
+    paired_bootstrap_bleu`) from the kept translations: each pruned model against the λ = 0 control (else the
+    baseline), and each from-scratch model against the pruned model of its head configuration (Table 2's last two
+    columns). Adds ``vs_control`` and ``scratch_vs_pruned`` (``{"against", "difference", "ci", "p_value"}``)."""
+    from fairseq_interp.common.statistics import paired_bootstrap_bleu
+
+    refs = read_references(os.path.join(args.data, "raw", f"test.{args.tgt}"))
+    control = next((r for r in rows[1:] if r["lambda"] == 0), None)
+    control_gen = (os.path.join(args.work, f"l0-{control['lambda']}", "pruned.gen") if control
+                   else os.path.join(args.work, "baseline.gen"))
+
+    def test(baseline_path, system_path, against):
+        baseline, system = _translations(baseline_path), _translations(system_path)
+        if set(baseline) != set(system):
+            raise InterpretError(f"{system_path} and {baseline_path} translate other sentences: delete both and "
+                                 "run the sweep again")
+        ids = sorted(system)
+        result = paired_bootstrap_bleu([baseline[i] for i in ids], [system[i] for i in ids], [refs[i] for i in ids],
+                                       lang=args.tgt)
+        return {"against": against, "difference": result.difference, "ci": result.system_ci,
+                "p_value": result.p_value}
+
+    for r in rows[1:]:
+        pruned = os.path.join(args.work, f"l0-{r['lambda']}", "pruned.gen")
+        if r is not control:
+            r["vs_control"] = test(control_gen, pruned, "λ = 0" if control else "baseline")
+        if "bleu_from_scratch" in r:
+            r["scratch_vs_pruned"] = test(pruned, os.path.join(args.work, f"scratch-{r['lambda']}.gen"), "pruned")
+
+
+def paired_markdown(rows):
+    """The table of :func:`paired_tests`."""
+    tested = [r for r in rows[1:] if "vs_control" in r or "scratch_vs_pruned" in r]
+    if not tested:
+        return []
+    against = next((r["vs_control"]["against"] for r in tested if "vs_control" in r), "λ = 0")
+
+    def cell(test):
+        return "–" if test is None else f"{test['difference']:+.2f} (± {test['ci']:.2f}, p = {test['p_value']:.3f})"
+
+    lines = ["", f"Paired bootstrap over the test sentences (sacrebleu, 1000 samples): BLEU difference, the half-width "
+             "of the system's 95 % interval, p-value; pruned against " + against + ", from scratch against pruned:",
+             "", f"| λ | total heads | pruned − {against} | from scratch − pruned |", "|---|---|---|---|"]
+    for r in tested:
+        lines.append(f"| {r['lambda']} | {r['total_heads']} | {cell(r.get('vs_control'))} | "
+                     f"{cell(r.get('scratch_vs_pruned'))} |")
+    return lines
+
+
 def check_sweep_options(args):
     """Ranges of the numeric options, before anything is trained."""
     for option, minimum in (("baseline_updates", 1), ("finetune_updates", 1), ("heads_sentences", 0)):
@@ -238,6 +295,7 @@ def main():
                              STATISTICS)
         for r in rows[1:]:
             r["last_standing"] = {kind: row for kind, row in last.items() if row["lambda"] == r["lambda"]}
+    paired_tests(args, rows)
     write_atomic(os.path.join(args.work, "sweep.json"), json.dumps(rows, indent=1))
     lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
              "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]
@@ -246,6 +304,7 @@ def main():
         lines.append(f"| {r['lambda']} | {sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
                      f"{sum(h['cross_heads'])} | {r['total_heads']} | {r['bleu']:.2f} | "
                      + (f"{r['bleu_from_scratch']:.2f} |" if "bleu_from_scratch" in r else "– |"))
+    lines += paired_markdown(rows)
     surviving = [r for r in rows[1:] if "survival" in r]
     if surviving:
         roles = list(dict.fromkeys(role for r in surviving for role in r["survival"]))
