@@ -144,6 +144,15 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
                                                               abs=0.006)
     assert any(k.startswith("§5.3") for k in comparison)
 
+    # a rerun into the same --work with another option its records depend on is refused, nothing touched
+    refused = run([sys.executable, SCRIPT, "--data", str(data_dir), "--tgt", "fr", "--work", str(work),
+                   "--size", "test_tiny", "--baseline-updates", "6", "--finetune-updates", "3", "--finetune-lr", "0.01",
+                   "--gate-lr-scale", "20", "--lambdas", "0.0", "0.5", "--heads-sentences", "3", "--seed", "2"],
+                  check=False)
+    assert refused.returncode == 2
+    assert "options.finetune_lr is 0.05 there, 0.01 here" in refused.stderr.strip().splitlines()[-1]
+    assert _records(work) == records
+
     # resume: the same command again repeats nothing and writes the same tables
     before = records, (work / "sweep.json").read_text(), md
     _sweep(data_dir, work, ["0.0", "0.5"])

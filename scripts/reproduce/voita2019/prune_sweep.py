@@ -14,7 +14,8 @@
 Writes ``sweep.json`` and ``sweep.md`` (a Table-2-style table; the BLEU differences, pruned vs the λ = 0 control
 and from scratch vs pruned, with sacrebleu's paired bootstrap over the kept translations; then the paper's numbers
 beside ours: ``paper_numbers.json`` of the package through ``common.paper_numbers.side_by_side``) into ``--work``,
-and ``sweep.png`` (BLEU vs heads). Rerunning with the same ``--work`` resumes: finished trainings (checkpoint at
+and ``sweep.png`` (BLEU vs heads). Rerunning with the same ``--work`` (and the same data, baseline and options:
+``sweep.settings.json``; more λ or ``--from-scratch`` may be added) resumes: finished trainings (checkpoint at
 ``--max-update``), exported models, the head analysis and scored translations (``*.gen.bleu``) are kept, an
 interrupted training continues from its last checkpoint; the tables are rebuilt from those records.
 
@@ -49,6 +50,12 @@ logger = logging.getLogger("prune_sweep")
 
 STATISTICS = ("relevance", "confidence", "positional", "rare")  # per-head numbers compared between kept and pruned
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
+SETTINGS = "sweep.settings.json"
+#: the options every record of a ``--work`` depends on; the others add records (``--lambdas``, ``--from-scratch``,
+#: ``--heads``) or do not change them (device, progress)
+RECORD_OPTIONS = ("tgt", "size", "baseline_updates", "finetune_updates", "lr", "finetune_lr", "init_log_alpha",
+                  "gate_lr_scale", "gate_heads", "freeze_decoder", "seed", "heads_sentences", "lrp_rule",
+                  "spacy_model")
 TRAIN = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr-scheduler", "inverse_sqrt",
          "--warmup-updates", "200", "--label-smoothing", "0.1", "--max-tokens", "2048",
          "--no-epoch-checkpoints", "--disable-validation", "--log-format", "simple", "--log-interval", "50"]
@@ -185,6 +192,25 @@ def paired_markdown(rows):
     return lines
 
 
+def check_work_settings(args):
+    """Refuse a rerun into a ``--work`` whose records were made with other settings (data, baseline weights, the
+    options of :data:`RECORD_OPTIONS`), which the cached trainings, exports and scores would otherwise mix with the
+    new ones; the first run writes them to ``sweep.settings.json``."""
+    from fairseq_interp.common.preparation import binarized_fingerprint, recorded_fingerprint
+    from fairseq_interp.common.provenance import check_same, read_provenance, weights_fingerprint, write_provenance
+
+    settings = {"data": recorded_fingerprint(args.data) or binarized_fingerprint(os.path.join(args.data, "bin")),
+                "baseline": (weights_fingerprint(read_raw_checkpoint(args.baseline)["model"]) if args.baseline
+                             else None),
+                "options": {name: getattr(args, name) for name in RECORD_OPTIONS}}
+    path = os.path.join(args.work, SETTINGS)
+    if os.path.exists(path):
+        check_same(read_provenance(path), settings, f"the sweep in {args.work}",
+                   "rerun it with its data, baseline and options, or choose another --work")
+    else:
+        write_provenance(path, settings)
+
+
 def check_sweep_options(args):
     """Ranges of the numeric options, before anything is trained."""
     for option, minimum in (("baseline_updates", 1), ("finetune_updates", 1), ("heads_sentences", 0)):
@@ -238,6 +264,7 @@ def main():
     device = device_flags(args)
     run_options = [*device, "--seed", str(args.seed)]
     os.makedirs(args.work, exist_ok=True)
+    check_work_settings(args)
     data = os.path.join(args.data, "bin")
     baseline = args.baseline or train(data, f"transformer_{args.size}", args.baseline_updates,
                                       os.path.join(args.work, "baseline"), args.lr,
