@@ -180,11 +180,14 @@ def paired_markdown(rows):
         return []
     against = next((r["vs_control"]["against"] for r in tested if "vs_control" in r), "λ = 0")
 
+    from fairseq_interp.common.statistics import BOOTSTRAP_RESAMPLES
+
     def cell(test):
         return "–" if test is None else f"{test['difference']:+.2f} (± {test['ci']:.2f}, p = {test['p_value']:.3f})"
 
-    lines = ["", f"Paired bootstrap over the test sentences (sacrebleu, 1000 samples): BLEU difference, the half-width "
-             "of the system's 95 % interval, p-value; pruned against " + against + ", from scratch against pruned:",
+    lines = ["", f"Paired bootstrap over the test sentences (sacrebleu, {BOOTSTRAP_RESAMPLES} samples): BLEU "
+             "difference, the half-width of the system's 95 % interval, p-value; pruned against " + against
+             + ", from scratch against pruned:",
              "", f"| λ | total heads | pruned − {against} | from scratch − pruned |", "|---|---|---|---|"]
     for r in tested:
         lines.append(f"| {r['lambda']} | {r['total_heads']} | {cell(r.get('vs_control'))} | "
