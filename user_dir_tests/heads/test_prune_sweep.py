@@ -1,6 +1,6 @@
-"""scripts/reproduce/voita2019/prune_sweep.py end to end at tiny scale: its tables are checked against its own
-records (BLEU files, exported checkpoints, the head analysis, the paper's numbers), and a resumed run repeats no
-training, export, scoring or analysis."""
+"""scripts/reproduce/voita2019/prune_sweep.py (and sweep_seeds.py on its records) end to end at tiny scale: its
+tables are checked against its own records (BLEU files, exported checkpoints, the head analysis, the paper's numbers),
+and a resumed run repeats no training, export, scoring or analysis."""
 
 import json
 import os
@@ -158,3 +158,15 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     _sweep(data_dir, work, ["0.0", "0.5"])
     assert (_records(work), (work / "sweep.json").read_text(), (work / "sweep.md").read_text()) == before
     assert os.path.getsize(work / "sweep.png") > 1000
+
+    # sweep_seeds.py reads the sweep's own records: one seed's summary is its table
+    summary_path = tmp_path / "seeds.json"
+    run([sys.executable, "scripts/reproduce/voita2019/sweep_seeds.py", str(work), "--json", str(summary_path)],
+        in_process=True)
+    summary = json.loads(summary_path.read_text())
+    assert summary["seeds"] == [2] and summary["baseline_bleu"] == [rows[0]["bleu"]]
+    assert [e["lambda"] for e in summary["lambdas"]] == [0.0, 0.5]
+    assert summary["lambdas"][1]["bleu"] == [rows[2]["bleu"]]
+    assert summary["lambdas"][1]["total_heads"] == [rows[2]["total_heads"]]
+    assert summary["lambdas"][1]["change"] == [rows[2]["vs_control"]["difference"]]
+    assert summary["lambdas"][1]["p_value"] == [rows[2]["vs_control"]["p_value"]]

@@ -89,48 +89,75 @@ def _nearest(rows, share, count, total):
     return min(rows, key=lambda r: abs(count(r) / total - share))
 
 
+def gated_kinds(gate_heads):
+    """The attention types of ``--gate-heads``."""
+    return [k.strip() for k in gate_heads.split(",") if k.strip()]
+
+
+def paper_matches(rows, gate_heads):
+    """Voita et al.'s pruning numbers, each with our pruned run (λ > 0) whose share of retained (gated) heads is
+    nearest: Figure 7 with ``--gate-heads encoder_self`` (of 48 encoder heads), else Table 2's sparse rows (of 144
+    heads). Dicts with ``name``, ``label`` (the paper's row), ``share``, ``change`` (the paper's BLEU change of the
+    pruned model), ``scratch`` (Table 2: from scratch − pruned; else None) and ``row`` (ours)."""
+    paper = load_paper_numbers("heads")
+    gated = gated_kinds(gate_heads)
+    heads_of = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    pruned = [r for r in rows[1:] if r["lambda"] != 0]
+    if not pruned:
+        return []
+    total = pruned[0]["gated_heads_total"]
+    matches = []
+    if gated == ["encoder_self"]:
+        for number in paper.table("Figure 7"):
+            kept = int(number.row.split()[-5])
+            matches.append({"name": f"Figure 7, {number.row} ({kept / 48:.0%})", "label": number.row,
+                            "share": kept / 48, "change": number.value, "scratch": None,
+                            "row": _nearest(pruned, kept / 48, heads_of, total)})
+        return matches
+    base = paper.get("Table 2", "WMT baseline 48/48/48", "BLEU from trained").value
+    for number in paper.table("Table 2"):
+        if not number.row.startswith("WMT sparse") or number.column != "BLEU from trained":
+            continue
+        counts = [paper.get("Table 2", number.row, c).value for c in ("encoder heads", "decoder heads",
+                                                                        "cross heads")]
+        share = sum(counts) / 144
+        label = number.row.replace("sparse heads ", "")
+        matches.append({"name": f"Table 2, {label} ({share:.0%} of heads)", "label": label, "share": share,
+                        "change": number.value - base,
+                        "scratch": paper.get("Table 2", number.row, "BLEU from scratch").value - number.value,
+                        "row": _nearest(pruned, share, heads_of, total)})
+    return matches
+
+
 def paper_comparison(rows, args, report=None):
     """Voita et al.'s Table 2 (or Figure 7 with ``--gate-heads encoder_self``), Table 1, §5.1 and §5.3 beside ours
     (:func:`~fairseq_interp.common.paper_numbers.side_by_side`). BLEU changes are against the same fine-tuning
     without penalty (λ = 0) when the sweep has it, else against the baseline; each paper row is matched with our
-    run whose share of retained heads is nearest."""
-    paper = load_paper_numbers("heads")
-    gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]
+    run whose share of retained heads is nearest (:func:`paper_matches`)."""
+    gated = gated_kinds(args.gate_heads)
     heads_of = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
     control = next((r for r in rows[1:] if r["lambda"] == 0), None)
     reference = control["bleu"] if control else rows[0]["bleu"]
     against = "λ = 0 (same fine-tuning, no penalty)" if control else "the baseline"
-    pruned = [r for r in rows[1:] if r["lambda"] != 0]
     total = rows[1]["gated_heads_total"] if len(rows) > 1 else 0
     setting = (f"{os.path.basename(os.path.normpath(args.data))} → {args.tgt}, transformer_{args.size}, "
                f"{args.finetune_updates} L0 updates (lr {args.finetune_lr}, gate lr ×{args.gate_lr_scale:g}), "
                f"seed {args.seed}, test BLEU beam 5")
     out = [("BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
-    if pruned and gated == ["encoder_self"]:
-        for number in paper.table("Figure 7"):
-            kept = int(number.row.split()[-5])
-            r = _nearest(pruned, kept / 48, heads_of, total)
-            out.append((f"Figure 7, {number.row} ({kept / 48:.0%}): BLEU change", number.value,
-                        r["bleu"] - reference, f"λ = {r['lambda']}: {heads_of(r)} of {total} encoder heads "
-                                               f"({heads_of(r) / total:.0%}), vs {against}; {setting}"))
-    elif pruned:
-        base = paper.get("Table 2", "WMT baseline 48/48/48", "BLEU from trained").value
-        for number in paper.table("Table 2"):
-            if not number.row.startswith("WMT sparse") or number.column != "BLEU from trained":
-                continue
-            counts = [paper.get("Table 2", number.row, c).value for c in ("encoder heads", "decoder heads",
-                                                                            "cross heads")]
-            share = sum(counts) / 144
-            r = _nearest(pruned, share, heads_of, total)
-            where = (f"λ = {r['lambda']}: {heads_of(r)} of {total} heads ({heads_of(r) / total:.0%}), "
-                     f"{' / '.join(str(sum(r['heads'][f'{k}_heads'])) for k in ('encoder_self', 'decoder_self', 'cross'))}")
-            label = number.row.replace("sparse heads ", "")
-            out.append((f"Table 2, {label} ({share:.0%} of heads): BLEU change, pruned", number.value - base,
-                        r["bleu"] - reference, f"{where}, vs {against}; {setting}"))
-            scratch = paper.get("Table 2", number.row, "BLEU from scratch").value
-            ours = r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None
-            out.append((f"Table 2, {label}: from scratch − pruned", scratch - number.value, ours,
-                        f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
+    for match in paper_matches(rows, args.gate_heads):
+        r = match["row"]
+        if match["scratch"] is None:
+            out.append((f"{match['name']}: BLEU change", match["change"], r["bleu"] - reference,
+                        f"λ = {r['lambda']}: {heads_of(r)} of {total} encoder heads ({heads_of(r) / total:.0%}), "
+                        f"vs {against}; {setting}"))
+            continue
+        where = (f"λ = {r['lambda']}: {heads_of(r)} of {total} heads ({heads_of(r) / total:.0%}), "
+                 f"{' / '.join(str(sum(r['heads'][f'{k}_heads'])) for k in ('encoder_self', 'decoder_self', 'cross'))}")
+        out.append((f"{match['name']}: BLEU change, pruned", match["change"], r["bleu"] - reference,
+                    f"{where}, vs {against}; {setting}"))
+        ours = r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None
+        out.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], ours,
+                    f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
     if report is not None:
         out += analysis_rows(report, "the baseline, valid split")
     return side_by_side(out)
@@ -376,7 +403,7 @@ def main():
     write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    gated = [k.strip() for k in args.gate_heads.split(",") if k.strip()]  # the plot counts the gated types' heads
+    gated = gated_kinds(args.gate_heads)  # the plot counts the gated types' heads
     gated_heads = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
     points = sorted((gated_heads(r), r["bleu"], r["lambda"]) for r in rows[1:])
     ax.plot([h for h, _, _ in points], [b for _, b, _ in points], "o-", label="pruned (L0), fine-tuned")

@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Voita et al. (2019) Table 2 (or Figure 7) over seeds: the λ sweeps of ``prune_sweep.py`` (one ``--work`` per
+``--seed``, the same data and options otherwise) per λ as mean ± sample sd over the seeds, each seed's BLEU change
+against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics kept vs pruned, and the
+paper's numbers beside the mean change of the run nearest each of its head shares.
+
+Reads each folder's ``sweep.json`` and ``sweep.settings.json`` (an older ``--work`` gets the latter by rerunning its
+sweep command, which reuses every record); writes a markdown table (``--out``) and the values (``--json``).
+
+    python scripts/reproduce/voita2019/sweep_seeds.py results/voita-seed{1,2,3} \\
+        --out docs/results/voita2019-sweep-seeds.md --json docs/results/voita2019-sweep-seeds.json
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prune_sweep import SETTINGS, gated_kinds, paper_matches  # noqa: E402
+
+from fairseq_interp.common.errors import InterpretError  # noqa: E402
+from fairseq_interp.common.fairseq_runs import script_main  # noqa: E402
+from fairseq_interp.common.jsonl import read_json_object  # noqa: E402
+from fairseq_interp.common.outputs import (add_table_output_arguments, check_table_outputs,  # noqa: E402
+                                           write_table_outputs)
+from fairseq_interp.common.paper_numbers import side_by_side  # noqa: E402
+from fairseq_interp.common.provenance import check_same  # noqa: E402
+from fairseq_interp.common.statistics import format_mean_sd, mean_sd  # noqa: E402
+
+KINDS = ("encoder_self", "decoder_self", "cross")
+#: the heads' statistics compared kept vs pruned over all attention types (a specialised head: confident, positional)
+COMPARED = ("confidence", "positional")
+SIGNIFICANCE = 0.05
+
+
+def load(folders):
+    """``[(settings, rows)]`` of the sweeps; refused in one line if one is missing a record or they differ in more
+    than the seed (and the baseline trained with it)."""
+    sweeps = []
+    for folder in folders:
+        fix = f"run prune_sweep.py with --work {folder} (a rerun of its command reuses every record)"
+        settings = read_json_object(os.path.join(folder, SETTINGS), "a sweep's settings", fix)
+        path = os.path.join(folder, "sweep.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                rows = json.load(f)
+        except FileNotFoundError:
+            raise InterpretError(f"{path} not found: {fix}") from None
+        except (OSError, ValueError) as e:
+            raise InterpretError(f"{path} is not a sweep's records ({e}): {fix}") from None
+        if not isinstance(rows, list) or not rows or rows[0].get("lambda") is not None:
+            raise InterpretError(f"{path} is not a sweep's records (a list, the baseline first): {fix}")
+        sweeps.append((settings, rows))
+    seeds = [settings["options"]["seed"] for settings, _ in sweeps]
+    if len(set(seeds)) != len(seeds):
+        raise InterpretError(f"seeds {seeds}: each sweep must have its own --seed")
+    shared = lambda s: {"data": s["data"], "options": {k: v for k, v in s["options"].items() if k != "seed"}}  # noqa
+    for folder, (settings, _) in zip(folders[1:], sweeps[1:]):
+        check_same(shared(sweeps[0][0]), shared(settings), f"the sweep in {folder}",
+                   f"compare sweeps that differ only in --seed (and their baselines), as {folders[0]}")
+    return sweeps
+
+
+def _change(row, rows):
+    """``(BLEU change against the λ = 0 control or else the baseline, its paired-bootstrap p-value or None)``."""
+    if row["lambda"] == 0:
+        return None, None
+    if "vs_control" in row:
+        return row["vs_control"]["difference"], row["vs_control"]["p_value"]
+    control = next((r for r in rows[1:] if r["lambda"] == 0), rows[0])
+    return row["bleu"] - control["bleu"], None
+
+
+def summarize(sweeps):
+    """Per λ (of any seed, in increasing order): each seed's heads kept, BLEU, change against its control and
+    p-value, and per compared statistic the mean over the kept and over the pruned heads; the paper's rows with
+    each seed's nearest run (:func:`prune_sweep.paper_matches`)."""
+    seeds = [settings["options"]["seed"] for settings, _ in sweeps]
+    lambdas = sorted({r["lambda"] for _, rows in sweeps for r in rows[1:]})
+    per_lambda = []
+    for lam in lambdas:
+        entry = {"lambda": lam, "seeds": [], "total_heads": [], "heads": {k: [] for k in KINDS}, "bleu": [],
+                 "change": [], "p_value": [], "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED}}
+        for seed, (_, rows) in zip(seeds, sweeps):
+            row = next((r for r in rows[1:] if r["lambda"] == lam), None)
+            if row is None:
+                continue
+            change, p_value = _change(row, rows)
+            entry["seeds"].append(seed)
+            entry["total_heads"].append(row["total_heads"])
+            for kind in KINDS:
+                entry["heads"][kind].append(sum(row["heads"][f"{kind}_heads"]))
+            entry["bleu"].append(row["bleu"])
+            entry["change"].append(change)
+            entry["p_value"].append(p_value)
+            for stat in COMPARED:
+                means = row.get("kept_vs_pruned", {}).get(stat, {}).get("all", {})
+                for side in ("kept", "pruned"):
+                    entry["statistics"][stat][side].append(means.get(side))
+        per_lambda.append(entry)
+    gate_heads = sweeps[0][0]["options"]["gate_heads"]
+    paper = []
+    for i, match in enumerate(paper_matches(sweeps[0][1], gate_heads)):
+        runs = []
+        for seed, (_, rows) in zip(seeds, sweeps):
+            row = paper_matches(rows, gate_heads)[i]["row"]
+            change, p_value = _change(row, rows)
+            runs.append({"seed": seed, "lambda": row["lambda"], "total_heads": row["total_heads"],
+                         "gated_heads": sum(sum(row["heads"][f"{k}_heads"]) for k in gated_kinds(gate_heads)),
+                         "change": change, "p_value": p_value})
+        paper.append({key: match[key] for key in ("name", "label", "share", "change")} | {"runs": runs})
+    return {"seeds": seeds, "baseline_bleu": [rows[0]["bleu"] for _, rows in sweeps],
+            "gated_heads_total": next((r["gated_heads_total"] for r in sweeps[0][1][1:]), None),
+            "lambdas": per_lambda, "paper": paper}
+
+
+def _per_seed(values, digits=2, signed=False):
+    return " / ".join("–" if v is None else f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}" for v in values)
+
+
+def _mean(values, digits=2):
+    present = [v for v in values if v is not None]
+    return format_mean_sd(present, digits, count=False) if present else "–"
+
+
+def markdown(summary, settings):
+    seeds = summary["seeds"]
+    options = settings["options"]
+    lines = [f"Seeds {', '.join(map(str, seeds))}; per seed in that order, then mean ± sample sd over the seeds. "
+             f"BLEU change: pruned − the same seed's λ = 0 control (sacrebleu's paired bootstrap p-value).", "",
+             "| λ | seeds | heads enc / dec / cross (mean) | total heads | total heads, mean ± sd | BLEU | "
+             "BLEU, mean ± sd | change | change, mean ± sd | p per seed | p < 0.05 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| baseline | {len(seeds)} | all | all | – | {_per_seed(summary['baseline_bleu'])} | "
+             f"{_mean(summary['baseline_bleu'])} | – | – | – | – |"]
+    for e in summary["lambdas"]:
+        n = len(e["seeds"])
+        heads = " / ".join(f"{sum(e['heads'][k]) / n:.1f}" for k in KINDS)
+        tested = [p for p in e["p_value"] if p is not None]
+        lines.append(f"| {e['lambda']:g} | {n} | {heads} | {_per_seed(e['total_heads'], 0)} | "
+                     f"{_mean(e['total_heads'], 1)} | {_per_seed(e['bleu'])} | {_mean(e['bleu'])} | "
+                     f"{_per_seed(e['change'], signed=True)} | {_mean(e['change'])} | {_per_seed(e['p_value'], 3)} | "
+                     + (f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–") + " |")
+    compared = [e for e in summary["lambdas"] if any(v is not None for s in COMPARED
+                                                      for v in e["statistics"][s]["pruned"])]
+    if compared:
+        lines += ["", "Mean statistic of the baseline's heads, kept / pruned (all attention types; `fairseq-interp "
+                  "heads`), mean ± sd over the seeds, and the seeds whose kept heads have the higher mean:", "",
+                  "| λ | " + " | ".join(f"{s}: kept | {s}: pruned | {s}: kept higher" for s in COMPARED) + " |",
+                  "|---|" + "---|---|---|" * len(COMPARED)]
+        for e in compared:
+            cells = []
+            for stat in COMPARED:
+                pairs = [(k, p) for k, p in zip(e["statistics"][stat]["kept"], e["statistics"][stat]["pruned"])
+                         if k is not None and p is not None]
+                cells += [_mean(e["statistics"][stat]["kept"], 3), _mean(e["statistics"][stat]["pruned"], 3),
+                          f"{sum(k > p for k, p in pairs)} of {len(pairs)}"]
+            lines.append(f"| {e['lambda']:g} | " + " | ".join(cells) + " |")
+    rows = []
+    for match in summary["paper"]:
+        runs = match["runs"]
+        changes = [r["change"] for r in runs if r["change"] is not None]
+        where = "; ".join(f"seed {r['seed']}: λ = {r['lambda']:g}, {r['gated_heads']} of "
+                          f"{summary['gated_heads_total']} heads, {r['change']:+.2f}"
+                          + ("" if r["p_value"] is None else f" (p = {r['p_value']:.3f})") for r in runs)
+        mean, sd = mean_sd(changes) if changes else (None, None)
+        rows.append((f"{match['name']}: BLEU change, pruned", match["change"], mean,
+                     ("" if sd is None else f"sd {sd:.2f} over {len(changes)} seeds; ") + where))
+    if rows:
+        lines += ["", f"The paper's numbers beside the mean over the seeds of each seed's run nearest its share of "
+                  f"heads ({options['finetune_updates']} L0 updates, lr "
+                  f"{options['finetune_lr']}, gate lr ×{options['gate_lr_scale']:g}, test BLEU beam 5):", "",
+                  side_by_side(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweeps", nargs="+", help="--work folders of prune_sweep.py, one per --seed")
+    add_table_output_arguments(parser, "the per-seed values")
+    args = parser.parse_args()
+    check_table_outputs(args, inputs=[os.path.join(f, name) for f in args.sweeps for name in (SETTINGS, "sweep.json")])
+    sweeps = load(args.sweeps)
+    summary = summarize(sweeps)
+    write_table_outputs(args, markdown(summary, sweeps[0][0]), summary)
+
+
+if __name__ == "__main__":
+    sys.exit(script_main("sweep_seeds", main))
