@@ -66,3 +66,19 @@ def read_hypotheses(path):
                 head, _score, text = (line.rstrip("\n").split("\t") + ["", ""])[:3]
                 hyps[int(head[2:])] = text
     return [hyps[i] for i in sorted(hyps)], sorted(hyps)
+
+
+def paired_generate_outputs(baseline_path, system_path, references, fix="translate both with the same data and "
+                            "--gen-subset"):
+    """``(baseline hypotheses, system hypotheses, their references)`` of two ``fairseq-generate`` outputs, paired by
+    sentence id (``references[id]``), for a paired test; one line (ending in ``fix``) if the outputs translate other
+    sentences or name a sentence the references do not have."""
+    baseline, baseline_ids = read_hypotheses(baseline_path)
+    system, system_ids = read_hypotheses(system_path)
+    if baseline_ids != system_ids:
+        raise InterpretError(f"{system_path} ({len(system_ids)} sentences) and {baseline_path} ({len(baseline_ids)}) "
+                             f"translate other sentences: {fix}")
+    if baseline_ids and baseline_ids[-1] >= len(references):
+        raise InterpretError(f"{system_path} translates sentence {baseline_ids[-1]}, the references have "
+                             f"{len(references)}: {fix}")
+    return baseline, system, [references[i] for i in baseline_ids]

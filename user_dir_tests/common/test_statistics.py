@@ -98,3 +98,27 @@ def test_paper_numbers_file_and_side_by_side_table(tmp_path, monkeypatch):
     assert "| BLEU base | 27.50 | 25.25 | -2.25 | Multi30k |" in table
     assert "| BLEU interval | 27.50 | 26.00 [25.50, 26.75] | -1.50 | bootstrap |" in table
     assert "| A(α, β) | – | 0.61 ± 0.02 | – | 1 seed |" in table
+
+
+def test_two_generate_outputs_are_paired_by_sentence_id_whatever_their_line_order(tmp_path):
+    from fairseq_interp.common.bleu import paired_generate_outputs
+
+    def generate_output(path, order, hypotheses):
+        # fairseq-generate writes sentences in batch order (by length), each with S-, T-, H- and D- lines
+        path.write_text("".join(f"S-{i}\tsource {i}\nT-{i}\tref\nH-{i}\t-0.5\t{hypotheses[i]}\nD-{i}\t-0.5\tx\n"
+                                for i in order))
+        return str(path)
+
+    refs = ["r0", "r1", "r2"]
+    base = generate_output(tmp_path / "base.gen", [2, 0, 1], ["b0", "b1", "b2"])
+    system = generate_output(tmp_path / "system.gen", [1, 2, 0], ["s0", "s1", "s2"])
+    assert paired_generate_outputs(base, system, refs) == (["b0", "b1", "b2"], ["s0", "s1", "s2"], refs)
+    # a subset of the test set: the references of those ids
+    part = generate_output(tmp_path / "part.gen", [2, 0], ["p0", "", "p2"])
+    other = generate_output(tmp_path / "other.gen", [0, 2], ["o0", "", "o2"])
+    assert paired_generate_outputs(part, other, refs) == (["p0", "p2"], ["o0", "o2"], ["r0", "r2"])
+    with pytest.raises(InterpretError, match=r"part.gen \(2 sentences\) and .*base.gen \(3\) translate other "
+                                             r"sentences: rerun both"):
+        paired_generate_outputs(base, part, refs, fix="rerun both")
+    with pytest.raises(InterpretError, match="translates sentence 2, the references have 2"):
+        paired_generate_outputs(part, other, refs[:2])

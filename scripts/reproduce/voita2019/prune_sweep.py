@@ -30,7 +30,7 @@ import os
 import sys
 
 from fairseq_interp.common.batches import progress_loop
-from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.bleu import corpus_bleu, paired_generate_outputs, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, read_raw_checkpoint
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import (add_device_argument, device_flags, run, script_main,
@@ -163,12 +163,6 @@ def paper_comparison(rows, args, report=None):
     return side_by_side(out)
 
 
-def _translations(path):
-    """``{sentence id: hypothesis}`` of a kept fairseq-generate output."""
-    hyps, ids = read_hypotheses(path)
-    return dict(zip(ids, hyps))
-
-
 def paired_tests(args, rows):
     """sacrebleu's paired bootstrap over the test sentences (:func:`~fairseq_interp.common.statistics.
     paired_bootstrap_bleu`) from the kept translations: each pruned model against the λ = 0 control (else the
@@ -182,13 +176,8 @@ def paired_tests(args, rows):
                    else os.path.join(args.work, "baseline.gen"))
 
     def test(baseline_path, system_path, against):
-        baseline, system = _translations(baseline_path), _translations(system_path)
-        if set(baseline) != set(system):
-            raise InterpretError(f"{system_path} and {baseline_path} translate other sentences: delete both and "
-                                 "run the sweep again")
-        ids = sorted(system)
-        result = paired_bootstrap_bleu([baseline[i] for i in ids], [system[i] for i in ids], [refs[i] for i in ids],
-                                       lang=args.tgt)
+        result = paired_bootstrap_bleu(*paired_generate_outputs(baseline_path, system_path, refs,
+                                                                "delete both and run the sweep again"), lang=args.tgt)
         return {"against": against, "difference": result.difference, "ci": result.system_ci,
                 "p_value": result.p_value}
 

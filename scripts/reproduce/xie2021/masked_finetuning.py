@@ -52,7 +52,7 @@ import shlex
 import time
 
 from fairseq_interp.common.batches import progress_loop
-from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
+from fairseq_interp.common.bleu import corpus_bleu, paired_generate_outputs, read_hypotheses, read_references
 from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, converge, device_flags, run, script_main,
@@ -571,9 +571,9 @@ def bootstrap(exp, state, seed, systems):
             continue
         done[name] = {}
         for pair in exp.pairs:
-            base = read_hypotheses(exp.generate_path(seed, reference, pair))[0]
-            other = read_hypotheses(exp.generate_path(seed, system, pair))[0]
-            test = paired_bootstrap_bleu(base, other, exp.references(pair), lang=pair.split("-")[1])
+            test = paired_bootstrap_bleu(*paired_generate_outputs(
+                exp.generate_path(seed, reference, pair), exp.generate_path(seed, system, pair), exp.references(pair),
+                "its --work mixes records of other data: run again with a new --work"), lang=pair.split("-")[1])
             done[name][pair] = {"difference": round(test.difference, 4), "p_value": round(test.p_value, 4),
                                 "ci": round(test.system_ci, 4)}
 
