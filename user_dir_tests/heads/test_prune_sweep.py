@@ -48,7 +48,7 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     work = tmp_path / "sweep"
     _sweep(data_dir, work, ["0.0"])  # as if killed after the first λ
     first = _records(work)
-    _sweep(data_dir, work, ["0.0", "0.5"])
+    _sweep(data_dir, work, ["0.5", "0.0"])  # the tables list λ in increasing order, whatever order ran
     records = _records(work)
     assert {k: v for k, v in records.items() if k in first} == first  # nothing of λ = 0 redone
     rows = json.loads((work / "sweep.json").read_text())
@@ -170,3 +170,13 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     assert summary["lambdas"][1]["total_heads"] == [rows[2]["total_heads"]]
     assert summary["lambdas"][1]["change"] == [rows[2]["vs_control"]["difference"]]
     assert summary["lambdas"][1]["p_value"] == [rows[2]["vs_control"]["p_value"]]
+
+
+def test_prune_sweep_refuses_a_lambda_twice_before_any_work(tmp_path):
+    work = tmp_path / "sweep"
+    proc = run([sys.executable, SCRIPT, "--data", str(tmp_path / "data"), "--tgt", "fr", "--work", str(work),
+                "--lambdas", "0.1", "0.05", "0.10"], check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("--lambdas names 0.1 more than once: each λ is one "
+                                                         "fine-tuning")
+    assert not work.exists()

@@ -238,6 +238,10 @@ def check_sweep_options(args):
         check_range(getattr(args, option), "--" + option.replace("_", "-"), 0, strict_minimum=True)
     for lam in args.lambdas:
         check_range(lam, "--lambdas", 0, what="the L0 penalty's weight")
+    repeated = sorted({lam for lam in args.lambdas if args.lambdas.count(lam) > 1})
+    if repeated:
+        raise InterpretError(f"--lambdas names {', '.join(f'{lam:g}' for lam in repeated)} more than once: each λ is "
+                             "one fine-tuning")
     if args.lrp_rule not in RULES:
         raise InterpretError(f"--lrp-rule {args.lrp_rule!r} is not one of {', '.join(RULES)}")
 
@@ -335,6 +339,7 @@ def main():
         rows.append(row)
         logger.info(f"λ={lam}: heads {counts} BLEU {row['bleu']:.2f}"
                     + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
+    rows[1:] = sorted(rows[1:], key=lambda r: r["lambda"])  # the tables in increasing λ, whatever order ran
     last = None
     if args.heads:
         last = last_standing(read_report(os.path.join(args.work, "heads-baseline", "heads.json")), masks_by_lambda,
