@@ -154,10 +154,10 @@ def write_lines_atomic(path, lines):
     os.replace(tmp, path)
 
 
-def read_json_object(path, what, fix, unreadable=None):
-    """The JSON object in ``path`` (a whole-file JSON, not JSONL); one line naming the file, ``what`` it should be
-    (``unreadable``: the wording when it does not parse, default ``what``) and the ``fix`` if it is missing,
-    unreadable or not an object."""
+def read_json_object(path, what, fix, unreadable=None, kind=dict):
+    """The JSON object (or other ``kind``, e.g. ``list``) in ``path`` (a whole-file JSON, not JSONL); one line naming
+    the file, ``what`` it should be (``unreadable``: the wording when it does not parse, default ``what``) and the
+    ``fix`` if it is missing, unreadable or not of that kind."""
     try:
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
@@ -165,6 +165,6 @@ def read_json_object(path, what, fix, unreadable=None):
         raise InterpretError(f"{path} not found: {fix}") from None
     except (OSError, ValueError) as e:
         raise InterpretError(f"{path} is not {unreadable or what} ({e}): {fix}") from None
-    if not isinstance(value, dict):
+    if not isinstance(value, kind):
         raise InterpretError(f"{path} is not {what}: {fix}")
     return value

@@ -95,3 +95,11 @@ def test_sweep_seeds_refuses_a_seed_twice_and_a_folder_without_settings(tmp_path
     (tmp_path / "s2" / "sweep.settings.json").unlink()
     proc = run([sys.executable, SCRIPT, first, second], check=False)
     assert proc.returncode != 0 and "sweep.settings.json not found" in proc.stderr
+
+
+def test_sweep_seeds_refuses_records_that_are_not_a_sweeps(tmp_path):
+    first, second = _two_seeds(tmp_path)
+    (tmp_path / "s2" / "sweep.json").write_text('{"lambda": 0.1}')
+    proc = run([sys.executable, SCRIPT, first, second], check=False)
+    assert proc.returncode == 2 and "sweep.json is not a sweep's records" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -12,7 +12,6 @@ sweep command, which reuses every record); writes a markdown table (``--out``) a
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -42,14 +41,8 @@ def load(folders):
         fix = f"run prune_sweep.py with --work {folder} (a rerun of its command reuses every record)"
         settings = read_json_object(os.path.join(folder, SETTINGS), "a sweep's settings", fix)
         path = os.path.join(folder, "sweep.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                rows = json.load(f)
-        except FileNotFoundError:
-            raise InterpretError(f"{path} not found: {fix}") from None
-        except (OSError, ValueError) as e:
-            raise InterpretError(f"{path} is not a sweep's records ({e}): {fix}") from None
-        if not isinstance(rows, list) or not rows or rows[0].get("lambda") is not None:
+        rows = read_json_object(path, "a sweep's records (a list, the baseline first)", fix, kind=list)
+        if not rows or not isinstance(rows[0], dict) or rows[0].get("lambda") is not None:
             raise InterpretError(f"{path} is not a sweep's records (a list, the baseline first): {fix}")
         sweeps.append((settings, rows))
     seeds = [settings["options"]["seed"] for settings, _ in sweeps]
