@@ -103,3 +103,14 @@ def test_sweep_seeds_refuses_records_that_are_not_a_sweeps(tmp_path):
     proc = run([sys.executable, SCRIPT, first, second], check=False)
     assert proc.returncode == 2 and "sweep.json is not a sweep's records" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_lambda_of_some_seeds_names_them_and_a_seed_without_pruned_runs_is_left_out_of_the_paper_rows(tmp_path):
+    first, _ = _two_seeds(tmp_path)
+    only_control = _sweep(tmp_path / "s3", 3, [{"lambda": None, "heads": None, "bleu": 35.0},
+                                               _row(0.0, 35.5, ALL_HEADS)])
+    out_json = tmp_path / "seeds.json"
+    proc = run([sys.executable, SCRIPT, first, only_control, "--json", str(out_json)], in_process=True)
+    assert _table_row(proc.stdout, "0.05")[1] == "only 1" and _table_row(proc.stdout, "0")[1] == "2"
+    paper = json.loads(out_json.read_text())["paper"]
+    assert paper and all([r["seed"] for r in m["runs"]] == [1] for m in paper)

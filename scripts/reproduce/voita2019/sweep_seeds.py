@@ -93,11 +93,13 @@ def summarize(sweeps):
                     entry["statistics"][stat][side].append(means.get(side))
         per_lambda.append(entry)
     gate_heads = sweeps[0][0]["options"]["gate_heads"]
+    matches = {seed: paper_matches(rows, gate_heads) for seed, (_, rows) in zip(seeds, sweeps)}
+    pruned = [(seed, rows) for seed, (_, rows) in zip(seeds, sweeps) if matches[seed]]  # seeds with a λ > 0
     paper = []
-    for i, match in enumerate(paper_matches(sweeps[0][1], gate_heads)):
+    for i, match in enumerate(matches[pruned[0][0]] if pruned else []):
         runs = []
-        for seed, (_, rows) in zip(seeds, sweeps):
-            row = paper_matches(rows, gate_heads)[i]["row"]
+        for seed, rows in pruned:
+            row = matches[seed][i]["row"]
             change, p_value = _change(row, rows)
             runs.append({"seed": seed, "lambda": row["lambda"], "total_heads": row["total_heads"],
                          "gated_heads": sum(sum(row["heads"][f"{k}_heads"]) for k in gated_kinds(gate_heads)),
@@ -131,7 +133,8 @@ def markdown(summary, settings):
         n = len(e["seeds"])
         heads = " / ".join(f"{sum(e['heads'][k]) / n:.1f}" for k in KINDS)
         tested = [p for p in e["p_value"] if p is not None]
-        lines.append(f"| {e['lambda']:g} | {n} | {heads} | {_per_seed(e['total_heads'], 0)} | "
+        which = n if n == len(seeds) else "only " + ", ".join(map(str, e["seeds"]))
+        lines.append(f"| {e['lambda']:g} | {which} | {heads} | {_per_seed(e['total_heads'], 0)} | "
                      f"{_mean(e['total_heads'], 1)} | {_per_seed(e['bleu'])} | {_mean(e['bleu'])} | "
                      f"{_per_seed(e['change'], signed=True)} | {_mean(e['change'])} | {_per_seed(e['p_value'], 3)} | "
                      + (f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–") + " |")
