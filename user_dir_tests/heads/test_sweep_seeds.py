@@ -33,6 +33,7 @@ def _sweep(folder, seed, rows, **options):
 
 
 def _two_seeds(tmp_path, second_seed=2, **second_options):
+    tmp_path.mkdir(exist_ok=True)
     first = _sweep(tmp_path / "s1", 1, [
         {"lambda": None, "heads": None, "bleu": 37.0},
         _row(0.0, 36.0, ALL_HEADS),
@@ -52,9 +53,12 @@ def _table_row(md, first_cell):
 
 
 def test_sweep_seeds_means_and_counts_are_the_hand_computed_ones(tmp_path):
-    out, out_json = tmp_path / "seeds.md", tmp_path / "seeds.json"
-    run([sys.executable, SCRIPT, *_two_seeds(tmp_path), "--out", str(out), "--json", str(out_json)],
-        in_process=True)
+    out, out_json, figure = tmp_path / "seeds.md", tmp_path / "seeds.json", tmp_path / "seeds.png"
+    run([sys.executable, SCRIPT, *_two_seeds(tmp_path), "--out", str(out), "--json", str(out_json), "--figure",
+         str(figure)], in_process=True)
+    assert figure.stat().st_size > 1000
+    refused = run([sys.executable, SCRIPT, *_two_seeds(tmp_path / "again"), "--figure", str(figure)], check=False)
+    assert refused.returncode == 2 and "--figure" in refused.stderr and "--overwrite" in refused.stderr
     summary = json.loads(out_json.read_text())
     assert summary["seeds"] == [1, 2] and summary["baseline_bleu"] == [37.0, 36.0]
     control, pruned = summary["lambdas"]

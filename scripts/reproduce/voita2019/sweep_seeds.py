@@ -2,7 +2,7 @@
 """Voita et al. (2019) Table 2 (or Figure 7) over seeds: the λ sweeps of ``prune_sweep.py`` (one ``--work`` per
 ``--seed``, the same data and options otherwise) per λ as mean ± sample sd over the seeds, each seed's BLEU change
 against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics kept vs pruned, and the
-paper's numbers beside the mean change of the run nearest each of its head shares.
+paper's numbers beside the mean change of the run nearest each of its head shares (and, with ``--figure``, a plot).
 
 Reads each folder's ``sweep.json`` and ``sweep.settings.json`` (an older ``--work`` gets the latter by rerunning its
 sweep command, which reuses every record); writes a markdown table (``--out``) and the values (``--json``).
@@ -21,8 +21,9 @@ from prune_sweep import SETTINGS, gated_kinds, paper_matches  # noqa: E402
 from fairseq_interp.common.errors import InterpretError  # noqa: E402
 from fairseq_interp.common.fairseq_runs import script_main  # noqa: E402
 from fairseq_interp.common.jsonl import read_json_object  # noqa: E402
-from fairseq_interp.common.outputs import (add_table_output_arguments, check_table_outputs,  # noqa: E402
-                                           write_table_outputs)
+from fairseq_interp.common.figures import pyplot, save_figure  # noqa: E402
+from fairseq_interp.common.outputs import (add_table_output_arguments, check_output_files,  # noqa: E402
+                                           make_parent, write_table_outputs)
 from fairseq_interp.common.paper_numbers import side_by_side  # noqa: E402
 from fairseq_interp.common.provenance import check_same  # noqa: E402
 from fairseq_interp.common.statistics import format_mean_sd, mean_sd  # noqa: E402
@@ -70,10 +71,13 @@ def summarize(sweeps):
     p-value, and per compared statistic the mean over the kept and over the pruned heads; the paper's rows with
     each seed's nearest run (:func:`prune_sweep.paper_matches`)."""
     seeds = [settings["options"]["seed"] for settings, _ in sweeps]
+    gate_heads = sweeps[0][0]["options"]["gate_heads"]
+    gated = gated_kinds(gate_heads)
     lambdas = sorted({r["lambda"] for _, rows in sweeps for r in rows[1:]})
     per_lambda = []
     for lam in lambdas:
-        entry = {"lambda": lam, "seeds": [], "total_heads": [], "heads": {k: [] for k in KINDS}, "bleu": [],
+        entry = {"lambda": lam, "seeds": [], "total_heads": [], "gated_heads": [], "heads": {k: [] for k in KINDS},
+                 "bleu": [],
                  "change": [], "p_value": [], "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED}}
         for seed, (_, rows) in zip(seeds, sweeps):
             row = next((r for r in rows[1:] if r["lambda"] == lam), None)
@@ -82,6 +86,7 @@ def summarize(sweeps):
             change, p_value = _change(row, rows)
             entry["seeds"].append(seed)
             entry["total_heads"].append(row["total_heads"])
+            entry["gated_heads"].append(sum(sum(row["heads"][f"{k}_heads"]) for k in gated))
             for kind in KINDS:
                 entry["heads"][kind].append(sum(row["heads"][f"{kind}_heads"]))
             entry["bleu"].append(row["bleu"])
@@ -92,7 +97,6 @@ def summarize(sweeps):
                 for side in ("kept", "pruned"):
                     entry["statistics"][stat][side].append(means.get(side))
         per_lambda.append(entry)
-    gate_heads = sweeps[0][0]["options"]["gate_heads"]
     matches = {seed: paper_matches(rows, gate_heads) for seed, (_, rows) in zip(seeds, sweeps)}
     pruned = [(seed, rows) for seed, (_, rows) in zip(seeds, sweeps) if matches[seed]]  # seeds with a λ > 0
     paper = []
@@ -102,7 +106,7 @@ def summarize(sweeps):
             row = matches[seed][i]["row"]
             change, p_value = _change(row, rows)
             runs.append({"seed": seed, "lambda": row["lambda"], "total_heads": row["total_heads"],
-                         "gated_heads": sum(sum(row["heads"][f"{k}_heads"]) for k in gated_kinds(gate_heads)),
+                         "gated_heads": sum(sum(row["heads"][f"{k}_heads"]) for k in gated),
                          "change": change, "p_value": p_value})
         paper.append({key: match[key] for key in ("name", "label", "share", "change")} | {"runs": runs})
     return {"seeds": seeds, "baseline_bleu": [rows[0]["bleu"] for _, rows in sweeps],
@@ -171,15 +175,41 @@ def markdown(summary, settings):
     return "\n".join(lines) + "\n"
 
 
+def plot(summary, path):
+    """BLEU change against each seed's λ = 0 control versus the share of (gated) heads kept, one line per seed,
+    the paper's Table 2 (Figure 7) points beside them."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    total = summary["gated_heads_total"]
+    for i, seed in enumerate(summary["seeds"]):
+        points = sorted((100 * e["gated_heads"][j] / total, e["change"][j] or 0.0) for e in summary["lambdas"]
+                        for j in [e["seeds"].index(seed)] if seed in e["seeds"])
+        ax.plot(*zip(*points), "o-", color=f"C{i}", alpha=0.8, label=f"seed {seed} (pruned − λ = 0)")
+    if summary["paper"]:
+        ax.plot([100 * m["share"] for m in summary["paper"]], [m["change"] for m in summary["paper"]], "ks",
+                label="Voita et al. (pruned − full)")
+    ax.axhline(0, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel(f"heads kept (% of {total})")
+    ax.set_ylabel("BLEU change")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, make_parent(path))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="+", help="--work folders of prune_sweep.py, one per --seed")
     add_table_output_arguments(parser, "the per-seed values")
+    parser.add_argument("--figure", metavar="PNG", help="plot the BLEU changes against the share of heads kept, the "
+                        "paper's beside them (refused if it exists, unless --overwrite)")
     args = parser.parse_args()
-    check_table_outputs(args, inputs=[os.path.join(f, name) for f in args.sweeps for name in (SETTINGS, "sweep.json")])
+    inputs = [os.path.join(f, name) for f in args.sweeps for name in (SETTINGS, "sweep.json")]
+    check_output_files([args.out, args.json, args.figure], ["--out", "--json", "--figure"], args.overwrite, inputs)
     sweeps = load(args.sweeps)
     summary = summarize(sweeps)
     write_table_outputs(args, markdown(summary, sweeps[0][0]), summary)
+    if args.figure:
+        plot(summary, args.figure)
 
 
 if __name__ == "__main__":
