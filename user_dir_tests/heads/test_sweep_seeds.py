@@ -13,9 +13,12 @@ OPTIONS = {"tgt": "de", "size": "multi30k", "finetune_updates": 400, "finetune_l
 ALL_HEADS = {"encoder_self_heads": [4, 4, 4], "decoder_self_heads": [4, 4, 4], "cross_heads": [4, 4, 4]}
 
 
-def _row(lam, bleu, heads, change=None, p_value=None, confidence=None, positional=None):
+def _row(lam, bleu, heads, change=None, p_value=None, confidence=None, positional=None, rare=None):
     row = {"lambda": lam, "heads": heads, "total_heads": sum(sum(v) for v in heads.values()),
            "gated_heads_total": 36, "bleu": bleu}
+    if rare is not None:  # (kept, heads) of the rare-word role
+        row["survival"] = {"all": {"heads": 36, "kept": row["total_heads"]},
+                           "rare": {"heads": rare[1], "kept": rare[0]}}
     if change is not None:
         row["vs_control"] = {"against": "λ = 0", "difference": change, "ci": 0.5, "p_value": p_value}
     if confidence is not None:
@@ -38,12 +41,13 @@ def _two_seeds(tmp_path, second_seed=2, **second_options):
         {"lambda": None, "heads": None, "bleu": 37.0},
         _row(0.0, 36.0, ALL_HEADS),
         _row(0.05, 35.0, {"encoder_self_heads": [2, 2, 2], "decoder_self_heads": [4, 4, 4],
-                          "cross_heads": [2, 2, 2]}, -1.0, 0.01, (0.6, 0.4), (0.30, 0.35))])
+                          "cross_heads": [2, 2, 2]}, -1.0, 0.01, (0.6, 0.4), (0.30, 0.35), rare=(0, 1))])
     second = _sweep(tmp_path / "s2", second_seed, [
         {"lambda": None, "heads": None, "bleu": 36.0},
         _row(0.0, 36.5, ALL_HEADS),
         _row(0.05, 34.5, {"encoder_self_heads": [1, 1, 2], "decoder_self_heads": [4, 4, 4],
-                          "cross_heads": [1, 1, 2]}, -2.0, 0.2, (0.5, 0.2), (0.4, 0.1))], **second_options)
+                          "cross_heads": [1, 1, 2]}, -2.0, 0.2, (0.5, 0.2), (0.4, 0.1), rare=(2, 3))],
+        **second_options)
     return first, second
 
 
@@ -78,6 +82,9 @@ def test_sweep_seeds_means_and_counts_are_the_hand_computed_ones(tmp_path):
     # positional 0.30 / 0.35 and 0.4 / 0.1: kept higher in one
     assert _table_row(stats, "0.05")[1:] == ["0.550 ± 0.071", "0.300 ± 0.141", "2 of 2",
                                              "0.350 ± 0.071", "0.225 ± 0.177", "1 of 2"]
+    # role survival: 24 and 20 of 36 heads kept, 0 of 1 and 2 of 3 rare-word heads: pooled 44/72 and 2/4
+    survival = md.split("Heads kept / heads of each role")[1]
+    assert _table_row(survival, "0.05")[1:] == ["24/36 / 20/36", "44/72 (61 %)", "0/1 / 2/3", "2/4 (50 %)"]
     # every paper row is matched with the only pruned run of each seed: the paper's 0.02 at 52 % beside −1.50
     paper = summary["paper"]
     assert [m["name"] for m in paper][0] == "Table 2, WMT 14/31/30 (52% of heads)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Voita et al. (2019) Table 2 (or Figure 7) over seeds: the λ sweeps of ``prune_sweep.py`` (one ``--work`` per
 ``--seed``, the same data and options otherwise) per λ as mean ± sample sd over the seeds, each seed's BLEU change
-against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics kept vs pruned, and the
+against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics and roles kept vs pruned, and the
 paper's numbers beside the mean change of the run nearest each of its head shares (and, with ``--figure``, a plot).
 
 Reads each folder's ``sweep.json`` and ``sweep.settings.json`` (an older ``--work`` gets the latter by rerunning its
@@ -78,7 +78,8 @@ def summarize(sweeps):
     for lam in lambdas:
         entry = {"lambda": lam, "seeds": [], "total_heads": [], "gated_heads": [], "heads": {k: [] for k in KINDS},
                  "bleu": [],
-                 "change": [], "p_value": [], "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED}}
+                 "change": [], "p_value": [], "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED},
+                 "survival": {}}
         for seed, (_, rows) in zip(seeds, sweeps):
             row = next((r for r in rows[1:] if r["lambda"] == lam), None)
             if row is None:
@@ -92,6 +93,8 @@ def summarize(sweeps):
             entry["bleu"].append(row["bleu"])
             entry["change"].append(change)
             entry["p_value"].append(p_value)
+            for role, counts in row.get("survival", {}).items():
+                entry["survival"].setdefault(role, {})[str(seed)] = {"kept": counts["kept"], "heads": counts["heads"]}
             for stat in COMPARED:
                 means = row.get("kept_vs_pruned", {}).get(stat, {}).get("all", {})
                 for side in ("kept", "pruned"):
@@ -156,6 +159,21 @@ def markdown(summary, settings):
                          if k is not None and p is not None]
                 cells += [_mean(e["statistics"][stat]["kept"], 3), _mean(e["statistics"][stat]["pruned"], 3),
                           f"{sum(k > p for k, p in pairs)} of {len(pairs)}"]
+            lines.append(f"| {e['lambda']:g} | " + " | ".join(cells) + " |")
+    surviving = [e for e in summary["lambdas"] if e["survival"]]
+    roles = list(dict.fromkeys(role for e in surviving for role in e["survival"]))
+    if surviving:
+        lines += ["", "Heads kept / heads of each role of the baseline (`fairseq-interp heads`; roles differ between "
+                  "the seeds' baselines): per seed, then pooled over the seeds:", "",
+                  "| λ | " + " | ".join(f"{role}: per seed | {role}: pooled" for role in roles) + " |",
+                  "|---|" + "---|---|" * len(roles)]
+        for e in surviving:
+            cells = []
+            for role in roles:
+                counts = e["survival"].get(role, {})
+                kept, heads = sum(c["kept"] for c in counts.values()), sum(c["heads"] for c in counts.values())
+                cells += [" / ".join(f"{c['kept']}/{c['heads']}" for c in counts.values()) or "–",
+                          f"{kept}/{heads} ({100 * kept / heads:.0f} %)" if heads else "–"]
             lines.append(f"| {e['lambda']:g} | " + " | ".join(cells) + " |")
     rows = []
     for match in summary["paper"]:
