@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Voita et al. (2019) Table 2 (or Figure 7) over seeds: the λ sweeps of ``prune_sweep.py`` (one ``--work`` per
 ``--seed``, the same data and options otherwise) per λ as mean ± sample sd over the seeds, each seed's BLEU change
-against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics and roles kept vs pruned, and the
-paper's numbers beside the mean change of the run nearest each of its head shares (and, with ``--figure``, a plot).
+against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics and roles kept vs
+pruned, and the paper's numbers beside the mean change of the run nearest each of its head shares (and, with
+``--figure``, a plot).
 
 Reads each folder's ``sweep.json`` and ``sweep.settings.json`` (an older ``--work`` gets the latter by rerunning its
 sweep command, which reuses every record); writes a markdown table (``--out``) and the values (``--json``).
