@@ -131,7 +131,8 @@ def markdown(summary, settings):
     seeds = summary["seeds"]
     options = settings["options"]
     lines = [f"Seeds {', '.join(map(str, seeds))}; per seed in that order, then mean ± sample sd over the seeds. "
-             f"BLEU change: pruned − the same seed's λ = 0 control (sacrebleu's paired bootstrap p-value).", "",
+             f"BLEU change: pruned − the same seed's λ = 0 control and its p-value, from sacrebleu's paired "
+             f"bootstrap (on unrounded BLEU, so it can differ from the rounded BLEU columns by 0.01).", "",
              "| λ | seeds | heads enc / dec / cross (mean) | total heads | total heads, mean ± sd | BLEU | "
              "BLEU, mean ± sd | change | change, mean ± sd | p per seed | p < 0.05 |",
              "|---|---|---|---|---|---|---|---|---|---|---|",
