@@ -37,7 +37,7 @@ from fairseq_interp.common.checkpoints import PLUGIN_DIR, checkpoint_updates
 from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import (REPO, add_device_argument, converge, device_flags, run, script_main,
                                                stopped_by, valid_curve)
-from fairseq_interp.common.jsonl import write_atomic
+from fairseq_interp.common.jsonl import read_json_object, write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
 from fairseq_interp.common.preparation import recorded_fingerprint
@@ -129,15 +129,31 @@ def table(args):
     """``baselines.md`` (test BLEU mean ± sd over seeds, how each run stopped), ``baselines.json`` (every run's curve,
     best update and test BLEU) and ``baselines-curves.png`` (valid loss and valid BLEU vs updates, a line per run)
     in ``--out``."""
-    runs = {}
+    runs, sources = {}, {}
     summaries = sorted(glob.glob(os.path.join(args.work, "*", "summary.json")))
     out = args.out or args.work
     check_results_folder(out, ["baselines.md", "baselines.json", "baselines-curves.png"], "--out", args.overwrite,
-                         inputs=summaries)
+                         inputs=summaries + list(args.records))
+
+    def add(summary, source):
+        key = (summary["recipe"], summary["pair"], summary["seed"])
+        if key in sources:
+            if summary != sources[key][1]:
+                raise InterpretError(f"{summary['recipe']} {summary['pair']} seed {summary['seed']} is in {source} "
+                                     f"and {sources[key][0]} with other results: keep one of them")
+            return
+        sources[key] = (source, summary)
+        runs.setdefault(key[:2], []).append(summary)
+
     for path in summaries:
         with open(path) as f:
-            summary = json.load(f)
-        runs.setdefault((summary["recipe"], summary["pair"]), []).append(summary)
+            add(json.load(f), path)
+    for path in args.records:
+        fix = "pass the baselines.json that baselines.py table wrote"
+        for record in read_json_object(path, "a baselines.json of baselines.py table", fix, kind=list):
+            if not isinstance(record, dict) or not {"recipe", "pair", "seed", "curve"} <= set(record):
+                raise InterpretError(f"{path} is not a baselines.json of baselines.py table: {fix}")
+            add({key: value for key, value in record.items() if key != "stopped_by"}, path)
     if not runs:
         raise InterpretError(f"no finished baseline (*/summary.json) under {args.work}")
     lines = ["| recipe | pair | seeds | test BLEU (beam 5) | valid BLEU at best (greedy) | updates (best) | stopped by "
@@ -212,6 +228,9 @@ def main():
                        formatter_class=defaults_help_formatter())
     s.add_argument("--work", required=True, help="the folder given to train")
     s.add_argument("--out", help="where baselines.md, baselines.json and baselines-curves.png go (default: --work)")
+    s.add_argument("--records", nargs="+", default=[], metavar="JSON",
+                   help="baselines.json files of earlier tables: their runs join those of --work (e.g. runs made on "
+                        "another machine; a run in both must have the same results)")
     add_overwrite_argument(s)
     s.set_defaults(func=table)
     args = parser.parse_args()

@@ -129,3 +129,20 @@ def test_committed_baselines_table_is_its_records_table_and_every_run_stopped_by
     with open(os.path.join(committed, "baselines.md")) as f:
         assert (out / "baselines.md").read_text() == f.read()
     assert json.loads((out / "baselines.json").read_text()) == records
+
+    # --records: the committed runs join a work folder's (a run in both once), or make the table alone
+    alone = tmp_path / "alone"
+    run([sys.executable, DRIVER, "table", "--work", str(tmp_path / "empty"), "--records",
+         os.path.join(committed, "baselines.json"), "--out", str(alone)], in_process=True)
+    assert (alone / "baselines.md").read_text() == (out / "baselines.md").read_text()
+    both = tmp_path / "both"
+    run([sys.executable, DRIVER, "table", "--work", str(work), "--records", os.path.join(committed, "baselines.json"),
+         "--out", str(both)], in_process=True)
+    assert json.loads((both / "baselines.json").read_text()) == records
+    first = work / f"{records[0]['recipe']}.{records[0]['pair']}.seed{records[0]['seed']}" / "summary.json"
+    changed = json.loads(first.read_text()) | {"test_bleu": records[0]["test_bleu"] + 1}
+    first.write_text(json.dumps(changed))
+    refused = run([sys.executable, DRIVER, "table", "--work", str(work), "--records",
+                   os.path.join(committed, "baselines.json"), "--out", str(tmp_path / "refused")], check=False)
+    assert refused.returncode == 2 and "with other results: keep one of them" in refused.stderr
+    assert not (tmp_path / "refused").exists()
