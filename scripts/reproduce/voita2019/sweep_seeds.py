@@ -127,6 +127,12 @@ def _mean(values, digits=2):
     return format_mean_sd(present, digits, count=False) if present else "–"
 
 
+def _table(intro, header, rows):
+    """Markdown lines: a blank line, ``intro``, a blank line, the table."""
+    return ["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(cells) + " |" for cells in rows)]
+
+
 def markdown(summary, settings):
     seeds = summary["seeds"]
     options = settings["options"]
@@ -150,33 +156,33 @@ def markdown(summary, settings):
     compared = [e for e in summary["lambdas"] if any(v is not None for s in COMPARED
                                                       for v in e["statistics"][s]["pruned"])]
     if compared:
-        lines += ["", "Mean statistic of the baseline's heads, kept / pruned (all attention types; `fairseq-interp "
-                  "heads`), mean ± sd over the seeds, and the seeds whose kept heads have the higher mean:", "",
-                  "| λ | " + " | ".join(f"{s}: kept | {s}: pruned | {s}: kept higher" for s in COMPARED) + " |",
-                  "|---|" + "---|---|---|" * len(COMPARED)]
+        rows = []
         for e in compared:
-            cells = []
+            cells = [f"{e['lambda']:g}"]
             for stat in COMPARED:
                 pairs = [(k, p) for k, p in zip(e["statistics"][stat]["kept"], e["statistics"][stat]["pruned"])
                          if k is not None and p is not None]
                 cells += [_mean(e["statistics"][stat]["kept"], 3), _mean(e["statistics"][stat]["pruned"], 3),
                           f"{sum(k > p for k, p in pairs)} of {len(pairs)}"]
-            lines.append(f"| {e['lambda']:g} | " + " | ".join(cells) + " |")
+            rows.append(cells)
+        lines += _table("Mean statistic of the baseline's heads, kept / pruned (all attention types; `fairseq-interp "
+                        "heads`), mean ± sd over the seeds, and the seeds whose kept heads have the higher mean:",
+                        ["λ", *(f"{s}: {x}" for s in COMPARED for x in ("kept", "pruned", "kept higher"))], rows)
     surviving = [e for e in summary["lambdas"] if e["survival"]]
-    roles = list(dict.fromkeys(role for e in surviving for role in e["survival"]))
     if surviving:
-        lines += ["", "Heads kept / heads of each role of the baseline (`fairseq-interp heads`; roles differ between "
-                  "the seeds' baselines): per seed, then pooled over the seeds:", "",
-                  "| λ | " + " | ".join(f"{role}: per seed | {role}: pooled" for role in roles) + " |",
-                  "|---|" + "---|---|" * len(roles)]
+        roles = list(dict.fromkeys(role for e in surviving for role in e["survival"]))
+        rows = []
         for e in surviving:
-            cells = []
+            cells = [f"{e['lambda']:g}"]
             for role in roles:
                 counts = e["survival"].get(role, {})
                 kept, heads = sum(c["kept"] for c in counts.values()), sum(c["heads"] for c in counts.values())
                 cells += [" / ".join(f"{c['kept']}/{c['heads']}" for c in counts.values()) or "–",
                           f"{kept}/{heads} ({100 * kept / heads:.0f} %)" if heads else "–"]
-            lines.append(f"| {e['lambda']:g} | " + " | ".join(cells) + " |")
+            rows.append(cells)
+        lines += _table("Heads kept / heads of each role of the baseline (`fairseq-interp heads`; roles differ between "
+                        "the seeds' baselines): per seed, then pooled over the seeds:",
+                        ["λ", *(f"{role}: {x}" for role in roles for x in ("per seed", "pooled"))], rows)
     rows = []
     for match in summary["paper"]:
         runs = match["runs"]
