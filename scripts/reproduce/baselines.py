@@ -171,7 +171,7 @@ def table(args):
     text = "\n".join(lines) + "\n\nsacrebleu: " + "; ".join(f"`{sig}`" for sig in signatures) + "\n"
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "baselines.md"), text)
-    records = [{**s, "stopped_by": summary_stopped_by(s)} for group in runs.values() for s in group]
+    records = [{**s, "stopped_by": summary_stopped_by(s)} for _, group in sorted(runs.items()) for s in group]
     write_atomic(os.path.join(out, "baselines.json"), json.dumps(records, indent=1) + "\n")
     plot_curves(runs, os.path.join(out, "baselines-curves.png"))
     print(text, end="")
