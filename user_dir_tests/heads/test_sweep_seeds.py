@@ -114,6 +114,9 @@ def test_sweep_seeds_refuses_records_that_are_not_a_sweeps(tmp_path):
     proc = run([sys.executable, SCRIPT, first, second], check=False)
     assert proc.returncode == 2 and "sweep.json is not a sweep's records" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    (tmp_path / "s2" / "sweep.settings.json").write_text('{"data": "fingerprint"}')
+    proc = run([sys.executable, SCRIPT, first, second], check=False)
+    assert proc.returncode == 2 and "sweep.settings.json is not a sweep's settings" in proc.stderr
 
 
 def test_a_lambda_of_some_seeds_names_them_and_a_seed_without_pruned_runs_is_left_out_of_the_paper_rows(tmp_path):

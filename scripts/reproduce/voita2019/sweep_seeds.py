@@ -42,6 +42,8 @@ def load(folders):
     for folder in folders:
         fix = f"run prune_sweep.py with --work {folder} (a rerun of its command reuses every record)"
         settings = read_json_object(os.path.join(folder, SETTINGS), "a sweep's settings", fix)
+        if not isinstance(settings.get("options"), dict) or not {"seed", "gate_heads"} <= set(settings["options"]):
+            raise InterpretError(f"{os.path.join(folder, SETTINGS)} is not a sweep's settings: {fix}")
         path = os.path.join(folder, "sweep.json")
         rows = read_json_object(path, "a sweep's records (a list, the baseline first)", fix, kind=list)
         if not rows or not isinstance(rows[0], dict) or rows[0].get("lambda") is not None:
@@ -137,8 +139,9 @@ def markdown(summary, settings):
     seeds = summary["seeds"]
     options = settings["options"]
     lines = [f"Seeds {', '.join(map(str, seeds))}; per seed in that order, then mean ± sample sd over the seeds. "
-             f"BLEU change: pruned − the same seed's λ = 0 control and its p-value, from sacrebleu's paired "
-             f"bootstrap (on unrounded BLEU, so it can differ from the rounded BLEU columns by 0.01).", "",
+             "BLEU change: pruned − the same seed's λ = 0 control (the baseline in a sweep without λ = 0) and its "
+             "p-value, from sacrebleu's paired bootstrap (on unrounded BLEU, so it can differ from the rounded BLEU "
+             "columns by 0.01).", "",
              "| λ | seeds | heads enc / dec / cross (mean) | total heads | total heads, mean ± sd | BLEU | "
              "BLEU, mean ± sd | change | change, mean ± sd | p per seed | p < 0.05 |",
              "|---|---|---|---|---|---|---|---|---|---|---|",
