@@ -299,6 +299,7 @@ def main():
              "--gen-subset", "valid", "--beam", "1", "--num-sentences", str(args.heads_sentences), *device,
              "--lrp-rule", args.lrp_rule, *(["--spacy-model", args.spacy_model] if args.spacy_model else []),
              "--results-path", os.path.join(args.work, "heads-baseline"), "--overwrite"], threads=THREADS)
+    report = read_report(os.path.join(args.work, "heads-baseline", "heads.json")) if args.heads else None
     masks_by_lambda = {}
     for lam in progress_loop(args.lambdas, args, prefix="prune sweep λ"):
         save = os.path.join(args.work, f"l0-{lam}")
@@ -319,8 +320,7 @@ def main():
         row = {"lambda": lam, "heads": counts, "total_heads": sum(sum(v) for v in counts.values()),
                "gated_heads_total": sum(len(layer) for layers in masks.values() for layer in layers),
                "bleu": bleu(args.data, pruned, args.tgt, os.path.join(save, "pruned.gen"), device)}
-        if args.heads:
-            report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
+        if report is not None:
             row["survival"] = role_survival(report, masks)
             row["kept_vs_pruned"] = {}
             for stat in STATISTICS:
@@ -341,9 +341,8 @@ def main():
                     + (f" (from scratch {row['bleu_from_scratch']:.2f})" if "bleu_from_scratch" in row else ""))
     rows[1:] = sorted(rows[1:], key=lambda r: r["lambda"])  # the tables in increasing λ, whatever order ran
     last = None
-    if args.heads:
-        last = last_standing(read_report(os.path.join(args.work, "heads-baseline", "heads.json")), masks_by_lambda,
-                             STATISTICS)
+    if report is not None:
+        last = last_standing(report, masks_by_lambda, STATISTICS)
         for r in rows[1:]:
             r["last_standing"] = {kind: row for kind, row in last.items() if row["lambda"] == r["lambda"]}
     paired_tests(args, rows)
@@ -389,9 +388,6 @@ def main():
             cells = [", ".join("–" if x is None else str(x) for x in row["ranks"][s]) + f" of {row['of']}"
                      if s in row["ranks"] else "–" for s in STATISTICS]
             lines.append(f"| {kind} | {row['lambda']} | {', '.join(row['heads'])} | " + " | ".join(cells) + " |")
-    report = None
-    if args.heads:
-        report = read_report(os.path.join(args.work, "heads-baseline", "heads.json"))
     lines += ["", "The paper's numbers beside ours (`fairseq_interp/heads/paper_numbers.json`):", "",
               paper_comparison(rows, args, report)]
     write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")
