@@ -94,6 +94,11 @@ def gated_kinds(gate_heads):
     return [k.strip() for k in gate_heads.split(",") if k.strip()]
 
 
+def heads_kept(row, kinds):
+    """The heads a sweep row keeps in the attention types ``kinds`` (:func:`gated_kinds`)."""
+    return sum(sum(row["heads"][f"{kind}_heads"]) for kind in kinds)
+
+
 def paper_matches(rows, gate_heads):
     """Voita et al.'s pruning numbers, each with our pruned run (λ > 0) whose share of retained (gated) heads is
     nearest: Figure 7 with ``--gate-heads encoder_self`` (of 48 encoder heads), else Table 2's sparse rows (of 144
@@ -101,7 +106,7 @@ def paper_matches(rows, gate_heads):
     pruned model), ``scratch`` (Table 2: from scratch − pruned; else None) and ``row`` (ours)."""
     paper = load_paper_numbers("heads")
     gated = gated_kinds(gate_heads)
-    heads_of = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    heads_of = lambda r: heads_kept(r, gated)  # noqa: E731
     pruned = [r for r in rows[1:] if r["lambda"] != 0]
     if not pruned:
         return []
@@ -135,7 +140,7 @@ def paper_comparison(rows, args, report=None):
     without penalty (λ = 0) when the sweep has it, else against the baseline; each paper row is matched with our
     run whose share of retained heads is nearest (:func:`paper_matches`)."""
     gated = gated_kinds(args.gate_heads)
-    heads_of = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    heads_of = lambda r: heads_kept(r, gated)  # noqa: E731
     control = next((r for r in rows[1:] if r["lambda"] == 0), None)
     reference = control["bleu"] if control else rows[0]["bleu"]
     against = "λ = 0 (same fine-tuning, no penalty)" if control else "the baseline"
@@ -394,7 +399,7 @@ def main():
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     gated = gated_kinds(args.gate_heads)  # the plot counts the gated types' heads
-    gated_heads = lambda r: sum(sum(r["heads"][f"{k}_heads"]) for k in gated)  # noqa: E731
+    gated_heads = lambda r: heads_kept(r, gated)  # noqa: E731
     points = sorted((gated_heads(r), r["bleu"], r["lambda"]) for r in rows[1:])
     ax.plot([h for h, _, _ in points], [b for _, b, _ in points], "o-", label="pruned (L0), fine-tuned")
     for i, (heads, bleu_value, lam) in enumerate(points):

@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prune_sweep import SETTINGS, gated_kinds, paper_matches  # noqa: E402
+from prune_sweep import SETTINGS, gated_kinds, heads_kept, paper_matches  # noqa: E402
 
 from fairseq_interp.common.errors import InterpretError  # noqa: E402
 from fairseq_interp.common.fairseq_runs import script_main  # noqa: E402
@@ -90,7 +90,7 @@ def summarize(sweeps):
             change, p_value = _change(row, rows)
             entry["seeds"].append(seed)
             entry["total_heads"].append(row["total_heads"])
-            entry["gated_heads"].append(sum(sum(row["heads"][f"{k}_heads"]) for k in gated))
+            entry["gated_heads"].append(heads_kept(row, gated))
             for kind in KINDS:
                 entry["heads"][kind].append(sum(row["heads"][f"{kind}_heads"]))
             entry["bleu"].append(row["bleu"])
@@ -112,7 +112,7 @@ def summarize(sweeps):
             row = matches[seed][i]["row"]
             change, p_value = _change(row, rows)
             runs.append({"seed": seed, "lambda": row["lambda"], "total_heads": row["total_heads"],
-                         "gated_heads": sum(sum(row["heads"][f"{k}_heads"]) for k in gated),
+                         "gated_heads": heads_kept(row, gated),
                          "change": change, "p_value": p_value})
         paper.append({key: match[key] for key in ("name", "label", "share", "change")} | {"runs": runs})
     return {"seeds": seeds, "baseline_bleu": [rows[0]["bleu"] for _, rows in sweeps],
