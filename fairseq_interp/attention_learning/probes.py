@@ -40,6 +40,7 @@ from ..common.attention import attention_from_extra
 from ..common.batches import rows_by_id
 from ..common.errors import InterpretError
 from ..common.ibm1 import IBM1
+from ..common.tables import markdown_table
 from ..common.teacher_forcing import prev_output_tokens
 from .agreement import (agreement, agreement_interval, agreement_with_baseline, contextualized_agreement,
                         mean_kendall_tau)
@@ -426,17 +427,13 @@ def _span(interval):
 def format_table(rows):
     has_xi = any("xi" in r for r in rows)
     has_ci = any("interval_alpha_first" in r for r in rows)
-    head = ("| probe u | A(u, α) | A(α, u) |" + (" 95% interval of A(α, u) |" if has_ci else "")
-            + " Â | Kendall τ |" + (" ξ (acc. %) |" if has_xi else ""))
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        line = (f"| {r['probe']} | {r['agreement']:.3f} | {r['agreement_alpha_first']:.3f} | "
-                + (f"{_span(r.get('interval_alpha_first'))} | " if has_ci else "")
-                + f"{r['random_baseline']:.3f} | {r['kendall_tau']:.3f} |")
-        if has_xi:
-            line += f" {_number(r['xi'], 1)} |" if "xi" in r else " |"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    head = (["probe u", "A(u, α)", "A(α, u)"] + (["95% interval of A(α, u)"] if has_ci else [])
+            + ["Â", "Kendall τ"] + (["ξ (acc. %)"] if has_xi else []))
+    cells = [[r["probe"], f"{r['agreement']:.3f}", f"{r['agreement_alpha_first']:.3f}"]
+             + ([_span(r.get("interval_alpha_first"))] if has_ci else [])
+             + [f"{r['random_baseline']:.3f}", f"{r['kendall_tau']:.3f}"]
+             + ([_number(r["xi"], 1) if "xi" in r else ""] if has_xi else []) for r in rows]
+    return markdown_table(head, cells) + "\n"
 
 
 def format_paper_row(row):
@@ -447,19 +444,17 @@ def format_paper_row(row):
                "A(delta, beta_uf)": "A(Δ, β^uf)", "A(alpha, beta)": "A(α, β)", "A(alpha, alpha_fr)": "A(α, α^fr)"}
     names = [n for n in symbols if n in row]
     xis = [n for n in names if "xi" + n[1:] in row]
-    head = ("|" + "".join(f" {symbols[n]} |" for n in names) + " Â |"
-            + "".join(f" ξ{symbols[n][1:]} |" for n in xis) + " accuracy % |")
+    head = [symbols[n] for n in names] + ["Â"] + [f"ξ{symbols[n][1:]}" for n in xis] + ["accuracy %"]
     spans = {n: (f" {_span(row['interval' + n[1:]])}" if "interval" + n[1:] in row else "") for n in names}
-    line = ("|" + "".join(f" {row[n]:.3f}{spans[n]} |" for n in names) + f" {row['random_baseline']:.3f} |"
-            + "".join(f" {_number(row['xi' + n[1:]], 1)} |" for n in xis) + f" {row['accuracy']:.1f} |")
-    return "\n".join([head, "|" + "---|" * (head.count("|") - 1), line]) + "\n"
+    line = ([f"{row[n]:.3f}{spans[n]}" for n in names] + [f"{row['random_baseline']:.3f}"]
+            + [_number(row["xi" + n[1:]], 1) for n in xis] + [f"{row['accuracy']:.1f}"])
+    return markdown_table(head, [line]) + "\n"
 
 
 def format_curve(curve):
     """The second run along training: A(α, α'_τ) and its token accuracy per checkpoint."""
-    lines = ["| update | A(α, α') | accuracy % |", "|---|---|---|"]
-    lines += [f"| {p['update']} | {p['agreement']:.3f} | {p['accuracy']:.1f} |" for p in curve]
-    return "\n".join(lines) + "\n"
+    return markdown_table(["update", "A(α, α')", "accuracy %"],
+                          [[p["update"], f"{p['agreement']:.3f}", f"{p['accuracy']:.1f}"] for p in curve]) + "\n"
 
 
 def train_ibm1(pairs, iterations=5):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .errors import InterpretError
+from .tables import markdown_table
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,12 +88,12 @@ def side_by_side(rows, digits=2) -> str:
     """Markdown: one line per compared quantity, ``rows`` = ``[(what, paper value or None, ours (a number, a
     ``(number, low, high)`` triple printed with its interval, a preformatted string such as "16.35 ± 0.12", or
     None), our setting)]``; the difference is ours − paper where both are numbers (ours' number for a triple)."""
-    lines = ["| quantity | paper | ours | ours − paper | our setting |", "|---|---|---|---|---|"]
+    cells = []
     for what, paper, ours, setting in rows:
         difference: Optional[float] = None
         number = ours[0] if isinstance(ours, tuple) else ours
         if isinstance(paper, (int, float)) and isinstance(number, (int, float)):
             difference = number - paper
         diff = "–" if difference is None else f"{difference:+.{digits}f}"
-        lines.append(f"| {what} | {_cell(paper, digits)} | {_cell(ours, digits)} | {diff} | {setting} |")
-    return "\n".join(lines)
+        cells.append([what, _cell(paper, digits), _cell(ours, digits), diff, setting])
+    return markdown_table(["quantity", "paper", "ours", "ours − paper", "our setting"], cells)

@@ -15,6 +15,7 @@ from ..common.errors import InterpretError
 from ..common.options import add_split_arguments, check_dataset_options, check_range, defaults_help_formatter
 from ..common.provenance import plain
 from ..common.outputs import OVERWRITE_HELP, check_output_files, check_results_folder, folder_files
+from ..common.tables import markdown_table
 
 
 logger = logging.getLogger("fairseq_interp.neurons")
@@ -342,15 +343,13 @@ def _erase_plan(args, model):
 def erasure_markdown(record):
     """Markdown table: unerased BLEU, then one row of BLEU change per condition."""
     pairs = record["pairs"]
-    lines = ["| condition | erased | " + " | ".join(pairs) + " | avg |", "|" + "---|" * (len(pairs) + 3)]
     base = record["bleu"]["none"]
-    lines.append("| none (BLEU) | 0 | " + " | ".join(f"{base[p]:.2f}" for p in pairs)
-                 + f" | {sum(base.values()) / len(pairs):.2f} |")
+    rows = [["none (BLEU)", 0, *(f"{base[p]:.2f}" for p in pairs), f"{sum(base.values()) / len(pairs):.2f}"]]
     for condition, info in record["conditions"].items():
         delta = record["delta"][condition]
-        lines.append(f"| {condition} | {info['erased']}/{info['of']} | "
-                     + " | ".join(f"{delta[p]:+.2f}" for p in pairs) + f" | {sum(delta.values()) / len(pairs):+.2f} |")
-    return "\n".join(lines)
+        rows.append([condition, f"{info['erased']}/{info['of']}", *(f"{delta[p]:+.2f}" for p in pairs),
+                     f"{sum(delta.values()) / len(pairs):+.2f}"])
+    return markdown_table(["condition", "erased", *pairs, "avg"], rows)
 
 
 def run_erase(args):

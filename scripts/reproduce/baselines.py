@@ -42,6 +42,7 @@ from fairseq_interp.common.options import add_progress_arguments, defaults_help_
 from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
 from fairseq_interp.common.preparation import recorded_fingerprint
 from fairseq_interp.common.statistics import format_mean_sd
+from fairseq_interp.common.tables import markdown_table
 
 logger = logging.getLogger("baselines")
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")
@@ -156,19 +157,20 @@ def table(args):
             add({key: value for key, value in record.items() if key != "stopped_by"}, path)
     if not runs:
         raise InterpretError(f"no finished baseline (*/summary.json) under {args.work}")
-    lines = ["| recipe | pair | seeds | test BLEU (beam 5) | valid BLEU at best (greedy) | updates (best) | stopped by "
-             "| patience |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for (recipe, pair), summaries in sorted(runs.items()):
         summaries.sort(key=lambda s: s["seed"])
         bleus = [s["test_bleu"] for s in summaries]
         valid = [best_point(s)["valid_bleu"] for s in summaries]
         updates = ", ".join(f"{s['updates']} ({s['best_update']})" for s in summaries)
         stops = ", ".join(summary_stopped_by(s) for s in summaries)
-        lines.append(f"| {recipe} | {pair} | {len(summaries)} | {format_mean_sd(bleus)} | "
-                     f"{format_mean_sd(valid) if None not in valid else '–'} | {updates} | {stops} | "
-                     f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']} |")
+        rows.append([recipe, pair, len(summaries), format_mean_sd(bleus),
+                     format_mean_sd(valid) if None not in valid else "–", updates, stops,
+                     f"{summaries[0]['options']['patience']} × {summaries[0]['options']['validate_every']}"])
     signatures = sorted({s["test_bleu_signature"] for group in runs.values() for s in group})
-    text = "\n".join(lines) + "\n\nsacrebleu: " + "; ".join(f"`{sig}`" for sig in signatures) + "\n"
+    table = markdown_table(["recipe", "pair", "seeds", "test BLEU (beam 5)", "valid BLEU at best (greedy)",
+                            "updates (best)", "stopped by", "patience"], rows)
+    text = table + "\n\nsacrebleu: " + "; ".join(f"`{sig}`" for sig in signatures) + "\n"
     os.makedirs(out, exist_ok=True)
     write_atomic(os.path.join(out, "baselines.md"), text)
     records = [{**s, "stopped_by": summary_stopped_by(s)} for _, group in sorted(runs.items()) for s in group]

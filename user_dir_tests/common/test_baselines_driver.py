@@ -8,7 +8,7 @@ import re
 import statistics
 import sys
 
-from conftest import run
+from conftest import REPO, run
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
 from fairseq_interp.common.preparation import binarized_fingerprint
@@ -111,7 +111,7 @@ def test_committed_baselines_table_is_its_records_table_and_every_run_stopped_by
     each run ended where fairseq's --patience ends an uninterrupted training (or at its cap)."""
     from fairseq_interp.common.fairseq_runs import patience_stop
 
-    committed = os.path.join("docs", "results", "baselines")
+    committed = os.path.join(REPO, "docs", "results", "baselines")
     with open(os.path.join(committed, "baselines.json")) as f:
         records = json.load(f)
     work = tmp_path / "work"

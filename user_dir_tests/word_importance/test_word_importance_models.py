@@ -362,6 +362,7 @@ def test_alignment_aer_command(data_dir, transformer_ckpt, tmp_path):
         assert [r["id"] for r in recs] == [0, 1, 2, 3] and all(r["attribute_target"] == "reference" for r in recs)
         expected = aer([record_links(r) for r in recs], [golds[r["id"]] for r in recs])
         assert f"| {method} | {expected:.3f} | 4 | 0 |" in table  # the script's number, recomputed
+    assert "| ig (argmax of \\|contribution\\|) | " in table  # its pipes escaped: one cell, not three
     assert "| attention |" in proc.stdout
     assert "--out is now called --results-path" in proc.stderr  # the earlier name still works, with a warning
 

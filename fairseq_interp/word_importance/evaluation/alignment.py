@@ -19,6 +19,7 @@ import os
 
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
+from ...common.tables import markdown_table
 
 logger = logging.getLogger("fairseq_interp.aer")
 
@@ -158,14 +159,14 @@ def run(args):
     prepare(args, bin_dir)
     golds = read_talp(args.gold)
     pairs = read_pairs(args.text)
-    lines = ["| alignment from | AER | sentences scored | skipped (word mismatch) |", "|---|---|---|---|"]
+    rows = []
     for method in args.methods.split(","):
         records = read_records(interpret(args, bin_dir, method))
         variants = [(method, False)] + ([(f"{method} (argmax of |contribution|)", True)] if method == "ig" else [])
         for label, use_abs in variants:
             value, n, skipped = score(records, pairs, golds, use_abs)
-            lines.append(f"| {label} | {value:.3f} | {n} | {skipped} |")
+            rows.append([label, f"{value:.3f}", n, skipped])
             logger.info(f"AER of {label}: {value:.3f} ({n} sentences scored, {skipped} skipped)")
-    table = "\n".join(lines) + "\n"
+    table = markdown_table(["alignment from", "AER", "sentences scored", "skipped (word mismatch)"], rows) + "\n"
     write_atomic(os.path.join(args.results_path, "aer.md"), table)
     print(table)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ...common.errors import InterpretError
+from ...common.tables import markdown_table
 from . import fertility, pos, shares
 
 DEPTH_LEVELS = ("Low", "Middle", "High")
@@ -193,9 +194,6 @@ def importance_table(data, depth_edges=(2, 4), seeds=(1, 2, 3, 4, 5), max_depth=
 
 
 def markdown(rows):
-    lines = ["| type | value | words | importance (%) | 95% interval (bootstrap over sentences) |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        interval = "–" if r.low is None else f"[{r.low:.1f}, {r.high:.1f}]"
-        lines.append(f"| {r.kind} | {r.value} | {r.words} | {r.importance:.1f} | {interval} |")
-    return "\n".join(lines)
+    return markdown_table(["type", "value", "words", "importance (%)", "95% interval (bootstrap over sentences)"],
+                          [[r.kind, r.value, r.words, f"{r.importance:.1f}",
+                            "–" if r.low is None else f"[{r.low:.1f}, {r.high:.1f}]"] for r in rows])

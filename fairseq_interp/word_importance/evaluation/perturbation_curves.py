@@ -29,6 +29,7 @@ import time
 from ...common.checkpoints import PLUGIN_DIR
 from ...common.errors import InterpretError
 from ...common.statistics import BOOTSTRAP_RESAMPLES
+from ...common.tables import markdown_table_lines
 
 logger = logging.getLogger("fairseq_interp.perturbation")
 
@@ -272,8 +273,7 @@ def markdown(rows, references=None, lang=None, bootstrap=BOOTSTRAP_RESAMPLES):
     out = []
     for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
         ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
-        out += [f"**{pert}** (BLEU after perturbing the top-k words; k = 0: unperturbed)", "",
-                "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |", "|---|" + "---|" * (len(ks) + 1)]
+        table = []
         for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
             cells = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
             vals = [f"{base[0]['bleu']:.2f}" if base else "–"]
@@ -281,18 +281,18 @@ def markdown(rows, references=None, lang=None, bootstrap=BOOTSTRAP_RESAMPLES):
                 r = cells.get(k)
                 vals.append("–" if r is None else f"{r['bleu']:.2f}" + (f" ± {r['bleu_std']:.2f}"
                                                                           if r["repeats"] > 1 else ""))
-            out.append(f"| {method} | " + " | ".join(vals) + " |")
-        out.append("")
+            table.append([method, *vals])
+        out += [f"**{pert}** (BLEU after perturbing the top-k words; k = 0: unperturbed)", "",
+                *markdown_table_lines(["method", *(f"k={k}" for k in [0] + ks)], table), ""]
     if references is not None and bootstrap:
         out += paired_tables(rows, references, lang, bootstrap)
     counts, cells = ordering(rows)
     if cells:
         out += [f"**ordering** over the {cells} (perturbation, k) cells: how often each method has the lowest BLEU "
                 "(ties count for every tied method) and how often it is below the random baseline's mean", "",
-                "| method | lowest BLEU | below random |", "|---|---|---|"]
-        for method, (lowest, below) in sorted(counts.items()):
-            out.append(f"| {method} | {lowest}/{cells} | " + ("–" if below is None else f"{below}/{cells}") + " |")
-        out.append("")
+                *markdown_table_lines(["method", "lowest BLEU", "below random"],
+                                      [[method, f"{lowest}/{cells}", "–" if below is None else f"{below}/{cells}"]
+                                       for method, (lowest, below) in sorted(counts.items())]), ""]
     return "\n".join(out)
 
 
@@ -314,9 +314,7 @@ def paired_tables(rows, references, lang, samples=BOOTSTRAP_RESAMPLES):
         ks = sorted({k for m, k in cells if m == PAIRED_REFERENCE})
         if not others or not ks:
             continue
-        out += [f"**{pert}, paired bootstrap** (sacrebleu, {samples} samples): BLEU of the method − BLEU of "
-                f"{PAIRED_REFERENCE} on the same sentences, and its p-value", "",
-                "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        table = []
         for method in others:
             vals = []
             for k in ks:
@@ -326,8 +324,10 @@ def paired_tables(rows, references, lang, samples=BOOTSTRAP_RESAMPLES):
                 test = paired_bootstrap_bleu(cells[PAIRED_REFERENCE, k]["hypotheses"], cells[method, k]["hypotheses"],
                                              references, samples=samples, lang=lang, detokenize="moses")
                 vals.append(f"{test.difference:+.2f} (p = {test.p_value:.3f})")
-            out.append(f"| {method} | " + " | ".join(vals) + " |")
-        out.append("")
+            table.append([method, *vals])
+        out += [f"**{pert}, paired bootstrap** (sacrebleu, {samples} samples): BLEU of the method − BLEU of "
+                f"{PAIRED_REFERENCE} on the same sentences, and its p-value", "",
+                *markdown_table_lines(["method", *(f"k={k}" for k in ks)], table), ""]
     return out
 
 
@@ -382,16 +382,15 @@ def seed_paper_markdown(runs):
     common = [what for what in per_run[0] if all(what in quantities for quantities in per_run[1:])]
     if not common:
         return ""
-    out = [f"{PAPER_HEADING}, mean ± sample sd over {len(runs)} runs", "",
-           "| quantity | paper | ours | ours − paper | per run |", "|---|---|---|---|---|"]
+    table = []
     for what in common:
         paper = per_run[0][what][0]
         values = [quantities[what][1] for quantities in per_run]
         mean, sd = mean_sd(values)
         ours = f"{mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
-        out.append(f"| {what} | {paper:.2f} | {ours} | {mean - paper:+.2f} | "
-                   + ", ".join(f"{v:.2f}" for v in values) + " |")
-    return "\n".join(out) + "\n"
+        table.append([what, f"{paper:.2f}", ours, f"{mean - paper:+.2f}", ", ".join(f"{v:.2f}" for v in values)])
+    return "\n".join([f"{PAPER_HEADING}, mean ± sample sd over {len(runs)} runs", "",
+                      *markdown_table_lines(["quantity", "paper", "ours", "ours − paper", "per run"], table)]) + "\n"
 
 
 def ordering(rows):
@@ -634,9 +633,7 @@ def seed_ordering_markdown(runs, names):
     attention below random) holds in every seed, not only in the mean over seeds."""
     orders = [ordering(rows) for rows in runs]
     methods = sorted({m for counts, _ in orders for m in counts})
-    out = ["**ordering per run**: cells where the method has the lowest BLEU (ties count for every tied method) / "
-           "cells where it is below random's mean", "",
-           "| run | cells | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    table = []
     for name, (counts, cells) in zip(names, orders):
         vals = []
         for method in methods:
@@ -645,8 +642,10 @@ def seed_ordering_markdown(runs, names):
                 continue
             lowest, below = counts[method]
             vals.append(f"{lowest}" + ("" if below is None else f" / {below}"))
-        out.append(f"| {name} | {cells} | " + " | ".join(vals) + " |")
-    return "\n".join(out) + "\n"
+        table.append([name, cells, *vals])
+    return "\n".join(["**ordering per run**: cells where the method has the lowest BLEU (ties count for every tied "
+                      "method) / cells where it is below random's mean", "",
+                      *markdown_table_lines(["run", "cells", *methods], table)]) + "\n"
 
 
 def seed_markdown(rows):
@@ -660,11 +659,9 @@ def seed_markdown(rows):
     out = [f"BLEU, mean ± sample sd over {n_runs} runs (k = 0: unperturbed)", ""]
     for pert in sorted({r["perturbation"] for r in rows} - {"none"}):
         ks = sorted({r["k"] for r in rows if r["perturbation"] == pert})
-        out += [f"**{pert}**", "", "| method | " + " | ".join(f"k={k}" for k in [0] + ks) + " |",
-                "|---|" + "---|" * (len(ks) + 1)]
+        table = []
         for method in sorted({r["method"] for r in rows if r["perturbation"] == pert}):
             by_k = {r["k"]: r for r in rows if r["perturbation"] == pert and r["method"] == method}
-            vals = [cell(base) if base else "–"] + [cell(by_k[k]) if k in by_k else "–" for k in ks]
-            out.append(f"| {method} | " + " | ".join(vals) + " |")
-        out.append("")
+            table.append([method, cell(base) if base else "–", *(cell(by_k[k]) if k in by_k else "–" for k in ks)])
+        out += [f"**{pert}**", "", *markdown_table_lines(["method", *(f"k={k}" for k in [0] + ks)], table), ""]
     return "\n".join(out)

@@ -14,6 +14,7 @@ R_c > 0: words of that category get more importance than their frequency alone w
 import collections
 
 from ...common.errors import InterpretError
+from ...common.tables import markdown_table
 
 
 def source_words(record):
@@ -65,11 +66,9 @@ def category_shares(records, categorize, key, order=None, by_record=False):
 
 def markdown(rows, key, title):
     """The rows as a markdown table whose first column, headed ``title``, is ``row[key]``."""
-    lines = [f"| {title} | words | count share | importance share | relative change |", "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r[key]} | {r['words']} | {r['count_share']:.3f} | {r['importance_share']:.3f} | "
-                     f"{r['relative_change']:+.1%} |")
-    return "\n".join(lines)
+    return markdown_table([title, "words", "count share", "importance share", "relative change"],
+                          [[r[key], r["words"], f"{r['count_share']:.3f}", f"{r['importance_share']:.3f}",
+                            f"{r['relative_change']:+.1%}"] for r in rows])
 
 
 def csv_text(rows, key):

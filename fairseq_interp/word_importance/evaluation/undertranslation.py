@@ -31,6 +31,7 @@ The id is the ``id`` of the attribution records; the indices count the source *w
 import math
 
 from ...common.errors import InterpretError
+from ...common.tables import markdown_table
 
 SELECTIONS = ("corpus", "per-sentence")
 RATIOS = (0.05, 0.10, 0.15)
@@ -168,8 +169,7 @@ def f1_intervals(records, annotations, ratios=RATIOS, selection="corpus", resamp
 
 def f1_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1):
     """Markdown: one row per ``(name, records)`` of ``methods``: F1 [95 % interval] at each ratio."""
-    header = "| method | " + " | ".join(f"F1 @ {r:.0%}" for r in ratios) + " |"
-    lines = [header, "|---|" + "---|" * len(ratios)]
+    rows = []
     for name, records in methods:
         scores = f1_scores(records, annotations, ratios, selection)
         intervals = f1_intervals(records, annotations, ratios, selection, resamples, seed) if resamples else {}
@@ -179,5 +179,5 @@ def f1_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=
             if r in intervals:
                 cell += f" [{intervals[r][0]:.3f}, {intervals[r][1]:.3f}]"
             cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([name, *cells])
+    return markdown_table(["method", *(f"F1 @ {r:.0%}" for r in ratios)], rows)

@@ -47,6 +47,7 @@ from fairseq_interp.common.options import (PROGRESS_OPTIONS, add_progress_argume
                                            rename_options)
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.common.tables import markdown_table, markdown_table_lines
 
 COMMAND = "classification.py"
 logger = logging.getLogger("classification")
@@ -237,11 +238,12 @@ def sst2_summary(args, config, runs, accuracy, best, probes, seconds):
              f"from the uniform run's update {row.get('update(alpha, beta_uf)')} for A(α, β^uf), "
              f"{row.get('update(beta_px, beta_uf)')} for A(β^px, β^uf), {row.get('update(delta, beta_uf)')} for "
              f"A(Δ, β^uf); α^fr from the frozen run's update {row.get('update(alpha, alpha_fr)')}", "",
-             f"accuracy % on {args.gen_subset} at the paper's steps:", "",
-             "| step | " + " | ".join(RUNS) + " |", "|---|" + "---|" * len(RUNS)]
+             f"accuracy % on {args.gen_subset} at the paper's steps:", ""]
+    table = []
     for step in sorted({r["step"] for r in runs}):
         cells = [accuracy.get(f"{name}/{step}", {}).get(args.gen_subset) for name in RUNS]
-        lines.append(f"| {step} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells) + " |")
+        table.append([step, *("–" if c is None else f"{c:.1f}" for c in cells)])
+    lines += markdown_table_lines(["step", *RUNS], table)
     lines += ["", f"wall time of this invocation {seconds:.0f} s; training seconds per run: " + ", ".join(
         f"{name} {sum(r['seconds'] or 0 for r in runs if r['run'] == name):.0f}" for name in RUNS), ""]
     return "\n".join(lines)
@@ -337,11 +339,12 @@ def figure7(args):
     records = sorted(read_records(path), key=lambda r: r["update"])
     lines = [" ".join(sys.argv), "", f"uniform-attention {args.arch} on the keyword task (length {args.seq_len}, "
              f"{args.vocab_size} word types, keyword 1), positive validation sequences; γ_l = Wᵀh_l (Eq. 22)", "",
-             "| update | γ_{l*} | γ_{l*+1} | γ̄ | γ_L | accuracy % | ordering |", "|---|---|---|---|---|---|---|"]
-    for r in records:
-        after = "–" if r["gamma_after_keyword"] is None else f"{r['gamma_after_keyword']:.2f}"
-        lines.append(f"| {r['update']} | {r['gamma_keyword']:.2f} | {after} | {r['gamma_mean']:.2f} | "
-                     f"{r['gamma_last']:.2f} | {r['accuracy']:.1f} | {ordering(r)} |")
+             *markdown_table_lines(
+                 ["update", "γ_{l*}", "γ_{l*+1}", "γ̄", "γ_L", "accuracy %", "ordering"],
+                 [[r["update"], f"{r['gamma_keyword']:.2f}",
+                   "–" if r["gamma_after_keyword"] is None else f"{r['gamma_after_keyword']:.2f}",
+                   f"{r['gamma_mean']:.2f}", f"{r['gamma_last']:.2f}", f"{r['accuracy']:.1f}", ordering(r)]
+                  for r in records])]
     lines += ["", "Hypothesis 2 (Eq. 24): γ_{l*} ≫ γ_{l*+1} ≫ γ̄ ≈ γ_L; Observation 3 (Eq. 25): γ_L ≫ γ_{l*+1} ≫ "
               "γ̄ ≈ γ_{l*}", "", f"training {'(already done)' if seconds is None else f'{seconds:.0f} s'}; "
               f"wall time of this invocation {time.time() - start:.0f} s", ""]
@@ -437,11 +440,10 @@ def figure5(args):
                              "--min-words/--max-words")
     points = [count_table_point(train, train_labels, test, test_labels, n, examples)
               for n in progress_loop(counts, args, prefix="figure5 counts")]
-    lines = ["| training sentences counted | accuracy on " + args.gen_subset + " (%) | mean max α^IBM (gold label) "
-             "| uniform 1/L |", "|---|---|---|---|"]
-    lines += [f"| {p['train_sentences']} | {p['accuracy']:.1f} | {p['mean_max_alpha']:.3f} | "
-              f"{p['uniform_max_alpha']:.3f} |" for p in points]
-    summary = "\n".join(lines) + "\n"
+    summary = markdown_table(["training sentences counted", f"accuracy on {args.gen_subset} (%)",
+                              "mean max α^IBM (gold label)", "uniform 1/L"],
+                             [[p["train_sentences"], f"{p['accuracy']:.1f}", f"{p['mean_max_alpha']:.3f}",
+                               f"{p['uniform_max_alpha']:.3f}"] for p in points]) + "\n"
     os.makedirs(args.results_path, exist_ok=True)
     write_atomic(os.path.join(args.results_path, "figure5.json"), json.dumps(
         {"options": {"data": args.data, "gen_subset": args.gen_subset, "counts": counts, "examples": examples},

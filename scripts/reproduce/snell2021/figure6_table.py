@@ -19,6 +19,7 @@ from permutation_copy import SOLVED, first_update_at  # noqa: E402
 from fairseq_interp.common.figures import pyplot, save_figure  # noqa: E402
 from fairseq_interp.common.jsonl import read_records, write_atomic  # noqa: E402
 from fairseq_interp.common.statistics import proportion_interval  # noqa: E402
+from fairseq_interp.common.tables import markdown_table_lines  # noqa: E402
 
 CONFIGURATIONS = (("all_bad", "tab:red"), ("one_good", "tab:blue"), ("random", "tab:green"))
 
@@ -51,13 +52,14 @@ def figure6_table(runs):
 
 def markdown(table):
     solved = table["solved_threshold_token_accuracy"]
-    lines = [f"| configuration | runs | learn (≥ {solved:.0f}% tokens) | share [exact 95% interval] | ≥ 90% attention | "
-             f"distinct head sets | first update ≥ {solved:.0f}% tokens (learners) |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for name, c in table["configurations"].items():
         n, k = c["runs"], c["learn"]
-        lines.append(f"| {name} | {n} | {k}/{n} | {100 * k / n:.0f}% [{100 * c['ci_low']:.0f}, "
-                     f"{100 * c['ci_high']:.0f}%] | {c['attention_ge_90']}/{n} | {c['distinct_head_sets']} | "
-                     f"{sorted(c['first_update'])} |")
+        rows.append([name, n, f"{k}/{n}", f"{100 * k / n:.0f}% [{100 * c['ci_low']:.0f}, {100 * c['ci_high']:.0f}%]",
+                     f"{c['attention_ge_90']}/{n}", c["distinct_head_sets"], sorted(c["first_update"])])
+    lines = markdown_table_lines(["configuration", "runs", f"learn (≥ {solved:.0f}% tokens)",
+                                  "share [exact 95% interval]", "≥ 90% attention", "distinct head sets",
+                                  f"first update ≥ {solved:.0f}% tokens (learners)"], rows)
     lines += [f"\nFisher's exact test (two-sided), {pair}: p = {p:.2f}" for pair, p in table["fisher_exact"].items()]
     return "\n".join(lines)
 

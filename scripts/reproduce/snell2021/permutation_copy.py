@@ -44,6 +44,7 @@ from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_argumen
     rename_options
 from fairseq_interp.common.outputs import OVERWRITE_HELP, check_results_folder
 from fairseq_interp.common.statistics import format_mean_sd, proportion_interval
+from fairseq_interp.common.tables import markdown_table, markdown_table_lines
 
 COMMAND = "permutation_copy.py"
 logger = logging.getLogger("permutation_copy")
@@ -101,9 +102,7 @@ def summarize(runs, args):
     those whose attention reaches 90% (each share with its exact 95% interval), and when the tokens get there."""
     import numpy as np
 
-    lines = [f"| mode | seeds | token accuracy at {args.max_update} (mean ± sd) | attention accuracy | "
-             f"seeds ≥ 90% tokens [95% interval of the share] | seeds ≥ 90% attention | first update ≥ 90% tokens "
-             f"(median, range) | seconds per run |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for mode in args.modes:
         rs = [r for r in runs if r["mode"] == mode]
         if not rs:
@@ -113,9 +112,12 @@ def summarize(runs, args):
         reached = [u for u in (first_update_at(r) for r in rs) if u is not None]
         attending = sum(first_update_at(r, key="attention_accuracy") is not None for r in rs)
         when = f"{np.median(reached):.0f} ({min(reached)}–{max(reached)})" if reached else "–"
-        lines.append(f"| {mode} | {len(rs)} | {tok} | {att} | {_share(len(reached), len(rs))} | "
-                     f"{_share(attending, len(rs))} | {when} | {np.mean([r['seconds'] for r in rs]):.1f} |")
-    return "\n".join(lines) + "\n"
+        rows.append([mode, len(rs), tok, att, _share(len(reached), len(rs)), _share(attending, len(rs)), when,
+                     f"{np.mean([r['seconds'] for r in rs]):.1f}"])
+    return markdown_table([
+        "mode", "seeds", f"token accuracy at {args.max_update} (mean ± sd)", "attention accuracy",
+        "seeds ≥ 90% tokens [95% interval of the share]", "seeds ≥ 90% attention",
+        "first update ≥ 90% tokens (median, range)", "seconds per run"], rows) + "\n"
 
 
 def plot(runs, modes, path):
@@ -237,16 +239,18 @@ def multihead_init(args):
     runs = [r for r in read_records(path) if r["id"] in wanted]
     lines = [f"single-head {args.criterion} accuracy at {args.max_update}: "
              + ", ".join(f"seed {r['head_seed']}: {r[key][-1]:.1f}" for r in candidates), "",
-             f"good seeds (≥ {args.good}%): {good}; bad (≤ {args.bad}%): {bad}", "",
-             f"| {args.heads}-head configuration | runs | runs ≥ {SOLVED:.0f}% tokens [95% interval of the share] | "
-             f"token accuracy at {args.max_update} | attention accuracy |", "|---|---|---|---|---|"]
+             f"good seeds (≥ {args.good}%): {good}; bad (≤ {args.bad}%): {bad}", ""]
+    rows = []
     for name in configs:
         rs = sorted((r for r in runs if r["configuration"] == name), key=lambda r: r.get("repeat", r["seed"]))
         tok = ", ".join(f"{r['token_accuracy'][-1]:.1f}" for r in rs)
         att = ", ".join(f"{r['attention_accuracy'][-1]:.1f}" for r in rs)
         solved = sum(r["token_accuracy"][-1] >= SOLVED for r in rs)
         cell = _share(solved, len(rs)) if rs else "–"
-        lines.append(f"| {name} | {len(rs)} | {cell} | {tok} | {att} |")
+        rows.append([name, len(rs), cell, tok, att])
+    lines += markdown_table_lines([f"{args.heads}-head configuration", "runs",
+                                   f"runs ≥ {SOLVED:.0f}% tokens [95% interval of the share]",
+                                   f"token accuracy at {args.max_update}", "attention accuracy"], rows)
     missing = [c for c in ("all_bad", "one_good") if c not in configs]
     if missing:
         lines.append(f"\nnot run (not enough good/bad seeds among {args.candidates}): {', '.join(missing)}")

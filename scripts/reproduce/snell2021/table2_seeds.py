@@ -27,6 +27,7 @@ from fairseq_interp.common.outputs import (add_table_output_arguments, check_tab
                                            folder_files, write_table_outputs)
 from fairseq_interp.common.paper_numbers import load_paper_numbers  # noqa: E402
 from fairseq_interp.common.statistics import mean_sd  # noqa: E402
+from fairseq_interp.common.tables import markdown_table_lines  # noqa: E402
 
 SECOND_SEED_FINAL = "ξ*"
 CHANCE = "random_baseline"
@@ -162,7 +163,7 @@ def summarize(sets):
 def markdown(sets, rows):
     head = ["quantity", "paper", *(f"seeds {' '.join(map(str, s['config']['seeds']))}" for s in sets),
             "mean ± sd", "mean − paper", "interval above Â"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         cells = []
         for value, interval in zip(r["values"], r["intervals"]):
@@ -174,9 +175,8 @@ def markdown(sets, rows):
             spread += f" ({r['sets_with_value']} set{'s' if r['sets_with_value'] != 1 else ''})"
         diff = "–" if r["mean"] is None or r["paper"] is None else f"{r['mean'] - r['paper']:+.2f}"
         above = f"{r['sets_above_chance']}/{len(sets)}" if "sets_above_chance" in r else "–"
-        lines.append(f"| {r['quantity']}{unit} ({r['table']}) | {r['paper']:.2f} | " + " | ".join(cells)
-                     + f" | {spread} | {diff} | {above} |")
-    lines += ["", *footer(sets)]
+        table.append([f"{r['quantity']}{unit} ({r['table']})", f"{r['paper']:.2f}", *cells, spread, diff, above])
+    lines = [*markdown_table_lines(head, table), "", *footer(sets)]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.outputs import add_overwrite_argument, check_output_file
 from fairseq_interp.common.paper_numbers import side_by_side
 from fairseq_interp.common.statistics import Interval, format_interval
+from fairseq_interp.common.tables import markdown_table
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.report import read_report
 from fairseq_interp.heads.roles import value_with_interval
@@ -33,8 +34,7 @@ def layer_table(report):
     """Markdown: per attention type and layer, the heads sorted by relevance (as the paper's Figures 1-2), each as
     relevance / confidence / most frequent offset and its share / rare_top2 (the last three with their 95% intervals
     over sentences when ``heads`` computed them), and the roles found."""
-    lines = ["| attention | layer | heads by relevance: relevance / confidence / offset (share) / rare top-2, "
-             "[95% interval over sentences] | roles |", "|---|---|---|---|"]
+    table = []
     for kind, data in report["kinds"].items():
         for i, layer in enumerate(data["layers"]):
             heads = sorted(layer, key=lambda h: -(h.get("relevance") or 0))
@@ -43,8 +43,9 @@ def layer_table(report):
                         if h.get("positional_offset") is not None else "–")
                      + f" / {_with_interval(h, 'rare_top2')}" for h in heads]
             roles = sorted({f"h{h['head']} {r}" for h in layer for r in h.get("roles", [])})
-            lines.append(f"| {kind} | {i} | " + "; ".join(cells) + f" | {', '.join(roles) or 'none'} |")
-    return "\n".join(lines) + "\n"
+            table.append([kind, i, "; ".join(cells), ", ".join(roles) or "none"])
+    return markdown_table(["attention", "layer", "heads by relevance: relevance / confidence / offset (share) / rare "
+                           "top-2, [95% interval over sentences]", "roles"], table) + "\n"
 
 
 def main():

@@ -20,6 +20,7 @@ from fairseq_interp.common.errors import InterpretError
 from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.outputs import add_overwrite_argument, check_output_file
+from fairseq_interp.common.tables import markdown_table_lines
 from fairseq_interp.heads.report import read_report
 from fairseq_interp.heads.survival import kept_prediction, open_head_masks, rank_agreement
 
@@ -30,20 +31,21 @@ def _fmt(x):
 
 def tables(reports, gated):
     """Markdown of the two tables for ``reports`` = ``{rule: heads.json dict}`` and ``gated`` = ``{name: masks}``."""
-    lines = ["| rules | attention | heads | Kendall τ | Spearman ρ | Kendall τ within layers (mean) |",
-             "|---|---|---|---|---|---|"]
-    for (a, ra), (b, rb) in itertools.combinations(reports.items(), 2):
-        for kind, r in rank_agreement(ra, rb).items():
-            lines.append(f"| {a} vs {b} | {kind} | {r['heads']} | {_fmt(r['kendall_tau'])} | "
-                         f"{_fmt(r['spearman_rho'])} | {_fmt(r['layer_kendall_tau'])} |")
+    agreements = [[f"{a} vs {b}", kind, r["heads"], _fmt(r["kendall_tau"]), _fmt(r["spearman_rho"]),
+                   _fmt(r["layer_kendall_tau"])]
+                  for (a, ra), (b, rb) in itertools.combinations(reports.items(), 2)
+                  for kind, r in rank_agreement(ra, rb).items()]
+    lines = markdown_table_lines(["rules", "attention", "heads", "Kendall τ", "Spearman ρ",
+                                  "Kendall τ within layers (mean)"], agreements)
     if gated:
-        lines += ["", "| gated checkpoint | attention | heads kept / pruned | "
-                  + " | ".join(f"AUC {rule}" for rule in reports) + " |", "|---|---|---|" + "---|" * len(reports)]
+        table = []
         for name, masks in gated.items():
             predictions = {rule: kept_prediction(report, masks) for rule, report in reports.items()}
             for kind, first in next(iter(predictions.values())).items():
-                lines.append(f"| {name} | {kind} | {first['n_kept']} / {first['n_pruned']} | "
-                             + " | ".join(_fmt(p[kind]["auc"]) for p in predictions.values()) + " |")
+                table.append([name, kind, f"{first['n_kept']} / {first['n_pruned']}",
+                              *(_fmt(p[kind]["auc"]) for p in predictions.values())])
+        lines += ["", *markdown_table_lines(["gated checkpoint", "attention", "heads kept / pruned",
+                                             *(f"AUC {rule}" for rule in reports)], table)]
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import add_progress_arguments, check_range, defaults_help_formatter, \
     rename_options
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
+from fairseq_interp.common.tables import markdown_table_lines
 from fairseq_interp.heads.lrp import RULES
 from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.prune import kept_head_counts
@@ -209,10 +210,9 @@ def paired_markdown(rows):
     lines = ["", f"Paired bootstrap over the test sentences (sacrebleu, {BOOTSTRAP_RESAMPLES} samples): BLEU "
              "difference, the half-width of the system's 95 % interval, p-value; pruned against " + against
              + ", from scratch against pruned:",
-             "", f"| λ | total heads | pruned − {against} | from scratch − pruned |", "|---|---|---|---|"]
-    for r in tested:
-        lines.append(f"| {r['lambda']} | {r['total_heads']} | {cell(r.get('vs_control'))} | "
-                     f"{cell(r.get('scratch_vs_pruned'))} |")
+             "", *markdown_table_lines(["λ", "total heads", f"pruned − {against}", "from scratch − pruned"],
+                                       [[r["lambda"], r["total_heads"], cell(r.get("vs_control")),
+                                         cell(r.get("scratch_vs_pruned"))] for r in tested])]
     return lines
 
 
@@ -352,47 +352,46 @@ def main():
             r["last_standing"] = {kind: row for kind, row in last.items() if row["lambda"] == r["lambda"]}
     paired_tests(args, rows)
     write_atomic(os.path.join(args.work, "sweep.json"), json.dumps(rows, indent=1))
-    lines = ["| λ | heads enc / dec / cross | total | BLEU (pruned, fine-tuned) | BLEU (from scratch) |",
-             "|---|---|---|---|---|", f"| baseline | all | all | {rows[0]['bleu']:.2f} | |"]
+    table = [["baseline", "all", "all", f"{rows[0]['bleu']:.2f}", ""]]
     for r in rows[1:]:
         h = r["heads"]
-        lines.append(f"| {r['lambda']} | {sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
-                     f"{sum(h['cross_heads'])} | {r['total_heads']} | {r['bleu']:.2f} | "
-                     + (f"{r['bleu_from_scratch']:.2f} |" if "bleu_from_scratch" in r else "– |"))
+        table.append([r["lambda"], f"{sum(h['encoder_self_heads'])} / {sum(h['decoder_self_heads'])} / "
+                      f"{sum(h['cross_heads'])}", r["total_heads"], f"{r['bleu']:.2f}",
+                      f"{r['bleu_from_scratch']:.2f}" if "bleu_from_scratch" in r else "–"])
+    lines = markdown_table_lines(["λ", "heads enc / dec / cross", "total", "BLEU (pruned, fine-tuned)",
+                                  "BLEU (from scratch)"], table)
     lines += paired_markdown(rows)
     surviving = [r for r in rows[1:] if "survival" in r]
     if surviving:
         roles = list(dict.fromkeys(role for r in surviving for role in r["survival"]))
+        table = [[r["lambda"], *(f"{r['survival'][x]['kept']}/{r['survival'][x]['heads']}" if x in r["survival"]
+                                 else "–" for x in roles)] for r in surviving]
         lines += ["", "Heads kept / heads of each role of the baseline (`fairseq-interp heads`), per λ:", "",
-                  "| λ | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
-        for r in surviving:
-            cells = [f"{r['survival'][x]['kept']}/{r['survival'][x]['heads']}" if x in r["survival"] else "–"
-                     for x in roles]
-            lines.append(f"| {r['lambda']} | " + " | ".join(cells) + " |")
+                  *markdown_table_lines(["λ", *roles], table)]
     compared = [r for r in rows[1:] if "kept_vs_pruned" in r]
     if compared:
         lines += ["", "Mean statistics of the baseline's heads (`fairseq-interp heads`), kept / pruned, per λ "
                   "(positional = share of the most frequent relative offset, the role needs ≥ 0.9; rare: share of "
-                  "qualifying sentences where the head points to the rarest token, encoder heads only):", "",
-                  "| λ | attention | heads kept / pruned | " + " | ".join(STATISTICS) + " |",
-                  "|---|---|---|" + "---|" * len(STATISTICS)]
+                  "qualifying sentences where the head points to the rarest token, encoder heads only):", ""]
         fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        table = []
         for r in compared:
             stats = r["kept_vs_pruned"]
             for kind, rel in stats["relevance"].items():
                 cells = [f"{fmt(stats[s][kind]['kept'])} / {fmt(stats[s][kind]['pruned'])}"
                          if kind in stats.get(s, {}) else "–" for s in STATISTICS]
-                lines.append(f"| {r['lambda']} | {kind} | {rel['n_kept']} / {rel['n_pruned']} | "
-                             + " | ".join(cells) + " |")
+                table.append([r["lambda"], kind, f"{rel['n_kept']} / {rel['n_pruned']}", *cells])
+        lines += markdown_table_lines(["λ", "attention", "heads kept / pruned", *STATISTICS], table)
     if last:
         lines += ["", "Heads kept longest, per attention type (at the largest λ that keeps any head of the type), and "
                   "their rank among the baseline's heads of that type by each statistic (1 = highest; layer.head):",
-                  "", "| attention | λ | heads | " + " | ".join(f"rank by {s}" for s in STATISTICS) + " |",
-                  "|---|---|---|" + "---|" * len(STATISTICS)]
+                  ""]
+        table = []
         for kind, row in last.items():
             cells = [", ".join("–" if x is None else str(x) for x in row["ranks"][s]) + f" of {row['of']}"
                      if s in row["ranks"] else "–" for s in STATISTICS]
-            lines.append(f"| {kind} | {row['lambda']} | {', '.join(row['heads'])} | " + " | ".join(cells) + " |")
+            table.append([kind, row["lambda"], ", ".join(row["heads"]), *cells])
+        lines += markdown_table_lines(["attention", "λ", "heads", *(f"rank by {s}" for s in STATISTICS)], table)
     lines += ["", "The paper's numbers beside ours (`fairseq_interp/heads/paper_numbers.json`):", "",
               paper_comparison(rows, args, report)]
     write_atomic(os.path.join(args.work, "sweep.md"), "\n".join(lines) + "\n")

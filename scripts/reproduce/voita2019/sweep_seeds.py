@@ -28,6 +28,7 @@ from fairseq_interp.common.outputs import (add_table_output_arguments, check_out
 from fairseq_interp.common.paper_numbers import side_by_side  # noqa: E402
 from fairseq_interp.common.provenance import check_same  # noqa: E402
 from fairseq_interp.common.statistics import format_mean_sd, mean_sd  # noqa: E402
+from fairseq_interp.common.tables import markdown_table_lines  # noqa: E402
 
 KINDS = ("encoder_self", "decoder_self", "cross")
 #: the heads' statistics compared kept vs pruned over all attention types (a specialised head: confident, positional)
@@ -131,8 +132,7 @@ def _mean(values, digits=2):
 
 def _table(intro, header, rows):
     """Markdown lines: a blank line, ``intro``, a blank line, the table."""
-    return ["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(cells) + " |" for cells in rows)]
+    return ["", intro, "", *markdown_table_lines(header, rows)]
 
 
 def markdown(summary, settings):
@@ -141,21 +141,21 @@ def markdown(summary, settings):
     lines = [f"Seeds {', '.join(map(str, seeds))}; per seed in that order, then mean ± sample sd over the seeds. "
              "BLEU change: pruned − the same seed's λ = 0 control (the baseline in a sweep without λ = 0) and its "
              "p-value, from sacrebleu's paired bootstrap (on unrounded BLEU, so it can differ from the rounded BLEU "
-             "columns by 0.01).", "",
-             "| λ | seeds | heads enc / dec / cross (mean) | total heads | total heads, mean ± sd | BLEU | "
-             "BLEU, mean ± sd | change | change, mean ± sd | p per seed | p < 0.05 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
-             f"| baseline | {len(seeds)} | all | all | – | {_per_seed(summary['baseline_bleu'])} | "
-             f"{_mean(summary['baseline_bleu'])} | – | – | – | – |"]
+             "columns by 0.01).", ""]
+    rows = [["baseline", len(seeds), "all", "all", "–", _per_seed(summary["baseline_bleu"]),
+             _mean(summary["baseline_bleu"]), "–", "–", "–", "–"]]
     for e in summary["lambdas"]:
         n = len(e["seeds"])
         heads = " / ".join(f"{sum(e['heads'][k]) / n:.1f}" for k in KINDS)
         tested = [p for p in e["p_value"] if p is not None]
         which = n if n == len(seeds) else "only " + ", ".join(map(str, e["seeds"]))
-        lines.append(f"| {e['lambda']:g} | {which} | {heads} | {_per_seed(e['total_heads'], 0)} | "
-                     f"{_mean(e['total_heads'], 1)} | {_per_seed(e['bleu'])} | {_mean(e['bleu'])} | "
-                     f"{_per_seed(e['change'], signed=True)} | {_mean(e['change'])} | {_per_seed(e['p_value'], 3)} | "
-                     + (f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–") + " |")
+        rows.append([f"{e['lambda']:g}", which, heads, _per_seed(e["total_heads"], 0), _mean(e["total_heads"], 1),
+                     _per_seed(e["bleu"]), _mean(e["bleu"]), _per_seed(e["change"], signed=True),
+                     _mean(e["change"]), _per_seed(e["p_value"], 3),
+                     f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–"])
+    lines += markdown_table_lines(["λ", "seeds", "heads enc / dec / cross (mean)", "total heads",
+                                   "total heads, mean ± sd", "BLEU", "BLEU, mean ± sd", "change",
+                                   "change, mean ± sd", "p per seed", "p < 0.05"], rows)
     compared = [e for e in summary["lambdas"] if any(v is not None for s in COMPARED
                                                       for v in e["statistics"][s]["pruned"])]
     if compared:

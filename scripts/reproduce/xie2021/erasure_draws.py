@@ -22,6 +22,7 @@ from fairseq_interp.common.jsonl import read_json_object
 from fairseq_interp.common.outputs import add_table_output_arguments, check_table_outputs, write_table_outputs
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.common.statistics import format_mean_sd, mean_sd
+from fairseq_interp.common.tables import markdown_table_lines
 from fairseq_interp.neurons.erasure import FORMAT, control_over_draws
 
 FIX = "pass the --results-path folders of fairseq-interp neurons erase --random-control"
@@ -72,23 +73,21 @@ def markdown(records, summary):
              f"(weights {str(checkpoint.get('weights_sha256'))[:12]}); {options['general_fraction']:g} of the general "
              f"neurons, {options['specific_fraction']:g} of a pair's {kind} neurons, the random control as many "
              f"neurons drawn from all; {sentences} {options['gen_subset']} sentences per direction, beam "
-             f"{options['beam']}. Mean ± sd over the draws.", "",
-             f"| pair | erased | Δ own pair, its {kind} neurons | Δ own pair, as many random | Δ other pairs, its "
-             f"{kind} neurons | Δ other pairs, random | draws: own below random | draws: own below others |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{options['beam']}. Mean ± sd over the draws.", ""]
 
     def row(name, erased, values):
         below_random = sum(a < b for a, b in zip(values["own"], values["own_random"]))
         below_others = sum(a < b for a, b in zip(values["own"], values["others"]))
-        return (f"| {name} | {erased} | " + " | ".join(cell(values[k]) for k in
-                                                      ("own", "own_random", "others", "others_random"))
-                + f" | {below_random}/{n} | {below_others}/{n} |")
+        return [name, erased, *(cell(values[k]) for k in ("own", "own_random", "others", "others_random")),
+                f"{below_random}/{n}", f"{below_others}/{n}"]
 
-    for pair, values in summary["pairs"].items():
-        erased = sorted(set(values["erased"]))
-        lines.append(row(pair, "/".join(str(e) for e in erased), values))
+    rows = [row(pair, "/".join(str(e) for e in sorted(set(values["erased"]))), values)
+            for pair, values in summary["pairs"].items()]
     if summary["mean_over_pairs"]:
-        lines.append(row("mean over pairs", "–", summary["mean_over_pairs"]))
+        rows.append(row("mean over pairs", "–", summary["mean_over_pairs"]))
+    lines += markdown_table_lines(["pair", "erased", f"Δ own pair, its {kind} neurons", "Δ own pair, as many random",
+                                   f"Δ other pairs, its {kind} neurons", "Δ other pairs, random",
+                                   "draws: own below random", "draws: own below others"], rows)
     text = "\n".join(lines)
     mean = summary["mean_over_pairs"]
     if mean:

@@ -61,6 +61,7 @@ from fairseq_interp.common.jsonl import write_atomic
 from fairseq_interp.common.options import PROGRESS_OPTIONS, add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import output_lock
 from fairseq_interp.common.preparation import prepare_data
+from fairseq_interp.common.tables import markdown_table, markdown_table_lines
 
 TRAINING_RECORD = "training.json"  # a run to convergence: its curve, best update and how it stopped
 THREADS = os.environ.get("OMP_NUM_THREADS", "1")  # one thread per job: run two jobs side by side on two cores
@@ -611,24 +612,25 @@ def system_rows(exp, state, which):
 def table_markdown(exp, state, which):
     """BLEU per direction (mean ± sd over seeds), average, parameters; the paired bootstrap; the paper beside."""
     rows = system_rows(exp, state, which)
-    lines = ["| system | seeds | " + " | ".join(exp.pairs) + " | avg | Para |", "|" + "---|" * (len(exp.pairs) + 4)]
+    table = []
     for system, r in rows.items():
         params = state["params"].get(system)
-        para = f"{params / 1e6:.2f}M" if params else "–"
-        lines.append(f"| {system} | {len(r['seeds'])} | " + " | ".join(_cell(r["bleu"][p]) for p in exp.pairs)
-                     + f" | **{_cell(r['avg'])}** | {para} |")
-    lines += ["", "Paired bootstrap (sacrebleu, 1,000 samples) per direction: the difference in BLEU, and the "
-              "directions where p < 0.05 (better / worse); one line per seed.", "",
-              "| comparison | seed | mean Δ over directions | better (p < 0.05) | worse (p < 0.05) |",
-              "|---|---|---|---|---|"]
+        table.append([system, len(r["seeds"]), *(_cell(r["bleu"][p]) for p in exp.pairs), f"**{_cell(r['avg'])}**",
+                      f"{params / 1e6:.2f}M" if params else "–"])
+    tests_table = []
     for seed, tests in by_seed(state["bootstrap"]):
         for name, per_pair in tests.items():
             diffs = [v["difference"] for v in per_pair.values()]
             better = [p for p, v in per_pair.items() if v["p_value"] < 0.05 and v["difference"] > 0]
             worse = [p for p, v in per_pair.items() if v["p_value"] < 0.05 and v["difference"] < 0]
-            lines.append(f"| {name} | {seed[4:]} | {sum(diffs) / len(diffs):+.2f} | {', '.join(better) or '–'} | "
-                         f"{', '.join(worse) or '–'} |")
-    lines += ["", paper_comparison(exp, state, which, rows)]
+            tests_table.append([name, seed[4:], f"{sum(diffs) / len(diffs):+.2f}", ", ".join(better) or "–",
+                                ", ".join(worse) or "–"])
+    lines = [*markdown_table_lines(["system", "seeds", *exp.pairs, "avg", "Para"], table),
+             "", "Paired bootstrap (sacrebleu, 1,000 samples) per direction: the difference in BLEU, and the "
+             "directions where p < 0.05 (better / worse); one line per seed.", "",
+             *markdown_table_lines(["comparison", "seed", "mean Δ over directions", "better (p < 0.05)",
+                                    "worse (p < 0.05)"], tests_table),
+             "", paper_comparison(exp, state, which, rows)]
     trained = training_lines(state)
     return "\n".join(lines + (["", *trained] if trained else []))
 
@@ -831,8 +833,7 @@ def sweep(args):
 
 def sweep_markdown(exp, state):
     """One row per system, BLEU per direction and average, allocation share of specific neurons."""
-    head = "| system | k | ρ | specific / pair | " + " | ".join(exp.pairs) + " | avg |"
-    lines = [head, "|" + "---|" * (len(exp.pairs) + 5)]
+    table = []
     runs = state["runs"]
     order = [s for s in ("baseline", "baseline+ft") if s in runs] + \
         sorted((s for s in runs if s.startswith("k")), key=lambda s: (runs[s]["k"], runs[s]["rho"]))
@@ -840,9 +841,10 @@ def sweep_markdown(exp, state):
         r = runs[system]
         k, rho = (f"{r['k']:g}", f"{r['rho']:g}") if "k" in r else ("", "")
         share = f"{r['specific_share']:.3f}" if "specific_share" in r else ""
-        lines.append(f"| {system} | {k} | {rho} | {share} | " + " | ".join(f"{r['bleu'][p]:.2f}" for p in exp.pairs)
-                     + f" | **{exp.average(r['bleu']):.2f}** |")
-    return "\n".join(lines) + "\n\n" + sweep_paper_comparison(exp, state)
+        table.append([system, k, rho, share, *(f"{r['bleu'][p]:.2f}" for p in exp.pairs),
+                      f"**{exp.average(r['bleu']):.2f}**"])
+    return (markdown_table(["system", "k", "ρ", "specific / pair", *exp.pairs, "avg"], table) + "\n\n"
+            + sweep_paper_comparison(exp, state))
 
 
 def sweep_paper_comparison(exp, state):
@@ -900,13 +902,14 @@ def sweep_report(path, state, md):
                    f"from all neurons):\n\n{state['erasure']['markdown']}")
         control = state["erasure"].get("control")
         if control:
-            rows = ["| pair | erased | Δ own pair (its specific neurons) | Δ own pair (random, same number) | "
-                    "Δ other pairs (specific) | Δ other pairs (random) |", "|---|---|---|---|---|---|"]
-            for pair, c in control.items():
-                rows.append(f"| {pair} | {c['erased']} | {c['own']:+.2f} | {c['own_random']:+.2f} | "
-                            f"{c['others']:+.2f} | {c['others_random']:+.2f} |")
+            table = markdown_table(["pair", "erased", "Δ own pair (its specific neurons)",
+                                    "Δ own pair (random, same number)", "Δ other pairs (specific)",
+                                    "Δ other pairs (random)"],
+                                   [[pair, c["erased"], *(f"{c[key]:+.2f}" for key in
+                                                          ("own", "own_random", "others", "others_random"))]
+                                    for pair, c in control.items()])
             erasure += ("\n\nThe paper's claim, a pair's specific neurons matter to that pair more than to the others "
-                        "(and more than random neurons):\n\n" + "\n".join(rows))
+                        "(and more than random neurons):\n\n" + table)
         from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 
         numbers = load_paper_numbers("neurons")

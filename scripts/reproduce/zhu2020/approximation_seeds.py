@@ -18,6 +18,7 @@ from fairseq_interp.common.fairseq_runs import script_main
 from fairseq_interp.common.outputs import add_table_output_arguments, check_table_outputs, write_table_outputs
 from fairseq_interp.common.paper_numbers import load_paper_numbers, side_by_side
 from fairseq_interp.common.statistics import format_mean_sd
+from fairseq_interp.common.tables import markdown_table_lines
 from fairseq_interp.lca.analysis import approximation_seeds
 
 SETTINGS = ("updates", "sentences", "lca_max_tokens", "statistic", "groups")
@@ -48,18 +49,16 @@ def markdown(summary, results):
     buckets = [key for key in values if key.startswith("tau_bucket:")]
     head = ["seed", "τ (groups, cumulative)", "τ per interval: min / median / mean",
             *(f"τ buckets: {key.split(':', 1)[1]}" for key in buckets), "largest occupation gap", "exact run (s)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r['seed']} | {r['tau']:.3f} | {r['tau_interval_min']:.3f} / {r['tau_interval_median']:.3f} / "
-                     f"{r['tau_interval_mean']:.3f} | " + " | ".join(f"{r[key]:.3f}" for key in buckets)
-                     + f" | {r['occupation_gap']:.4f} | "
-                     + ("–" if r["exact_seconds"] is None else f"{r['exact_seconds']:.0f}") + " |")
-    lines.append(f"| mean ± sd | {format_mean_sd(values['tau'], 3, count=False)} | "
-                 f"{format_mean_sd(values['tau_interval_min'], 3, count=False)} / "
-                 f"{format_mean_sd(values['tau_interval_median'], 3, count=False)} / "
-                 f"{format_mean_sd(values['tau_interval_mean'], 3, count=False)} | "
-                 + " | ".join(format_mean_sd(values[key], 3, count=False) for key in buckets)
-                 + f" | {format_mean_sd(values['occupation_gap'], 4, count=False)} | – |")
+    table = [[r["seed"], f"{r['tau']:.3f}",
+              f"{r['tau_interval_min']:.3f} / {r['tau_interval_median']:.3f} / {r['tau_interval_mean']:.3f}",
+              *(f"{r[key]:.3f}" for key in buckets), f"{r['occupation_gap']:.4f}",
+              "–" if r["exact_seconds"] is None else f"{r['exact_seconds']:.0f}"] for r in rows]
+    table.append(["mean ± sd", format_mean_sd(values["tau"], 3, count=False),
+                  " / ".join(format_mean_sd(values[key], 3, count=False)
+                             for key in ("tau_interval_min", "tau_interval_median", "tau_interval_mean")),
+                  *(format_mean_sd(values[key], 3, count=False) for key in buckets),
+                  format_mean_sd(values["occupation_gap"], 4, count=False), "–"])
+    lines = markdown_table_lines(head, table)
     first = results[0]
     number = load_paper_numbers("lca").get(
         "Figure 1", "Kendall τ, approximate vs exact ranking of the groups' occupation ratios", "10K-sentence sample")
