@@ -264,16 +264,10 @@ def cmd_perturbation(args):
 
 def cmd_perturbation_seeds(args):
     """Mean ± sd of perturbation curves over runs (model seeds)."""
-    from ..common.jsonl import read_records
-    from .evaluation.perturbation_curves import (check_runs_comparable, seed_markdown, seed_ordering_markdown,
-                                                 seed_paper_markdown, seed_summary)
+    from .evaluation.perturbation_curves import (check_runs_comparable, read_run, seed_markdown,
+                                                 seed_ordering_markdown, seed_paper_markdown, seed_summary)
 
-    runs = []
-    for folder in args.runs:
-        path = os.path.join(folder, "results.jsonl")
-        if not os.path.isfile(path):
-            raise InterpretError(f"{path} not found: pass --out folders of fairseq-interp perturbation runs")
-        runs.append(read_records(path))
+    runs = [read_run(path) for path in args.runs]
     check_runs_comparable(args.runs, runs)
     _check_out(args)
     text = seed_markdown(seed_summary(runs)) + "\n" + seed_ordering_markdown(runs, args.runs)
@@ -360,7 +354,8 @@ def add_subcommands(sub):
     perturbation.set_defaults(func=cmd_perturbation)
     seeds = _add_parser(sub, "perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
                                                       "several seeds)")
-    seeds.add_argument("runs", nargs="+", help="--out folders of fairseq-interp perturbation runs")
+    seeds.add_argument("runs", nargs="+", help="--results-path folders of fairseq-interp perturbation runs, or "
+                                               "their perturbation.csv (then sentences are compared by number only)")
     seeds.add_argument("--out", help="also write the table here")
     seeds.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     seeds.set_defaults(func=cmd_perturbation_seeds)

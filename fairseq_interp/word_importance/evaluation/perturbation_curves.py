@@ -243,15 +243,59 @@ def read_split(args, task, model, dataset, default_batch_size):
     return dict(sorted(items.items()))
 
 
+#: the columns of ``perturbation.csv`` and their types: one row per (method, perturbation, k), the unperturbed BLEU
+#: as ``none,none,0``
+CSV_FIELDS = {"method": str, "perturbation": str, "k": int, "bleu": float, "bleu_std": float, "repeats": int,
+              "sentences": int}
+
+
+def read_csv(path):
+    """The rows of a run's ``perturbation.csv`` (:data:`CSV_FIELDS`), typed as in ``results.jsonl``; a file without
+    these columns, with a bad value or without the unperturbed row is refused."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or [])]
+        if missing:
+            raise InterpretError(f"{path} has no column {', '.join(missing)}: pass the perturbation.csv of a "
+                                 "fairseq-interp perturbation run")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append({name: kind(row[name]) for name, kind in CSV_FIELDS.items()})
+            except (TypeError, ValueError):
+                raise InterpretError(f"{path}, line {line}: a bad value in {row}") from None
+    for row in rows:  # the ids of results.jsonl
+        row["id"] = "none/0" if row["method"] == "none" else f"{row['method']}/{row['perturbation']}/{row['k']}"
+    if not any(row["method"] == "none" for row in rows):
+        raise InterpretError(f"{path} has no unperturbed row (none,none,0): pass a whole perturbation.csv")
+    return rows
+
+
+def read_run(path):
+    """The records of one perturbation run: ``path`` is its ``--results-path`` folder (``results.jsonl``) or the
+    run's ``perturbation.csv`` (what a repository keeps of a run: BLEU per cell, without sentence ids,
+    hypotheses or provenance)."""
+    from ...common.jsonl import read_records
+
+    if os.path.isfile(path) and path.endswith(".csv"):
+        return read_csv(path)
+    results = os.path.join(path, "results.jsonl")
+    if not os.path.isfile(results):
+        raise InterpretError(f"{results} not found: pass --results-path folders of fairseq-interp perturbation runs "
+                             "or their perturbation.csv")
+    return read_records(results)
+
+
 def write_outputs(args, rows, references=None, lang=None):
     import csv
     import io
 
     from ...common.jsonl import write_atomic
 
-    fields = ["method", "perturbation", "k", "bleu", "bleu_std", "repeats", "sentences"]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
     for r in sorted(rows, key=lambda r: (r["perturbation"], r["method"], r["k"])):
         w.writerow(r)
@@ -584,20 +628,30 @@ def run(args):
 
 
 def check_runs_comparable(folders, runs):
-    """Refuse runs (``results.jsonl`` records of each of ``folders``) that a mean over model seeds would mix: other
-    sentences, or, where each run has its :data:`RUN_PROVENANCE`, other data, options or package versions (only
-    the checkpoint may differ)."""
+    """Refuse runs (:func:`read_run` records of each of ``folders``) that a mean over model seeds would mix: other
+    sentences (their ids where both runs have them, else their number), other repeats of a cell, or, where each run
+    has its :data:`RUN_PROVENANCE`, other data, options or package versions (only the checkpoint may differ)."""
     from ...common import provenance as prov
 
     def sentence_ids(rows):
         return next((r.get("sentence_ids") for r in rows if r["id"] == "none/0"), None)
 
+    def counts(rows):
+        return {r["id"]: (r.get("sentences"), r.get("repeats")) for r in rows}
+
     fix = "average runs made with the same data and options (only the checkpoint differs)"
-    first_ids = sentence_ids(runs[0])
+    first_ids, first_counts = sentence_ids(runs[0]), counts(runs[0])
     for folder, rows in zip(folders[1:], runs[1:]):
         ids = sentence_ids(rows)
         if None not in (first_ids, ids) and ids != first_ids:
             raise InterpretError(f"{folder} perturbed other sentences than {folders[0]}: {fix}")
+        for cell, (sentences, repeats) in sorted(counts(rows).items(), key=lambda item: item[0] != "none/0"):
+            other_sentences, other_repeats = first_counts.get(cell, (None, None))
+            if None not in (sentences, other_sentences) and sentences != other_sentences:
+                raise InterpretError(f"{folder} has {sentences} sentences in {cell}, {folders[0]} "
+                                     f"{other_sentences}: {fix}")
+            if None not in (repeats, other_repeats) and repeats != other_repeats:
+                raise InterpretError(f"{folder} has {repeats} repeats in {cell}, {folders[0]} {other_repeats}: {fix}")
     paths = [os.path.join(folder, RUN_PROVENANCE) for folder in folders]
     if all(os.path.exists(path) for path in paths):
         compared = [{key: value for key, value in prov.read_provenance(path, RUN_FORMAT).items()
