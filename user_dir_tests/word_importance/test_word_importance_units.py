@@ -259,6 +259,71 @@ def test_undertranslation_subcommand(tmp_path, capsys):
     assert out[2] == "| good | 1.000 | 0.667 |" and out[3] == "| bad | 0.000 | 0.000 |"
 
 
+def _under_case(sentences=40, seed=3):
+    """Records of three methods on sentences of 4 words with one under-translated word each: ``good`` gives the
+    gold word the lowest importance in 3 of 4 sentences, ``bad`` never (always the highest), ``noisy`` at random."""
+    import random
+
+    rng = random.Random(seed)
+    annotations, good, bad, noisy = {}, [], [], []
+    for sid in range(sentences):
+        gold = rng.randrange(4)
+        annotations[sid] = {gold}
+        low = gold if sid % 4 else (gold + 1) % 4
+        good.append({"id": sid, "word_importance": [0.1 if w == low else 0.3 for w in range(4)]})
+        bad.append({"id": sid, "word_importance": [0.7 if w == gold else 0.1 for w in range(4)]})
+        noisy.append({"id": sid, "word_importance": [rng.random() for _ in range(4)]})
+    return annotations, good, bad, noisy
+
+
+def test_undertranslation_f1_differences_are_paired():
+    """The differences use the same sentence samples for every method: against a method with F1 = 0 on every
+    sample the difference's interval is the method's own F1 interval; against itself the difference is 0 with
+    p = 1; swapping the two methods negates the difference and its interval and keeps p."""
+    annotations, good, bad, noisy = _under_case()
+    ratios = (0.25, 0.5)
+    diffs = undertranslation.f1_differences([("good", good), ("bad", bad), ("good again", good), ("noisy", noisy)],
+                                            annotations, ratios=ratios, resamples=300, seed=5)
+    scores = undertranslation.f1_scores(good, annotations, ratios)
+    intervals = undertranslation.f1_intervals(good, annotations, ratios, resamples=300, seed=5)
+    noisy_scores = undertranslation.f1_scores(noisy, annotations, ratios)
+    for ratio in ratios:
+        assert undertranslation.f1_scores(bad, annotations, ratios)[ratio]["f1"] == 0.0
+        difference, low, high, p = diffs["bad"][ratio]
+        assert difference == pytest.approx(scores[ratio]["f1"])
+        assert (low, high) == pytest.approx(intervals[ratio])
+        assert p < 0.01  # a positive F1 on 40 sentences against 0 on every sample: far beyond chance
+        assert diffs["good again"][ratio] == (0.0, 0.0, 0.0, 1.0)
+        assert diffs["noisy"][ratio][0] == pytest.approx(scores[ratio]["f1"] - noisy_scores[ratio]["f1"])
+    swapped = undertranslation.f1_differences([("noisy", noisy), ("good", good)], annotations, ratios=ratios,
+                                              resamples=300, seed=5)["good"]
+    for ratio in ratios:
+        difference, low, high, p = diffs["noisy"][ratio]
+        assert swapped[ratio] == pytest.approx((-difference, -high, -low, p))
+
+
+def test_undertranslation_subcommand_prints_differences_from_ig(tmp_path, capsys):
+    """Score mode: with several methods, the paired differences start from ig wherever it is listed."""
+    from fairseq_interp.commands import cli_main
+
+    annotations, good, bad, _ = _under_case()
+    ann = tmp_path / "under.txt"
+    ann.write_text("".join(f"{sid}\t{' '.join(map(str, sorted(gold)))}\n" for sid, gold in annotations.items()),
+                   encoding="utf-8")
+    for name, records in (("ig", good), ("attention", bad)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.25", "--bootstrap", "200",
+              "--records", f"attention={tmp_path / 'attention.jsonl'}", f"ig={tmp_path / 'ig.jsonl'}"])
+    out = capsys.readouterr().out
+    d, low, high, p = undertranslation.f1_differences([("ig", good), ("attention", bad)], annotations,
+                                                      ratios=(0.25,), resamples=200)["attention"][0.25]
+    assert "F1 differences, ig minus each other method" in out
+    assert f"| ig − attention | {d:+.3f} [{low:+.3f}, {high:+.3f}], p = {p:.3f} |" in out
+    cli_main(["undertranslation", "--annotations", str(ann), "--ratios", "0.25", "--bootstrap", "0",
+              "--records", f"attention={tmp_path / 'attention.jsonl'}", f"ig={tmp_path / 'ig.jsonl'}"])
+    assert "F1 differences" not in capsys.readouterr().out  # no resamples, no differences
+
+
 def test_html_page_shades_and_escapes(tmp_path):
     from fairseq_interp.word_importance.views.html import write_html
 
@@ -402,3 +467,73 @@ def test_perturbation_seeds_refuses_runs_it_would_mix(tmp_path, capsys):
     assert "options.repeats is 10 there, 3 here" in refusal(base, make("three-draws", weights="c", repeats=3))
     assert "data.split_sha256" in refusal(base, make("other-split", weights="d", split_sha="t"))
     assert "perturbed other sentences" in refusal(base, make("fewer", weights="e", ids=(0, 1)))
+
+
+def _perturbation_rows(base, ig, random, sentences=100, repeats=10):
+    """The records of a perturbation run over (mask, k = 1, 2): ig and random lose 5 BLEU per k from k = 1."""
+    rows = [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0, "bleu": base, "bleu_std": 0.0,
+             "repeats": 1, "sentences": sentences, "sentence_ids": list(range(sentences))}]
+    for method, bleu, n in (("ig", ig, 1), ("random", random, repeats)):
+        for k in (1, 2):
+            rows.append({"id": f"{method}/mask/{k}", "method": method, "perturbation": "mask", "k": k,
+                         "bleu": bleu - 5 * (k - 1), "bleu_std": 0.5 if n > 1 else 0.0, "repeats": n,
+                         "sentences": sentences})
+    return rows
+
+
+def _write_run(folder, rows):
+    """A run's folder with its results.jsonl, and its perturbation.csv written by the command's own writer."""
+    from types import SimpleNamespace
+
+    from fairseq_interp.word_importance.evaluation.perturbation_curves import write_outputs
+
+    folder.mkdir()
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_outputs(SimpleNamespace(results_path=str(folder), setting="test", bootstrap=0), rows)
+    return folder
+
+
+def test_perturbation_seeds_reads_a_runs_csv_as_its_records(tmp_path, capsys):
+    """A run's committed perturbation.csv gives the same mean ± sd, ordering and paper rows as its results.jsonl
+    (the CSV keeps BLEU to full precision), alone or beside a folder."""
+    from fairseq_interp.commands import cli_main
+
+    folders = [_write_run(tmp_path / f"s{seed}", _perturbation_rows(40.0 + seed, 20.0 - seed, 30.0 + seed / 3))
+               for seed in range(3)]
+
+    def table(paths):
+        cli_main(["perturbation-seeds", *map(str, paths)])
+        out = capsys.readouterr().out
+        return [line for line in out.splitlines() if not line.startswith(f"| {tmp_path}")]  # rows named by path
+
+    from_folders = table(folders)
+    assert "| ig | 41.00 ± 1.00 | 19.00 ± 1.00 | 14.00 ± 1.00 |" in from_folders
+    assert table([f / "perturbation.csv" for f in folders]) == from_folders
+    assert table([folders[0], folders[1] / "perturbation.csv", folders[2]]) == from_folders
+
+
+def test_perturbation_seeds_refuses_csvs_it_cannot_read_or_would_mix(tmp_path, capsys):
+    from fairseq_interp.commands import cli_main
+
+    def refusal(*paths):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["perturbation-seeds", *map(str, paths)])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    base = _write_run(tmp_path / "base", _perturbation_rows(40.0, 20.0, 30.0)) / "perturbation.csv"
+    fewer = _write_run(tmp_path / "fewer", _perturbation_rows(40.0, 20.0, 30.0, sentences=99)) / "perturbation.csv"
+    assert "has 99 sentences in none/0" in refusal(base, fewer)
+    draws = _write_run(tmp_path / "draws", _perturbation_rows(40.0, 20.0, 30.0, repeats=3)) / "perturbation.csv"
+    assert "has 3 repeats in random/mask/1" in refusal(base, draws)
+    no_bleu = tmp_path / "no-bleu.csv"
+    no_bleu.write_text(base.read_text(encoding="utf-8").replace("bleu_std", "sd"), encoding="utf-8")
+    assert "has no column bleu_std" in refusal(base, no_bleu)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(base.read_text(encoding="utf-8").replace(",mask,1,", ",mask,one,", 1), encoding="utf-8")
+    assert "bad.csv, line" in refusal(base, bad)
+    no_base = tmp_path / "no-base.csv"
+    no_base.write_text("".join(line for line in base.read_text(encoding="utf-8").splitlines(keepends=True)
+                               if not line.startswith("none,")), encoding="utf-8")
+    assert "has no unperturbed row" in refusal(base, no_base)
+    assert "results.jsonl not found" in refusal(base, tmp_path / "nowhere")

@@ -148,23 +148,65 @@ def f1_scores(records, annotations, ratios=RATIOS, selection="corpus"):
     return out
 
 
-def f1_intervals(records, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1, level=0.95):
-    """``{ratio: (low, high)}``: percentile bootstrap of F1 over the labelled sentences (sentences drawn with
-    replacement, a drawn sentence entering with all its words; the selection is redone on every sample)."""
+def _f1_draws(importances_per_method, golds, ratios, selection, resamples, seed):
+    """``[{ratio: [F1 per resample]}]`` per method: percentile-bootstrap samples of the labelled sentences (drawn
+    with replacement, a drawn sentence entering with all its words; the selection is redone on every sample), the
+    same samples for every method, so that differences between methods are paired."""
     import numpy as np
 
-    ids, importances = _checked_inputs(records, annotations)
-    golds = [annotations[sid] for sid in ids]
     rng = np.random.default_rng(seed)
-    draws = {ratio: [] for ratio in ratios}
+    draws = [{ratio: [] for ratio in ratios} for _ in importances_per_method]
     for _ in range(resamples):
-        sample = rng.integers(0, len(ids), len(ids))
-        sample_imp, sample_gold = [importances[s] for s in sample], [golds[s] for s in sample]
-        for ratio in ratios:
-            draws[ratio].append(_f1(*_counts(sample_imp, sample_gold, ratio, selection))[2])
+        sample = rng.integers(0, len(golds), len(golds))
+        sample_gold = [golds[s] for s in sample]
+        for importances, method_draws in zip(importances_per_method, draws):
+            sample_imp = [importances[s] for s in sample]
+            for ratio in ratios:
+                method_draws[ratio].append(_f1(*_counts(sample_imp, sample_gold, ratio, selection))[2])
+    return draws
+
+
+def _percentiles(values, level):
+    import numpy as np
+
     alpha = (1 - level) / 2
-    return {ratio: (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
-            for ratio, values in draws.items()}
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def f1_intervals(records, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1, level=0.95):
+    """``{ratio: (low, high)}``: percentile bootstrap of F1 over the labelled sentences (:func:`_f1_draws`)."""
+    ids, importances = _checked_inputs(records, annotations)
+    draws = _f1_draws([importances], [annotations[sid] for sid in ids], ratios, selection, resamples, seed)[0]
+    return {ratio: _percentiles(values, level) for ratio, values in draws.items()}
+
+
+def f1_differences(methods, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1, level=0.95):
+    """Paired bootstrap of F1 differences: the first ``(name, records)`` of ``methods`` (e.g. IG, whose F1 §5.1
+    Table 1 claims is the highest) minus each other, on the same sentence samples (:func:`_f1_draws`).
+
+    Returns ``{name: {ratio: (difference, low, high, p)}}`` for the other methods: the difference of F1 on all
+    labelled sentences, its percentile interval, and the p-value of sacrebleu's paired bootstrap test for BLEU
+    (``significance._paired_bs_test``): the share (+1 in both counts) of samples whose absolute difference, less
+    the samples' mean absolute difference, reaches the observed absolute difference (``>=``, where sacrebleu has
+    ``>``, so that a method against itself gets p = 1)."""
+    import numpy as np
+
+    checked = [_checked_inputs(records, annotations) for _, records in methods]
+    ids = checked[0][0]
+    golds = [annotations[sid] for sid in ids]
+    draws = _f1_draws([importances for _, importances in checked], golds, ratios, selection, resamples, seed)
+    scores = [{ratio: _f1(*_counts(importances, golds, ratio, selection))[2] for ratio in ratios}
+              for _, importances in checked]
+    out = {}
+    for (name, _), other_scores, other_draws in zip(methods[1:], scores[1:], draws[1:]):
+        out[name] = {}
+        for ratio in ratios:
+            difference = scores[0][ratio] - other_scores[ratio]
+            sampled = np.asarray(draws[0][ratio]) - np.asarray(other_draws[ratio])
+            centred = np.abs(sampled) - np.abs(sampled).mean()
+            p = (int(np.sum(centred >= abs(difference))) + 1) / (len(sampled) + 1)
+            out[name][ratio] = (difference, *_percentiles(sampled, level), p)
+    return out
 
 
 def f1_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1):
@@ -181,3 +223,16 @@ def f1_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=
             cells.append(cell)
         rows.append([name, *cells])
     return markdown_table(["method", *(f"F1 @ {r:.0%}" for r in ratios)], rows)
+
+
+def f1_difference_table(methods, annotations, ratios=RATIOS, selection="corpus", resamples=1000, seed=1):
+    """Markdown: :func:`f1_differences` of the first method against each other one, a row each: the difference
+    [95 % interval] and its p-value at each ratio; empty with fewer than two methods or no resamples."""
+    if len(methods) < 2 or not resamples:
+        return ""
+    first = methods[0][0]
+    rows = []
+    for name, by_ratio in f1_differences(methods, annotations, ratios, selection, resamples, seed).items():
+        rows.append([f"{first} − {name}", *(f"{d:+.3f} [{low:+.3f}, {high:+.3f}], p = {p:.3f}"
+                                             for d, low, high, p in (by_ratio[r] for r in ratios))])
+    return markdown_table(["difference", *(f"F1 @ {r:.0%}" for r in ratios)], rows)

@@ -20,7 +20,8 @@ Two modes.
    where it stopped and adds nothing twice, only with the checkpoint, data and options of ``DIR/run.provenance.json``
    (:func:`.perturbation_curves.evaluation_run`). Erasure is scored against the full reference (the paper's supervised
    erasure, §4.3), whatever the target.
-5. F1 at ``--ratios`` (default 5/10/15 %) with a bootstrap interval over sentences, next to the paper's Table 1:
+5. F1 at ``--ratios`` (default 5/10/15 %) with a bootstrap interval over sentences, the paired F1 differences of
+   ``ig`` against the other methods (:func:`.undertranslation.f1_differences`), next to the paper's Table 1:
    ``DIR/undertranslation.md``.
 
 *Score existing records* (``--annotations FILE --records NAME=attributions.jsonl ...``): step 5 only.
@@ -129,6 +130,25 @@ def paper_table(methods_scores, ratios):
     return side_by_side(rows, digits=3)
 
 
+#: the method the paired differences start from when it ran: §5.1 claims Attribution (IG) finds under-translated
+#: words best
+REFERENCE_METHOD = "ig"
+
+
+def difference_table(methods, annotations, args):
+    """The paired bootstrap of F1 differences (:func:`.undertranslation.f1_differences`) of ``ig`` (or, without
+    it, the first method) against every other method, with a line saying what it is; "" for a single method or
+    without --bootstrap."""
+    from .undertranslation import f1_difference_table
+
+    ordered = sorted(methods, key=lambda method: method[0] != REFERENCE_METHOD)
+    table = f1_difference_table(ordered, annotations, args.ratios, args.selection, args.bootstrap, args.seed)
+    if not table:
+        return ""
+    return (f"F1 differences, {ordered[0][0]} minus each other method (paired bootstrap over sentences, the same "
+            f"{args.bootstrap} samples; 95% interval, p-value as sacrebleu's paired bootstrap)\n\n{table}")
+
+
 def score(args):
     """Score mode: F1 of existing records against an annotation file."""
     from .undertranslation import f1_table, read_annotations
@@ -139,8 +159,11 @@ def score(args):
     if not annotations:
         raise InterpretError(f"{args.annotations} annotates no sentence: pass lines '<sentence id><TAB><0-based word "
                              "indices>'")
-    print(f1_table(_named_records(args.records), annotations, args.ratios, args.selection, args.bootstrap,
-                   args.seed))
+    methods = _named_records(args.records)
+    print(f1_table(methods, annotations, args.ratios, args.selection, args.bootstrap, args.seed))
+    differences = difference_table(methods, annotations, args)
+    if differences:
+        print(f"\n{differences}")
 
 
 def check_flow_options(args):
@@ -302,9 +325,11 @@ def run(args):
                    f"{args.selection} selection")
         compared = paper_table([(name, f1_scores(recs, labels, args.ratios, args.selection), setting)
                                 for name, recs in methods], args.ratios)
+        differences = difference_table(methods, labels, args)
         summary = (f"{args.labels} labels: {len(sents)} sentences of {args.gen_subset} (first {n_total}), "
                    f"{n_labelled} under-translated words; selection {args.selection}; F1 [95% bootstrap interval over "
-                   f"sentences, {args.bootstrap} samples]\n\n{table}\n\n{compared}\n")
+                   f"sentences, {args.bootstrap} samples]\n\n{table}\n\n"
+                   + (f"{differences}\n\n" if differences else "") + f"{compared}\n")
         write_atomic(os.path.join(args.results_path, "undertranslation.md"), summary)
         print(summary)
         logger.info(f"done in {time.time() - started:.0f}s: {args.results_path}/undertranslation.md")
