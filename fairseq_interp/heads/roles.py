@@ -11,7 +11,7 @@ Per sentence the model's own translation is scored teacher-forced once; from tha
   position"): for each head the share of query tokens (EOS excluded) whose maximum weight lies at each relative
   offset; the head is positional if its most frequent offset reaches ``positional_threshold`` (any offset; the
   paper finds -1 or +1). The shares of -1 (``prev``) and +1 (``next``) are reported too;
-* **syntactic** (§5.2, optional, spaCy): see :mod:`.syntax`;
+* **syntactic** (§5.2, optional, spaCy): see :mod:`.syntax` (with its own intervals, Table 1);
 * **rare words** (§5.3, encoder self-attention): "among sentences where the least frequent token in a sentence is
   not in the top-500 most frequent tokens, this head points to the rarest token in 66% of cases, and to one of the
   two least frequent tokens in 83% of cases". Frequencies are the source dictionary's training counts; a sentence
@@ -320,7 +320,8 @@ class HeadStatistics:
         :meth:`~.syntax.SyntacticStatistics.result` for the encoder, if computed; ``gates`` is
         :func:`gate_states` of a gated model. With ``bootstrap`` resamples each head also has
         ``<name>_interval`` for the :data:`INTERVAL_STATISTICS` (None where the statistic is None or the
-        per-sentence values are missing)."""
+        per-sentence values are missing) and, with ``syntax``, ``syntactic_interval`` (per key, the interval of
+        its ``syntactic`` accuracy, or None)."""
         out = {"sentences": self.sentences, "steps": self.steps, "positional_threshold": self.positional_threshold,
                "rare_threshold": self.rare_threshold, "rare_sentences": self.rare_sentences,
                "rare_top_frequent": None if self.rare_words is None else self.rare_words.top_frequent,
@@ -350,6 +351,9 @@ class HeadStatistics:
                         roles.append("rare")
                     if syntax and kind == "encoder_self":
                         head["syntactic"] = {key: r["accuracy"][i][h] for key, r in syntax.items()}
+                        if self.bootstrap:
+                            head["syntactic_interval"] = {key: None if r.get("accuracy_interval") is None else
+                                                          r["accuracy_interval"][i][h] for key, r in syntax.items()}
                         roles += [f"syntactic:{key}" for key, r in syntax.items() if r["syntactic"][i][h]]
                     head["roles"] = roles
                     layer_gates = (gates or {}).get(kind)

@@ -465,6 +465,19 @@ def test_heads_cli_syntactic_roles_with_spacy(data_dir, transformer_ckpt, tmp_pa
         assert head["relevance"] is None
         assert set(head["syntactic"]) == set(result["syntax"])
         assert all(0 <= v <= 1 for v in head["syntactic"].values())
+        # 95% intervals over sentences (--bootstrap 1000 by default), around each accuracy
+        assert set(head["syntactic_interval"]) == set(result["syntax"])
+        assert all(low - 1e-6 <= head["syntactic"][key] <= high + 1e-6
+                   for key, (low, high) in head["syntactic_interval"].items())
+    for key, syn in result["syntax"].items():  # the baseline and Table 1's best head − baseline, with intervals
+        layer, h = syn["best_head"]
+        best = result["kinds"]["encoder_self"]["layers"][layer][h]["syntactic"][key]
+        assert best == max(head["syntactic"][key] for layer in result["kinds"]["encoder_self"]["layers"]
+                           for head in layer)
+        assert syn["best_minus_baseline"] == pytest.approx(best - syn["baseline"])
+        for name in ("baseline", "best_minus_baseline"):
+            low, high = syn[f"{name}_interval"]
+            assert low - 1e-6 <= syn[name] <= high + 1e-6, (key, name)
     bad = run(["fairseq-interp", "heads", str(data_dir / "bin"), "--user-dir", "fairseq_interp", "--path",
                str(transformer_ckpt), "--gen-subset", "valid", "--num-sentences", "2", "--cpu", "--no-relevance",
                "--syntax-model", "xx_no_such_model", "--results-path", str(tmp_path / "bad")], check=False)
