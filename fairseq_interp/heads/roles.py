@@ -61,6 +61,12 @@ def value_with_interval(record, name, required=False):
     return value, None if value is None else record.get(f"{name}_interval")
 
 
+def most_frequent_offset(counter):
+    """``(offset, count)``: the most frequent relative offset of a Counter; ties go to the nearer offset, then to
+    the one on the left, so the order in which sentences were counted cannot change it."""
+    return max(counter.items(), key=lambda item: (item[1], -abs(item[0]), -item[0]))
+
+
 def _rounded(values):
     return [float(f"{v:.{SENTENCE_DIGITS}g}") for v in values]
 
@@ -273,7 +279,7 @@ class HeadStatistics:
             return None, None, None, None
         counter = counters[head]
         n = sum(counter.values())
-        offset, count = max(counter.items(), key=lambda kv: (kv[1], -abs(kv[0])))
+        offset, count = most_frequent_offset(counter)
         return offset, count / n, counter[-1] / n, (counter[1] / n if kind == "encoder_self" else None)
 
     def _sentence_order(self, kind, layer, name):

@@ -22,7 +22,7 @@ from collections import Counter
 import torch
 
 from ..common.spacy_models import analyse_words
-from .roles import INTERVAL_LEVEL
+from .roles import INTERVAL_LEVEL, most_frequent_offset
 
 RELATIONS = ("nsubj", "dobj", "amod", "advmod")
 #: the interval keys of a relation/direction in :meth:`SyntacticStatistics.result` (None without ``bootstrap``)
@@ -159,7 +159,7 @@ class SyntacticStatistics:
         out = {}
         for key, counter in self.offsets.items():
             n = sum(counter.values())
-            offset, count = max(counter.items(), key=lambda item: (item[1], -abs(item[0]), -item[0]))
+            offset, count = most_frequent_offset(counter)
             baseline = count / n
             acc = [(h / n).tolist() for h in self.hits[key]]
             heads = [(i, h) for i, layer in enumerate(acc) for h in range(len(layer))]

@@ -236,3 +236,14 @@ def test_baseline_offset_ties_do_not_depend_on_the_order_of_the_sentences():
             stats.add_sentence(maps, token_to_word, arcs, sentence_id=sentence_id)
         result = stats.result()["amod_dep2head"]
         assert result["baseline_offset"] == -1 and result["baseline"] == pytest.approx(1 / 3)
+
+
+def test_most_frequent_offset_breaks_ties_by_distance_then_left_whatever_the_counting_order():
+    from collections import Counter
+    from itertools import permutations
+
+    from fairseq_interp.heads.roles import most_frequent_offset
+
+    for counts, expected in (({1: 2, -1: 2, 3: 2}, (-1, 2)), ({2: 3, -1: 3, 4: 1}, (-1, 3)), ({5: 4, 1: 1}, (5, 4))):
+        for order in permutations(counts):
+            assert most_frequent_offset(Counter({offset: counts[offset] for offset in order})) == expected
