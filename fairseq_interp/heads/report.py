@@ -38,7 +38,8 @@ NOT_NUMBER_GENERATION = ("print_alignment", "print_step", "sacrebleu", "no_seed_
 
 #: the keys of each relation/direction of :meth:`~.syntax.SyntacticStatistics.result` that ``heads.json`` keeps
 #: under ``syntax`` (the heads' accuracies and their intervals go into the head records), and those it adds with
-#: ``--bootstrap`` (Table 1: the baseline's interval, the best head minus the baseline)
+#: ``--bootstrap`` (Table 1: the baseline's interval, the best head minus the baseline); with per-sentence counts it
+#: also gets ``held_out`` (:meth:`~.syntax.SyntacticStatistics.held_out`)
 SYNTAX_KEYS = ("arcs", "baseline", "baseline_offset")
 SYNTAX_BOOTSTRAP_KEYS = ("baseline_interval", "best_head", "best_minus_baseline", "best_minus_baseline_interval")
 
@@ -83,6 +84,8 @@ def build_report(stats, syntax, gates, gate_summary, provenance, shard=False):
     if syntax_result is not None:
         kept = SYNTAX_KEYS + (SYNTAX_BOOTSTRAP_KEYS if syntax.bootstrap else ())
         report["syntax"] = {key: {k: v for k, v in r.items() if k in kept} for key, r in syntax_result.items()}
+        for key, held_out in (syntax.held_out() or {}).items():
+            report["syntax"][key]["held_out"] = held_out
     options = provenance["options"]
     report.update({"checkpoint": provenance["checkpoint"]["path"], "gen_subset": provenance["data"]["split"],
                    "lrp": {"rule": options["lrp_rule"], "epsilon": options["lrp_epsilon"]},

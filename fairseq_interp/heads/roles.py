@@ -30,7 +30,9 @@ decoder's first input (the decoder self-attention's first query and key, the cro
 95% interval is a percentile bootstrap over sentences, each drawn whole with its numerator and denominator
 (:func:`~fairseq_interp.common.statistics.bootstrap_ratio`). The positional share's numerator is the sentence's
 count of queries at the head's most frequent offset over all sentences (that offset is not resampled). Sentences
-enter the bootstrap in the order of their ids, so batching and sharding change no interval.
+enter the bootstrap in the order of their ids, so batching and sharding change no interval. The best rare-word head
+(the highest ``rare_top2``) is chosen on the sentences it is measured on; :meth:`HeadStatistics.rare_held_out`
+chooses it on one half of the sentences (even or odd ids) and measures it on the other (:mod:`.held_out`).
 """
 
 from collections import Counter
@@ -43,6 +45,8 @@ from .relevance import normalize_per_layer
 #: §5.3: a sentence counts for the rare-word statistic if its least frequent token is not among this many
 #: most frequent tokens
 TOP_FREQUENT = 500
+#: §5.3: the best rare-word head is the encoder head that points most often to one of the two least frequent tokens
+BEST_RARE_STATISTIC = "rare_top2"
 #: the per-head statistics with a bootstrap interval over sentences (``<name>_interval`` in :meth:`result`)
 INTERVAL_STATISTICS = ("relevance", "confidence", "positional_share", "rare", "rare_top2")
 #: the ratios of :data:`INTERVAL_STATISTICS` whose per-sentence numerators and denominators are kept
@@ -321,13 +325,43 @@ class HeadStatistics:
         found = bootstrap_ratio(*ratio, level=INTERVAL_LEVEL, resamples=self.bootstrap, seed=self.seed)
         return [found.low, found.high]
 
+    def rare_held_out(self):
+        """§5.3 held out (:func:`~.held_out.held_out_best`): the encoder head with the highest
+        :data:`BEST_RARE_STATISTIC` on the qualifying sentences of even ids measured on those of odd ids and the
+        other way round, pooled, for ``rare`` and ``rare_top2``; None without rare-word statistics, ``bootstrap`` or
+        per-sentence values (a merged report without rare-word statistics has ``top_frequent`` None)."""
+        from .held_out import held_out_best
+
+        if self.rare_words is None or self.rare_words.top_frequent is None or not self.bootstrap \
+                or self.sentence_ratios is None:
+            return None
+        layers = [i for i in range(len(self.head_counts.get("encoder_self", [])))
+                  if ("encoder_self", i, "rare_top2") in self.sentence_ratios]
+        columns = {name: [] for name in ("rare", "rare_top2")}  # per layer: per-sentence rows in id order
+        ids = denominators = None
+        for i in layers:
+            for name, column in columns.items():
+                order = self._sentence_order("encoder_self", i, name)
+                layer_ids, rows, layer_denominators = self.sentence_ratios[("encoder_self", i, name)]
+                if ids is None:
+                    ids, denominators = [layer_ids[s] for s in order], [layer_denominators[s] for s in order]
+                elif [layer_ids[s] for s in order] != ids:
+                    raise ValueError(f"the rare-word values of encoder layer {i} cover other sentences")
+                column.append([rows[s] for s in order])
+        rows = {name: [sum((layer[s] for layer in column), []) for s in range(len(ids or []))]
+                for name, column in columns.items()}
+        candidates = [(i, h) for i in layers for h in range(self.head_counts["encoder_self"][i])]
+        return held_out_best(ids or [], denominators or [], rows[BEST_RARE_STATISTIC], rows, candidates, self.bootstrap,
+                             self.seed, INTERVAL_LEVEL)
+
     def result(self, syntax=None, gates=None):
         """JSON-ready dict: ``{"kinds": {kind: {"layers": [[head dict, ...], ...]}}, ...}``; ``syntax`` is
         :meth:`~.syntax.SyntacticStatistics.result` for the encoder, if computed; ``gates`` is
         :func:`gate_states` of a gated model. With ``bootstrap`` resamples each head also has
         ``<name>_interval`` for the :data:`INTERVAL_STATISTICS` (None where the statistic is None or the
-        per-sentence values are missing) and, with ``syntax``, ``syntactic_interval`` (per key, the interval of
-        its ``syntactic`` accuracy, or None)."""
+        per-sentence values are missing), with ``syntax``, ``syntactic_interval`` (per key, the interval of its
+        ``syntactic`` accuracy, or None) and, with rare-word statistics and per-sentence values, ``rare_held_out``
+        (:meth:`rare_held_out`)."""
         out = {"sentences": self.sentences, "steps": self.steps, "positional_threshold": self.positional_threshold,
                "rare_threshold": self.rare_threshold, "rare_sentences": self.rare_sentences,
                "rare_top_frequent": None if self.rare_words is None else self.rare_words.top_frequent,
@@ -368,6 +402,9 @@ class HeadStatistics:
                     heads.append(head)
                 layers.append(heads)
             out["kinds"][kind] = {"layers": layers}
+        rare_held_out = self.rare_held_out()
+        if rare_held_out is not None:
+            out["rare_held_out"] = rare_held_out
         return out
 
 

@@ -4,8 +4,9 @@ For the relations nsubj, dobj, amod and advmod, in both directions (dependent �
 dependent ``head2dep``), the query is the first subword of one word and the head is right if its maximum weight
 "(excluding EOS)" (§5.2.1) falls on any subword of the other word: the argmax runs over the real tokens only. The
 baseline is the most frequent relative position (in words) of the other word for that relation and direction, over
-the same arcs (ties: the nearer offset, then the one to the left, so the order of the sentences cannot change it). A head is syntactic for a relation/direction if its accuracy exceeds the baseline by ≥ ``margin`` (10
-points) on at least ``min_arcs`` arcs. Dependencies come from a spaCy pipeline run on the model's source words
+the same arcs (ties: the nearer offset, then the one to the left, so the order of the sentences cannot change it).
+A head is syntactic for a relation/direction if its accuracy exceeds the baseline by ≥ ``margin`` (10 points) on at
+least ``min_arcs`` arcs. Dependencies come from a spaCy pipeline run on the model's source words
 (subwords merged back), so parses and attention share tokens.
 
 **Intervals** (Table 1). Each accuracy and the baseline is a pooled share over arcs, so its 95% interval is a
@@ -15,6 +16,8 @@ hits in a sentence are its arcs at the offset found on all sentences (not resamp
 with the baseline, so the paired difference best head − baseline (per sentence: head hits − baseline hits, over its
 arcs) has an interval too; the best head is chosen after looking at the data, and its interval does not account for
 that choice. Sentences enter in the order of their ids, so batching and sharding change no interval.
+:meth:`SyntacticStatistics.held_out` chooses the best head on one half of the sentences (even or odd ids) and
+measures it on the other (:mod:`.held_out`).
 """
 
 from collections import Counter
@@ -130,32 +133,64 @@ class SyntacticStatistics:
         from ..common.statistics import bootstrap_ratio
 
         found = dict.fromkeys(INTERVAL_KEYS)
-        if not self.bootstrap or self.sentence_counts is None or key not in self.sentence_counts:
+        sentences = self._sentences(key, offset)
+        if sentences is None:
             return found
-        ids, hits, offsets = self.sentence_counts[key]
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        arcs = [sum(c for _, c in offsets[s]) for s in order]
-        at_baseline = [sum(c for o, c in offsets[s] if o == offset) for s in order]
+        _, hits, arcs, at_baseline = sentences
 
         def interval(numerators):
             ratio = bootstrap_ratio(numerators, arcs, level=INTERVAL_LEVEL, resamples=self.bootstrap, seed=self.seed)
             return [ratio.low, ratio.high]
 
-        found["accuracy_interval"] = [[interval([hits[s][i][h] for s in order]) for h in range(count)]
+        found["accuracy_interval"] = [[interval([row[i][h] for row in hits]) for h in range(count)]
                                       for i, count in enumerate(self.head_counts)]
         found["baseline_interval"] = interval(at_baseline)
         if best is not None:
             layer, head = best
             found["best_minus_baseline_interval"] = interval(
-                [hits[s][layer][head] - b for s, b in zip(order, at_baseline)])
+                [row[layer][head] - b for row, b in zip(hits, at_baseline)])
         return found
+
+    def _sentences(self, key, offset):
+        """``(ids, hits [[per head] per layer], arcs, arcs at the baseline's ``offset``)`` per sentence with an arc
+        of ``key``, in the order of the ids; None without ``bootstrap`` or per-sentence counts."""
+        if not self.bootstrap or self.sentence_counts is None or key not in self.sentence_counts:
+            return None
+        ids, hits, offsets = self.sentence_counts[key]
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        return ([ids[s] for s in order], [hits[s] for s in order], [sum(c for _, c in offsets[s]) for s in order],
+                [sum(c for o, c in offsets[s] if o == offset) for s in order])
+
+    def held_out(self):
+        """Table 1 held out (:func:`~.held_out.held_out_best`): per relation/direction, the most accurate head on the
+        sentences of even ids measured on those of odd ids and the other way round, pooled: ``{key: {"best_head":
+        {"even", "odd"}, "sentences", "accuracy", "accuracy_interval", "best_minus_baseline",
+        "best_minus_baseline_interval"}}``, or None without ``bootstrap`` or per-sentence counts. The baseline
+        keeps its offset found on all arcs (that of :meth:`result`), so held-out accuracy − baseline is the
+        held-out difference, sentence by sentence and pooled."""
+        from .held_out import held_out_best
+
+        if not self.bootstrap or self.sentence_counts is None:
+            return None
+        candidates = [(i, h) for i, count in enumerate(self.head_counts) for h in range(count)]
+        out = {}
+        for key, counter in self.offsets.items():
+            sentences = self._sentences(key, most_frequent_offset(counter)[0])
+            if sentences is None:
+                continue
+            ids, hits, arcs, at_baseline = sentences
+            flat = [[row[i][h] for i, h in candidates] for row in hits]
+            measured = {"accuracy": flat,
+                        "best_minus_baseline": [[v - b for v in row] for row, b in zip(flat, at_baseline)]}
+            out[key] = held_out_best(ids, arcs, flat, measured, candidates, self.bootstrap, self.seed, INTERVAL_LEVEL)
+        return out
 
     def result(self):
         """``{key: {"arcs", "baseline", "baseline_offset", "accuracy": [[per head] per layer], "syntactic":
         [[bool]], "best_head": [layer, head], "best_minus_baseline", "accuracy_interval": [[[low, high] per head]
         per layer], "baseline_interval", "best_minus_baseline_interval"}}``. The best head has the highest accuracy
         (the first in layer, head order on ties); the intervals are None without ``bootstrap`` or per-sentence
-        counts."""
+        counts. The best head chosen on the other half of the sentences: :meth:`held_out`."""
         out = {}
         for key, counter in self.offsets.items():
             n = sum(counter.values())
