@@ -16,10 +16,10 @@ from fairseq_interp.heads.paper import analysis_rows
 from fairseq_interp.heads.report import build_report
 from fairseq_interp.heads.roles import HeadStatistics, RareWords
 from fairseq_interp.heads.syntax import SyntacticStatistics
+from test_syntax_intervals import HEAD_COUNTS, _maps  # HEAD_COUNTS = [1, 2]
 
 RESAMPLES, SEED = 400, 5
-HEAD_COUNTS = [1, 2]  # encoder layer 0: head A = (0, 0); layer 1: B = (1, 0), C = (1, 1)
-A, B, C = (0, 0), (1, 0), (1, 1)
+A, B, C = (0, 0), (1, 0), (1, 1)  # encoder layer 0: head A; layer 1: heads B and C
 PROVENANCE = {"options": {"lrp_rule": "ding", "lrp_epsilon": 0.0, "no_relevance": True},
               "checkpoint": {"path": "model.pt"}, "data": {"split": "valid"}}
 HELD_OUT_SETTING = "chosen on the other half of the sentences (even/odd ids)"
@@ -116,20 +116,6 @@ def test_rare_word_head_best_on_both_halves_gives_its_in_sample_share():
 
 # Table 1 ---------------------------------------------------------------------------------------------------------
 
-def _syntax_maps(words, targets):
-    """One token per word (+ EOS): ``targets[(layer, head)][q] = k`` puts query q's maximum on key k; every other
-    query attends to itself (never the other word of an arc)."""
-    n = words + 1
-    maps = []
-    for layer, count in enumerate(HEAD_COUNTS):
-        probs = torch.full((count, n, n), 0.01)
-        for head in range(count):
-            for q in range(words):
-                probs[head, q, targets.get((layer, head), {}).get(q, q)] = 0.9
-        maps.append(probs)
-    return maps
-
-
 #: (sentence id, words, amod arcs (dependent, governor), targets). amod dependent → governor: offsets +1 in 0, 1, 2,
 #: 3, 4 and -1 in 3, 4, 5, so the baseline offset is +1 (5 of 8 arcs), its hits per sentence in id order
 #: 1, 1, 1, 1, 1, 0. A's hits 1, 0, 1, 1, 2, 0 (even 4 of 4, odd 1 of 4; 5/8, the best); B's 1, 1, 0, 2, 0, 0
@@ -150,7 +136,7 @@ HEAD_HITS = {A: [1, 0, 1, 1, 2, 0], B: [1, 1, 0, 2, 0, 0], C: [0] * 6}
 def _syntax_stats(sentences=ARC_SENTENCES, bootstrap=RESAMPLES):
     stats = SyntacticStatistics(HEAD_COUNTS, min_arcs=1, bootstrap=bootstrap, seed=SEED)
     for sentence_id, words, arcs, targets in sentences:
-        stats.add_sentence(_syntax_maps(words, targets), list(range(words)), [(d, g, "amod") for d, g in arcs],
+        stats.add_sentence(_maps(words, targets), list(range(words)), [(d, g, "amod") for d, g in arcs],
                            sentence_id=sentence_id)
     return stats
 
