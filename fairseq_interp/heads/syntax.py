@@ -68,24 +68,23 @@ class SyntacticStatistics:
         for t, w in enumerate(token_to_word):
             first.setdefault(w, t)
         word_of = torch.tensor(list(token_to_word))  # the real tokens; EOS (the last key) is left out
-        in_sentence = {}  # key -> (hits per layer, Counter of offsets) of this sentence
+        in_sentence = {}  # key -> (hits per layer, Counter of offsets) of this sentence, added to the sums below
         for dep, gov, rel in arcs:
             for direction, (q_word, k_word) in (("dep2head", (dep, gov)), ("head2dep", (gov, dep))):
-                key = f"{rel}_{direction}"
-                self.offsets.setdefault(key, Counter())[k_word - q_word] += 1
-                per_layer = self.hits.setdefault(key, [torch.zeros(h) for h in self.head_counts])
                 sentence_hits, sentence_offsets = in_sentence.setdefault(
-                    key, ([torch.zeros(h) for h in self.head_counts], Counter()))
+                    f"{rel}_{direction}", ([torch.zeros(h) for h in self.head_counts], Counter()))
                 sentence_offsets[k_word - q_word] += 1
                 for i, probs in enumerate(maps):
                     if probs is None or probs.numel() == 0:
                         continue
                     target = probs[:, first[q_word], :len(token_to_word)].argmax(-1)
-                    right = (word_of[target] == k_word).float()
-                    per_layer[i] += right
-                    sentence_hits[i] += right
-        if self.sentence_counts is not None:
-            for key, (sentence_hits, sentence_offsets) in sorted(in_sentence.items()):
+                    sentence_hits[i] += (word_of[target] == k_word).float()
+        for key, (sentence_hits, sentence_offsets) in in_sentence.items():  # keys in the order the arcs met them
+            self.offsets.setdefault(key, Counter()).update(sentence_offsets)
+            for total, layer_hits in zip(self.hits.setdefault(key, [torch.zeros(h) for h in self.head_counts]),
+                                         sentence_hits):
+                total += layer_hits
+            if self.sentence_counts is not None:
                 ids, hits, offsets = self.sentence_counts.setdefault(key, ([], [], []))
                 ids.append(sentence)
                 hits.append([[int(v) for v in layer.tolist()] for layer in sentence_hits])

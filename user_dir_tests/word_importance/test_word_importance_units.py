@@ -537,3 +537,4 @@ def test_perturbation_seeds_refuses_csvs_it_cannot_read_or_would_mix(tmp_path, c
                                if not line.startswith("none,")), encoding="utf-8")
     assert "has no unperturbed row" in refusal(base, no_base)
     assert "results.jsonl not found" in refusal(base, tmp_path / "nowhere")
+    assert "nowhere.csv not found: pass the perturbation.csv" in refusal(base, tmp_path / "nowhere.csv")

@@ -279,7 +279,9 @@ def read_run(path):
     hypotheses or provenance)."""
     from ...common.jsonl import read_records
 
-    if os.path.isfile(path) and path.endswith(".csv"):
+    if path.endswith(".csv"):
+        if not os.path.isfile(path):
+            raise InterpretError(f"{path} not found: pass the perturbation.csv of a fairseq-interp perturbation run")
         return read_csv(path)
     results = os.path.join(path, "results.jsonl")
     if not os.path.isfile(results):
