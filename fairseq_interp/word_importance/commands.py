@@ -6,6 +6,7 @@
     fairseq-interp html RESULTS.jsonl --out report.html   one self-contained page
     fairseq-interp merge RESULTS_DIR        join the shards of fairseq-interpret --num-shards N in sentence order
     fairseq-interp perturbation DATA --path CKPT --out DIR   perturbation curves (§4.2, Figures 2–3)
+    fairseq-interp perturbation-merge PART1 PART2 ... --results-path DIR   join a run split over processes
     fairseq-interp perturbation-seeds DIR1 DIR2 ...   mean ± sd of perturbation curves over runs (seeds)
     fairseq-interp undertranslation DATA --path CKPT --out DIR --labels omission|natural   §5.1 Table 1
     fairseq-interp undertranslation --annotations A --records ig=R.jsonl ...   Table 1 F1 of existing records
@@ -262,15 +263,31 @@ def cmd_perturbation(args):
     run(args)
 
 
+def cmd_perturbation_merge(args):
+    """Join the parts of a perturbation run split over processes; print the command that writes its tables."""
+    from .evaluation.perturbation_merge import merge_parts
+
+    merged = merge_parts(args.parts, args.results_path)
+    logger.info(f"joined {len(args.parts)} parts into {args.results_path}: {merged.cells} cells of "
+                f"{', '.join(merged.methods) or 'no method'} and {merged.importance_files} word importance files")
+    if merged.missing:
+        logger.info(f"{merged.missing} cells of these methods x {', '.join(merged.perturbations)} x k = "
+                    f"1..{merged.max_k} are in no part: the run below computes them")
+    print(f"to write the tables (perturbation.csv, .md, .png), continue the run:\n{merged.resume_command}")
+
+
 def cmd_perturbation_seeds(args):
     """Mean ± sd of perturbation curves over runs (model seeds)."""
     from .evaluation.perturbation_curves import (check_runs_comparable, read_run, seed_markdown,
                                                  seed_ordering_markdown, seed_paper_markdown, seed_summary)
 
+    if args.names is not None and len(args.names) != len(args.runs):
+        raise InterpretError(f"--names: {len(args.names)} given for {len(args.runs)} runs: pass one name per run, "
+                             "in the order of the runs")
     runs = [read_run(path) for path in args.runs]
     check_runs_comparable(args.runs, runs)
     _check_out(args)
-    text = seed_markdown(seed_summary(runs)) + "\n" + seed_ordering_markdown(runs, args.runs)
+    text = seed_markdown(seed_summary(runs)) + "\n" + seed_ordering_markdown(runs, args.names or args.runs)
     paper = seed_paper_markdown(runs)
     text += "\n" + paper if paper else ""
     _write_table(args.out, text)
@@ -352,10 +369,19 @@ def add_subcommands(sub):
                                                        "(He et al. 2019, §4.2, Figures 2-3)")
     add_perturbation_arguments(perturbation)
     perturbation.set_defaults(func=cmd_perturbation)
+    perturbation_merge = _add_parser(sub, "perturbation-merge", help="join the parts of a perturbation run split "
+                                                                     "over processes by --methods and --perturbations")
+    perturbation_merge.add_argument("parts", nargs="+", help="--results-path folders of the parts: fairseq-interp "
+                                                             "perturbation runs of one checkpoint, data and options")
+    perturbation_merge.add_argument("--results-path", required=True,
+                                    help="new folder for the joined run (a folder holding a run is refused)")
+    perturbation_merge.set_defaults(func=cmd_perturbation_merge)
     seeds = _add_parser(sub, "perturbation-seeds", help="mean ± sd of perturbation curves over runs (e.g. models of "
                                                       "several seeds)")
     seeds.add_argument("runs", nargs="+", help="--results-path folders of fairseq-interp perturbation runs, or "
                                                "their perturbation.csv (then sentences are compared by number only)")
+    seeds.add_argument("--names", nargs="+", metavar="NAME", help="one name per run for the ordering table "
+                                                                  "(default: the paths given)")
     seeds.add_argument("--out", help="also write the table here")
     seeds.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     seeds.set_defaults(func=cmd_perturbation_seeds)

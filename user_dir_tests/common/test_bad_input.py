@@ -112,6 +112,18 @@ def write_jsonl(path, records, text_tail=""):
     return path
 
 
+def perturbation_part(folder, with_provenance=True):
+    """A finished fairseq-interp perturbation run of one sentence and no cell, with its provenance."""
+    from fairseq_interp.word_importance.evaluation.perturbation_curves import RUN_FORMAT, RUN_PROVENANCE
+
+    write_jsonl(folder / "results.jsonl", [{"id": "none/0", "method": "none", "perturbation": "none", "k": 0,
+                                             "bleu": 30.0, "sentence_ids": [0], "hypotheses": ["Un chien"]}])
+    if with_provenance:
+        (folder / RUN_PROVENANCE).write_text(json.dumps({"format": RUN_FORMAT, "options": {"seed": 1}}),
+                                             encoding="utf-8")
+    return folder
+
+
 def write_shards(folder, provenances=(None, None), skip=(), records_of=None):
     """Two complete shards (ids 0,2 and 1,3) with plans and provenance files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -281,6 +293,19 @@ FAST_CASES = [
     ("merge-shard-being-written", V,
      lambda c: (_held_lock(c, c.out, "attributions.shard1-of-2.jsonl"), ["merge", write_shards(c.out)])[1],
      ["shard 1 of 2 is still being written"]),
+    ("perturbation-merge-part-without-provenance", V,
+     lambda c: ["perturbation-merge", perturbation_part(c.tmp / "a"), perturbation_part(c.tmp / "b", False),
+                "--results-path", c.out], ["b has no run.provenance.json", "join only folders written by"]),
+    ("perturbation-merge-part-being-written", V,
+     lambda c: (_held_lock(c, c.tmp / "a", "results"),
+                ["perturbation-merge", perturbation_part(c.tmp / "a"), "--results-path", c.out])[1],
+     ["a is still being written"]),
+    ("perturbation-merge-out-holds-a-run", V,
+     lambda c: ["perturbation-merge", perturbation_part(c.tmp / "a"), "--results-path", perturbation_part(c.out)],
+     ["already holds a run (results.jsonl)", "choose a new or empty --results-path"]),
+    ("perturbation-merge-out-is-a-part", V,
+     lambda c: ["perturbation-merge", perturbation_part(c.tmp / "a"), perturbation_part(c.out), "--results-path",
+                c.out], ["is also a part"]),
     # scripts/prepare_data.py
     ("prepare-same-languages", P, lambda c: ["--src", "en", "--tgt", "en", "--out", c.out], ["two different"]),
     ("prepare-unknown-language", P, lambda c: ["--src", "xx", "--tgt", "fr", "--out", c.out], ["two different"]),

@@ -512,6 +512,25 @@ def test_perturbation_seeds_reads_a_runs_csv_as_its_records(tmp_path, capsys):
     assert table([folders[0], folders[1] / "perturbation.csv", folders[2]]) == from_folders
 
 
+def test_perturbation_seeds_names_the_runs_as_asked(tmp_path, capsys):
+    """--names labels the runs of the ordering table instead of their paths, one name per run."""
+    from fairseq_interp.commands import cli_main
+
+    folders = [str(_write_run(tmp_path / f"s{seed}", _perturbation_rows(40.0 + seed, 20.0 - seed, 30.0)))
+               for seed in range(2)]
+    cli_main(["perturbation-seeds", *folders, "--names", "seed 1", "seed 2"])
+    out = capsys.readouterr().out
+    ordering = out.split("**ordering per run**")[1]
+    assert [line.split("|")[1].strip() for line in ordering.splitlines() if line.startswith("| seed ")] == \
+        ["seed 1", "seed 2"]
+    assert str(tmp_path) not in out
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["perturbation-seeds", *folders, "--names", "seed 1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--names: 1 given for 2 runs: pass one name per run, in the order of the runs")
+
+
 def test_perturbation_seeds_refuses_csvs_it_cannot_read_or_would_mix(tmp_path, capsys):
     from fairseq_interp.commands import cli_main
 

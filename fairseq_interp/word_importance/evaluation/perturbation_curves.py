@@ -13,7 +13,8 @@ continues it, only with the checkpoint, data and options it was made with: :func
 ``importance/METHOD.R.jsonl`` (each sentence's word importance, repeat R, appended as computed: a resumed run
 computes only the sentences a killed one had not), ``run.provenance.json``, ``perturbation.csv``,
 ``perturbation.md`` (the tables of ``docs/word_importance.md``) and ``perturbation.png`` (BLEU vs k, one line per
-method, one panel per perturbation), rewritten atomically at the end.
+method, one panel per perturbation), rewritten atomically at the end. A run split over processes by ``--methods``
+and ``--perturbations`` is joined by :mod:`.perturbation_merge`.
 
     fairseq-interp perturbation data/multi30k.en-fr/bin --path checkpoints/demo.en-fr/checkpoint_last.pt \\
         --num-sentences 200 --methods ig,attention,frequency,content,random --out results/perturbation
@@ -42,6 +43,10 @@ COMMAND = "fairseq-interp perturbation"
 #: the provenance of an evaluation run (``perturbation``, ``undertranslation``) beside its records
 RUN_PROVENANCE = "run.provenance.json"
 RUN_FORMAT = "fairseq-interp evaluation run"
+#: the lock an evaluation run holds on its folder while it writes (:func:`evaluation_run`)
+RUN_LOCK = "results"
+#: the records of a perturbation run in its ``--results-path``
+RESULTS_FILE = "results.jsonl"
 
 #: the folder of ``--results-path`` holding each method's word importance per sentence (one file per repeat), so
 #: that a resumed run computes only what a killed one had not
@@ -51,6 +56,18 @@ IMPORTANCE_FOLDER = "importance"
 def importance_path(results_path, method, repeat):
     """The word importance records of ``method``'s repeat ``repeat`` (0-based) in a perturbation run."""
     return os.path.join(results_path, IMPORTANCE_FOLDER, f"{method}.{repeat + 1}.jsonl")
+
+
+def run_record_files(results_path):
+    """The record files of a perturbation run in ``results_path``: ``results.jsonl`` and the word importance files
+    found there, by name."""
+    importance = sorted(glob.glob(os.path.join(results_path, IMPORTANCE_FOLDER, "*.jsonl")))
+    return [os.path.join(results_path, RESULTS_FILE), *importance]
+
+
+def written_records(record_files):
+    """The files of ``record_files`` that hold records (they exist and are not empty)."""
+    return [path for path in record_files if os.path.exists(path) and os.path.getsize(path) > 0]
 
 
 #: options of the evaluation commands that leave every record as it is: where the inputs and outputs are (the
@@ -169,8 +186,8 @@ def evaluation_run(folder, provenance, resume, command, record_files):
 
     path = os.path.join(folder, RUN_PROVENANCE)
     os.makedirs(folder, exist_ok=True)
-    with output_lock(folder, "results", command):
-        records = [p for p in record_files if os.path.exists(p) and os.path.getsize(p) > 0]
+    with output_lock(folder, RUN_LOCK, command):
+        records = written_records(record_files)
         if (records or os.path.exists(path)) and not resume:
             raise InterpretError(f"{folder} already holds a run: pass --resume to continue it, or choose another "
                                  "--results-path")
@@ -283,7 +300,7 @@ def read_run(path):
         if not os.path.isfile(path):
             raise InterpretError(f"{path} not found: pass the perturbation.csv of a fairseq-interp perturbation run")
         return read_csv(path)
-    results = os.path.join(path, "results.jsonl")
+    results = os.path.join(path, RESULTS_FILE)
     if not os.path.isfile(results):
         raise InterpretError(f"{results} not found: pass --results-path folders of fairseq-interp perturbation runs "
                              "or their perturbation.csv")
@@ -532,10 +549,9 @@ def run(args):
         raise InterpretError(f"the reference file {ref_path} has {len(raw_refs)} lines but {args.gen_subset} has "
                              f"sentence id {max(s['id'] for s in sents)}: pass --reference with the raw references "
                              "of this split")
-    results_file = os.path.join(args.results_path, "results.jsonl")
+    results_file = os.path.join(args.results_path, RESULTS_FILE)
     provenance = run_provenance(args, add_arguments, checkpoint, task)
-    cached = glob.glob(os.path.join(args.results_path, IMPORTANCE_FOLDER, "*.jsonl"))
-    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, [results_file, *cached]):
+    with evaluation_run(args.results_path, provenance, args.resume, COMMAND, run_record_files(args.results_path)):
         writer = JsonlWriter(results_file, resume=args.resume)
         translator = Translator(task, model, generator, batch_size=batch_size)
         adapter = TeacherForcedAdapter(model, eos=tgt_dict.eos(), score="prob")
