@@ -112,6 +112,8 @@ def test_parts_split_by_method_and_perturbation_join_into_the_whole_run(tmp_path
                                curves.run_record_files(str(out))):
         with JsonlWriter(str(out / curves.RESULTS_FILE), resume=True) as writer:
             assert writer.done_ids == {r["id"] for r in read_records(whole / curves.RESULTS_FILE)}
+    resumed = json.loads((out / curves.RUN_PROVENANCE).read_text(encoding="utf-8"))["run"]
+    assert resumed["argv"] == ["resumed"] and resumed["continues"] == joined["run"]  # the parts stay on record
     with pytest.raises(InterpretError, match="already holds a run: pass --resume"):
         with curves.evaluation_run(str(out), provenance(), False, curves.COMMAND, curves.run_record_files(str(out))):
             pass

@@ -180,7 +180,8 @@ def evaluation_run(folder, provenance, resume, command, record_files):
     provenance :data:`RUN_PROVENANCE`. A folder holding a run (its provenance or a non-empty ``record_files``) is
     refused without ``resume``, and with it unless the run was made with the same checkpoint weights, data,
     options and versions (:func:`~fairseq_interp.common.provenance.check_same`), or if its records have no
-    provenance to compare."""
+    provenance to compare. A resumed run's ``run`` section keeps the one it continues as ``continues`` (so the
+    command lines of every run that wrote records, and the parts of a merged run, stay on record)."""
     from ...common import provenance as prov
     from ...common.outputs import output_lock
 
@@ -192,9 +193,11 @@ def evaluation_run(folder, provenance, resume, command, record_files):
             raise InterpretError(f"{folder} already holds a run: pass --resume to continue it, or choose another "
                                  "--results-path")
         if os.path.exists(path):
-            prov.check_same(prov.read_provenance(path, RUN_FORMAT), provenance, f"the run in {folder}",
+            earlier = prov.read_provenance(path, RUN_FORMAT)
+            prov.check_same(earlier, provenance, f"the run in {folder}",
                             "resume with the checkpoint, data and options it was made with, or choose another "
                             "--results-path")
+            provenance = dict(provenance, run=dict(provenance.get("run", {}), continues=earlier.get("run", {})))
         elif records:
             raise InterpretError(f"{records[0]} has no {RUN_PROVENANCE} beside it, so the checkpoint and options it "
                                  "was made with cannot be checked: choose another --results-path")
