@@ -137,11 +137,12 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     cells = comparison[key]
     assert float(cells[1]) == pytest.approx(trained - base, abs=0.006)
     pruned = rows[2]  # the only λ > 0: the nearest run for every paper row
-    assert float(cells[2]) == pytest.approx(pruned["bleu"] - rows[1]["bleu"], abs=0.006)  # against λ = 0
+    # against λ = 0: the paired test's difference (unrounded scores), the paired table's number
+    assert float(cells[2]) == pytest.approx(pruned["vs_control"]["difference"], abs=0.006)
+    assert paired["0.5"][2].startswith(f"{float(cells[2]):+.2f} ")
     assert float(cells[3]) == pytest.approx(float(cells[2]) - float(cells[1]), abs=0.011)
     scratch_key = next(k for k in comparison if k.startswith("Table 2, WMT 8/13/15") and "scratch" in k)
-    assert float(comparison[scratch_key][2]) == pytest.approx(pruned["bleu_from_scratch"] - pruned["bleu"],
-                                                              abs=0.006)
+    assert float(comparison[scratch_key][2]) == pytest.approx(pruned["scratch_vs_pruned"]["difference"], abs=0.006)
     assert any(k.startswith("§5.3") for k in comparison)
 
     # a rerun into the same --work with another option its records depend on is refused, nothing touched

@@ -138,7 +138,8 @@ def paper_matches(rows, gate_heads):
 def paper_comparison(rows, args, report=None):
     """Voita et al.'s Table 2 (or Figure 7 with ``--gate-heads encoder_self``), Table 1, §5.1 and §5.3 beside ours
     (:func:`~fairseq_interp.common.paper_numbers.side_by_side`). BLEU changes are against the same fine-tuning
-    without penalty (λ = 0) when the sweep has it, else against the baseline; each paper row is matched with our
+    without penalty (λ = 0) when the sweep has it, else against the baseline: the differences of
+    :func:`paired_tests` (unrounded scores, as in the paired table) where it ran; each paper row is matched with our
     run whose share of retained heads is nearest (:func:`paper_matches`)."""
     gated = gated_kinds(args.gate_heads)
     heads_of = lambda r: heads_kept(r, gated)  # noqa: E731
@@ -152,16 +153,19 @@ def paper_comparison(rows, args, report=None):
     out = [("BLEU of the full model", None, f"{rows[0]['bleu']:.2f}", setting + "; not comparable: other data")]
     for match in paper_matches(rows, args.gate_heads):
         r = match["row"]
+        change = r["vs_control"]["difference"] if "vs_control" in r else r["bleu"] - reference
         if match["scratch"] is None:
-            out.append((f"{match['name']}: BLEU change", match["change"], r["bleu"] - reference,
+            out.append((f"{match['name']}: BLEU change", match["change"], change,
                         f"λ = {r['lambda']}: {heads_of(r)} of {total} encoder heads ({heads_of(r) / total:.0%}), "
                         f"vs {against}; {setting}"))
             continue
         where = (f"λ = {r['lambda']}: {heads_of(r)} of {total} heads ({heads_of(r) / total:.0%}), "
                  f"{' / '.join(str(sum(r['heads'][f'{k}_heads'])) for k in ('encoder_self', 'decoder_self', 'cross'))}")
-        out.append((f"{match['name']}: BLEU change, pruned", match["change"], r["bleu"] - reference,
+        out.append((f"{match['name']}: BLEU change, pruned", match["change"], change,
                     f"{where}, vs {against}; {setting}"))
         ours = r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None
+        if "scratch_vs_pruned" in r:
+            ours = r["scratch_vs_pruned"]["difference"]
         out.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], ours,
                     f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
     if report is not None:
