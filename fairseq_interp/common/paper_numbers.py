@@ -73,6 +73,12 @@ def load_paper_numbers(package) -> PaperNumbers:
     return PaperNumbers(str(data["paper"]), str(data.get("text", "")), numbers)
 
 
+def _fixed(value, digits, sign=""):
+    """``value`` with ``digits`` decimals; a value that rounds to zero is printed without a minus sign."""
+    text = f"{value:{sign}.{digits}f}"
+    return f"{0.0:{sign}.{digits}f}" if float(text) == 0 else text
+
+
 def _cell(value, digits):
     if value is None:
         return "–"
@@ -80,8 +86,8 @@ def _cell(value, digits):
         return value
     if isinstance(value, tuple):
         number, low, high = value
-        return f"{number:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-    return f"{value:.{digits}f}"
+        return f"{_fixed(number, digits)} [{_fixed(low, digits)}, {_fixed(high, digits)}]"
+    return _fixed(value, digits)
 
 
 def side_by_side(rows, digits=2) -> str:
@@ -94,6 +100,6 @@ def side_by_side(rows, digits=2) -> str:
         number = ours[0] if isinstance(ours, tuple) else ours
         if isinstance(paper, (int, float)) and isinstance(number, (int, float)):
             difference = number - paper
-        diff = "–" if difference is None else f"{difference:+.{digits}f}"
+        diff = "–" if difference is None else _fixed(difference, digits, "+")
         cells.append([what, _cell(paper, digits), _cell(ours, digits), diff, setting])
     return markdown_table(["quantity", "paper", "ours", "ours − paper", "our setting"], cells)

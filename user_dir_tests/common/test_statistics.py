@@ -122,3 +122,14 @@ def test_two_generate_outputs_are_paired_by_sentence_id_whatever_their_line_orde
         paired_generate_outputs(base, part, refs, fix="rerun both")
     with pytest.raises(InterpretError, match="translates sentence 2, the references have 2"):
         paired_generate_outputs(part, other, refs[:2])
+
+
+def test_side_by_side_prints_no_negative_zero():
+    """A number that rounds to zero (such as a paired difference of −1e−15) prints as 0.00, never −0.00; a number
+    that rounds to −0.01 keeps its sign."""
+    from fairseq_interp.common.paper_numbers import side_by_side
+
+    text = side_by_side([("tie", 0.0, (-1e-15, -23.81, 25.0), "s"), ("small", 0.004, -0.006, "s")])
+    tie, small = (line.split(" | ") for line in text.splitlines()[2:])
+    assert tie[2:4] == ["0.00 [-23.81, 25.00]", "+0.00"]
+    assert small[1:4] == ["0.00", "-0.01", "-0.01"]
