@@ -70,6 +70,13 @@ def written_records(record_files):
     return [path for path in record_files if os.path.exists(path) and os.path.getsize(path) > 0]
 
 
+def held_run_files(folder, record_files):
+    """The files showing that ``folder`` holds an evaluation run: ``record_files`` with records, then its
+    :data:`RUN_PROVENANCE` if it exists (empty: no run there)."""
+    provenance = os.path.join(folder, RUN_PROVENANCE)
+    return written_records(record_files) + ([provenance] if os.path.exists(provenance) else [])
+
+
 #: options of the evaluation commands that leave every record as it is: where the inputs and outputs are (the
 #: checkpoint and data are compared by their fingerprints), batching (batched == one by one), how the run is shown
 #: or continued, which cells it computes (a resumed run may add methods, perturbations or k) and the scores of the
@@ -189,7 +196,7 @@ def evaluation_run(folder, provenance, resume, command, record_files):
     os.makedirs(folder, exist_ok=True)
     with output_lock(folder, RUN_LOCK, command):
         records = written_records(record_files)
-        if (records or os.path.exists(path)) and not resume:
+        if held_run_files(folder, record_files) and not resume:
             raise InterpretError(f"{folder} already holds a run: pass --resume to continue it, or choose another "
                                  "--results-path")
         if os.path.exists(path):

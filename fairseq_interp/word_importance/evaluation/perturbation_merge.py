@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ...common.errors import InterpretError
 from .perturbation_curves import (COMMAND, IMPORTANCE_FOLDER, RESULTS_FILE, RUN_FORMAT, RUN_LOCK, RUN_PROVENANCE,
-                                  add_arguments, run_record_files, written_records)
+                                  add_arguments, held_run_files, run_record_files)
 
 MERGE_COMMAND = "fairseq-interp perturbation-merge"
 
@@ -138,6 +138,7 @@ def join_importance(parts, sentence_ids):
     in the order first read where ``none/0`` has no ``sentence_ids``. A sentence that two parts give other values,
     or one the run did not perturb, is refused."""
     joined = {}
+    position = {sid: k for k, sid in enumerate(sentence_ids or [])}
     for name in sorted({name for part in parts for name in part.importance}):
         sources = [(part.folder, part.importance[name]) for part in parts if name in part.importance]
         records = _union_by_id(sources, lambda rid: f"the word importance of sentence {rid} in {IMPORTANCE_FOLDER}/"
@@ -145,7 +146,6 @@ def join_importance(parts, sentence_ids):
         joined[name] = list(records.values())
         if sentence_ids is None:
             continue
-        position = {sid: k for k, sid in enumerate(sentence_ids)}
         stray = [rid for rid in records if rid not in position]
         if stray:
             raise InterpretError(f"{IMPORTANCE_FOLDER}/{name} holds sentence {stray[0]}, which the run did not "
@@ -158,8 +158,7 @@ def join_importance(parts, sentence_ids):
 def check_no_run(out):
     """Refuse an output folder holding a run: its provenance or records (as
     :func:`~.perturbation_curves.evaluation_run` counts them)."""
-    provenance_file = os.path.join(out, RUN_PROVENANCE)
-    held = written_records(run_record_files(out)) + ([provenance_file] if os.path.exists(provenance_file) else [])
+    held = held_run_files(out, run_record_files(out))
     if held:
         raise InterpretError(f"{out} already holds a run ({os.path.relpath(held[0], out)}): nothing is overwritten; "
                              "choose a new or empty --results-path")

@@ -163,9 +163,8 @@ def paper_comparison(rows, args, report=None):
                  f"{' / '.join(str(sum(r['heads'][f'{k}_heads'])) for k in ('encoder_self', 'decoder_self', 'cross'))}")
         out.append((f"{match['name']}: BLEU change, pruned", match["change"], change,
                     f"{where}, vs {against}; {setting}"))
-        ours = r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None
-        if "scratch_vs_pruned" in r:
-            ours = r["scratch_vs_pruned"]["difference"]
+        ours = (r["scratch_vs_pruned"]["difference"] if "scratch_vs_pruned" in r
+                else r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None)
         out.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], ours,
                     f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
     if report is not None:
