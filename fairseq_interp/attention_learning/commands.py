@@ -15,8 +15,8 @@ import os
 import time
 
 from ..common.batches import progress, split_batches
-from ..common.checkpoints import ALLOW_DATA_MISMATCH_HELP, interval_checkpoints, load_checkpoint, load_dataset, \
-    read_checkpoint
+from ..common.checkpoints import ALLOW_DATA_MISMATCH_HELP, checkpoint_stopping, interval_checkpoints, \
+    load_checkpoint, load_dataset, read_checkpoint
 from ..common.cli import import_user_dir
 from ..common.errors import InterpretError
 from ..common.options import add_split_arguments, check_counts, check_dataset_options, check_range
@@ -127,7 +127,7 @@ class Loaded:
         self.task, self.task_cfg, model = load_checkpoint(path, args.data, state=state, require_encoder_decoder=False,
                                                           allow_data_mismatch=args.allow_data_mismatch)
         self.model = model.eval()
-        self.provenance = checkpoint_provenance(path, state)
+        self.provenance = {**checkpoint_provenance(path, state), "stopping": checkpoint_stopping(state)}
 
 
 def _check_second_seed(path, first, other):

@@ -6,7 +6,8 @@ tracebacks from deep inside fairseq.
 * :func:`load_model`: a model for a task built from the command line, as ``fairseq-generate`` loads it;
 * :func:`load_checkpoint`: task and model from the checkpoint's own saved task config (another data folder or
   language pair as overrides), for commands that take only ``--path`` and a data folder;
-* :func:`checkpoint_updates`, :func:`interval_checkpoints`: what a training run has written.
+* :func:`checkpoint_updates`, :func:`interval_checkpoints`: what a training run has written;
+  :func:`checkpoint_training`, :func:`checkpoint_stopping`: its seed, updates and stopping rule.
 """
 
 import contextlib
@@ -48,6 +49,19 @@ def checkpoint_training(state):
     history = state.get("optimizer_history") or []
     updates = history[-1].get("num_updates") if history and hasattr(history[-1], "get") else None
     return {"seed": None if seed is None else int(seed), "updates": None if updates is None else int(updates)}
+
+
+def checkpoint_stopping(state):
+    """``{"patience", "max_update"}`` of a fairseq checkpoint state: the rule its training stopped by (fairseq's
+    ``--patience``, validations without improvement, ≤ 0 or ``None`` for none; ``--max-update``, 0 for none)."""
+    cfg = state.get("cfg")
+    if cfg is not None and hasattr(cfg, "get"):
+        sections = [cfg.get("checkpoint"), cfg.get("optimization")]
+        values = [s.get(key) if s is not None and hasattr(s, "get") else None
+                  for s, key in zip(sections, ("patience", "max_update"))]
+    else:
+        values = [getattr(state.get("args"), key, None) for key in ("patience", "max_update")]
+    return {key: None if value is None else int(value) for key, value in zip(("patience", "max_update"), values)}
 
 
 def _torch_load(path):

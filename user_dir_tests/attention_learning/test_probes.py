@@ -239,6 +239,9 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
     sys.path.insert(0, os.path.join(REPO, "scripts", "reproduce", "snell2021"))
     from table2_seeds import load_set
 
+    # the stopping rule the runs were trained by (--max-update 150, fairseq's default --patience -1: none)
+    assert {name: c["stopping"] for name, c in result["provenance"]["checkpoints"].items() if "stopping" in c} == \
+        {name: {"patience": -1, "max_update": 150} for name in ("main", "uniform", "second_seed")}
     one = load_set(str(out))
     assert one["config"]["seeds"] == [1, 2] and one["config"]["updates"] == {"main": 150, "second_seed": 150,
                                                                              "uniform": 150}

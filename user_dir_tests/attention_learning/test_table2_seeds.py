@@ -17,6 +17,8 @@ sys.path.insert(0, SCRIPTS)
 
 from table2_seeds import check_sets, load_set, markdown, summarize  # noqa: E402
 
+from fairseq_interp.common.errors import InterpretError  # noqa: E402
+
 CONFIG = {"arch": "lstm_attention_classifier", "lr": 0.001, "batch_size": 32, "max_update": 20, "every": 10,
           "rows": "sentences", "train_size": 0, "subset": "test", "proxy_epochs": 30}
 
@@ -93,12 +95,16 @@ def test_committed_table_is_the_records_table():
         assert f.read() == markdown(sets, summarize(sets))
 
 
-def make_probes_set(folder, seeds, a_alpha_uf, low, chance, updates=1200, second_final=50.0, **options):
-    """A ``fairseq-interp probes`` results folder of a translation model: ``seeds`` = (main, second seed, uniform)."""
+def make_probes_set(folder, seeds, a_alpha_uf, low, chance, updates=1200, second_final=50.0, stopping=None,
+                    **options):
+    """A ``fairseq-interp probes`` results folder of a translation model: ``seeds`` = (main, second seed, uniform);
+    ``updates`` one number or one per run; ``stopping`` the runs' recorded stopping rule, if any."""
     folder.mkdir(parents=True)
+    per_run = updates if isinstance(updates, tuple) else (updates,) * 3
     checkpoints = {name: {"arch": "lstm_dot_attention_paper", "path": f"/c/{name}.pt", "weights_sha256": name,
-                          "seed": seed, "updates": updates}
-                   for name, seed in zip(("main", "second_seed", "uniform"), seeds)}
+                          "seed": seed, "updates": n, **({"stopping": stopping} if stopping else {})}
+                   for name, seed, n in zip(("main", "second_seed", "uniform"), seeds, per_run)}
+    updates = per_run[1]
     row = {"A(alpha, beta_uf)": a_alpha_uf, "interval(alpha, beta_uf)": [low, a_alpha_uf + 0.01],
            "A(beta_px, beta_uf)": 0.3, "A(alpha, beta)": 0.4, "interval(alpha, beta)": [0.38, 0.42],
            "random_baseline": chance, "xi(alpha, beta_uf)": 40.0, "accuracy": 54.0}
@@ -152,6 +158,32 @@ def test_probes_folders_refused_in_one_line(tmp_path):
               check=False)
     assert bad.returncode == 2 and "input" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert (second / "probes.json").read_text() == before
+
+
+def test_runs_stopped_by_patience_compare_by_their_rule(tmp_path):
+    patience = {"patience": 5, "max_update": 8000}
+    a = load_set(str(make_probes_set(tmp_path / "a", (1, 2, 1), 0.25, 0.23, 0.07, updates=(2300, 2100, 1900),
+                                     stopping=patience)))
+    b = load_set(str(make_probes_set(tmp_path / "b", (3, 4, 3), 0.28, 0.26, 0.07, updates=(2600, 2400, 2000),
+                                     stopping=patience)))
+    check_sets([a, b])  # trained until the validation loss stalled: their updates may differ
+    text = markdown([a, b], summarize([a, b]))
+    assert ("updates: main until 5 validations without improvement, at most 8000, second seed until 5 validations "
+            "without improvement, at most 8000, uniform until 5 validations without improvement, at most 8000;") in text
+    assert "seeds 1 2: update 2300 (token accuracy" in text and "seeds 3 4: update 2600 (token accuracy" in text
+    assert ("checkpoints given (updates): seeds 1 2: main 2300, second seed 2100, uniform 1900; seeds 3 4: main 2600, "
+            "second seed 2400, uniform 2000") in text
+    for other, message in ((make_probes_set(tmp_path / "c", (5, 6, 5), 0.2, 0.1, 0.07, updates=(2300, 2100, 1900),
+                                            stopping={"patience": 3, "max_update": 8000}), "differ in updates"),
+                           (make_probes_set(tmp_path / "d", (5, 6, 5), 0.2, 0.1, 0.07, updates=(2300, 2100, 1900),
+                                            stopping={"patience": 0, "max_update": 2300}), "differ in updates")):
+        with pytest.raises(InterpretError, match=message):
+            check_sets([a, load_set(str(other))])
+    fixed = [load_set(str(make_probes_set(tmp_path / f"fixed{k}", seeds, 0.25, 0.23, 0.07, updates=n,
+                                          stopping={"patience": -1, "max_update": n})))
+             for k, (seeds, n) in enumerate((((1, 2, 1), 1200), ((3, 4, 3), 1200)))]
+    check_sets(fixed)  # no patience: the updates are the length, and no per-run line is written
+    assert "checkpoints given" not in markdown(fixed, summarize(fixed))
 
 
 def test_committed_multi30k_table_is_the_records_table():

@@ -94,6 +94,22 @@ def load_set(folder):
             "probed": {"step": probed["step"], "accuracy": accuracy[probed["id"]]}}
 
 
+def training_length(checkpoint):
+    """What sets compare a run's training length by: its updates, or, for a run stopped by fairseq's ``--patience``
+    (trained until the validation loss stalled), that rule: its updates then differ from seed to seed."""
+    stopping = checkpoint.get("stopping") or {}
+    if (stopping.get("patience") or 0) > 0:  # fairseq's default -1: no patience
+        return {"patience": stopping["patience"], "max_update": stopping.get("max_update")}
+    return checkpoint["updates"]
+
+
+def _length_text(length):
+    if isinstance(length, dict):
+        cap = f", at most {length['max_update']}" if length.get("max_update") else ""
+        return f"until {length['patience']} validations without improvement{cap}"
+    return str(length)
+
+
 def load_probes_set(folder):
     """A ``fairseq-interp probes`` results folder as a set: its config is what probes.json records of the runs
     (architecture, updates and training seed of each, probe options, data fingerprints, probed sentences)."""
@@ -110,13 +126,14 @@ def load_probes_set(folder):
                              "fairseq-interp probes again")
     data = {k: v for k, v in provenance["data"].items() if k != "path"}
     config = {"kind": probes["kind"], "arch": {n: checkpoints[n]["arch"] for n in RUNS},
-              "updates": {n: checkpoints[n]["updates"] for n in RUNS}, "options": provenance["options"],
+              "updates": {n: training_length(checkpoints[n]) for n in RUNS}, "options": provenance["options"],
               "data": data, "sentences": probes["sentences"],
               "seeds": sorted({checkpoints[n]["seed"] for n in RUNS})}
     values, intervals = probe_values(probes)
     return {"folder": folder, "row": PAPER_ROWS[probes["kind"]], "config": config, "values": values,
             "intervals": intervals,
-            "probed": {"step": checkpoints["main"]["updates"], "accuracy": probes["paper_row"].get("accuracy")}}
+            "probed": {"step": checkpoints["main"]["updates"], "accuracy": probes["paper_row"].get("accuracy")},
+            "updates": {n: checkpoints[n]["updates"] for n in RUNS}}
 
 
 def check_sets(sets):
@@ -194,12 +211,17 @@ def footer(sets):
                     f"{name}: update {s['probed']['step']} (valid {s['probed']['accuracy']['valid']:.1f} %, "
                     f"{config['subset']} {s['probed']['accuracy'][config['subset']]:.1f} %)"
                     for name, s in zip(seeds, sets))]
-    updates = ", ".join(f"{n.replace('_', ' ')} {config['updates'][n]}" for n in RUNS)
-    return [f"{len(sets)} seed sets (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
-            f"updates: {updates}; {config['sentences']} probed sentences of {config['data']['split']}; " + common,
-            "", "probed checkpoints (each set's main run): " + "; ".join(
-                f"{name}: update {s['probed']['step']} (token accuracy on the probed sentences "
-                f"{s['probed']['accuracy']:.1f} %)" for name, s in zip(seeds, sets))]
+    updates = ", ".join(f"{n.replace('_', ' ')} {_length_text(config['updates'][n])}" for n in RUNS)
+    lines = [f"{len(sets)} seed sets (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
+             f"updates: {updates}; {config['sentences']} probed sentences of {config['data']['split']}; " + common,
+             "", "probed checkpoints (each set's main run): " + "; ".join(
+                 f"{name}: update {s['probed']['step']} (token accuracy on the probed sentences "
+                 f"{s['probed']['accuracy']:.1f} %)" for name, s in zip(seeds, sets))]
+    if any(isinstance(length, dict) for length in config["updates"].values()):
+        lines += ["", "checkpoints given (updates): " + "; ".join(
+            f"{name}: " + ", ".join(f"{n.replace('_', ' ')} {s['updates'][n]}" for n in RUNS)
+            for name, s in zip(seeds, sets))]
+    return lines
 
 
 def main(argv=None):
@@ -213,7 +235,8 @@ def main(argv=None):
     check_sets(sets)
     rows = summarize(sets)
     write_table_outputs(args, markdown(sets, rows), {
-        "sets": [{k: s[k] for k in ("folder", "row", "config", "values", "intervals", "probed")} for s in sets],
+        "sets": [{k: s[k] for k in ("folder", "row", "config", "values", "intervals", "probed", "updates") if k in s}
+                 for s in sets],
         "quantities": rows})
 
 if __name__ == "__main__":
