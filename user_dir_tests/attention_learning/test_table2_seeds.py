@@ -168,8 +168,7 @@ def test_runs_stopped_by_patience_compare_by_their_rule(tmp_path):
                                      stopping=patience)))
     check_sets([a, b])  # trained until the validation loss stalled: their updates may differ
     text = markdown([a, b], summarize([a, b]))
-    assert ("updates: main until 5 validations without improvement, at most 8000, second seed until 5 validations "
-            "without improvement, at most 8000, uniform until 5 validations without improvement, at most 8000;") in text
+    assert "updates: each run until 5 validations without improvement, at most 8000;" in text
     assert "seeds 1 2: update 2300 (token accuracy" in text and "seeds 3 4: update 2600 (token accuracy" in text
     assert ("checkpoints given (updates): seeds 1 2: main 2300, second seed 2100, uniform 1900; seeds 3 4: main 2600, "
             "second seed 2400, uniform 2000") in text

@@ -211,7 +211,9 @@ def footer(sets):
                     f"{name}: update {s['probed']['step']} (valid {s['probed']['accuracy']['valid']:.1f} %, "
                     f"{config['subset']} {s['probed']['accuracy'][config['subset']]:.1f} %)"
                     for name, s in zip(seeds, sets))]
-    updates = ", ".join(f"{n.replace('_', ' ')} {_length_text(config['updates'][n])}" for n in RUNS)
+    lengths = [config["updates"][n] for n in RUNS]
+    updates = (f"each run {_length_text(lengths[0])}" if isinstance(lengths[0], dict) and lengths.count(lengths[0]) == 3
+               else ", ".join(f"{n.replace('_', ' ')} {_length_text(length)}" for n, length in zip(RUNS, lengths)))
     lines = [f"{len(sets)} seed sets (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
              f"updates: {updates}; {config['sentences']} probed sentences of {config['data']['split']}; " + common,
              "", "probed checkpoints (each set's main run): " + "; ".join(
