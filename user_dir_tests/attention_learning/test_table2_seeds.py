@@ -205,7 +205,7 @@ def test_committed_multi30k_256_dims_table_is_the_records_table():
 
 def test_committed_multi30k_converged_table_is_the_records_table():
     """Runs stopped by --patience: their stopping rule and best checkpoints come from probes.json's provenance."""
-    folder = os.path.join(REPO, "docs", "results", "snell2021-multi30k-converged")
+    folder = os.path.join(REPO, "docs", "results", "snell2021-multi30k-converged-dropout0.5")
     sets = [load_set(folder)]
     assert sets[0]["config"]["seeds"] == [1, 2]
     assert sets[0]["config"]["updates"] == {n: {"patience": 10, "max_update": 8000}
