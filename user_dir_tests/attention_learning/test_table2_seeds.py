@@ -212,3 +212,11 @@ def test_committed_multi30k_converged_table_is_the_records_table():
                                             for n in ("main", "second_seed", "uniform")}
     with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
         assert f.read() == markdown(sets, summarize(sets))
+
+
+def test_committed_multi30k_converged_dropout_01_table_is_the_records_table():
+    folder = os.path.join(REPO, "docs", "results", "snell2021-multi30k-converged-dropout0.1")
+    sets = [load_set(folder)]
+    assert sets[0]["config"]["updates"]["main"] == {"patience": 10, "max_update": 8000}
+    with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
+        assert f.read() == markdown(sets, summarize(sets))
