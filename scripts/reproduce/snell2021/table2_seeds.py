@@ -197,6 +197,10 @@ def markdown(sets, rows):
     return "\n".join(lines) + "\n"
 
 
+def _sets(sets):
+    return f"{len(sets)} seed set{'s' if len(sets) != 1 else ''}"
+
+
 def footer(sets):
     """The setting under the table: what each set is and which checkpoint was probed."""
     config = sets[0]["config"]
@@ -204,7 +208,7 @@ def footer(sets):
     common = ("agreements with their 95 % bootstrap interval over sentences; ξ is – where the probe agrees with α "
               "more than any checkpoint of the second seed does (undefined)")
     if "kind" not in config:
-        return [f"{len(sets)} seed sets (main, second seed, uniform, frozen); {config['rows']} rows, "
+        return [f"{_sets(sets)} (main, second seed, uniform, frozen); {config['rows']} rows, "
                 f"{config['arch']}, {config['max_update']} updates, lr {config['lr']}, batch {config['batch_size']}, "
                 f"probed split {config['subset']}; " + common, "",
                 "probed checkpoints (main run's most accurate on valid): " + "; ".join(
@@ -214,7 +218,7 @@ def footer(sets):
     lengths = [config["updates"][n] for n in RUNS]
     updates = (f"each run {_length_text(lengths[0])}" if isinstance(lengths[0], dict) and lengths.count(lengths[0]) == 3
                else ", ".join(f"{n.replace('_', ' ')} {_length_text(length)}" for n, length in zip(RUNS, lengths)))
-    lines = [f"{len(sets)} seed sets (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
+    lines = [f"{_sets(sets)} (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
              f"updates: {updates}; {config['sentences']} probed sentences of {config['data']['split']}; " + common,
              "", "probed checkpoints (each set's main run): " + "; ".join(
                  f"{name}: update {s['probed']['step']} (token accuracy on the probed sentences "
