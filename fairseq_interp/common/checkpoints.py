@@ -39,29 +39,28 @@ def checkpoint_arch(state):
     return getattr(state.get("args"), "arch", None)
 
 
-def checkpoint_training(state):
-    """``{"seed", "updates"}`` of a fairseq checkpoint state: the training seed (hydra ``cfg.common`` or legacy
-    ``args``) and the number of updates it was saved at (``None`` where the state does not say)."""
+def _training_option(state, section, key):
+    """An integer training option of a fairseq checkpoint state: hydra ``cfg.<section>.<key>``, else legacy
+    ``args.<key>`` (``None`` where neither says)."""
     cfg = state.get("cfg")
-    common = cfg.get("common") if cfg is not None and hasattr(cfg, "get") else None
-    seed = common.get("seed") if common is not None and hasattr(common, "get") else getattr(state.get("args"), "seed",
-                                                                                            None)
+    group = cfg.get(section) if cfg is not None and hasattr(cfg, "get") else None
+    value = group.get(key) if group is not None and hasattr(group, "get") else getattr(state.get("args"), key, None)
+    return None if value is None else int(value)
+
+
+def checkpoint_training(state):
+    """``{"seed", "updates"}`` of a fairseq checkpoint state: the training seed and the number of updates it was
+    saved at (``None`` where the state does not say)."""
     history = state.get("optimizer_history") or []
     updates = history[-1].get("num_updates") if history and hasattr(history[-1], "get") else None
-    return {"seed": None if seed is None else int(seed), "updates": None if updates is None else int(updates)}
+    return {"seed": _training_option(state, "common", "seed"), "updates": None if updates is None else int(updates)}
 
 
 def checkpoint_stopping(state):
     """``{"patience", "max_update"}`` of a fairseq checkpoint state: the rule its training stopped by (fairseq's
     ``--patience``, validations without improvement, ≤ 0 or ``None`` for none; ``--max-update``, 0 for none)."""
-    cfg = state.get("cfg")
-    if cfg is not None and hasattr(cfg, "get"):
-        sections = [cfg.get("checkpoint"), cfg.get("optimization")]
-        values = [s.get(key) if s is not None and hasattr(s, "get") else None
-                  for s, key in zip(sections, ("patience", "max_update"))]
-    else:
-        values = [getattr(state.get("args"), key, None) for key in ("patience", "max_update")]
-    return {key: None if value is None else int(value) for key, value in zip(("patience", "max_update"), values)}
+    return {"patience": _training_option(state, "checkpoint", "patience"),
+            "max_update": _training_option(state, "optimization", "max_update")}
 
 
 def _torch_load(path):

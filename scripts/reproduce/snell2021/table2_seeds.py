@@ -216,14 +216,15 @@ def footer(sets):
                     f"{config['subset']} {s['probed']['accuracy'][config['subset']]:.1f} %)"
                     for name, s in zip(seeds, sets))]
     lengths = [config["updates"][n] for n in RUNS]
-    updates = (f"each run {_length_text(lengths[0])}" if isinstance(lengths[0], dict) and lengths.count(lengths[0]) == 3
+    by_patience = any(isinstance(length, dict) for length in lengths)
+    updates = (f"each run {_length_text(lengths[0])}" if by_patience and lengths.count(lengths[0]) == len(RUNS)
                else ", ".join(f"{n.replace('_', ' ')} {_length_text(length)}" for n, length in zip(RUNS, lengths)))
     lines = [f"{_sets(sets)} (main, second seed, uniform; fairseq-interp probes); {config['arch']['main']}, "
              f"updates: {updates}; {config['sentences']} probed sentences of {config['data']['split']}; " + common,
              "", "probed checkpoints (each set's main run): " + "; ".join(
                  f"{name}: update {s['probed']['step']} (token accuracy on the probed sentences "
                  f"{s['probed']['accuracy']:.1f} %)" for name, s in zip(seeds, sets))]
-    if any(isinstance(length, dict) for length in config["updates"].values()):
+    if by_patience:
         lines += ["", "checkpoints given (updates): " + "; ".join(
             f"{name}: " + ", ".join(f"{n.replace('_', ' ')} {s['updates'][n]}" for n in RUNS)
             for name, s in zip(seeds, sets))]
