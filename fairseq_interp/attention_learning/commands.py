@@ -42,8 +42,9 @@ def add_subcommands(sub):
     p.add_argument("--along-training", action="store_true",
                    help="ξ (Eq. 11): probe the second seed's interval checkpoints checkpoint_<epoch>_<N>.pt in the "
                         "folder of --second-seed-path (fairseq-train --save-interval-updates N "
-                        "--keep-interval-updates -1) in update order; ξ(u) = the token accuracy of the first whose "
-                        "attention agrees with α more than u does")
+                        "--keep-interval-updates -1) in update order, up to and ending with --second-seed-path (the "
+                        "converged run, ξ*); ξ(u) = the token accuracy of the first whose attention agrees with α "
+                        "more than u does")
     p.add_argument("--uniform-select", choices=["best", "given"], default="best",
                    help="best (the authors' choice, appendix A.7): every agreement with β^uf is its maximum over the "
                         "uniform run's checkpoints, --uniform-path and the checkpoint_<epoch>_<N>.pt beside it; "
@@ -179,14 +180,15 @@ def _run_checkpoints(path):
     return dict(sorted(found.items()))
 
 
-def _second_run_checkpoints(args):
-    """{update N: path} of the interval checkpoints in the folder of --second-seed-path."""
+def _second_run_checkpoints(args, converged):
+    """{update N: path} of the second run's training up to its converged model T = --second-seed-path, saved at
+    update ``converged`` (Eq. 11 reads τ ≤ T): the interval checkpoints in its folder saved by then, and T itself
+    last; checkpoints saved after T (a run stopped by --patience trains on past its best) are not part of the curve."""
     folder = os.path.dirname(os.path.abspath(args.second_seed_path))
-    found = interval_checkpoints(folder)
-    if not found:
+    if not interval_checkpoints(folder):
         raise InterpretError(f"no checkpoint_<epoch>_<N>.pt in {folder}: train the second seed with "
                              "--save-interval-updates N --keep-interval-updates -1")
-    return found
+    return {update: path for update, path in _run_checkpoints(args.second_seed_path).items() if update <= converged}
 
 
 def _each_checkpoint(args, checkpoints, main, prefix):
@@ -294,7 +296,8 @@ def run(args):
     loaded = _load_models(args)
     main = loaded["main"]
     classify = probes.is_classifier(main.model)
-    checkpoints = _second_run_checkpoints(args) if args.along_training else None
+    checkpoints = (_second_run_checkpoints(args, loaded["second_seed"].provenance["updates"])
+                   if args.along_training else None)
     eos = main.task.target_dictionary.eos()
     ibm, proxy = _train_probes(args, main, classify)
     head_layer = _head_layer(args, main.model)

@@ -250,6 +250,19 @@ def test_probes_along_training_gives_the_second_seed_curve_and_xi(copy_runs, tmp
                                                                                "accuracy": paper["accuracy"]}
     assert same["second_seed_curve"][-1]["accuracy"] == pytest.approx(same["paper_row"]["accuracy"])
     assert same["paper_row"]["accuracy"] == pytest.approx(paper["accuracy"])
+    # the curve ends at the converged model T = --second-seed-path (as a run stopped by --patience is probed at its
+    # best checkpoint): the checkpoint saved after it is not read, and ξ* is T's accuracy
+    (at_100,) = copy_runs["s2"].glob("checkpoint_*_100.pt")
+    out3 = tmp_path / "until100"
+    run(["fairseq-interp", "probes", "--path", last, "--second-seed-path", str(at_100), *common, "--results-path",
+         str(out3)], in_process=True)
+    until = json.loads((out3 / "probes.json").read_text())
+    assert until["second_seed_curve"] == curve[:2] and until["second_seed_curve"][-1]["checkpoint"] == str(at_100)
+    assert set(until["provenance"]["checkpoints"]["second_seed_curve"]) == {"50", "100"}
+    assert load_set(str(out3))["values"]["ξ*"] == curve[1]["accuracy"]
+    for key in ("xi(alpha, beta_uf)", "xi(beta_px, beta_uf)", "xi(alpha, beta)"):
+        passing = [p["accuracy"] for p in curve[:2] if p["agreement"] > until["paper_row"][key.replace("xi(", "A(")]]
+        assert until["paper_row"][key] == (passing[0] if passing else None), key
     # bad inputs: one-line errors
     bad = run(["fairseq-interp", "probes", "--path", last, "--along-training", "--results-path", str(tmp_path / "x")],
               check=False)
