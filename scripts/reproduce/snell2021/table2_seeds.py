@@ -48,8 +48,8 @@ def quantities(frozen=True):
 
 def probe_values(probes):
     """``(values, intervals)`` in % of a probes.json: the paper row's quantities (None where undefined) with their
-    intervals; ξ* is the second seed's accuracy at the last checkpoint of its curve, on the probed sentences (the
-    scale ξ is read on, Eq. 11)."""
+    intervals; ξ* is the second seed's accuracy at the last checkpoint of its curve (the converged run probes was
+    given as --second-seed-path), on the probed sentences (the scale ξ is read on, Eq. 11)."""
     row = probes["paper_row"]
     values, intervals = {}, {}
     for _, _, key, kind in quantities():
