@@ -52,12 +52,21 @@ def package_versions():
     return found
 
 
+def compute_info():
+    """Where floating-point results depend on the machine: torch's CPU kernel set (``AVX2``, ``AVX512``, ...) and its
+    thread count (the same run repeats bit for bit only with both the same; docs/REPRODUCTION.md)."""
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def run_info(argv=None, **extra):
-    """The informational ``run`` section: command line, time, Python and numpy versions, and ``extra``."""
+    """The informational ``run`` section: command line, time, Python and numpy versions, :func:`compute_info`, and
+    ``extra``."""
     import numpy
 
     info = {"argv": list(sys.argv if argv is None else argv), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "python": sys.version.split()[0], "numpy": numpy.__version__}
+            "python": sys.version.split()[0], "numpy": numpy.__version__, **compute_info()}
     info.update(extra)
     return info
 

@@ -41,6 +41,7 @@ from fairseq_interp.common.jsonl import read_json_object, write_atomic
 from fairseq_interp.common.options import add_progress_arguments, defaults_help_formatter
 from fairseq_interp.common.outputs import add_overwrite_argument, check_results_folder
 from fairseq_interp.common.preparation import recorded_fingerprint
+from fairseq_interp.common.provenance import compute_info
 from fairseq_interp.common.statistics import format_mean_sd
 from fairseq_interp.common.tables import markdown_table
 
@@ -104,7 +105,7 @@ def train_one(args, data, seed):
                "curve": [{"update": u, "valid_loss": loss, "valid_bleu": b} for u, loss, b in curve],
                "test_bleu": round(bleu.score, 2), "test_bleu_signature": bleu.signature,
                "data_bin_sha256": recorded_fingerprint(data), "train_seconds_last_run": round(train_seconds),
-               "threads": THREADS}
+               "threads": THREADS, "cpu_capability": compute_info()["cpu_capability"]}
     write_atomic(summary_path, json.dumps(summary, indent=1) + "\n")
     logger.info(f"{name}: {summary['updates']} updates (best {best_update}), test BLEU {summary['test_bleu']:.2f}")
 

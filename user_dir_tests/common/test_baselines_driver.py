@@ -8,6 +8,8 @@ import re
 import statistics
 import sys
 
+import torch
+
 from conftest import REPO, run
 
 from fairseq_interp.common.bleu import corpus_bleu, read_hypotheses, read_references
@@ -40,6 +42,12 @@ def test_baselines_driver_summary_comes_from_the_log_and_a_rerun_reuses_it(data_
         assert summary["test_bleu"] == round(bleu.score, 2) and summary["test_bleu_signature"] == bleu.signature
         assert summary["data_bin_sha256"] == binarized_fingerprint(os.path.join(data_dir, "bin"))
     assert summaries[0]["curve"] != summaries[1]["curve"]  # two seeds, two trainings
+    # the same seed on the same machine with the same thread count (both recorded) repeats the training bit for bit
+    assert summaries[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    run([sys.executable, DRIVER, "train", "--seeds", "1", *common[:-1], str(tmp_path / "again")], in_process=True)
+    repeated = json.loads((tmp_path / "again" / "transformer.en-fr.seed1" / "summary.json").read_text())
+    assert (repeated["curve"], repeated["test_bleu"], repeated["threads"]) == \
+        (summaries[0]["curve"], summaries[0]["test_bleu"], summaries[0]["threads"])
 
     stamp = os.path.getmtime(work / "transformer.en-fr.seed1" / "checkpoint_last.pt")
     again = run([sys.executable, DRIVER, "train", "--seeds", "1", *common], in_process=True)
