@@ -171,24 +171,22 @@ def _load_models(args):
     return loaded
 
 
-def _run_checkpoints(path):
-    """{update: path} of a run: ``path`` and the interval checkpoints beside it."""
-    from ..common.checkpoints import checkpoint_updates
-
-    found = interval_checkpoints(os.path.dirname(os.path.abspath(path)))
-    found.setdefault(checkpoint_updates(path), path)
+def _run_checkpoints(run, until_given=False):
+    """{update: path} of a run: the :class:`Loaded` checkpoint ``run`` and the interval checkpoints beside it; with
+    ``until_given`` only those saved up to ``run``, the second run's converged model T (Eq. 11 reads τ ≤ T; a run
+    stopped by --patience trains on past its best)."""
+    given = run.provenance["updates"]
+    if given is None:
+        raise InterpretError(f"{run.path} does not record its number of updates: pass a checkpoint written by "
+                             "fairseq-train")
+    found = interval_checkpoints(os.path.dirname(os.path.abspath(run.path)))
+    if until_given:
+        found = {update: path for update, path in found.items() if update <= given}
+        if not found:
+            raise InterpretError(f"no checkpoint_<epoch>_<N>.pt up to update {given} beside {run.path}: train the "
+                                 "second seed with --save-interval-updates N --keep-interval-updates -1")
+    found.setdefault(given, run.path)
     return dict(sorted(found.items()))
-
-
-def _second_run_checkpoints(args, converged):
-    """{update N: path} of the second run's training up to its converged model T = --second-seed-path, saved at
-    update ``converged`` (Eq. 11 reads τ ≤ T): the interval checkpoints in its folder saved by then, and T itself
-    last; checkpoints saved after T (a run stopped by --patience trains on past its best) are not part of the curve."""
-    folder = os.path.dirname(os.path.abspath(args.second_seed_path))
-    if not interval_checkpoints(folder):
-        raise InterpretError(f"no checkpoint_<epoch>_<N>.pt in {folder}: train the second seed with "
-                             "--save-interval-updates N --keep-interval-updates -1")
-    return {update: path for update, path in _run_checkpoints(args.second_seed_path).items() if update <= converged}
 
 
 def _each_checkpoint(args, checkpoints, main, prefix):
@@ -296,8 +294,7 @@ def run(args):
     loaded = _load_models(args)
     main = loaded["main"]
     classify = probes.is_classifier(main.model)
-    checkpoints = (_second_run_checkpoints(args, loaded["second_seed"].provenance["updates"])
-                   if args.along_training else None)
+    checkpoints = _run_checkpoints(loaded["second_seed"], until_given=True) if args.along_training else None
     eos = main.task.target_dictionary.eos()
     ibm, proxy = _train_probes(args, main, classify)
     head_layer = _head_layer(args, main.model)
@@ -320,7 +317,7 @@ def run(args):
         if name not in loaded or not wanted:
             continue
         runs[name], used[f"{name}_run"] = {}, {}
-        for update, other in _each_checkpoint(args, _run_checkpoints(loaded[name].path), loaded[name],
+        for update, other in _each_checkpoint(args, _run_checkpoints(loaded[name]), loaded[name],
                                               f"{symbol} run"):
             runs[name][update] = probes.run_matrices(other.model, pairs, eos, which)
             used[f"{name}_run"][update] = other.provenance
