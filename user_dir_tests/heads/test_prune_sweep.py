@@ -173,6 +173,19 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     assert summary["lambdas"][1]["p_value"] == [rows[2]["vs_control"]["p_value"]]
 
 
+@pytest.mark.slow
+def test_prune_sweep_trains_no_from_scratch_model_for_a_configuration_that_keeps_every_head(data_dir, tmp_path):
+    # gates that barely move (log α = c·φ with c = 0.001) stay open: the configuration is the baseline's
+    work = tmp_path / "sweep"
+    run([sys.executable, SCRIPT, "--data", str(data_dir), "--tgt", "fr", "--work", str(work), "--size", "test_tiny",
+         "--baseline-updates", "6", "--finetune-updates", "3", "--gate-lr-scale", "0.001", "--lambdas", "0.5",
+         "--from-scratch", "--seed", "2"], in_process=True)
+    row = json.loads((work / "sweep.json").read_text())[1]
+    assert row["total_heads"] == row["gated_heads_total"] == 6
+    assert "bleu_from_scratch" not in row and not list(work.glob("scratch-*"))
+    assert _table((work / "sweep.md").read_text(), "| λ | heads enc / dec / cross")[1][4] == "–"
+
+
 def test_prune_sweep_refuses_a_lambda_twice_before_any_work(tmp_path):
     work = tmp_path / "sweep"
     proc = run([sys.executable, SCRIPT, "--data", str(tmp_path / "data"), "--tgt", "fr", "--work", str(work),

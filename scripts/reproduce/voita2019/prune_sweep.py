@@ -4,8 +4,9 @@
 2. for every λ in ``--lambdas``: fine-tune ``transformer_gated_heads_<size>`` from it with
    ``label_smoothed_cross_entropy_l0``, export the pruned model (``fairseq-interp prune-export``), translate the test
    split (beam 5) and score it with sacrebleu; record the heads kept per attention type;
-3. with ``--from-scratch``: train the pruned head configuration from scratch for the baseline's number of updates
-   (Table 2's "from scratch" column);
+3. with ``--from-scratch``: train the pruned head configuration from scratch for ``--baseline-updates`` updates
+   (Table 2's "from scratch" column); a λ that keeps every gated head (the λ = 0 control) has none: its
+   configuration is the baseline's;
 4. with ``--heads``: run ``fairseq-interp heads`` on the baseline and report, per λ, the share of heads of each role
    (positional, syntactic, rare-word) that survive pruning next to the share of all heads (``heads.survival``),
    the mean statistics of kept and pruned heads, and the heads of each attention type kept longest (at the largest
@@ -262,7 +263,8 @@ def main():
     ap.add_argument("--size", default="multi30k", help="architecture size suffix (transformer_<size>)")
     ap.add_argument("--baseline", help="an existing plain checkpoint of that size (else one is trained)")
     ap.add_argument("--baseline-updates", type=int, default=4000,
-                    help="updates of the baseline (and of each from-scratch run)")
+                    help="updates of the baseline (and of each from-scratch run; with --baseline, e.g. the "
+                         "baseline's updates to its best checkpoint plus --finetune-updates: the pruned model's)")
     ap.add_argument("--finetune-updates", type=int, default=1500, help="updates of each L0 fine-tuning")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2],
                     help="weights λ of the L0 penalty, one fine-tuning each")
@@ -278,7 +280,9 @@ def main():
                          "--work per choice")
     ap.add_argument("--freeze-decoder", action="store_true",
                     help="fine-tune the encoder and the gates only (paper §6.2, with --gate-heads encoder_self)")
-    ap.add_argument("--from-scratch", action="store_true")
+    ap.add_argument("--from-scratch", action="store_true",
+                    help="train each pruned head configuration from scratch for --baseline-updates (Table 2's last "
+                         "column); none for a λ that keeps every gated head")
     ap.add_argument("--seed", type=int, default=1,
                     help="fairseq-train --seed of the baseline, the fine-tunings and the from-scratch runs (one "
                          "--work per seed)")
@@ -336,7 +340,9 @@ def main():
                     row["kept_vs_pruned"][stat] = kept_vs_pruned(report, masks, stat)
                 except InterpretError:  # no head has it (e.g. no sentence qualified for the rare-word statistic)
                     pass
-        if args.from_scratch or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu")):
+        keeps_every_head = all(kept for layers in masks.values() for layer in layers for kept in layer)
+        if ((args.from_scratch and not keeps_every_head)
+                or os.path.exists(os.path.join(args.work, f"scratch-{lam}.gen.bleu"))):
             scratch = train(data, f"transformer_gated_heads_{args.size}", args.baseline_updates,
                             os.path.join(args.work, f"scratch-{lam}"), args.lr,
                             ["--criterion", "label_smoothed_cross_entropy", "--gate-heads", "none",
