@@ -8,14 +8,18 @@ import sys
 from conftest import run
 
 SCRIPT = "scripts/reproduce/voita2019/sweep_seeds.py"
-OPTIONS = {"tgt": "de", "size": "multi30k", "finetune_updates": 400, "finetune_lr": 0.0005, "gate_lr_scale": 20.0,
-           "gate_heads": "encoder_self,decoder_self,cross", "seed": 1}
+OPTIONS = {"tgt": "de", "size": "multi30k", "baseline_updates": 3700, "finetune_updates": 400, "finetune_lr": 0.0005,
+           "gate_lr_scale": 20.0, "gate_heads": "encoder_self,decoder_self,cross", "seed": 1}
 ALL_HEADS = {"encoder_self_heads": [4, 4, 4], "decoder_self_heads": [4, 4, 4], "cross_heads": [4, 4, 4]}
 
 
-def _row(lam, bleu, heads, change=None, p_value=None, confidence=None, positional=None, rare=None):
+def _row(lam, bleu, heads, change=None, p_value=None, confidence=None, positional=None, rare=None, scratch=None):
     row = {"lambda": lam, "heads": heads, "total_heads": sum(sum(v) for v in heads.values()),
            "gated_heads_total": 36, "bleu": bleu}
+    if scratch is not None:  # (BLEU from scratch, its paired p-value against the pruned model)
+        row["bleu_from_scratch"] = scratch[0]
+        row["scratch_vs_pruned"] = {"against": "pruned", "difference": scratch[0] - bleu, "ci": 0.5,
+                                    "p_value": scratch[1]}
     if rare is not None:  # (kept, heads) of the rare-word role
         row["survival"] = {"all": {"heads": 36, "kept": row["total_heads"]},
                            "rare": {"heads": rare[1], "kept": rare[0]}}
@@ -91,6 +95,35 @@ def test_sweep_seeds_means_and_counts_are_the_hand_computed_ones(tmp_path):
     assert all([r["change"] for r in m["runs"]] == [-1.0, -2.0] for m in paper)
     line = _table_row(md, "Table 2, WMT 14/31/30 (52% of heads): BLEU change, pruned")
     assert line[1:4] == ["0.02", "-1.50", "-1.52"] and line[4].startswith("sd 0.71 over 2 seeds")
+    # no from-scratch model in these sweeps: no from-scratch table, no from-scratch row beside the paper's
+    assert pruned["scratch_change"] == [None, None] and "Trained from scratch" not in md
+    assert "from scratch − pruned" not in md
+
+
+def test_sweep_seeds_from_scratch_column_is_the_hand_computed_one(tmp_path):
+    heads = {"encoder_self_heads": [2, 2, 2], "decoder_self_heads": [4, 4, 4], "cross_heads": [2, 2, 2]}
+    folders = [_sweep(tmp_path / f"s{seed}", seed, [
+        {"lambda": None, "heads": None, "bleu": 37.0}, _row(0.0, 36.0, ALL_HEADS),
+        _row(0.05, pruned, heads, -1.0, 0.01, scratch=scratch)],
+        baseline_updates=updates)
+        for seed, pruned, scratch, updates in ((1, 35.0, (34.0, 0.002), 3700), (2, 34.5, (34.5, 0.5), 4000),
+                                               (3, 35.5, None, 3400))]
+    out, out_json = tmp_path / "seeds.md", tmp_path / "seeds.json"
+    run([sys.executable, SCRIPT, *folders, "--out", str(out), "--json", str(out_json)], in_process=True)
+    entry = json.loads(out_json.read_text())["lambdas"][1]
+    assert entry["scratch_bleu"] == [34.0, 34.5, None] and entry["scratch_change"] == [-1.0, 0.0, None]
+    assert entry["scratch_p_value"] == [0.002, 0.5, None]
+    md = out.read_text()
+    # seeds 1 and 2 only: from scratch 34.0 and 34.5 (34.25 ± 0.35), minus pruned −1.0 and 0.0 (−0.50 ± 0.71)
+    # the from-scratch runs' updates may differ between the seeds (each baseline's best plus the fine-tuning)
+    assert "`--baseline-updates` per seed: 3700 / 4000 / 3400." in md
+    assert "Table 2's last column; 3700 / 4000 / 3400 updates per seed" in md
+    row = _table_row(md.split("Trained from scratch")[1], "0.05")
+    assert row == ["0.05", "1, 2", "24 / 24", "35.00 / 34.50", "34.00 / 34.50", "34.25 ± 0.35", "-1.00 / +0.00",
+                   "-0.50 ± 0.71", "0.002 / 0.500", "1 of 2"]
+    # beside the paper's Table 2 (from scratch 29.47 − pruned 29.62 at 14/31/30)
+    line = _table_row(md, "Table 2, WMT 14/31/30: from scratch − pruned")
+    assert line[1:3] == ["-0.15", "-0.50"] and line[4].startswith("sd 0.71 over 2 seeds; seed 1: λ = 0.05, -1.00")
 
 
 def test_sweep_seeds_refuses_sweeps_that_differ_in_more_than_the_seed(tmp_path):

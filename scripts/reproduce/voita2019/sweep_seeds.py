@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Voita et al. (2019) Table 2 (or Figure 7) over seeds: the λ sweeps of ``prune_sweep.py`` (one ``--work`` per
-``--seed``, the same data and options otherwise) per λ as mean ± sample sd over the seeds, each seed's BLEU change
-against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the heads' statistics and roles kept vs
-pruned, and the paper's numbers beside the mean change of the run nearest each of its head shares (and, with
-``--figure``, a plot).
+``--seed``, the same data and options otherwise, ``--baseline-updates`` aside) per λ as mean ± sample sd over the
+seeds, each seed's BLEU change against its own λ = 0 control with sacrebleu's paired bootstrap p-value, the models
+trained from scratch (Table 2's last column) against the pruned ones, the heads' statistics and roles kept vs pruned,
+and the paper's numbers beside the mean change of the run nearest each of its head shares (and, with ``--figure``, a
+plot).
 
 Reads each folder's ``sweep.json`` and ``sweep.settings.json`` (an older ``--work`` gets the latter by rerunning its
 sweep command, which reuses every record); writes a markdown table (``--out``) and the values (``--json``).
@@ -34,11 +35,14 @@ KINDS = ("encoder_self", "decoder_self", "cross")
 #: the heads' statistics compared kept vs pruned over all attention types (a specialised head: confident, positional)
 COMPARED = ("confidence", "positional")
 SIGNIFICANCE = 0.05
+#: options that may differ between the seeds' sweeps: the seed, and the from-scratch runs' updates (each baseline's
+#: updates to its best checkpoint plus the fine-tuning's give the pruned model's compute)
+PER_SEED_OPTIONS = ("seed", "baseline_updates")
 
 
 def load(folders):
     """``[(settings, rows)]`` of the sweeps; refused in one line if one is missing a record or they differ in more
-    than the seed (and the baseline trained with it)."""
+    than the seed, the baseline trained with it and its from-scratch runs' updates (:data:`PER_SEED_OPTIONS`)."""
     sweeps = []
     for folder in folders:
         fix = f"run prune_sweep.py with --work {folder} (a rerun of its command reuses every record)"
@@ -53,10 +57,12 @@ def load(folders):
     seeds = [settings["options"]["seed"] for settings, _ in sweeps]
     if len(set(seeds)) != len(seeds):
         raise InterpretError(f"seeds {seeds}: each sweep must have its own --seed")
-    shared = lambda s: {"data": s["data"], "options": {k: v for k, v in s["options"].items() if k != "seed"}}  # noqa
+    shared = lambda s: {"data": s["data"], "options": {k: v for k, v in s["options"].items()  # noqa: E731
+                                                       if k not in PER_SEED_OPTIONS}}
     for folder, (settings, _) in zip(folders[1:], sweeps[1:]):
         check_same(shared(sweeps[0][0]), shared(settings), f"the sweep in {folder}",
-                   f"compare sweeps that differ only in --seed (and their baselines), as {folders[0]}")
+                   f"compare sweeps that differ only in --seed (their baselines and --baseline-updates), as "
+                   f"{folders[0]}")
     return sweeps
 
 
@@ -70,10 +76,18 @@ def _change(row, rows):
     return row["bleu"] - control["bleu"], None
 
 
+def _scratch(row):
+    """``(BLEU of the from-scratch model, from scratch − pruned, its paired-bootstrap p-value)``, Nones without one
+    (Table 2's last column)."""
+    test = row.get("scratch_vs_pruned")
+    return (row.get("bleu_from_scratch"), test["difference"] if test else None, test["p_value"] if test else None)
+
+
 def summarize(sweeps):
     """Per λ (of any seed, in increasing order): each seed's heads kept, BLEU, change against its control and
-    p-value, and per compared statistic the mean over the kept and over the pruned heads; the paper's rows with
-    each seed's nearest run (:func:`prune_sweep.paper_matches`)."""
+    p-value, BLEU from scratch and its difference to the pruned model with p-value (None where not trained), and per
+    compared statistic the mean over the kept and over the pruned heads; the paper's rows with each seed's nearest
+    run (:func:`prune_sweep.paper_matches`)."""
     seeds = [settings["options"]["seed"] for settings, _ in sweeps]
     gate_heads = sweeps[0][0]["options"]["gate_heads"]
     gated = gated_kinds(gate_heads)
@@ -82,7 +96,8 @@ def summarize(sweeps):
     for lam in lambdas:
         entry = {"lambda": lam, "seeds": [], "total_heads": [], "gated_heads": [], "heads": {k: [] for k in KINDS},
                  "bleu": [],
-                 "change": [], "p_value": [], "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED},
+                 "change": [], "p_value": [], "scratch_bleu": [], "scratch_change": [], "scratch_p_value": [],
+                 "statistics": {s: {"kept": [], "pruned": []} for s in COMPARED},
                  "survival": {}}
         for seed, (_, rows) in zip(seeds, sweeps):
             row = next((r for r in rows[1:] if r["lambda"] == lam), None)
@@ -97,6 +112,8 @@ def summarize(sweeps):
             entry["bleu"].append(row["bleu"])
             entry["change"].append(change)
             entry["p_value"].append(p_value)
+            for key, value in zip(("scratch_bleu", "scratch_change", "scratch_p_value"), _scratch(row)):
+                entry[key].append(value)
             for role, counts in row.get("survival", {}).items():
                 entry["survival"].setdefault(role, {})[str(seed)] = {"kept": counts["kept"], "heads": counts["heads"]}
             for stat in COMPARED:
@@ -112,11 +129,14 @@ def summarize(sweeps):
         for seed, rows in pruned:
             row = matches[seed][i]["row"]
             change, p_value = _change(row, rows)
+            _, scratch_change, scratch_p_value = _scratch(row)
             runs.append({"seed": seed, "lambda": row["lambda"], "total_heads": row["total_heads"],
                          "gated_heads": heads_kept(row, gated),
-                         "change": change, "p_value": p_value})
-        paper.append({key: match[key] for key in ("name", "label", "share", "change")} | {"runs": runs})
+                         "change": change, "p_value": p_value,
+                         "scratch_change": scratch_change, "scratch_p_value": scratch_p_value})
+        paper.append({key: match[key] for key in ("name", "label", "share", "change", "scratch")} | {"runs": runs})
     return {"seeds": seeds, "baseline_bleu": [rows[0]["bleu"] for _, rows in sweeps],
+            "baseline_updates": [settings["options"].get("baseline_updates") for settings, _ in sweeps],
             "gated_heads_total": next((r["gated_heads_total"] for r in sweeps[0][1][1:]), None),
             "lambdas": per_lambda, "paper": paper}
 
@@ -141,7 +161,9 @@ def markdown(summary, settings):
     lines = [f"Seeds {', '.join(map(str, seeds))}; per seed in that order, then mean ± sample sd over the seeds. "
              "BLEU change: pruned − the same seed's λ = 0 control (the baseline in a sweep without λ = 0) and its "
              "p-value, from sacrebleu's paired bootstrap (on unrounded BLEU, so it can differ from the rounded BLEU "
-             "columns by 0.01).", ""]
+             "columns by 0.01)."
+             + ("" if len(set(summary["baseline_updates"])) == 1
+                else f" `--baseline-updates` per seed: {_per_seed(summary['baseline_updates'], 0)}."), ""]
     rows = [["baseline", len(seeds), "all", "all", "–", _per_seed(summary["baseline_bleu"]),
              _mean(summary["baseline_bleu"]), "–", "–", "–", "–"]]
     for e in summary["lambdas"]:
@@ -156,6 +178,25 @@ def markdown(summary, settings):
     lines += markdown_table_lines(["λ", "seeds", "heads enc / dec / cross (mean)", "total heads",
                                    "total heads, mean ± sd", "BLEU", "BLEU, mean ± sd", "change",
                                    "change, mean ± sd", "p per seed", "p < 0.05"], rows)
+    scratch = [e for e in summary["lambdas"] if any(v is not None for v in e["scratch_change"])]
+    if scratch:
+        rows = []
+        for e in scratch:
+            present = [i for i, v in enumerate(e["scratch_change"]) if v is not None]
+            pick = lambda key: [e[key][i] for i in present]  # noqa: E731
+            tested = [p for p in pick("scratch_p_value") if p is not None]
+            rows.append([f"{e['lambda']:g}", ", ".join(str(e["seeds"][i]) for i in present),
+                         _per_seed(pick("total_heads"), 0), _per_seed(pick("bleu")), _per_seed(pick("scratch_bleu")),
+                         _mean(pick("scratch_bleu")), _per_seed(pick("scratch_change"), signed=True),
+                         _mean(pick("scratch_change")), _per_seed(tested, 3),
+                         f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–"])
+        lines += _table("Trained from scratch with each seed's pruned head configuration (Table 2's last column; "
+                        f"{_per_seed(summary['baseline_updates'], 0)} updates per seed, `--from-scratch`): BLEU, "
+                        "and from scratch − "
+                        "pruned with sacrebleu's paired bootstrap p-value, per seed, then mean ± sd:",
+                        ["λ", "seeds", "total heads", "BLEU pruned", "BLEU from scratch",
+                         "from scratch, mean ± sd", "from scratch − pruned", "mean ± sd", "p per seed",
+                         "p < 0.05"], rows)
     compared = [e for e in summary["lambdas"] if any(v is not None for s in COMPARED
                                                       for v in e["statistics"][s]["pruned"])]
     if compared:
@@ -196,6 +237,13 @@ def markdown(summary, settings):
         mean, sd = mean_sd(changes) if changes else (None, None)
         rows.append((f"{match['name']}: BLEU change, pruned", match["change"], mean,
                      ("" if sd is None else f"sd {sd:.2f} over {len(changes)} seeds; ") + where))
+        trained = [r for r in runs if r["scratch_change"] is not None]
+        if match["scratch"] is not None and trained:
+            mean, sd = mean_sd([r["scratch_change"] for r in trained])
+            rows.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], mean,
+                         f"sd {sd:.2f} over {len(trained)} seeds; " + "; ".join(
+                             f"seed {r['seed']}: λ = {r['lambda']:g}, {r['scratch_change']:+.2f} "
+                             f"(p = {r['scratch_p_value']:.3f})" for r in trained)))
     if rows:
         lines += ["", f"The paper's numbers beside the mean over the seeds of each seed's run nearest its share of "
                   f"heads ({options['finetune_updates']} L0 updates, lr "
