@@ -215,10 +215,10 @@ def test_committed_multi30k_converged_table_is_the_records_table():
 
 
 def test_committed_multi30k_converged_dropout_01_table_is_the_records_table():
-    """Three seed sets stopped by --patience, each at its own best checkpoints."""
+    """Four seed sets stopped by --patience, each at its own best checkpoints."""
     folder = os.path.join(REPO, "docs", "results", "snell2021-multi30k-converged-dropout0.1")
-    sets = [load_set(os.path.join(folder, f"set{n}")) for n in (1, 2, 3)]
-    assert [s["config"]["seeds"] for s in sets] == [[1, 2], [3, 4], [5, 6]]
+    sets = [load_set(os.path.join(folder, f"set{n}")) for n in (1, 2, 3, 4)]
+    assert [s["config"]["seeds"] for s in sets] == [[1, 2], [3, 4], [5, 6], [7, 8]]
     assert all(s["config"]["updates"]["main"] == {"patience": 10, "max_update": 8000} for s in sets)
     check_sets(sets)
     with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
