@@ -143,6 +143,7 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     assert float(cells[3]) == pytest.approx(float(cells[2]) - float(cells[1]), abs=0.011)
     scratch_key = next(k for k in comparison if k.startswith("Table 2, WMT 8/13/15") and "scratch" in k)
     assert float(comparison[scratch_key][2]) == pytest.approx(pruned["scratch_vs_pruned"]["difference"], abs=0.006)
+    assert comparison[scratch_key][4].endswith("from scratch: the baseline's recipe, 6 updates")
     assert any(k.startswith("§5.3") for k in comparison)
 
     # a rerun into the same --work with another option its records depend on is refused, nothing touched
@@ -171,6 +172,7 @@ def test_prune_sweep_tables_match_records_and_resume_adds_nothing(data_dir, tmp_
     assert summary["lambdas"][1]["total_heads"] == [rows[2]["total_heads"]]
     assert summary["lambdas"][1]["change"] == [rows[2]["vs_control"]["difference"]]
     assert summary["lambdas"][1]["p_value"] == [rows[2]["vs_control"]["p_value"]]
+    assert summary["lambdas"][1]["scratch_change"] == [rows[2]["scratch_vs_pruned"]["difference"]]
 
 
 @pytest.mark.slow

@@ -167,7 +167,8 @@ def paper_comparison(rows, args, report=None):
         ours = (r["scratch_vs_pruned"]["difference"] if "scratch_vs_pruned" in r
                 else r["bleu_from_scratch"] - r["bleu"] if "bleu_from_scratch" in r else None)
         out.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], ours,
-                    f"{where}; from scratch: the baseline's recipe" if ours is not None else "not run"))
+                    f"{where}; from scratch: the baseline's recipe, {args.baseline_updates} updates"
+                    if ours is not None else "not run"))
     if report is not None:
         out += analysis_rows(report, "the baseline, valid split")
     return side_by_side(out)

@@ -241,7 +241,7 @@ def markdown(summary, settings):
         if match["scratch"] is not None and trained:
             mean, sd = mean_sd([r["scratch_change"] for r in trained])
             rows.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], mean,
-                         f"sd {sd:.2f} over {len(trained)} seeds; " + "; ".join(
+                         ("" if sd is None else f"sd {sd:.2f} over {len(trained)} seeds; ") + "; ".join(
                              f"seed {r['seed']}: λ = {r['lambda']:g}, {r['scratch_change']:+.2f} "
                              f"(p = {r['scratch_p_value']:.3f})" for r in trained)))
     if rows:
