@@ -192,8 +192,8 @@ def markdown(summary, settings):
                          f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–"])
         lines += _table("Trained from scratch with each seed's pruned head configuration (Table 2's last column; "
                         f"{_per_seed(summary['baseline_updates'], 0)} updates per seed, `--from-scratch`): BLEU, "
-                        "and from scratch − "
-                        "pruned with sacrebleu's paired bootstrap p-value, per seed, then mean ± sd:",
+                        "and from scratch − pruned with sacrebleu's paired bootstrap p-value, per seed, then mean ± "
+                        "sd:",
                         ["λ", "seeds", "total heads", "BLEU pruned", "BLEU from scratch",
                          "from scratch, mean ± sd", "from scratch − pruned", "mean ± sd", "p per seed",
                          "p < 0.05"], rows)
