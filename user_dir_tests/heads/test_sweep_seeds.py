@@ -125,6 +125,15 @@ def test_sweep_seeds_from_scratch_column_is_the_hand_computed_one(tmp_path):
     line = _table_row(md, "Table 2, WMT 14/31/30: from scratch − pruned")
     assert line[1:3] == ["-0.15", "-0.50"] and line[4].startswith("sd 0.71 over 2 seeds; seed 1: λ = 0.05, -1.00")
 
+    # a record with a from-scratch model but no paired test: the difference of its BLEU, no p-value
+    older = json.loads((tmp_path / "s2" / "sweep.json").read_text())
+    del older[2]["scratch_vs_pruned"]
+    (tmp_path / "s2" / "sweep.json").write_text(json.dumps(older))
+    out2 = tmp_path / "older.md"
+    run([sys.executable, SCRIPT, *folders, "--out", str(out2)], in_process=True)
+    row = _table_row(out2.read_text().split("Trained from scratch")[1], "0.05")
+    assert row[1] == "1, 2" and row[6:10] == ["-1.00 / +0.00", "-0.50 ± 0.71", "0.002 / –", "1 of 1"]
+
 
 def test_sweep_seeds_refuses_sweeps_that_differ_in_more_than_the_seed(tmp_path):
     proc = run([sys.executable, SCRIPT, *_two_seeds(tmp_path, finetune_lr=0.001)], check=False)

@@ -77,10 +77,15 @@ def _change(row, rows):
 
 
 def _scratch(row):
-    """``(BLEU of the from-scratch model, from scratch − pruned, its paired-bootstrap p-value)``, Nones without one
-    (Table 2's last column)."""
-    test = row.get("scratch_vs_pruned")
-    return (row.get("bleu_from_scratch"), test["difference"] if test else None, test["p_value"] if test else None)
+    """``(BLEU of the from-scratch model, from scratch − pruned, its paired-bootstrap p-value or None)`` (Table 2's
+    last column; the difference of the rounded BLEU where a record has no paired test, as :func:`_change`), Nones
+    without a from-scratch model."""
+    if "bleu_from_scratch" not in row:
+        return None, None, None
+    if "scratch_vs_pruned" in row:
+        test = row["scratch_vs_pruned"]
+        return row["bleu_from_scratch"], test["difference"], test["p_value"]
+    return row["bleu_from_scratch"], row["bleu_from_scratch"] - row["bleu"], None
 
 
 def summarize(sweeps):
@@ -188,7 +193,7 @@ def markdown(summary, settings):
             rows.append([f"{e['lambda']:g}", ", ".join(str(e["seeds"][i]) for i in present),
                          _per_seed(pick("total_heads"), 0), _per_seed(pick("bleu")), _per_seed(pick("scratch_bleu")),
                          _mean(pick("scratch_bleu")), _per_seed(pick("scratch_change"), signed=True),
-                         _mean(pick("scratch_change")), _per_seed(tested, 3),
+                         _mean(pick("scratch_change")), _per_seed(pick("scratch_p_value"), 3),
                          f"{sum(p < SIGNIFICANCE for p in tested)} of {len(tested)}" if tested else "–"])
         lines += _table("Trained from scratch with each seed's pruned head configuration (Table 2's last column; "
                         f"{_per_seed(summary['baseline_updates'], 0)} updates per seed, `--from-scratch`): BLEU, "
@@ -242,8 +247,9 @@ def markdown(summary, settings):
             mean, sd = mean_sd([r["scratch_change"] for r in trained])
             rows.append((f"Table 2, {match['label']}: from scratch − pruned", match["scratch"], mean,
                          ("" if sd is None else f"sd {sd:.2f} over {len(trained)} seeds; ") + "; ".join(
-                             f"seed {r['seed']}: λ = {r['lambda']:g}, {r['scratch_change']:+.2f} "
-                             f"(p = {r['scratch_p_value']:.3f})" for r in trained)))
+                             f"seed {r['seed']}: λ = {r['lambda']:g}, {r['scratch_change']:+.2f}"
+                             + ("" if r["scratch_p_value"] is None else f" (p = {r['scratch_p_value']:.3f})")
+                             for r in trained)))
     if rows:
         lines += ["", f"The paper's numbers beside the mean over the seeds of each seed's run nearest its share of "
                   f"heads ({options['finetune_updates']} L0 updates, lr "
